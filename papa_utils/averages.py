@@ -1,0 +1,125 @@
+"""Constant attention matrices: each head's average attention over many inputs in the PAPA layout.
+
+For every layer l and head h, avg[l, h, i, j] = sum over examples of P[l, h, i, j] * m_i * m_j divided by
+the number of examples in which both slots i and j hold real tokens (0 where that count is 0).
+Rows are not normalised here; ``replace_heads`` renormalises per example.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .models import describe, model_name
+from .replace import pair_mask
+
+
+class AveragesMismatchError(ValueError):
+    """Averages used with a model or length they were not built for."""
+
+
+@dataclass
+class AttentionAverages:
+    """Average attention [layers, heads, L, L] (fp32), the count matrix [L, L] and metadata."""
+
+    averages: torch.Tensor
+    counts: torch.Tensor
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def length(self) -> int:
+        return self.averages.shape[-1]
+
+    def check_compatible(self, model, length: int | None = None) -> None:
+        """Raise AveragesMismatchError unless these averages were built for `model` (and length L)."""
+        info = describe(model)
+        built_for = self.meta.get("model")
+        if built_for is not None and built_for != info["name"]:
+            raise AveragesMismatchError(
+                f"these averages were built for model {built_for!r}, not {info['name']!r}; "
+                f"compute them again with compute_average_attention on {info['name']!r}")
+        if tuple(self.averages.shape[:2]) != (info["layers"], info["heads"]):
+            raise AveragesMismatchError(
+                f"averages have {tuple(self.averages.shape[:2])} (layers, heads) but {info['name']!r} has "
+                f"({info['layers']}, {info['heads']})")
+        if length is not None and length != self.length:
+            raise AveragesMismatchError(
+                f"averages were built with length L={self.length}, but the data use L={length}; "
+                f"encode the data with L={self.length} or compute the averages again with L={length}")
+
+    def save(self, path: str | Path) -> Path:
+        """Write to a safetensors file atomically (temporary name, then rename)."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        save_file({"averages": self.averages.contiguous(), "counts": self.counts.contiguous()}, str(tmp),
+                  metadata={"papa": json.dumps(self.meta)})
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, model=None, length: int | None = None) -> "AttentionAverages":
+        """Read averages; with `model` / `length`, refuse averages built for another model or L."""
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads((f.metadata() or {}).get("papa", "{}"))
+            result = cls(f.get_tensor("averages"), f.get_tensor("counts"), meta)
+        if model is not None:
+            result.check_compatible(model, length)
+        elif length is not None and length != result.length:
+            raise AveragesMismatchError(f"averages in {path} were built with L={result.length}, not L={length}")
+        return result
+
+
+class AverageAccumulator:
+    """Streaming masked fp32 sums S[layers, heads, L, L] and counts Cnt[L, L]."""
+
+    def __init__(self):
+        self.sums: torch.Tensor | None = None
+        self.counts: torch.Tensor | None = None
+        self.examples = 0
+
+    def add(self, attentions, token_mask: torch.Tensor) -> None:
+        """attentions: per layer [B, heads, L, L] probabilities; token_mask: [B, L] real tokens."""
+        pm = pair_mask(token_mask)  # [B, 1, L, L]
+        stacked = torch.stack([a.detach().to(torch.float32) for a in attentions], dim=1)  # [B, N, H, L, L]
+        batch_sum = (stacked * pm[:, None]).sum(0)
+        if self.sums is None:
+            self.sums, self.counts = torch.zeros_like(batch_sum), torch.zeros_like(pm[0, 0])
+        self.sums += batch_sum
+        self.counts += pm[:, 0].sum(0)
+        self.examples += token_mask.shape[0]
+
+    def result(self, meta: dict) -> AttentionAverages:
+        if self.sums is None:
+            raise ValueError("no examples were seen; cannot average attention over an empty dataset")
+        avg = torch.where(self.counts > 0, self.sums / self.counts.clamp_min(1), torch.zeros_like(self.sums))
+        return AttentionAverages(avg, self.counts, {**meta, "examples": self.examples})
+
+
+@torch.no_grad()
+def compute_average_attention(model, batches, *, task: str | None = None, data_checksum: str | None = None,
+                              progress: bool = True) -> AttentionAverages:
+    """Average post-softmax attention of a frozen model over `batches` (dicts with input_ids,
+    attention_mask, optional token_type_ids, all of length L). The model runs in eval mode."""
+    was_training = model.training
+    model.eval()
+    acc = AverageAccumulator()
+    length = None
+    try:
+        for batch in tqdm(batches, desc="average attention", disable=not progress, leave=False):
+            inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+            out = model(**inputs, output_attentions=True)
+            length = inputs["input_ids"].shape[1]
+            acc.add(out.attentions, inputs["attention_mask"])
+    finally:
+        model.train(was_training)
+    return acc.result({"model": model_name(model), "task": task, "length": length,
+                       "data_checksum": data_checksum})

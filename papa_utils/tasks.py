@@ -1,0 +1,221 @@
+"""One registry of tasks (GLUE + CoNLL-2003 NER/POS) and a verified loader for their splits.
+
+Data come from ``$PAPA_DATA_DIR`` (layout ``glue/<task>/<split>.parquet``, ``conll2003/<split>.parquet``),
+checked against ``data/checksums.json``; without ``PAPA_DATA_DIR`` they come from the Hugging Face Hub.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+log = logging.getLogger("papa_utils")
+
+CHECKSUMS_FILE = Path(__file__).resolve().parent.parent / "data" / "checksums.json"
+OFFICIAL_MNLI_TRAIN = 392_702
+
+NER_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
+
+
+@dataclass(frozen=True)
+class Task:
+    """What the pipeline needs to know about a task."""
+
+    name: str
+    folder: str  # under $PAPA_DATA_DIR
+    hub: tuple[str, str | None]  # (dataset id, config)
+    text_columns: tuple[str, ...]  # one column: single sentence; two: pair; ("tokens",): token task
+    label_column: str
+    num_labels: int  # 1 for regression
+    metrics: tuple[str, ...]  # the first is the headline metric
+    length: int  # default fixed length L
+    splits: dict = field(default_factory=lambda: {"train": "train", "validation": "validation"})
+    token_task: bool = False
+
+    @property
+    def is_pair(self) -> bool:
+        return len(self.text_columns) == 2
+
+    @property
+    def is_regression(self) -> bool:
+        return self.num_labels == 1
+
+    @property
+    def metric(self) -> str:
+        return self.metrics[0]
+
+
+def _glue(name, cols, labels, metrics, length, splits=None):
+    return Task(name, f"glue/{name}", ("nyu-mll/glue", name), cols, "label", labels, metrics, length,
+                splits or {"train": "train", "validation": "validation"})
+
+
+_CONLL_SPLITS = {"train": "train", "validation": "validation", "test": "test"}
+TASKS: dict[str, Task] = {
+    "cola": _glue("cola", ("sentence",), 2, ("matthews_corr",), 64),
+    "sst2": _glue("sst2", ("sentence",), 2, ("accuracy",), 64),
+    "mrpc": _glue("mrpc", ("sentence1", "sentence2"), 2, ("f1", "accuracy"), 128),
+    "qnli": _glue("qnli", ("question", "sentence"), 2, ("accuracy",), 128),
+    "mnli": _glue("mnli", ("premise", "hypothesis"), 3, ("accuracy",), 128,
+                  {"train": "train", "validation": "validation_matched",
+                   "validation_matched": "validation_matched", "validation_mismatched": "validation_mismatched"}),
+    "rte": _glue("rte", ("sentence1", "sentence2"), 2, ("accuracy",), 128),
+    "qqp": _glue("qqp", ("question1", "question2"), 2, ("accuracy", "f1"), 128),
+    "stsb": _glue("stsb", ("sentence1", "sentence2"), 1, ("pearson", "spearman"), 128),
+    "ner": Task("ner", "conll2003", ("conll2003", None), ("tokens",), "ner_tags", len(NER_LABELS),
+                ("entity_f1",), 128, _CONLL_SPLITS, token_task=True),
+    "pos": Task("pos", "conll2003", ("conll2003", None), ("tokens",), "pos_tags", 47,
+                ("token_accuracy",), 128, _CONLL_SPLITS, token_task=True),
+}
+
+
+class DataError(RuntimeError):
+    """Task data that are missing, malformed or not the verified files."""
+
+
+def get_task(name: str) -> Task:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}") from None
+
+
+@dataclass
+class TaskSplit:
+    """One split of a task: the examples (a DataFrame) and where they came from."""
+
+    task: Task
+    split: str
+    frame: pd.DataFrame
+    source: str  # file path or Hub id
+    checksum: str  # sha256 of the file (local) or the datasets fingerprint (Hub)
+    note: str = ""  # non-empty when the data are only part of the official split
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def head(self, n: int | None) -> "TaskSplit":
+        """The first n examples (all when n is None or larger than the split)."""
+        if n is None or n >= len(self.frame):
+            return self
+        return TaskSplit(self.task, self.split, self.frame.iloc[:n].reset_index(drop=True), self.source,
+                         self.checksum, self.note)
+
+    def sample(self, n: int | None, seed: int = 0) -> "TaskSplit":
+        """A random subset of n examples (fixed by `seed`), in random order."""
+        if n is None or n >= len(self.frame):
+            return self
+        frame = self.frame.sample(n=n, random_state=seed).reset_index(drop=True)
+        return TaskSplit(self.task, self.split, frame, self.source, self.checksum, self.note)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _expected_checksums() -> dict[str, str]:
+    return json.loads(CHECKSUMS_FILE.read_text())["sha256"]
+
+
+def data_dir() -> Path | None:
+    """The local data folder from $PAPA_DATA_DIR, or None (use the Hub). A set but missing folder is an error."""
+    value = os.environ.get("PAPA_DATA_DIR")
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise DataError(
+            f"PAPA_DATA_DIR={value} is not a folder. Point it at a folder laid out as glue/<task>/<split>.parquet "
+            f"and conll2003/<split>.parquet (for example ../shared/data), or unset it to read from the Hugging Face Hub."
+        )
+    return path
+
+
+def _check_schema(task: Task, frame: pd.DataFrame, where: str) -> None:
+    needed = list(task.text_columns) + [task.label_column]
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise DataError(f"{where} has no column(s) {missing} needed by task {task.name!r} "
+                        f"(columns found: {list(frame.columns)}); it is not the {task.hub[0]} schema")
+    for c in task.text_columns:
+        value = frame[c].iloc[0] if len(frame) else None
+        ok = value is None or (hasattr(value, "__len__") and all(isinstance(t, str) for t in value)) \
+            if task.token_task else pd.api.types.is_string_dtype(frame[c]) or frame[c].map(type).eq(str).all()
+        if not ok:
+            raise DataError(f"{where}: column {c!r} should hold {'lists of strings' if task.token_task else 'strings'}")
+    labels = frame[task.label_column]
+    if not task.token_task and not pd.api.types.is_numeric_dtype(labels):
+        raise DataError(f"{where}: column {task.label_column!r} should be numeric, found {labels.dtype}")
+
+
+def _read_local(task: Task, split: str, root: Path) -> TaskSplit:
+    file_split = task.splits[split]
+    folder = root / task.folder
+    path = folder / f"{file_split}.parquet"
+    note = ""
+    if not path.exists() and task.name == "mnli" and split == "train" and (folder / "train_subset.parquet").exists():
+        path = folder / "train_subset.parquet"
+    if not path.exists():
+        hub_id, config = task.hub
+        raise DataError(
+            f"no data for task {task.name} split {split} under $PAPA_DATA_DIR/{task.folder} "
+            f"(expected {file_split}.parquet in {folder}). Get it from the Hugging Face Hub ({hub_id}"
+            f"{', config ' + config if config else ''}): unset PAPA_DATA_DIR on a machine that reaches the Hub, "
+            f"or place the Hub's parquet file there as {file_split}.parquet."
+        )
+    rel = path.relative_to(root).as_posix()
+    expected = _expected_checksums().get(rel)
+    actual = sha256_file(path)
+    if expected and actual != expected:
+        raise DataError(
+            f"checksum mismatch for {path}: sha256 {actual}, expected {expected} (data/checksums.json). "
+            f"The file is damaged or not the verified version; copy it again from the staged data or the Hub."
+        )
+    if not expected:
+        log.warning("%s is not in data/checksums.json; using it unverified (sha256 %s)", path, actual)
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as e:  # pyarrow raises several types for damaged files
+        raise DataError(f"cannot read {path} as Parquet ({e.__class__.__name__}: {e}); the file is damaged; "
+                        f"copy it again from the staged data or the Hub.") from None
+    _check_schema(task, frame, str(path))
+    if path.name == "train_subset.parquet":
+        note = (f"MNLI train is the local subset {rel}: {len(frame):,} of the {OFFICIAL_MNLI_TRAIN:,} official pairs "
+                f"(two random samples); results are not comparable with full-MNLI training")
+        log.warning(note)
+    return TaskSplit(task, split, frame, str(path), actual, note)
+
+
+def _read_hub(task: Task, split: str) -> TaskSplit:
+    import datasets
+
+    hub_id, config = task.hub
+    try:
+        ds = datasets.load_dataset(hub_id, config, split=task.splits[split])
+    except Exception as e:
+        raise DataError(
+            f"cannot load {hub_id}{'/' + config if config else ''} split {task.splits[split]} from the Hugging Face "
+            f"Hub ({e.__class__.__name__}). Set PAPA_DATA_DIR to a local data folder (e.g. ../shared/data) or "
+            f"connect to the Hub."
+        ) from None
+    frame = ds.to_pandas()
+    _check_schema(task, frame, f"{hub_id} {split}")
+    return TaskSplit(task, split, frame, f"hub:{hub_id}/{config or ''}", ds._fingerprint)
+
+
+def load_task(name: str, split: str = "train") -> TaskSplit:
+    """Load one split of a task, verified. `split` is 'train', 'validation' (MNLI: matched) or a task-specific one."""
+    task = get_task(name)
+    if split not in task.splits:
+        raise DataError(f"task {name!r} has no split {split!r}; its splits are {', '.join(task.splits)}")
+    root = data_dir()
+    return _read_local(task, split, root) if root is not None else _read_hub(task, split)
