@@ -48,6 +48,20 @@ def _package_file(dist: str, suffix: str) -> Path:
     raise ModelNotAvailableError(f"package {dist!r} has no file ending in {suffix!r}; reinstall it")
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """True unless HF_HUB_OFFLINE is set or huggingface.co cannot be reached within `timeout` seconds."""
+    import socket
+
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False"):
+        return False
+    host = os.environ.get("HF_ENDPOINT", "https://huggingface.co").split("://")[-1].split("/")[0]
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 class ModelNotAvailableError(RuntimeError):
     """A model name that cannot be loaded here (unknown, not installed, or Hub unreachable)."""
 
@@ -151,6 +165,15 @@ def model_folder(name: str) -> Path:
     raise KeyError(name)
 
 
+def _in_hub_cache(name: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except Exception:
+        return False
+
+
 def load_model(name: str, attn_implementation: str = "eager"):
     """Return ``(model, tokenizer)``: the bare encoder in eval mode, ready for head replacement.
 
@@ -159,18 +182,23 @@ def load_model(name: str, attn_implementation: str = "eager"):
     """
     from transformers import AutoModel, AutoTokenizer
 
+    offline = ", ".join(OFFLINE_MODELS)
     if name in OFFLINE_MODELS:
         source = model_folder(name)
     elif Path(name).expanduser().is_dir():
         source = Path(name).expanduser()
-    else:
+    elif _in_hub_cache(name) or hub_reachable():
         source = name
+    else:
+        raise ModelNotAvailableError(
+            f"cannot load model {name!r}: the Hugging Face Hub is not reachable from here and {name!r} is not an "
+            f"offline model name ({offline}) nor a local folder. Use one of the offline names, a folder with "
+            f"config.json and weights, or connect to the Hub.")
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         extra = {"add_pooling_layer": False} if name == "minilm-l3" else {}  # the ONNX export has no pooler
         model = AutoModel.from_pretrained(source, attn_implementation=attn_implementation, **extra)
     except OSError as e:
-        offline = ", ".join(OFFLINE_MODELS)
         raise ModelNotAvailableError(
             f"cannot load model {name!r}: it is not an offline model name ({offline}), not a local folder, "
             f"and the Hugging Face Hub did not provide it ({e.__class__.__name__}). Use one of the offline "

@@ -198,7 +198,14 @@ def _read_local(task: Task, split: str, root: Path) -> TaskSplit:
 def _read_hub(task: Task, split: str) -> TaskSplit:
     import datasets
 
+    from .models import hub_reachable
+
     hub_id, config = task.hub
+    if not hub_reachable():
+        raise DataError(
+            f"PAPA_DATA_DIR is not set and the Hugging Face Hub is not reachable, so there is no source for task "
+            f"{task.name} split {split}. Set PAPA_DATA_DIR to a local data folder (e.g. ../shared/data) or "
+            f"connect to the Hub ({hub_id}).")
     try:
         ds = datasets.load_dataset(hub_id, config, split=task.splits[split])
     except Exception as e:
