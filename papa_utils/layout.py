@@ -48,46 +48,32 @@ class Encoded:
             yield {**self.model_inputs(index), "labels": self.labels[index]}
 
 
-def _runs(seq_ids: list) -> list[tuple]:
-    """Split a tokenizer's sequence ids into runs (kind, start, stop); kind None marks special tokens."""
-    runs, start = [], 0
-    for i in range(1, len(seq_ids) + 1):
-        if i == len(seq_ids) or seq_ids[i] != seq_ids[start]:
-            runs.append((seq_ids[start], start, i))
-            start = i
-    return runs
+def special_template(tokenizer, pair: bool) -> tuple[int, int]:
+    """How many special tokens the tokenizer puts before the first segment and after the last one."""
+    seq_ids = tokenizer(*(["a", "b"] if pair else ["a"])).sequence_ids()
+    content = [i for i, s in enumerate(seq_ids) if s is not None]
+    return content[0], len(seq_ids) - 1 - content[-1]
 
 
-def lay_out(seq_ids: list, length: int, first_segment_end: int) -> list[int]:
+def lay_out(seq_ids: list, length: int, first_segment_end: int, n_prefix: int, n_suffix: int) -> list[int]:
     """Target slot (or -1 = dropped) of every token of one tokenised example.
 
-    `seq_ids` are the tokenizer's sequence ids (None for special tokens, 0 / 1 for segments A / B).
-    Leading specials and segment A fill slots from 0 up to `first_segment_end`; the specials between the
-    segments and segment B start at L/2 and stop before the final specials, which end at slot L-1.
+    `seq_ids` are the tokenizer's sequence ids (None for special tokens, 0 / 1 for segments A / B); the first
+    `n_prefix` and last `n_suffix` tokens are the leading and final special tokens. The prefix and segment A
+    fill slots from 0 up to `first_segment_end`; the specials between the segments and segment B start at
+    L/2 and stop before the final specials, which end at slot L-1.
     """
-    slots = [-1] * len(seq_ids)
-    runs = _runs(seq_ids)
-    prefix = runs.pop(0) if runs and runs[0][0] is None else None
-    suffix = runs.pop() if runs and runs[-1][0] is None else None
-    suffix_len = suffix[2] - suffix[1] if suffix else 0
-
-    def put(slot, run, limit):
-        for j in range(run[1], run[2]):
-            if slot >= limit:
-                break
-            slots[j], slot = slot, slot + 1
-        return slot
-
-    slot = put(0, prefix, first_segment_end) if prefix else 0
-    second_start = None
-    for run in runs:
-        if run[0] == 0:
-            put(slot, run, first_segment_end)
-        else:  # separators between segments, then segment B
-            second_start = length // 2 if second_start is None else second_start
-            second_start = put(second_start, run, length - suffix_len)
-    if suffix:
-        put(length - suffix_len, suffix, length)
+    n = len(seq_ids)
+    slots = [-1] * n
+    slot, second = 0, length // 2
+    for j in range(n - n_suffix):
+        if j < n_prefix or seq_ids[j] == 0:
+            if slot < first_segment_end:
+                slots[j], slot = slot, slot + 1
+        elif second < length - n_suffix:  # separators between the segments, then segment B
+            slots[j], second = second, second + 1
+    for k, j in enumerate(range(n - n_suffix, n)):
+        slots[j] = length - n_suffix + k
     return slots
 
 
@@ -99,13 +85,13 @@ def _place(values, slots, length: int, fill: int) -> list[int]:
     return row
 
 
-def _encode_rows(enc, n: int, length: int, pad_id: int, token_task: bool, word_labels=None):
+def _encode_rows(enc, n: int, length: int, template: tuple[int, int], pad_id: int, token_task: bool,
+                 word_labels=None):
     ids, masks, types, labels = [], [], [], []
+    n_prefix, n_suffix = template
+    first_end = length - n_suffix if token_task else length // 2
     for i in range(n):
-        seq_ids = enc.sequence_ids(i)
-        n_suffix = len(seq_ids) - max((k + 1 for k, s in enumerate(seq_ids) if s is not None), default=len(seq_ids))
-        first_end = length - n_suffix if token_task else length // 2
-        slots = lay_out(seq_ids, length, first_end)
+        slots = lay_out(enc.sequence_ids(i), length, first_end, n_prefix, n_suffix)
         ids.append(_place(enc["input_ids"][i], slots, length, pad_id))
         masks.append(_place([1] * len(slots), slots, length, 0))
         types.append(_place(enc["token_type_ids"][i], slots, length, 0))
@@ -132,8 +118,9 @@ def encode(data: TaskSplit, tokenizer, length: int | None = None) -> Encoded:
     else:
         enc = tokenizer(*[frame[c].fillna("").astype(str).tolist() for c in task.text_columns], **common)
         word_labels = None
-    ids, mask, types, labels = _encode_rows(enc, len(frame), length, tokenizer.pad_token_id, task.token_task,
-                                            word_labels)
+    template = special_template(tokenizer, task.is_pair)
+    ids, mask, types, labels = _encode_rows(enc, len(frame), length, template, tokenizer.pad_token_id,
+                                            task.token_task, word_labels)
     if not task.token_task:
         labels = frame[task.label_column].to_numpy()
     as_tensor = lambda rows: torch.tensor(rows, dtype=torch.long).reshape(len(frame), length)  # noqa: E731

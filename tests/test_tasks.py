@@ -1,0 +1,101 @@
+"""Task registry and verified data loading: real files, and clear errors for bad input."""
+import shutil
+
+import pandas as pd
+import pytest
+
+from papa_utils import TASKS, DataError, get_task, load_task
+
+
+def test_every_task_declares_what_the_pipeline_needs():
+    assert set(TASKS) == {"cola", "sst2", "mrpc", "qnli", "mnli", "rte", "qqp", "stsb", "ner", "pos"}
+    assert get_task("cola").length == 64 and get_task("mrpc").length == 128 and get_task("ner").length == 128
+    assert get_task("stsb").is_regression and get_task("stsb").metrics == ("pearson", "spearman")
+    assert get_task("mnli").num_labels == 3 and get_task("mnli").is_pair
+    assert get_task("ner").token_task and get_task("ner").num_labels == 9 and get_task("pos").num_labels == 47
+    assert get_task("mrpc").metrics == ("f1", "accuracy") and get_task("cola").metric == "matthews_corr"
+
+
+@pytest.mark.parametrize("name,split,rows", [
+    ("cola", "train", 8551), ("cola", "validation", 1043), ("sst2", "validation", 872),
+    ("mrpc", "train", 3668), ("mnli", "validation", 9815), ("mnli", "validation_mismatched", 9832),
+    ("rte", "train", 2490), ("stsb", "validation", 1500), ("qnli", "validation", 5463),
+    ("ner", "train", 14041), ("pos", "validation", 3250),
+])
+def test_local_splits_load_verified(data_dir, name, split, rows):
+    data = load_task(name, split)
+    assert len(data) == rows
+    assert len(data.checksum) == 64 and data.note == ""
+
+
+def test_mnli_train_is_the_documented_subset_and_says_so(data_dir, caplog):
+    data = load_task("mnli", "train")
+    assert len(data) == 19739 and data.source.endswith("train_subset.parquet")
+    assert "19,739 of the 392,702 official pairs" in data.note
+    assert "19,739 of the 392,702" in caplog.text
+
+
+@pytest.mark.parametrize("name", ["qnli", "qqp"])
+def test_missing_training_data_names_the_hub(data_dir, name):
+    with pytest.raises(DataError, match=rf"no data for task {name} split train under \$PAPA_DATA_DIR/glue/{name} "
+                                        rf".*Get it from the Hugging Face Hub \(nyu-mll/glue, config {name}\)"):
+        load_task(name, "train")
+
+
+def test_unknown_task_and_split():
+    with pytest.raises(KeyError, match="unknown task 'sst5'; known tasks: cola, sst2, mrpc"):
+        load_task("sst5")
+    with pytest.raises(DataError, match="task 'cola' has no split 'test'; its splits are train, validation"):
+        load_task("cola", "test")
+
+
+def test_missing_data_folder(monkeypatch, tmp_path):
+    monkeypatch.setenv("PAPA_DATA_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(DataError, match=r"PAPA_DATA_DIR=.*nowhere is not a folder\. Point it at a folder laid out "
+                                        r"as glue/<task>/<split>\.parquet"):
+        load_task("cola")
+
+
+def test_no_data_folder_and_no_hub(monkeypatch):
+    monkeypatch.delenv("PAPA_DATA_DIR", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DataError, match="PAPA_DATA_DIR is not set and the Hugging Face Hub is not reachable"):
+        load_task("cola")
+
+
+@pytest.fixture
+def copied_data(data_dir, tmp_path, monkeypatch):
+    (tmp_path / "glue" / "cola").mkdir(parents=True)
+    shutil.copy(data_dir / "glue/cola/validation.parquet", tmp_path / "glue/cola/validation.parquet")
+    monkeypatch.setenv("PAPA_DATA_DIR", str(tmp_path))
+    return tmp_path
+
+
+def test_checksum_mismatch_is_refused(copied_data):
+    path = copied_data / "glue/cola/validation.parquet"
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match=r"checksum mismatch for .*glue/cola/validation\.parquet: sha256 [0-9a-f]{64}, "
+                                        r"expected 67726408037c.*copy it again"):
+        load_task("cola", "validation")
+
+
+@pytest.fixture
+def unlisted(monkeypatch):
+    """Files the checksum manifest does not list (e.g. a user's own Hub download) are read unverified."""
+    import papa_utils.tasks
+
+    monkeypatch.setattr(papa_utils.tasks, "_expected_checksums", lambda: {})
+
+
+def test_unlisted_corrupted_parquet_is_refused(copied_data, unlisted):
+    (copied_data / "glue/cola/train.parquet").write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(DataError, match=r"cannot read .*glue/cola/train\.parquet as Parquet .*the file is damaged"):
+        load_task("cola", "train")
+
+
+def test_wrong_columns_are_refused(copied_data, unlisted):
+    pd.DataFrame({"text": ["a b"], "label": [1]}).to_parquet(copied_data / "glue/cola/train.parquet")
+    with pytest.raises(DataError, match=r"has no column\(s\) \['sentence'\] needed by task 'cola'"):
+        load_task("cola", "train")
