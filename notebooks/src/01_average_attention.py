@@ -1,0 +1,72 @@
+# %% [markdown]
+# # 1. Average attention: the constant matrices of PAPA
+#
+# Rebuilds `figures/<profile>/average_attention_<model>_<task>.{pdf,png}`.
+#
+# PAPA replaces each attention head's input-dependent matrix with a constant one: the head's average
+# attention over the task's training inputs, laid out in fixed slots (the *PAPA layout*: `[CLS]` and the
+# first segment from slot 0, the second segment from slot L/2, the final separator at slot L-1).
+# For every layer, head, query slot *i* and key slot *j*, the average is taken over the examples in which
+# both *i* and *j* hold real tokens. This notebook computes those averages for every model x task of the
+# profile (cached under the run folder) and shows a few heads next to the attention of one real example.
+#
+# Defaults are the quick `smoke` configuration; `make figures PROFILE=cpu` runs the full grid.
+
+# %% parameters
+profile = "smoke"
+models = ""  # comma-separated subset of the profile's models; empty = all
+tasks = ""  # comma-separated subset of the profile's tasks; empty = all
+run_dir = "../runs/smoke"
+
+# %%
+import pandas as pd
+
+from papa_utils import describe
+from papa_utils.figures import plot_attention_heatmaps, save_figure
+from papa_utils.pipeline import average_attention, cached_model, example_attention, figures_dir, get_profile
+
+profile = get_profile(profile, models or None, tasks or None)
+profile
+
+# %% [markdown]
+# ## Compute (or reuse) the averages for every model x task
+
+# %%
+rows, averages = [], {}
+for model_name in profile.models:
+    for task in profile.tasks:
+        avg = averages[model_name, task] = average_attention(run_dir, profile, model_name, task)
+        rows.append({"model": model_name, "task": task, "L": avg.length, "examples": avg.meta["examples"],
+                     "seconds": avg.meta.get("seconds"), "note": avg.meta.get("data_note", "")})
+pd.DataFrame(rows)
+
+# %% [markdown]
+# Averages are not row-normalised: each cell (i, j) is averaged over its own set of examples (those where
+# both slots are real tokens), so a row can sum to more or less than one. When the matrix replaces a head,
+# each example masks it to its own real tokens and renormalises every row. Every entry is a probability:
+
+# %%
+for (model_name, task), avg in averages.items():
+    assert 0 <= avg.averages.min() and avg.averages.max() <= 1 + 1e-6, (model_name, task)
+    row_mass = avg.averages.sum(-1)[..., avg.counts.diagonal() > 0]
+    print(f"{model_name:12s} {task:5s} entries in [0, 1]; row sums over real rows in "
+          f"[{row_mass.min():.3f}, {row_mass.max():.3f}]")
+
+# %% [markdown]
+# ## A few heads: average pattern vs one real example
+#
+# Top row: average attention; bottom row: the first validation example. Heads from the first and the last
+# layer.
+
+# %%
+for model_name in profile.models:
+    info = describe(cached_model(model_name)[0])
+    heads = [(0, 0), (0, info["heads"] // 2), (info["layers"] - 1, 0), (info["layers"] - 1, info["heads"] // 2)]
+    for task in profile.tasks:
+        avg = averages[model_name, task]
+        example, tokens = example_attention(model_name, task, avg.length)
+        fig = plot_attention_heatmaps(avg.averages, example, heads,
+                                      title=f"{model_name}, {task} (L={avg.length}, {avg.meta['examples']} examples)")
+        paths = save_figure(fig, figures_dir(profile) / f"average_attention_{model_name}_{task}")
+print("saved", [str(p) for p in paths])
+fig
