@@ -50,30 +50,40 @@ def renormalise_rows(probs: torch.Tensor) -> torch.Tensor:
 
 
 def mix_heads(dynamic: torch.Tensor | None, spec: "LayerSpec", token_mask: torch.Tensor) -> torch.Tensor:
-    """Attention probabilities [B, H, L, L] of one layer with some heads replaced.
+    """Attention probabilities [B, H, L, L] of one layer with some heads replaced (or gated).
 
-    `dynamic`: probabilities of the dynamic heads, [B, len(spec.dynamic), L, L] in ascending head order
-    (each head keeps its own index), or None when every head is replaced.
+    `dynamic`: probabilities of the heads in ``spec.dynamic`` ([B, len(spec.dynamic), L, L], ascending head
+    order, so each head keeps its own index), or None when every head is replaced. With gates, every head is
+    dynamic and a listed head attends with sigmoid(g) * P + (1 - sigmoid(g)) * renorm(C).
     """
     batch, length = token_mask.shape
     if spec.constants.shape[-1] != length:
         raise ValueError(f"constant matrices have length L={spec.constants.shape[-1]} but this batch has "
                          f"length {length}; encode the data with the same L the averages were built with")
     dtype = dynamic.dtype if dynamic is not None else spec.constants.dtype
-    probs = torch.empty(batch, spec.heads, length, length, dtype=dtype, device=token_mask.device)
-    if dynamic is not None:
-        probs[:, spec.dynamic] = dynamic
-    probs[:, spec.replaced] = spec.constants.to(dtype)
-    return renormalise_rows(probs * pair_mask(token_mask).to(dtype))
+    pm = pair_mask(token_mask).to(dtype)
+    constants = spec.constants.to(dtype)
+    if spec.gates is not None:
+        gate = torch.sigmoid(spec.gates[spec.layer, spec.replaced]).to(dtype)[None, :, None, None]
+        probs = dynamic.clone()
+        probs[:, spec.replaced] = gate * dynamic[:, spec.replaced] + (1 - gate) * renormalise_rows(constants * pm)
+    else:
+        probs = torch.empty(batch, spec.heads, length, length, dtype=dtype, device=token_mask.device)
+        if dynamic is not None:
+            probs[:, spec.dynamic] = dynamic
+        probs[:, spec.replaced] = constants
+    return renormalise_rows(probs * pm)
 
 
 class LayerSpec:
-    """Which heads of one layer are replaced, and by which constant matrices ([R, L, L])."""
+    """Which heads of one layer are replaced (or gated), and their constant matrices ([R, L, L])."""
 
-    def __init__(self, heads: int, replaced: list[int], constants: torch.Tensor):
-        self.heads = heads
+    def __init__(self, heads: int, replaced: list[int], constants: torch.Tensor, layer: int = 0,
+                 gates: torch.Tensor | None = None):
+        self.heads, self.layer, self.gates = heads, layer, gates
         self.replaced = torch.tensor(sorted(replaced), dtype=torch.long)
-        self.dynamic = torch.tensor([h for h in range(heads) if h not in set(replaced)], dtype=torch.long)
+        kept = [h for h in range(heads) if h not in set(replaced)]
+        self.dynamic = torch.arange(heads) if gates is not None else torch.tensor(kept, dtype=torch.long)
         self.constants = constants[self.replaced].to(torch.float32).contiguous()
 
 
@@ -197,17 +207,22 @@ def _head_list(heads, layers: int, n_heads: int) -> dict[int, list[int]]:
 
 
 @contextmanager
-def replace_heads(model, averages, heads="all"):
+def replace_heads(model, averages, heads="all", gates: torch.Tensor | None = None):
     """Inside this context, the listed heads of `model` attend with constant matrices.
 
     averages: ``AttentionAverages`` (its model and shape are checked) or a tensor [layers, heads, L, L];
     heads: "all" or an iterable of (layer, head). The inputs must have length L. Leaving restores the model.
+    gates: optional [layers, heads] tensor (e.g. a trainable Parameter); then a listed head attends with
+    sigmoid(gate) * its own probabilities + (1 - sigmoid(gate)) * its renormalised constant matrix.
     """
     info = describe(model)
     constants = _constant_tensor(model, averages)
     per_layer = _head_list(heads, info["layers"], info["heads"])
+    if gates is not None and tuple(gates.shape) != (info["layers"], info["heads"]):
+        raise ValueError(f"gates must have shape [layers={info['layers']}, heads={info['heads']}], "
+                         f"got {tuple(gates.shape)}")
     family, modules = attention_modules(model)
-    specs = {layer: LayerSpec(info["heads"], hs, constants[layer]) for layer, hs in per_layer.items()}
+    specs = {layer: LayerSpec(info["heads"], hs, constants[layer], layer, gates) for layer, hs in per_layer.items()}
     state = ReplacementState(specs, info["layers"])
 
     def capture(mod, args, kwargs):

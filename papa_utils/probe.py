@@ -1,0 +1,258 @@
+"""The probe trained on top of a frozen (possibly PAPA-modified) encoder, and the gate-based head ranking.
+
+Sentence tasks: per hidden-state level l (embeddings + every layer) v_l = sum_t w[l, t] m_t h_l[t] with w
+[N+1, L] initialised to 1/L; concat the N+1 vectors, Linear((N+1)D -> D), tanh, dropout 0.1, Linear(D -> C).
+Token tasks: per token, concat the N+1 hidden states, Linear((N+1)D -> D), tanh, Linear(D -> C).
+Cross-entropy (MSE for regression); AdamW lr 2e-5 constant, weight decay 0, grad-norm clip 1.0, batch 16.
+
+By default the backbone runs once in eval mode: its hidden states for every example are cached (fp16) and
+every epoch and seed reuses them. ``protocol="reference"`` re-runs the backbone for every training batch
+with dropout on, as the authors' code does.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .layout import Encoded
+from .metrics import compute_metrics
+from .models import describe
+from .replace import replace_heads
+from .tasks import Task
+
+
+@dataclass
+class ProbeConfig:
+    epochs: int = 15
+    batch_size: int = 16
+    lr: float = 2e-5
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    dropout: float = 0.1
+    feature_batch_size: int = 32
+    protocol: str = "cached"  # or "reference": backbone re-run every epoch, dropout on
+
+
+class SentenceProbe(nn.Module):
+    def __init__(self, levels: int, length: int, hidden: int, labels: int, dropout: float = 0.1):
+        super().__init__()
+        self.slot_weights = nn.Parameter(torch.full((levels, length), 1.0 / length))
+        self.pool = nn.Linear(levels * hidden, hidden)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(hidden, labels)
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """states [B, N+1, L, D], mask [B, L] -> logits [B, C]."""
+        weights = self.slot_weights[None] * mask[:, None, :].to(self.slot_weights.dtype)  # [B, N+1, L]
+        pooled = torch.einsum("blt,bltd->bld", weights, states.to(weights.dtype)).flatten(1)
+        return self.classifier(self.dropout(torch.tanh(self.pool(pooled))))
+
+
+class TokenProbe(nn.Module):
+    def __init__(self, levels: int, hidden: int, labels: int):
+        super().__init__()
+        self.pool = nn.Linear(levels * hidden, hidden)
+        self.classifier = nn.Linear(hidden, labels)
+
+    def forward(self, states: torch.Tensor, mask=None) -> torch.Tensor:
+        """states [M, N+1, D] of M tokens -> logits [M, C]."""
+        return self.classifier(torch.tanh(self.pool(states.to(self.pool.weight.dtype).flatten(1))))
+
+
+def make_probe(task: Task, model, length: int, dropout: float = 0.1) -> nn.Module:
+    info = describe(model)
+    if task.token_task:
+        return TokenProbe(info["layers"] + 1, info["hidden"], task.num_labels)
+    return SentenceProbe(info["layers"] + 1, length, info["hidden"], task.num_labels, dropout)
+
+
+def hidden_states(model, inputs: dict) -> torch.Tensor:
+    """All N+1 hidden-state levels stacked: [B, N+1, L, D]."""
+    out = model(**inputs, output_hidden_states=True)
+    return torch.stack(out.hidden_states, dim=1)
+
+
+@dataclass
+class Features:
+    """Cached probe inputs of a split. Sentence tasks: states [n, N+1, L, D] and mask [n, L]. Token tasks:
+    only the labelled positions (first sub-tokens; the loss and metrics ignore the rest), states [M, N+1, D]
+    with `example` [M] (which example each row is from) and `slot` [M]."""
+
+    states: torch.Tensor
+    labels: torch.Tensor
+    mask: torch.Tensor | None = None
+    example: torch.Tensor | None = None
+    slot: torch.Tensor | None = None
+
+    def select(self, index: torch.Tensor):
+        """Probe inputs and labels of the examples in `index`."""
+        if self.example is None:
+            return self.states[index], self.mask[index], self.labels[index]
+        rows = torch.isin(self.example, index).nonzero().squeeze(1)
+        return self.states[rows], None, self.labels[rows]
+
+
+def labelled_rows(states: torch.Tensor, labels: torch.Tensor):
+    """[B, N+1, L, D] states and [B, L] labels -> states [M, N+1, D] of labelled positions, their labels,
+    example index and slot."""
+    example, slot = (labels != -100).nonzero(as_tuple=True)
+    return states[example, :, slot], labels[example, slot], example, slot
+
+
+def features_of(task: Task, data: Encoded, states: torch.Tensor, offset: int = 0) -> Features:
+    """Features from the states of examples data[offset : offset + len(states)]."""
+    index = slice(offset, offset + states.shape[0])
+    if task.token_task:
+        rows, labels, example, slot = labelled_rows(states, data.labels[index])
+        return Features(rows, labels, example=example + offset, slot=slot)
+    return Features(states, data.labels[index], mask=data.attention_mask[index])
+
+
+def concat(parts: list[Features]) -> Features:
+    first = parts[0]
+    cat = lambda name: None if getattr(first, name) is None else torch.cat([getattr(p, name) for p in parts])  # noqa
+    return Features(cat("states"), cat("labels"), cat("mask"), cat("example"), cat("slot"))
+
+
+@torch.no_grad()
+def extract_features(model, task: Task, data: Encoded, averages=None, heads=(), batch_size: int = 32,
+                     progress: bool = False, desc: str = "features") -> Features:
+    """Backbone pass (eval mode) over `data` with `heads` replaced by `averages`; hidden states kept in fp16."""
+    model.eval()
+    parts = []
+    with _maybe_replaced(model, averages, heads):
+        for start in tqdm(range(0, len(data), batch_size), desc=desc, disable=not progress, leave=False):
+            states = hidden_states(model, data.model_inputs(slice(start, start + batch_size))).half()
+            parts.append(features_of(task, data, states, start))
+    return concat(parts)
+
+
+def _maybe_replaced(model, averages, heads, gates=None):
+    from contextlib import nullcontext
+
+    if gates is None and (averages is None or (not isinstance(heads, str) and len(heads) == 0)):
+        return nullcontext()
+    return replace_heads(model, averages, heads, gates=gates)
+
+
+def _loss(task: Task, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    if task.is_regression:
+        return nn.functional.mse_loss(logits.squeeze(-1).float(), labels.float())
+    return nn.functional.cross_entropy(logits.float(), labels)
+
+
+@torch.no_grad()
+def evaluate(probe: nn.Module, task: Task, features: Features, data: Encoded, batch_size: int = 256) -> dict:
+    """Task metrics of the probe on cached dev features."""
+    probe.eval()
+    n = features.states.shape[0]
+    logits = torch.cat([probe(features.states[s: s + batch_size],
+                              None if features.mask is None else features.mask[s: s + batch_size])
+                        for s in range(0, n, batch_size)])
+    predicted = logits.squeeze(-1) if task.is_regression else logits.argmax(-1)
+    if task.token_task:  # back to [n, L] with -100 where nothing is predicted
+        grid = torch.full_like(data.labels, -100)
+        grid[features.example, features.slot] = predicted
+        return compute_metrics(task, grid.numpy(), data.labels.numpy())
+    return compute_metrics(task, predicted.numpy(), data.labels.numpy())
+
+
+@dataclass
+class ProbeResult:
+    metrics: dict  # final epoch, task metrics in points
+    curve: list = field(default_factory=list)  # per epoch: {"epoch", "train_loss", **metrics}
+    seconds: float = 0.0
+
+
+def train_probe(model, task: Task, train: Encoded, dev: Encoded, *, seed: int = 42,
+                config: ProbeConfig = ProbeConfig(), averages=None, heads=(), train_features: Features | None = None,
+                dev_features: Features | None = None, progress: bool = False) -> ProbeResult:
+    """Train a fresh probe (seeded) on `train`, report dev metrics after every epoch; the final epoch counts.
+
+    Cached protocol: pass precomputed features (``extract_features``) or they are computed here once.
+    Reference protocol: the backbone (train mode, dropout on, `heads` replaced) runs for every batch.
+    """
+    start = time.time()
+    if dev_features is None:
+        dev_features = extract_features(model, task, dev, averages, heads, config.feature_batch_size)
+    if config.protocol == "cached" and train_features is None:
+        train_features = extract_features(model, task, train, averages, heads, config.feature_batch_size)
+    torch.manual_seed(seed)
+    probe = make_probe(task, model, train.length, config.dropout)
+    optimizer = torch.optim.AdamW(probe.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    generator = torch.Generator().manual_seed(seed)
+    curve = []
+    for epoch in tqdm(range(1, config.epochs + 1), desc=f"probe {task.name} seed {seed}", disable=not progress,
+                      leave=False):
+        probe.train()
+        order = torch.randperm(len(train), generator=generator)
+        losses = []
+        for s in range(0, len(train), config.batch_size):
+            index = order[s: s + config.batch_size]
+            if config.protocol == "cached":
+                states, mask, labels = train_features.select(index)
+            else:
+                model.train()
+                with torch.no_grad(), _maybe_replaced(model, averages, heads):
+                    live = features_of(task, train, hidden_states(model, train.model_inputs(index)))
+                model.eval()
+                if task.token_task:
+                    states, mask, labels = live.states, None, live.labels
+                else:
+                    states, mask, labels = live.states, train.attention_mask[index], train.labels[index]
+            loss = _loss(task, probe(states, mask), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(probe.parameters(), config.max_grad_norm)
+            optimizer.step()
+            losses.append(loss.item())
+        curve.append({"epoch": epoch, "train_loss": float(np.mean(losses)),
+                      **evaluate(probe, task, dev_features, dev)})
+    final = {k: v for k, v in curve[-1].items() if k not in ("epoch", "train_loss")}
+    return ProbeResult(final, curve, time.time() - start)
+
+
+def rank_heads_by_gates(model, task: Task, train: Encoded, averages, *, epochs: int = 1, seed: int = 42,
+                        config: ProbeConfig = ProbeConfig(), progress: bool = False) -> dict:
+    """Train one gate per head jointly with a probe (backbone frozen, eval mode); every head attends with
+    sigmoid(g) P + (1 - sigmoid(g)) renorm(C), g initialised to 0. Returns the heads sorted by final gate,
+    ascending (the heads that lean most on their constant matrix first), and the gates."""
+    info = describe(model)
+    torch.manual_seed(seed)
+    gates = nn.Parameter(torch.zeros(info["layers"], info["heads"]))
+    probe = make_probe(task, model, train.length, config.dropout)
+    optimizer = torch.optim.AdamW([*probe.parameters(), gates], lr=config.lr, weight_decay=config.weight_decay)
+    generator = torch.Generator().manual_seed(seed)
+    model.eval()
+    start = time.time()
+    with replace_heads(model, averages, "all", gates=gates):
+        for _ in range(epochs):
+            probe.train()
+            order = torch.randperm(len(train), generator=generator)
+            for s in tqdm(range(0, len(train), config.batch_size), desc=f"rank heads {task.name}",
+                          disable=not progress, leave=False):
+                index = order[s: s + config.batch_size]
+                states = hidden_states(model, train.model_inputs(index))
+                if task.token_task:
+                    states, labels, _, _ = labelled_rows(states, train.labels[index])
+                    loss = _loss(task, probe(states), labels)
+                else:
+                    loss = _loss(task, probe(states, train.attention_mask[index]), train.labels[index])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_([*probe.parameters(), gates], config.max_grad_norm)
+                optimizer.step()
+    final = gates.detach().clone()
+    order = torch.argsort(final.flatten(), stable=True)
+    ranking = [(int(i) // info["heads"], int(i) % info["heads"]) for i in order]
+    return {"ranking": ranking, "gates": final.tolist(), "seconds": time.time() - start}
+
+
+def replaced_counts(total_heads: int, fractions=(0, 1 / 2, 7 / 8, 15 / 16, 1)) -> list[int]:
+    """Numbers of replaced heads for the sweep (BERT-base, 144 heads: 0, 72, 126, 135, 144)."""
+    return sorted({int(round(f * total_heads)) for f in fractions})
