@@ -52,3 +52,54 @@ def plot_attention_heatmaps(averages, example, heads, tokens=None, title=""):
     fig.suptitle(title, fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_performance_vs_dynamic_heads(summary):
+    """One panel per task: headline metric (mean over seeds, band = min..max) against the number of
+    input-dependent heads, one line per model. Rightmost point: no head replaced (the probing baseline)."""
+    set_style()
+    tasks = list(dict.fromkeys(summary["task"]))
+    cols = min(3, len(tasks))
+    rows = -(-len(tasks) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(FULL_WIDTH, 1.9 * rows + 0.4), squeeze=False)
+    palette = dict(zip(dict.fromkeys(summary["model"]), sns.color_palette("colorblind")))
+    for ax, task in zip(axes.flat, tasks):
+        part = summary[summary.task == task]
+        for model, line in part.groupby("model", sort=False):
+            line = line.sort_values("dynamic_heads")
+            ax.plot(line.dynamic_heads, line["mean"], marker="o", ms=3, label=model, color=palette[model])
+            ax.fill_between(line.dynamic_heads, line["min"], line["max"], alpha=0.2, color=palette[model])
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_title(task, fontsize=8)
+        ax.set_xlabel("input-dependent heads", fontsize=7)
+        ax.set_ylabel(f"{part.metric.iloc[0].replace('_', ' ')} (higher is better)", fontsize=7)
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    return fig
+
+
+def plot_relative_drop_vs_baseline(table, correlation):
+    """Relative drop of full PAPA against the probing baseline, one point per model x task, with a least
+    squares line and the correlations (bootstrap 95% intervals) in the title."""
+    import numpy as np
+
+    set_style()
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH + 0.6, 2.6))
+    sns.scatterplot(data=table, x="baseline", y=100 * table["relative_drop"], hue="model", style="task", ax=ax,
+                    s=28)
+    if len(table) > 1:
+        slope, intercept = np.polyfit(table["baseline"], 100 * table["relative_drop"], 1)
+        xs = np.linspace(table["baseline"].min(), table["baseline"].max(), 50)
+        ax.plot(xs, slope * xs + intercept, color="0.3", lw=1, ls="--")
+    p, s = correlation["pearson"], correlation["spearman"]
+    ax.set_title(f"Pearson {p['value']:.2f} [{p['ci_low']:.2f}, {p['ci_high']:.2f}], "
+                 f"Spearman {s['value']:.2f} [{s['ci_low']:.2f}, {s['ci_high']:.2f}]", fontsize=7)
+    ax.set_xlabel("probing baseline (task metric, points)", fontsize=7)
+    ax.set_ylabel("relative drop with all heads\nconstant (%, higher = worse)", fontsize=7)
+    ax.axhline(0, color="0.6", lw=0.6)
+    ax.legend(fontsize=5.5, bbox_to_anchor=(1.02, 1), loc="upper left", frameon=False)
+    fig.tight_layout()
+    return fig

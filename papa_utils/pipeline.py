@@ -7,6 +7,8 @@ same inputs is already there, so an interrupted run resumes where it stopped.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import logging
 import sys
 import time
@@ -14,15 +16,21 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
+import pandas as pd
+
 from .averages import AttentionAverages, compute_average_attention
 from .layout import Encoded, encode
-from .models import load_model
-from .runs import ROOT, absolute_data_dir, environment, progress_enabled, write_json
+from .models import describe, load_model
+from .probe import ProbeConfig, extract_features, rank_heads_by_gates, train_probe
+from .runs import ROOT, absolute_data_dir, atomic_path, environment, progress_enabled, write_json
 from .tasks import TaskSplit, get_task, load_task
 
 log = logging.getLogger("papa_utils")
 
 NOTEBOOKS = ["01_average_attention", "02_probe_baselines", "03_partial_replacement", "04_model_strength"]
+
+
+SIZE_FIELDS = ("average_examples", "train_examples", "dev_examples", "rank_examples")
 
 
 @dataclass(frozen=True)
@@ -36,18 +44,30 @@ class Profile:
     average_examples: int | None = None  # training examples averaged into the constant matrices
     train_examples: int | None = None  # probe training subset
     dev_examples: int | None = None
+    rank_examples: int | None = None  # training examples for the gate ranking
+    rank_epochs: int = 1
     epochs: int = 15
-    lengths: dict = field(default_factory=dict)  # task -> L, overriding the task's default
+    length_override: int | None = None  # one L for every task (None: each task's default, 64 or 128)
+    model_sizes: dict = field(default_factory=dict)  # model -> {size field: n}, e.g. smaller for a big model
 
     def length(self, task: str) -> int:
-        return self.lengths.get(task, get_task(task).length)
+        return self.length_override or get_task(task).length
+
+    def size(self, model_name: str, name: str) -> int | None:
+        return self.model_sizes.get(model_name, {}).get(name, getattr(self, name))
+
+    def sizes(self, model_name: str) -> dict:
+        return {name: self.size(model_name, name) for name in SIZE_FIELDS}
 
 
 PROFILES = {
-    "smoke": Profile("smoke", ("minilm-l3",), ("sst2", "mrpc", "ner"), seeds=(42,), average_examples=64,
-                     train_examples=64, dev_examples=64, epochs=2),
+    "smoke": Profile("smoke", ("minilm-l3",), ("sst2", "mrpc", "ner"), seeds=(42, 43), average_examples=64,
+                     train_examples=64, dev_examples=64, rank_examples=32, epochs=2, length_override=32),
     "cpu": Profile("cpu", ("minilm-l3", "minilm-l6", "mpnet-base"), ("cola", "sst2", "mrpc", "mnli", "ner", "pos"),
-                   seeds=(42, 43, 44), average_examples=2000, train_examples=2000, dev_examples=1000, epochs=15),
+                   seeds=(42, 43, 44), average_examples=1000, train_examples=1000, dev_examples=500,
+                   rank_examples=500, epochs=15, length_override=64,  # sized to finish in < 90 min on 2 cores
+                   model_sizes={"mpnet-base": {"average_examples": 400, "train_examples": 400, "dev_examples": 400,
+                                               "rank_examples": 200}}),
     "paper": Profile("paper", ("bert-base-uncased", "bert-large-uncased", "roberta-base", "roberta-large",
                                "microsoft/deberta-base", "microsoft/deberta-large"),
                      ("cola", "sst2", "mrpc", "mnli", "ner", "pos"), seeds=(42,), epochs=15),
@@ -90,7 +110,7 @@ def averages_path(run_dir: Path, model_name: str, task: str, length: int) -> Pat
 def average_attention(run_dir: Path, profile: Profile, model_name: str, task: str) -> AttentionAverages:
     """Constant matrices of (model, task): loaded when already built from the same data, else computed."""
     length = profile.length(task)
-    data = task_data(task, "train", profile.average_examples)
+    data = task_data(task, "train", profile.size(model_name, "average_examples"))
     path = averages_path(run_dir, model_name, task, length)
     model, _ = cached_model(model_name)
     if path.exists():
@@ -103,6 +123,148 @@ def average_attention(run_dir: Path, profile: Profile, model_name: str, task: st
     result.meta.update(seconds=round(time.time() - start, 2), data_note=data.note)
     result.save(path)
     return result
+
+
+def _slug(*parts) -> str:
+    return "__".join(str(p).replace("/", "--") for p in parts)
+
+
+def _fingerprint(data) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def head_ranking(run_dir: Path, profile: Profile, model_name: str, task: str) -> dict:
+    """Heads sorted by their trained gate (ascending), cached in <run>/ranking/."""
+    avg = average_attention(run_dir, profile, model_name, task)
+    n = profile.size(model_name, "rank_examples")
+    data = task_data(task, "train", n)
+    key = _fingerprint({"averages": avg.meta, "examples": n, "data": data.checksum, "epochs": profile.rank_epochs})
+    path = Path(run_dir) / "ranking" / f"{_slug(model_name, task)}.json"
+    found = _read_json(path)
+    if found and found.get("fingerprint") == key:
+        return found
+    model, _ = cached_model(model_name)
+    result = rank_heads_by_gates(model, get_task(task), encoded(model_name, data, profile.length(task)), avg,
+                                 epochs=profile.rank_epochs, progress=progress_enabled())
+    result.update(fingerprint=key, model=model_name, task=task, examples=len(data), epochs=profile.rank_epochs)
+    write_json(path, result)
+    return result
+
+
+def probe_sweep(run_dir: Path, profile: Profile, model_name: str, task: str, counts, ranking=None) -> list[dict]:
+    """Probe results for each number of replaced heads in `counts` and every seed of the profile.
+
+    k = 0 is the probing baseline, k = all heads is full PAPA; other k replace the first k heads of
+    `ranking`. The backbone runs once per k (train and dev features), shared by every seed. Results are
+    cached per (k, seed) in <run>/probe/ and skipped when their inputs did not change.
+    """
+    model, _ = cached_model(model_name)
+    info = describe(model)
+    total = info["layers"] * info["heads"]
+    spec = get_task(task)
+    length = profile.length(task)
+    avg = average_attention(run_dir, profile, model_name, task)
+    train_data = task_data(task, "train", profile.size(model_name, "train_examples"))
+    dev_data = task_data(task, "validation", profile.size(model_name, "dev_examples"))
+    config = ProbeConfig(epochs=profile.epochs)
+    train = dev = None
+    results = []
+    for k in counts:
+        if 0 < k < total and ranking is None:
+            raise ValueError(f"replacing {k} of {total} heads needs a head ranking (head_ranking)")
+        heads = [] if k == 0 else "all" if k == total else [tuple(h) for h in ranking[:k]]
+        key = _fingerprint({"averages": avg.meta, "heads": heads, "train": [train_data.checksum, len(train_data)],
+                            "dev": [dev_data.checksum, len(dev_data)], "config": asdict(config), "L": length})
+        paths = {seed: Path(run_dir) / "probe" / f"{_slug(model_name, task, f'k{k}', f'seed{seed}')}.json"
+                 for seed in profile.seeds}
+        done = {seed: _read_json(path) for seed, path in paths.items()}
+        missing = [seed for seed, r in done.items() if not r or r.get("fingerprint") != key]
+        if missing:
+            if train is None:
+                train, dev = encoded(model_name, train_data, length), encoded(model_name, dev_data, length)
+            start = time.time()
+            features = [extract_features(model, spec, data, avg, heads, progress=progress_enabled(),
+                                         desc=f"{model_name} {task} k={k} {part}")
+                        for part, data in (("train", train), ("dev", dev))]
+            feature_seconds = time.time() - start
+            for seed in missing:
+                r = train_probe(model, spec, train, dev, seed=seed, config=config, train_features=features[0],
+                                dev_features=features[1], progress=progress_enabled())
+                done[seed] = {"model": model_name, "task": task, "replaced_heads": k, "total_heads": total,
+                              "seed": seed, "metrics": r.metrics, "curve": r.curve, "probe_seconds": r.seconds,
+                              "feature_seconds": feature_seconds, "train_examples": len(train_data),
+                              "dev_examples": len(dev_data), "L": length, "protocol": config.protocol,
+                              "data_note": train_data.note, "fingerprint": key}
+                write_json(paths[seed], done[seed])
+            del features
+        results.extend(done[seed] for seed in profile.seeds)
+    return results
+
+
+def results_table(records: list[dict]) -> pd.DataFrame:
+    """Tidy rows: one per model x task x replaced heads x seed x metric."""
+    rows = []
+    for r in records:
+        for metric, value in r["metrics"].items():
+            rows.append({"model": r["model"], "task": r["task"], "replaced_heads": r["replaced_heads"],
+                         "dynamic_heads": r["total_heads"] - r["replaced_heads"], "total_heads": r["total_heads"],
+                         "seed": r["seed"], "metric": metric, "value": value,
+                         "headline": metric == get_task(r["task"]).metric, "train_examples": r["train_examples"],
+                         "dev_examples": r["dev_examples"], "L": r["L"],
+                         "seconds": round(r["probe_seconds"] + r["feature_seconds"], 2), "note": r["data_note"]})
+    return pd.DataFrame(rows)
+
+
+def all_results(run_dir: Path, profile: Profile) -> pd.DataFrame:
+    """Every cached probe result of the profile's models and tasks, as a tidy table."""
+    records = [r for path in sorted((Path(run_dir) / "probe").glob("*.json")) if (r := _read_json(path))
+               and r["model"] in profile.models and r["task"] in profile.tasks and r["seed"] in profile.seeds]
+    return results_table(records)
+
+
+def results_dir(profile: Profile) -> Path:
+    path = ROOT / "results" / profile.name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def save_table(frame: pd.DataFrame, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+    return path
+
+
+def write_results(run_dir: Path, profile: Profile) -> pd.DataFrame:
+    """Collect every cached probe result into results/<profile>/probe_results.csv (tidy) and return it."""
+    table = all_results(run_dir, profile)
+    save_table(table, results_dir(profile) / "probe_results.csv")
+    return table
+
+
+def timing(run_dir: Path, profile: Profile) -> dict:
+    """Seconds spent per step, summed over the grid: averages, ranking, feature passes, probe training."""
+    run_dir = Path(run_dir)
+    out = {"averages": 0.0, "ranking": 0.0, "feature_passes": 0.0, "probe_training": 0.0}
+    for path in (run_dir / "averages").glob("*.safetensors"):
+        out["averages"] += AttentionAverages.load(path).meta.get("seconds") or 0
+    for path in (run_dir / "ranking").glob("*.json"):
+        out["ranking"] += (_read_json(path) or {}).get("seconds", 0)
+    seen = set()
+    for path in (run_dir / "probe").glob("*.json"):
+        r = _read_json(path) or {}
+        out["probe_training"] += r.get("probe_seconds", 0)
+        key = (r.get("model"), r.get("task"), r.get("replaced_heads"), r.get("fingerprint"))
+        if key not in seen:  # one feature pass per configuration, shared by its seeds
+            seen.add(key)
+            out["feature_passes"] += r.get("feature_seconds", 0)
+    return {k: round(v, 1) for k, v in out.items()}
 
 
 def example_attention(model_name: str, task: str, length: int, index: int = 0):
@@ -134,15 +296,19 @@ def run_notebooks(profile: Profile, run_dir: Path, notebooks=None) -> None:
     params = {"profile": profile.name, "models": ",".join(profile.models), "tasks": ",".join(profile.tasks),
               "run_dir": str(run_dir.resolve())}
     write_json(run_dir / "run.json", {"profile": asdict(profile), "parameters": params, **environment()})
+    started, seconds = time.time(), {}
     for name in notebooks or NOTEBOOKS:
         source = ROOT / "notebooks" / f"{name}.ipynb"
-        if not source.exists():
-            log.warning("notebook %s is not there yet; skipped", source.name)
-            continue
         start = time.time()
         papermill.execute_notebook(str(source), str(run_dir / source.name), parameters=params,
                                    cwd=str(ROOT / "notebooks"), progress_bar=progress_enabled())
-        print(f"{name}: {time.time() - start:.0f} s", flush=True)
+        seconds[name] = round(time.time() - start, 1)
+        print(f"{name}: {seconds[name]:.0f} s", flush=True)
+    meta = {"profile": asdict(profile), "parameters": params, "notebook_seconds": seconds,
+            "wall_seconds": round(time.time() - started, 1), "step_seconds": timing(run_dir, profile),
+            **environment()}
+    write_json(run_dir / "run.json", meta)
+    write_json(results_dir(profile) / "run.json", meta)
 
 
 def main(argv=None) -> None:

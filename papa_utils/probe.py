@@ -184,7 +184,7 @@ def train_probe(model, task: Task, train: Encoded, dev: Encoded, *, seed: int = 
         train_features = extract_features(model, task, train, averages, heads, config.feature_batch_size)
     torch.manual_seed(seed)
     probe = make_probe(task, model, train.length, config.dropout)
-    optimizer = torch.optim.AdamW(probe.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(probe.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
     generator = torch.Generator().manual_seed(seed)
     curve = []
     for epoch in tqdm(range(1, config.epochs + 1), desc=f"probe {task.name} seed {seed}", disable=not progress,

@@ -1,0 +1,65 @@
+# %% [markdown]
+# # 2. Probing baseline and full PAPA
+#
+# Rebuilds the baseline / PAPA columns of `results/<profile>/probe_results.csv`.
+#
+# A probe is trained on top of the frozen encoder (method doc): for sentence tasks a pooler with one
+# weight per hidden-state level and slot, then Linear, tanh, dropout, Linear; for token tasks a per-token
+# Linear over all hidden-state levels. AdamW, lr 2e-5, batch 16, 15 epochs (profile), final epoch reported.
+# The backbone runs once per configuration in eval mode; its hidden states are cached and reused by every
+# epoch and seed.
+#
+# * **probing baseline**: no head replaced;
+# * **full PAPA**: every head of every layer attends with its constant (average) matrix.
+
+# %% parameters
+profile = "smoke"
+models = ""
+tasks = ""
+run_dir = "../runs/smoke"
+
+# %%
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from papa_utils import describe
+from papa_utils.analysis import table1
+from papa_utils.pipeline import cached_model, get_profile, probe_sweep, write_results
+
+profile = get_profile(profile, models or None, tasks or None)
+print("sizes per model:", {m: profile.sizes(m) for m in profile.models}, "epochs:", profile.epochs,
+      "seeds:", profile.seeds)
+
+# %%
+records = []
+for model_name in profile.models:
+    info = describe(cached_model(model_name)[0])
+    for task in profile.tasks:
+        records += probe_sweep(run_dir, profile, model_name, task, [0, info["layers"] * info["heads"]])
+results = write_results(run_dir, profile)
+notes = {r["data_note"] for r in records if r["data_note"]}
+for note in notes:
+    print("NOTE:", note)
+
+# %% [markdown]
+# ## Baseline vs. all heads constant (mean ± std over seeds, task metric in points)
+
+# %%
+t1 = table1(results[results.replaced_heads.isin([0]) | (results.replaced_heads == results.total_heads)])
+t1.round(2)
+
+# %% [markdown]
+# ## Dev curves: the metric after every epoch (first seed)
+
+# %%
+fig, axes = plt.subplots(1, len(profile.tasks), figsize=(2.2 * len(profile.tasks), 2.0), squeeze=False)
+for ax, task in zip(axes[0], profile.tasks):
+    for r in records:
+        if r["task"] == task and r["seed"] == profile.seeds[0]:
+            metric = next(iter(r["metrics"]))
+            label = f"{r['model']} {'baseline' if r['replaced_heads'] == 0 else 'PAPA'}"
+            ax.plot([c["epoch"] for c in r["curve"]], [c[metric] for c in r["curve"]], marker=".", label=label)
+    ax.set_title(task, fontsize=8)
+    ax.set_xlabel("epoch", fontsize=7)
+axes[0][0].legend(fontsize=6)
+fig.tight_layout()

@@ -1,0 +1,66 @@
+# %% [markdown]
+# # 3. Partial replacement: which heads can go?
+#
+# Rebuilds `figures/<profile>/performance_vs_dynamic_heads.{pdf,png}`.
+#
+# Every head gets a gate g (initialised to 0, so sigmoid(g) = 0.5) and attends with
+# sigmoid(g) * its own attention + (1 - sigmoid(g)) * its constant matrix; the gates train jointly with a
+# probe while the backbone stays frozen. Heads sorted by final gate, ascending, lean most on their constant
+# matrix; replacing the first k of that ranking gives the sweep over k = 0, 1/2, 7/8, 15/16 and all of the
+# heads (BERT-base: 0, 72, 126, 135, 144).
+
+# %% parameters
+profile = "smoke"
+models = ""
+tasks = ""
+run_dir = "../runs/smoke"
+
+# %%
+import matplotlib.pyplot as plt
+import seaborn as sns
+import torch
+
+from papa_utils import describe
+from papa_utils.analysis import half_heads_change, seed_summary
+from papa_utils.figures import plot_performance_vs_dynamic_heads, save_figure
+from papa_utils.pipeline import cached_model, figures_dir, get_profile, head_ranking, probe_sweep, write_results
+from papa_utils.probe import replaced_counts
+
+profile = get_profile(profile, models or None, tasks or None)
+
+# %%
+rankings = {}
+for model_name in profile.models:
+    info = describe(cached_model(model_name)[0])
+    for task in profile.tasks:
+        rankings[model_name, task] = ranking = head_ranking(run_dir, profile, model_name, task)
+        probe_sweep(run_dir, profile, model_name, task, replaced_counts(info["layers"] * info["heads"]),
+                    ranking["ranking"])
+results = write_results(run_dir, profile)
+
+# %% [markdown]
+# ## Performance against the number of input-dependent heads
+# Mean over seeds; the band spans the seeds' minimum and maximum. Rightmost point of a line: no head
+# replaced (probing baseline); x = 0: every head constant (full PAPA).
+
+# %%
+summary = seed_summary(results)
+fig = plot_performance_vs_dynamic_heads(summary)
+save_figure(fig, figures_dir(profile) / "performance_vs_dynamic_heads")
+fig
+
+# %% [markdown]
+# ## Half of the heads constant: relative drop from the baseline (negative = gain)
+
+# %%
+half_heads_change(results).round(3)
+
+# %% [markdown]
+# ## The learned gates of the first model and task (low = leans on the constant matrix)
+
+# %%
+(model_name, task), ranking = next(iter(rankings.items()))
+fig, ax = plt.subplots(figsize=(4, 1.6))
+sns.heatmap(torch.tensor(ranking["gates"]).numpy(), ax=ax, cmap="coolwarm", center=0)
+ax.set(xlabel="head", ylabel="layer", title=f"gates, {model_name} {task}")
+fig

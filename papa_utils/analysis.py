@@ -1,0 +1,101 @@
+"""From tidy probe results to the paper's numbers: Table 1, relative drops, correlation with strength."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def headline(results: pd.DataFrame) -> pd.DataFrame:
+    """Only each task's headline metric (CoLA MCC, MRPC F1, accuracy, NER entity F1, ...)."""
+    return results[results["headline"]].copy()
+
+
+def seed_summary(results: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std, min and max over seeds per model x task x replaced heads (headline metric)."""
+    keys = ["model", "task", "metric", "replaced_heads", "dynamic_heads", "total_heads"]
+    return (headline(results).groupby(keys)["value"].agg(["mean", "std", "min", "max", "count"])
+            .reset_index())
+
+
+def relative_drop(baseline, papa):
+    """(baseline - PAPA) / baseline, as in the paper (positive = PAPA is worse)."""
+    return (np.asarray(baseline) - np.asarray(papa)) / np.asarray(baseline)
+
+
+def table1(results: pd.DataFrame) -> pd.DataFrame:
+    """Per model x task: baseline (no head replaced) and full PAPA (all heads), mean over seeds, and the
+    relative drop of the means."""
+    s = seed_summary(results)
+    base = s[s.replaced_heads == 0].set_index(["model", "task"])
+    papa = s[s.replaced_heads == s.total_heads].set_index(["model", "task"])
+    table = pd.DataFrame({"metric": base["metric"], "baseline": base["mean"], "baseline_std": base["std"],
+                          "papa": papa["mean"], "papa_std": papa["std"], "seeds": base["count"]}).dropna(
+        subset=["baseline", "papa"])
+    table["relative_drop"] = relative_drop(table["baseline"], table["papa"])
+    return table.reset_index()
+
+
+def half_heads_change(results: pd.DataFrame) -> pd.DataFrame:
+    """Relative drop when half of the heads are replaced (k = round(total / 2)), per model x task."""
+    s = seed_summary(results)
+    base = s[s.replaced_heads == 0].set_index(["model", "task"])["mean"]
+    half = s[s.replaced_heads == (s.total_heads / 2).round()].set_index(["model", "task"])["mean"]
+    both = pd.DataFrame({"baseline": base, "half": half}).dropna()
+    both["relative_drop"] = relative_drop(both["baseline"], both["half"])
+    return both.reset_index()
+
+
+def bootstrap_correlation(x, y, n: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+    """Pearson and Spearman correlation of x and y with percentile bootstrap confidence intervals."""
+    from scipy.stats import pearsonr, spearmanr
+
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    rng = np.random.default_rng(seed)
+    out = {"points": len(x)}
+    for name, fn in (("pearson", pearsonr), ("spearman", spearmanr)):
+        value = float(fn(x, y)[0]) if len(x) > 2 else float("nan")
+        samples = []
+        for _ in range(n if len(x) > 2 else 0):
+            i = rng.integers(0, len(x), len(x))
+            if np.std(x[i]) > 0 and np.std(y[i]) > 0:
+                samples.append(fn(x[i], y[i])[0])
+        low, high = (np.quantile(samples, [(1 - level) / 2, (1 + level) / 2]) if samples else (np.nan, np.nan))
+        out[name] = {"value": value, "ci_low": float(low), "ci_high": float(high)}
+    return out
+
+
+def table1_markdown(table: pd.DataFrame) -> str:
+    """Table 1 as Markdown: baseline / PAPA (mean ± std over seeds) and relative drop, with the average."""
+    lines = ["| model | task | metric | baseline | PAPA (all heads constant) | relative drop |",
+             "|---|---|---|---|---|---|"]
+    for r in table.itertuples():
+        lines.append(f"| {r.model} | {r.task} | {r.metric} | {r.baseline:.1f} ± {r.baseline_std:.1f} | "
+                     f"{r.papa:.1f} ± {r.papa_std:.1f} | {100 * r.relative_drop:.1f}% |")
+    lines.append(f"| **average** | | | | | **{100 * table.relative_drop.mean():.1f}%** |")
+    return "\n".join(lines) + "\n"
+
+
+def table1_latex(table: pd.DataFrame) -> str:
+    rows = [r"\begin{tabular}{lllrrr}", r"\toprule",
+            r"model & task & metric & baseline & PAPA & rel.\ drop \\", r"\midrule"]
+    for r in table.itertuples():
+        rows.append(f"{r.model} & {r.task} & {r.metric.replace('_', ' ')} & {r.baseline:.1f} & {r.papa:.1f} & "
+                    f"{100 * r.relative_drop:.1f}\\% \\\\")
+    rows += [r"\midrule", f"average & & & & & {100 * table.relative_drop.mean():.1f}\\% \\\\", r"\bottomrule",
+             r"\end{tabular}"]
+    return "\n".join(rows) + "\n"
+
+
+def check_claims(results: pd.DataFrame, n_boot: int = 2000) -> dict:
+    """The paper's three claims, measured on these results."""
+    t1 = table1(results)
+    half = half_heads_change(results)
+    corr = bootstrap_correlation(t1["baseline"], t1["relative_drop"], n=n_boot)
+    return {
+        "all_heads_average_relative_drop": float(t1["relative_drop"].mean()),
+        "paper_all_heads_average_relative_drop": 0.08,
+        "half_heads_average_relative_drop": float(half["relative_drop"].mean()) if len(half) else None,
+        "half_heads_gains": int((half["relative_drop"] < 0).sum()), "half_heads_points": len(half),
+        "strength_correlation": corr,
+        "stronger_models_lose_more": bool(corr["pearson"]["value"] > 0) if len(t1) > 2 else None,
+    }
