@@ -147,9 +147,11 @@ def _check_schema(task: Task, frame: pd.DataFrame, where: str) -> None:
         raise DataError(f"{where} has no column(s) {missing} needed by task {task.name!r} "
                         f"(columns found: {list(frame.columns)}); it is not the {task.hub[0]} schema")
     for c in task.text_columns:
-        value = frame[c].iloc[0] if len(frame) else None
-        ok = value is None or (hasattr(value, "__len__") and all(isinstance(t, str) for t in value)) \
-            if task.token_task else pd.api.types.is_string_dtype(frame[c]) or frame[c].map(type).eq(str).all()
+        column = frame[c].dropna()
+        if task.token_task:
+            ok = column.map(lambda words: all(isinstance(w, str) for w in words)).all()
+        else:
+            ok = column.map(lambda text: isinstance(text, str)).all()
         if not ok:
             raise DataError(f"{where}: column {c!r} should hold {'lists of strings' if task.token_task else 'strings'}")
     labels = frame[task.label_column]

@@ -99,3 +99,12 @@ def test_wrong_columns_are_refused(copied_data, unlisted):
     pd.DataFrame({"text": ["a b"], "label": [1]}).to_parquet(copied_data / "glue/cola/train.parquet")
     with pytest.raises(DataError, match=r"has no column\(s\) \['sentence'\] needed by task 'cola'"):
         load_task("cola", "train")
+
+
+def test_wrong_column_types_are_refused(copied_data, unlisted):
+    pd.DataFrame({"sentence": [1.5, 2.0], "label": [1, 0]}).to_parquet(copied_data / "glue/cola/train.parquet")
+    with pytest.raises(DataError, match=r"train\.parquet: column 'sentence' should hold strings"):
+        load_task("cola", "train")
+    pd.DataFrame({"sentence": ["a", "b"], "label": ["yes", "no"]}).to_parquet(copied_data / "glue/cola/train.parquet")
+    with pytest.raises(DataError, match=r"column 'label' should be numeric"):
+        load_task("cola", "train")

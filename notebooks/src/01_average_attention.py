@@ -14,8 +14,8 @@
 
 # %% parameters
 profile = "smoke"
-models = ""  # comma-separated subset of the profile's models; empty = all
-tasks = ""  # comma-separated subset of the profile's tasks; empty = all
+models = ""  # comma-separated subset of the profile models; empty = all
+tasks = ""  # comma-separated subset of the profile tasks; empty = all
 run_dir = "../runs/smoke"
 
 # %%
