@@ -3,8 +3,10 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-PROFILE ?= smoke
-RUN_DIR ?= runs/$(PROFILE)
+PROFILE ?= cpu       # smoke (tests, ~1 min) | cpu (default, < 90 min on 2 cores) | paper (GPU + Hub)
+MODELS  ?=           # optional comma-separated subset of the profile's models
+TASKS   ?=           # optional comma-separated subset of the profile's tasks
+RUN_DIR ?= runs/$(strip $(PROFILE))
 export PAPA_CACHE_DIR ?= $(HOME)/.cache/papa
 
 .PHONY: setup setup-mpnet figures test scrub clean
@@ -23,7 +25,8 @@ setup: $(VENV)/.installed
 setup-mpnet: $(VENV)/.mpnet
 
 figures: setup-mpnet
-	$(PY) -m papa_utils.pipeline --profile $(PROFILE) --run-dir $(RUN_DIR)
+	$(PY) -m papa_utils.pipeline --profile $(strip $(PROFILE)) --run-dir $(RUN_DIR) \
+	  $(if $(strip $(MODELS)),--models $(strip $(MODELS))) $(if $(strip $(TASKS)),--tasks $(strip $(TASKS)))
 
 test: setup-mpnet
 	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider -q

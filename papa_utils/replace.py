@@ -30,6 +30,12 @@ REGISTRY_ATTENTION = {"BertSelfAttention", "RobertaSelfAttention", "ElectraSelfA
                       "XLMRobertaSelfAttention", "CamembertSelfAttention", "AlbertAttention",
                       "DistilBertSelfAttention"}
 DROPOUT_HOOK_ATTENTION = {"DisentangledSelfAttention", "MPNetSelfAttention"}
+# names of the query / key projections, computed only for dynamic heads inside replace_heads
+QK_PROJECTIONS = {"BertSelfAttention": ("query", "key"), "RobertaSelfAttention": ("query", "key"),
+                  "ElectraSelfAttention": ("query", "key"), "XLMRobertaSelfAttention": ("query", "key"),
+                  "CamembertSelfAttention": ("query", "key"), "AlbertAttention": ("query", "key"),
+                  "DistilBertSelfAttention": ("q_lin", "k_lin"), "MPNetSelfAttention": ("q", "k"),
+                  "DisentangledSelfAttention": ("query_proj", "key_proj")}  # DeBERTa v1 has a fused in_proj
 SUPPORTED = "BERT, RoBERTa, ELECTRA, XLM-R, ALBERT, DistilBERT (attention registry); DeBERTa v1/v2/v3, MPNet (hook)"
 IMPLEMENTATION = "papa"
 
@@ -91,10 +97,14 @@ class ReplacementState:
     """Per-model state while ``replace_heads`` is active: layer specs, the current batch's token mask, and
     a counter of attention calls in the current forward pass (the layer index; ALBERT shares one module)."""
 
-    def __init__(self, specs: dict[int, LayerSpec], layers: int):
-        self.specs, self.layers = specs, layers
+    def __init__(self, specs: dict[int, LayerSpec], layers: int, original: str = "eager"):
+        self.specs, self.layers, self.original = specs, layers, original
         self.token_mask: torch.Tensor | None = None
         self.calls = 0
+
+    def upcoming(self) -> LayerSpec | None:
+        """Spec of the layer whose attention runs next (its projections run before its attention call)."""
+        return self.specs.get(self.calls)
 
     def next_layer(self) -> int:
         layer, self.calls = self.calls, self.calls + 1
@@ -117,16 +127,23 @@ def _token_mask_from_call(model, args, kwargs) -> torch.Tensor:
 
 
 def papa_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-    """The "papa" implementation for transformers' attention registry (BERT-like families)."""
+    """The "papa" implementation for transformers' attention registry (BERT-like families).
+
+    Probabilities are built only when asked for (output_attentions) or when gates mix them; otherwise
+    dynamic heads go through PyTorch's fused attention and replaced heads are their masked, renormalised
+    constant matrix times V (no scores, no softmax).
+    """
     state: ReplacementState | None = getattr(module, "_papa_state", None)
     spec = None
     if state is not None:
         spec = state.specs.get(state.next_layer())
-    if spec is None:  # no replaced head here: run the original eager attention, unchanged
-        eager = getattr(sys.modules[type(module).__module__], "eager_attention_forward")
-        return eager(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
+    if spec is None:  # no replaced head here: run the original attention, unchanged
+        return _original_attention(module, state)(module, query, key, value, attention_mask, scaling=scaling,
+                                                  dropout=dropout, **kwargs)
     if scaling is None:
         scaling = query.size(-1) ** -0.5
+    if spec.gates is None and not kwargs.get("output_attentions"):
+        return _fast_attention(module, query, key, value, attention_mask, scaling, dropout, spec, state.token_mask)
     dynamic = None
     if len(spec.dynamic):
         scores = torch.matmul(query[:, spec.dynamic], key[:, spec.dynamic].transpose(2, 3)) * scaling
@@ -138,6 +155,59 @@ def papa_attention(module, query, key, value, attention_mask, scaling=None, drop
     dropped = nn.functional.dropout(probs, p=dropout, training=module.training)
     out = torch.matmul(dropped, value).transpose(1, 2).contiguous()
     return out, probs
+
+
+def _original_attention(module, state):
+    original = state.original if state is not None else "eager"
+    if original in (None, "eager", IMPLEMENTATION):
+        return getattr(sys.modules[type(module).__module__], "eager_attention_forward")
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    return ALL_ATTENTION_FUNCTIONS[original]
+
+
+def _fast_attention(module, query, key, value, attention_mask, scaling, dropout, spec, token_mask):
+    """Outputs [B, L, H, d] of a layer with replaced heads, without building dynamic probabilities."""
+    batch, heads, length, _ = value.shape
+    p = dropout if module.training else 0.0
+    out = value.new_empty(batch, heads, length, value.shape[-1])
+    m = token_mask.to(value.dtype)
+    if len(spec.dynamic):
+        mask = attention_mask
+        if mask is not None and mask.dtype != torch.bool:
+            mask = mask.to(query.dtype)
+        dyn = nn.functional.scaled_dot_product_attention(query[:, spec.dynamic], key[:, spec.dynamic],
+                                                         value[:, spec.dynamic], attn_mask=mask, dropout_p=p,
+                                                         scale=scaling)
+        out[:, spec.dynamic] = dyn * m[:, None, :, None]  # rows of padded queries are zero, as in mix_heads
+    constant = renormalise_rows(spec.constants.to(value.dtype) * pair_mask(token_mask).to(value.dtype))
+    constant = nn.functional.dropout(constant, p=p, training=module.training)
+    out[:, spec.replaced] = torch.matmul(constant, value[:, spec.replaced])
+    return out.transpose(1, 2).contiguous(), None
+
+
+class DynamicHeadsProjection(nn.Module):
+    """Stands in for a query or key projection inside ``replace_heads``: computes only the columns of the
+    dynamic heads of the layer about to run (zeros for replaced heads, whose scores are never used)."""
+
+    def __init__(self, linear: nn.Linear, head_dim: int, state: ReplacementState):
+        super().__init__()
+        self.linear, self.head_dim, self.state = linear, head_dim, state
+        self._slices: dict[int, tuple] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        spec = self.state.upcoming()
+        if spec is None or spec.gates is not None:
+            return self.linear(x)
+        out = x.new_zeros(*x.shape[:-1], self.linear.out_features)
+        if len(spec.dynamic):
+            if spec.layer not in self._slices:
+                cols = (spec.dynamic[:, None] * self.head_dim + torch.arange(self.head_dim)).flatten()
+                bias = None if self.linear.bias is None else self.linear.bias[cols]
+                self._slices[spec.layer] = (cols, self.linear.weight[cols], bias)
+            cols, weight, bias = self._slices[spec.layer]
+            out[..., cols] = nn.functional.linear(x, weight, bias)
+        return out
 
 
 def _dropout_pre_hook(state: ReplacementState):
@@ -223,7 +293,8 @@ def replace_heads(model, averages, heads="all", gates: torch.Tensor | None = Non
                          f"got {tuple(gates.shape)}")
     family, modules = attention_modules(model)
     specs = {layer: LayerSpec(info["heads"], hs, constants[layer], layer, gates) for layer, hs in per_layer.items()}
-    state = ReplacementState(specs, info["layers"])
+    previous = model.config._attn_implementation
+    state = ReplacementState(specs, info["layers"], previous)
 
     def capture(mod, args, kwargs):
         state.token_mask = _token_mask_from_call(mod, args, kwargs)
@@ -231,8 +302,16 @@ def replace_heads(model, averages, heads="all", gates: torch.Tensor | None = Non
 
     base = getattr(model, "base_model", model)  # the encoder itself, also inside a task-head wrapper
     handles = [base.register_forward_pre_hook(capture, with_kwargs=True)]
-    previous = model.config._attn_implementation
+    swapped = []  # (module, attribute, original projection)
     try:
+        for m in modules:
+            for name in QK_PROJECTIONS.get(type(m).__name__, ()):
+                linear = getattr(m, name, None)
+                if not isinstance(linear, nn.Linear):
+                    continue
+                head_dim = linear.out_features // info["heads"]
+                swapped.append((m, name, linear))
+                setattr(m, name, DynamicHeadsProjection(linear, head_dim, state))
         if family == "registry":
             _register_implementation()
             for m in modules:
@@ -242,6 +321,8 @@ def replace_heads(model, averages, heads="all", gates: torch.Tensor | None = Non
             handles += [m.dropout.register_forward_pre_hook(_dropout_pre_hook(state)) for m in modules]
         yield model
     finally:
+        for m, name, linear in swapped:
+            setattr(m, name, linear)
         for h in handles:
             h.remove()
         for m in modules:

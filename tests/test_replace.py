@@ -57,10 +57,22 @@ def test_own_attention_pattern_leaves_outputs_identical(family):
         one = {k: v[i: i + 1] for k, v in batch.items()}
         ref = run(model, one)
         own = torch.stack([a[0] for a in ref.attentions])  # [layers, heads, L, L]
-        with replace_heads(model, own, heads="all"):
-            out = run(model, one).last_hidden_state
+        with replace_heads(model, own, heads="all"), torch.no_grad():
+            out = model(**one).last_hidden_state  # fast path: no probabilities requested
         diff = (out - ref.last_hidden_state)[real(one)].abs().max().item()
         assert diff <= 1e-5, (family, i, diff)
+
+
+@pytest.mark.parametrize("heads", ["all", [(0, 3)], [(layer, h) for layer in range(LAYERS) for h in range(0, HEADS, 2)]])
+def test_fast_path_equals_probability_path(family, heads):
+    """Without output_attentions, replaced layers skip probabilities (fused attention for dynamic heads,
+    constant x V for replaced ones, Q/K only for dynamic heads): same outputs, padded rows included."""
+    model = tiny_model(family)
+    batch = batch_for(model)
+    with replace_heads(model, random_constants(), heads=heads), torch.no_grad():
+        fast = model(**batch).last_hidden_state
+        slow = model(**batch, output_attentions=True).last_hidden_state
+    assert (fast - slow).abs().max().item() <= 1e-5
 
 
 def test_replaced_rows_sum_to_one_over_real_keys(family):
