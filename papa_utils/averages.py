@@ -106,9 +106,12 @@ class AverageAccumulator:
 
 @torch.no_grad()
 def compute_average_attention(model, batches, *, task: str | None = None, data_checksum: str | None = None,
-                              progress: bool = True) -> AttentionAverages:
+                              progress: bool = True, precision: str = "fp32") -> AttentionAverages:
     """Average post-softmax attention of a frozen model over `batches` (dicts with input_ids,
-    attention_mask, optional token_type_ids, all of length L). The model runs in eval mode."""
+    attention_mask, optional token_type_ids, all of length L). The model runs in eval mode; with
+    precision="bf16" under CPU autocast (the sums stay fp32)."""
+    from .probe import backbone_precision
+
     was_training = model.training
     model.eval()
     acc = AverageAccumulator()
@@ -116,10 +119,11 @@ def compute_average_attention(model, batches, *, task: str | None = None, data_c
     try:
         for batch in tqdm(batches, desc="average attention", disable=not progress, leave=False):
             inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-            out = model(**inputs, output_attentions=True)
+            with backbone_precision(precision):
+                out = model(**inputs, output_attentions=True)
             length = inputs["input_ids"].shape[1]
             acc.add(out.attentions, inputs["attention_mask"])
     finally:
         model.train(was_training)
     return acc.result({"model": model_name(model), "task": task, "length": length,
-                       "data_checksum": data_checksum})
+                       "data_checksum": data_checksum, "precision": precision})

@@ -22,7 +22,7 @@ from .averages import AttentionAverages, compute_average_attention
 from .layout import Encoded, encode
 from .models import describe, load_model
 from .probe import ProbeConfig, extract_features, rank_heads_by_gates, train_probe
-from .runs import ROOT, absolute_data_dir, atomic_path, environment, progress_enabled, write_json
+from .runs import ROOT, absolute_data_dir, atomic_path, environment, peak_memory_gb, progress_enabled, write_json
 from .tasks import TaskSplit, get_task, load_task
 
 log = logging.getLogger("papa_utils")
@@ -306,6 +306,7 @@ def run_notebooks(profile: Profile, run_dir: Path, notebooks=None) -> None:
         print(f"{name}: {seconds[name]:.0f} s", flush=True)
     meta = {"profile": asdict(profile), "parameters": params, "notebook_seconds": seconds,
             "wall_seconds": round(time.time() - started, 1), "step_seconds": timing(run_dir, profile),
+            "peak_memory_gb": peak_memory_gb(),
             **environment()}
     write_json(run_dir / "run.json", meta)
     write_json(results_dir(profile) / "run.json", meta)

@@ -36,6 +36,7 @@ class ProbeConfig:
     dropout: float = 0.1
     feature_batch_size: int = 32
     protocol: str = "cached"  # or "reference": backbone re-run every epoch, dropout on
+    precision: str = "fp32"  # backbone passes in "fp32" or "bf16" (CPU autocast); the probe always trains in fp32
 
 
 class SentenceProbe(nn.Module):
@@ -119,13 +120,24 @@ def concat(parts: list[Features]) -> Features:
     return Features(cat("states"), cat("labels"), cat("mask"), cat("example"), cat("slot"))
 
 
+def backbone_precision(precision: str = "fp32"):
+    """Context for backbone passes: fp32 as is, or bf16 autocast on the CPU."""
+    from contextlib import nullcontext
+
+    if precision == "fp32":
+        return nullcontext()
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+
+
 @torch.no_grad()
 def extract_features(model, task: Task, data: Encoded, averages=None, heads=(), batch_size: int = 32,
-                     progress: bool = False, desc: str = "features") -> Features:
+                     progress: bool = False, desc: str = "features", precision: str = "fp32") -> Features:
     """Backbone pass (eval mode) over `data` with `heads` replaced by `averages`; hidden states kept in fp16."""
     model.eval()
     parts = []
-    with _maybe_replaced(model, averages, heads):
+    with _maybe_replaced(model, averages, heads), backbone_precision(precision):
         for start in tqdm(range(0, len(data), batch_size), desc=desc, disable=not progress, leave=False):
             states = hidden_states(model, data.model_inputs(slice(start, start + batch_size))).half()
             parts.append(features_of(task, data, states, start))
@@ -179,9 +191,11 @@ def train_probe(model, task: Task, train: Encoded, dev: Encoded, *, seed: int = 
     """
     start = time.time()
     if dev_features is None:
-        dev_features = extract_features(model, task, dev, averages, heads, config.feature_batch_size)
+        dev_features = extract_features(model, task, dev, averages, heads, config.feature_batch_size,
+                                        precision=config.precision)
     if config.protocol == "cached" and train_features is None:
-        train_features = extract_features(model, task, train, averages, heads, config.feature_batch_size)
+        train_features = extract_features(model, task, train, averages, heads, config.feature_batch_size,
+                                          precision=config.precision)
     torch.manual_seed(seed)
     probe = make_probe(task, model, train.length, config.dropout)
     optimizer = torch.optim.AdamW(probe.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
@@ -198,7 +212,7 @@ def train_probe(model, task: Task, train: Encoded, dev: Encoded, *, seed: int = 
                 states, mask, labels = train_features.select(index)
             else:
                 model.train()
-                with torch.no_grad(), _maybe_replaced(model, averages, heads):
+                with torch.no_grad(), _maybe_replaced(model, averages, heads), backbone_precision(config.precision):
                     live = features_of(task, train, hidden_states(model, train.model_inputs(index)))
                 model.eval()
                 if task.token_task:
@@ -237,7 +251,9 @@ def rank_heads_by_gates(model, task: Task, train: Encoded, averages, *, epochs: 
             for s in tqdm(range(0, len(train), config.batch_size), desc=f"rank heads {task.name}",
                           disable=not progress, leave=False):
                 index = order[s: s + config.batch_size]
-                states = hidden_states(model, train.model_inputs(index))
+                with backbone_precision(config.precision):
+                    states = hidden_states(model, train.model_inputs(index))
+                states = states.float()
                 if task.token_task:
                     states, labels, _, _ = labelled_rows(states, train.labels[index])
                     loss = _loss(task, probe(states), labels)

@@ -199,14 +199,18 @@ class DynamicHeadsProjection(nn.Module):
         spec = self.state.upcoming()
         if spec is None or spec.gates is not None:
             return self.linear(x)
-        out = x.new_zeros(*x.shape[:-1], self.linear.out_features)
-        if len(spec.dynamic):
-            if spec.layer not in self._slices:
-                cols = (spec.dynamic[:, None] * self.head_dim + torch.arange(self.head_dim)).flatten()
-                bias = None if self.linear.bias is None else self.linear.bias[cols]
-                self._slices[spec.layer] = (cols, self.linear.weight[cols], bias)
-            cols, weight, bias = self._slices[spec.layer]
-            out[..., cols] = nn.functional.linear(x, weight, bias)
+        shape = (*x.shape[:-1], self.linear.out_features)
+        if not len(spec.dynamic):
+            dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+            return x.new_zeros(shape, dtype=dtype)
+        if spec.layer not in self._slices:
+            cols = (spec.dynamic[:, None] * self.head_dim + torch.arange(self.head_dim)).flatten()
+            bias = None if self.linear.bias is None else self.linear.bias[cols]
+            self._slices[spec.layer] = (cols, self.linear.weight[cols], bias)
+        cols, weight, bias = self._slices[spec.layer]
+        part = nn.functional.linear(x, weight, bias)
+        out = part.new_zeros(shape)
+        out[..., cols] = part
         return out
 
 

@@ -52,6 +52,14 @@ def git_commit() -> str:
         return "unknown"
 
 
+def peak_memory_gb() -> float:
+    """Peak resident memory (GB) of this process and of its finished children (e.g. notebook kernels)."""
+    import resource
+
+    kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    return round(kb / 1024 ** 2, 2)
+
+
 def environment() -> dict:
     import importlib.metadata as md
 
