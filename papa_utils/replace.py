@@ -97,8 +97,8 @@ class ReplacementState:
     """Per-model state while ``replace_heads`` is active: layer specs, the current batch's token mask, and
     a counter of attention calls in the current forward pass (the layer index; ALBERT shares one module)."""
 
-    def __init__(self, specs: dict[int, LayerSpec], layers: int, original: str = "eager"):
-        self.specs, self.layers, self.original = specs, layers, original
+    def __init__(self, specs: dict[int, LayerSpec], layers: int, original: str = "eager", fast: bool = True):
+        self.specs, self.layers, self.original, self.fast = specs, layers, original, fast
         self.token_mask: torch.Tensor | None = None
         self.calls = 0
 
@@ -142,10 +142,15 @@ def papa_attention(module, query, key, value, attention_mask, scaling=None, drop
                                                   dropout=dropout, **kwargs)
     if scaling is None:
         scaling = query.size(-1) ** -0.5
-    if spec.gates is None and not kwargs.get("output_attentions"):
+    if state.fast and spec.gates is None and not kwargs.get("output_attentions"):
         return _fast_attention(module, query, key, value, attention_mask, scaling, dropout, spec, state.token_mask)
     dynamic = None
-    if len(spec.dynamic):
+    if not state.fast:  # straightforward reference: every head's probabilities, then overwrite
+        scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+        if attention_mask is not None:
+            scores = scores + attention_mask
+        dynamic = nn.functional.softmax(scores, dim=-1)[:, spec.dynamic] if len(spec.dynamic) else None
+    elif len(spec.dynamic):
         scores = torch.matmul(query[:, spec.dynamic], key[:, spec.dynamic].transpose(2, 3)) * scaling
         if attention_mask is not None:
             scores = scores + attention_mask
@@ -180,10 +185,23 @@ def _fast_attention(module, query, key, value, attention_mask, scaling, dropout,
                                                          value[:, spec.dynamic], attn_mask=mask, dropout_p=p,
                                                          scale=scaling)
         out[:, spec.dynamic] = dyn * m[:, None, :, None]  # rows of padded queries are zero, as in mix_heads
-    constant = renormalise_rows(spec.constants.to(value.dtype) * pair_mask(token_mask).to(value.dtype))
-    constant = nn.functional.dropout(constant, p=p, training=module.training)
-    out[:, spec.replaced] = torch.matmul(constant, value[:, spec.replaced])
+    out[:, spec.replaced] = constant_times_value(spec.constants.to(value.dtype), value[:, spec.replaced],
+                                                 token_mask, dropout=p)
     return out.transpose(1, 2).contiguous(), None
+
+
+def constant_times_value(constants: torch.Tensor, value: torch.Tensor, token_mask: torch.Tensor,
+                         dropout: float = 0.0) -> torch.Tensor:
+    """renorm(C * m_i m_j) @ V for constants C [R, L, L] and values [B, R, L, d], without forming the
+    per-example [B, R, L, L] matrix: since the pair mask factorises, the numerator is m_i (C @ (m V)) and
+    the row sums are m_i (C @ m). With dropout (train mode) the probabilities are built explicitly."""
+    m = token_mask.to(value.dtype)
+    if dropout > 0:
+        probs = renormalise_rows(constants[None] * pair_mask(token_mask).to(value.dtype))
+        return torch.matmul(nn.functional.dropout(probs, p=dropout), value)
+    numerator = torch.matmul(constants, value * m[:, None, :, None])  # [B, R, L, d]
+    row_sums = torch.matmul(constants, m[:, None, :, None])  # [B, R, L, 1]
+    return numerator * m[:, None, :, None] / (row_sums * m[:, None, :, None]).clamp_min(1e-12)
 
 
 class DynamicHeadsProjection(nn.Module):
@@ -200,9 +218,9 @@ class DynamicHeadsProjection(nn.Module):
         if spec is None or spec.gates is not None:
             return self.linear(x)
         shape = (*x.shape[:-1], self.linear.out_features)
-        if not len(spec.dynamic):
+        if not len(spec.dynamic):  # never read by the fast path: a zero-stride view, nothing allocated
             dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
-            return x.new_zeros(shape, dtype=dtype)
+            return x.new_zeros((), dtype=dtype).expand(shape)
         if spec.layer not in self._slices:
             cols = (spec.dynamic[:, None] * self.head_dim + torch.arange(self.head_dim)).flatten()
             bias = None if self.linear.bias is None else self.linear.bias[cols]
@@ -281,13 +299,15 @@ def _head_list(heads, layers: int, n_heads: int) -> dict[int, list[int]]:
 
 
 @contextmanager
-def replace_heads(model, averages, heads="all", gates: torch.Tensor | None = None):
+def replace_heads(model, averages, heads="all", gates: torch.Tensor | None = None, fast: bool = True):
     """Inside this context, the listed heads of `model` attend with constant matrices.
 
     averages: ``AttentionAverages`` (its model and shape are checked) or a tensor [layers, heads, L, L];
     heads: "all" or an iterable of (layer, head). The inputs must have length L. Leaving restores the model.
     gates: optional [layers, heads] tensor (e.g. a trainable Parameter); then a listed head attends with
     sigmoid(gate) * its own probabilities + (1 - sigmoid(gate)) * its renormalised constant matrix.
+    fast=False: the straightforward reference (every head's Q, K, scores and softmax computed, then the
+    replaced ones overwritten); same results, slower; for checks and benchmarks.
     """
     info = describe(model)
     constants = _constant_tensor(model, averages)
@@ -298,7 +318,7 @@ def replace_heads(model, averages, heads="all", gates: torch.Tensor | None = Non
     family, modules = attention_modules(model)
     specs = {layer: LayerSpec(info["heads"], hs, constants[layer], layer, gates) for layer, hs in per_layer.items()}
     previous = model.config._attn_implementation
-    state = ReplacementState(specs, info["layers"], previous)
+    state = ReplacementState(specs, info["layers"], previous, fast)
 
     def capture(mod, args, kwargs):
         state.token_mask = _token_mask_from_call(mod, args, kwargs)
@@ -308,7 +328,7 @@ def replace_heads(model, averages, heads="all", gates: torch.Tensor | None = Non
     handles = [base.register_forward_pre_hook(capture, with_kwargs=True)]
     swapped = []  # (module, attribute, original projection)
     try:
-        for m in modules:
+        for m in modules if fast else []:
             for name in QK_PROJECTIONS.get(type(m).__name__, ()):
                 linear = getattr(m, name, None)
                 if not isinstance(linear, nn.Linear):

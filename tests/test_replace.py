@@ -72,7 +72,10 @@ def test_fast_path_equals_probability_path(family, heads):
     with replace_heads(model, random_constants(), heads=heads), torch.no_grad():
         fast = model(**batch).last_hidden_state
         slow = model(**batch, output_attentions=True).last_hidden_state
+    with replace_heads(model, random_constants(), heads=heads, fast=False), torch.no_grad():
+        straightforward = model(**batch).last_hidden_state
     assert (fast - slow).abs().max().item() <= 1e-5
+    assert (fast - straightforward).abs().max().item() <= 1e-5
 
 
 def test_replaced_rows_sum_to_one_over_real_keys(family):

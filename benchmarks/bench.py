@@ -1,0 +1,228 @@
+"""Speed of the PAPA pipeline on this machine: every number is a ratio measured side by side in ONE run.
+
+    make bench            # or: python benchmarks/bench.py [--quick]
+
+Prints Markdown tables (forward passes, probe protocol, bf16, head-ranking cost) and writes them, with
+the raw timings, to results/bench.md and results/bench.json. Times are medians of repeated runs after a
+warm-up; the machine's matmul peak is measured in the same run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+
+from papa_utils import describe, encode, get_task, load_model, load_task, replace_heads
+from papa_utils.probe import ProbeConfig, backbone_precision, extract_features, rank_heads_by_gates, train_probe
+from papa_utils.runs import ROOT, atomic_path, environment, write_json
+
+
+def timed(fn, repeats: int) -> float:
+    """Median wall seconds of fn() over `repeats` runs, after one warm-up run."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def matmul_peak_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    return 2 * n ** 3 / timed(lambda: torch.mm(a, b), repeats) / 1e9
+
+
+def forward_gflop(model, length: int) -> float:
+    """Multiply-adds x 2 of one example through the encoder layers (projections, FFN, attention)."""
+    c = model.config
+    info = describe(model)
+    d, inner = info["hidden"], getattr(c, "intermediate_size", 4 * info["hidden"])
+    per_layer = 2 * (4 * length * d * d + 2 * length * d * inner + 2 * length * length * d)
+    return info["layers"] * per_layer / 1e9
+
+
+def forward_section(model_name: str, length: int, batch: int, repeats: int) -> dict:
+    model, tokenizer = load_model(model_name)
+    info = describe(model)
+    inputs = encode(load_task("mrpc", "validation").head(batch), tokenizer, length).model_inputs()
+    constants = torch.rand(info["layers"], info["heads"], length, length)
+    half = [(layer, h) for layer in range(info["layers"]) for h in range(0, info["heads"], 2)]
+
+    def run():
+        with torch.no_grad():
+            model(**inputs)
+
+    def run_bf16():
+        with torch.no_grad(), backbone_precision("bf16"):
+            model(**inputs)
+
+    out = {"model": model_name, "L": length, "batch": batch, "eager": timed(run, repeats)}
+    model.config._attn_implementation = "sdpa"  # MPNet computes attention inline; the switch changes nothing
+    out["sdpa"] = timed(run, repeats)
+    out["sdpa_bf16"] = timed(run_bf16, repeats)
+    model.config._attn_implementation = "eager"
+    out["unmodified"] = min(out["eager"], out["sdpa"])  # the faster unmodified implementation
+    with replace_heads(model, constants, "all"):
+        out["all_replaced"] = timed(run, repeats)
+        out["all_replaced_bf16"] = timed(run_bf16, repeats)
+    with replace_heads(model, constants, half):
+        out["half_replaced"] = timed(run, repeats)
+    with replace_heads(model, constants, "all", fast=False):
+        out["straightforward_all"] = timed(run, repeats)
+    out["gflops_fp32"] = forward_gflop(model, length) * batch / out["unmodified"]
+    out["gflops_bf16"] = forward_gflop(model, length) * batch / out["sdpa_bf16"]
+    return out
+
+
+def probe_protocol_section(model_name: str, task: str, n_train: int, n_dev: int, epochs: int) -> dict:
+    """Same probe, same epochs: cached features (one eval-mode backbone pass) vs the reference protocol
+    (backbone re-run for every batch with dropout on)."""
+    model, tokenizer = load_model(model_name)
+    spec = get_task(task)
+    train = encode(load_task(task, "train").sample(n_train), tokenizer, 64)
+    dev = encode(load_task(task, "validation").sample(n_dev), tokenizer, 64)
+    config = ProbeConfig(epochs=epochs)
+    start = time.perf_counter()
+    cached = train_probe(model, spec, train, dev, config=config)
+    t_cached = time.perf_counter() - start
+    start = time.perf_counter()
+    reference = train_probe(model, spec, train, dev, config=ProbeConfig(epochs=epochs, protocol="reference"))
+    t_reference = time.perf_counter() - start
+    return {"model": model_name, "task": task, "train": n_train, "dev": n_dev, "epochs": epochs,
+            "cached_seconds": t_cached, "reference_seconds": t_reference, "metric": spec.metric,
+            "cached_metric": cached.metrics[spec.metric], "reference_metric": reference.metrics[spec.metric]}
+
+
+def bf16_metric_section(model_name: str, task: str, n_train: int, n_dev: int, epochs: int) -> dict:
+    """Probe metric with bf16 vs fp32 backbone features (all heads replaced and baseline), same seed."""
+    from papa_utils import compute_average_attention
+
+    model, tokenizer = load_model(model_name)
+    spec = get_task(task)
+    train = encode(load_task(task, "train").sample(n_train), tokenizer, 64)
+    dev = encode(load_task(task, "validation").sample(n_dev), tokenizer, 64)
+    averages = compute_average_attention(model, train.batches(32), progress=False)
+    out = {"model": model_name, "task": task, "metric": spec.metric}
+    for heads, name in (([], "baseline"), ("all", "papa")):
+        for precision in ("fp32", "bf16"):
+            start = time.perf_counter()
+            features = [extract_features(model, spec, d, averages, heads, precision=precision) for d in (train, dev)]
+            out[f"{name}_{precision}_feature_seconds"] = time.perf_counter() - start
+            r = train_probe(model, spec, train, dev, config=ProbeConfig(epochs=epochs), train_features=features[0],
+                            dev_features=features[1])
+            out[f"{name}_{precision}"] = r.metrics[spec.metric]
+    return out
+
+
+def ranking_section(model_name: str, task: str, settings, reference) -> dict:
+    """Cost of the gate ranking and its agreement (Spearman over all heads' gates) with a longer run."""
+    from papa_utils import compute_average_attention
+
+    model, tokenizer = load_model(model_name)
+    spec = get_task(task)
+    pool = load_task(task, "train").sample(max(n for n, _ in [*settings, reference]))
+    encoded = encode(pool, tokenizer, 64)
+    averages = compute_average_attention(model, encoded.batches(32), progress=False)
+
+    def rank(n, epochs):
+        subset = type(encoded)(encoded.input_ids[:n], encoded.attention_mask[:n],
+                               None if encoded.token_type_ids is None else encoded.token_type_ids[:n],
+                               encoded.labels[:n])
+        return rank_heads_by_gates(model, spec, subset, averages, epochs=epochs)
+
+    ref = rank(*reference)
+    ref_gates = np.array(ref["gates"]).ravel()
+    total = len(ref_gates)
+    rows = []
+    for n, epochs in settings:
+        r = rank(n, epochs)
+        gates = np.array(r["gates"]).ravel()
+        half_ref = {tuple(h) for h in ref["ranking"][: total // 2]}
+        half_got = {tuple(h) for h in r["ranking"][: total // 2]}
+        rows.append({"examples": n, "epochs": epochs, "seconds": r["seconds"],
+                     "spearman_vs_reference": float(spearmanr(gates, ref_gates)[0]),
+                     "first_half_overlap": len(half_ref & half_got) / (total // 2)})
+    return {"model": model_name, "task": task, "reference": {"examples": reference[0], "epochs": reference[1],
+                                                             "seconds": ref["seconds"]}, "settings": rows}
+
+
+def markdown(report: dict) -> str:
+    lines = ["## Forward pass (batch 32, fp32 unless noted; ratio > 1 means the first is faster)", "",
+             "| model | L | all replaced vs unmodified | half replaced vs unmodified | ours vs straightforward "
+             "(all replaced) | bf16 vs fp32 (unmodified) | throughput vs matmul peak (fp32 / bf16) |",
+             "|---|---|---|---|---|---|---|"]
+    peak32, peak16 = report["matmul_peak_gflops"]["fp32"], report["matmul_peak_gflops"]["bf16"]
+    for f in report["forward"]:
+        lines.append(f"| {f['model']} | {f['L']} | {f['unmodified'] / f['all_replaced']:.2f}x | "
+                     f"{f['unmodified'] / f['half_replaced']:.2f}x | {f['straightforward_all'] / f['all_replaced']:.2f}x"
+                     f" | {f['unmodified'] / f['sdpa_bf16']:.2f}x | {100 * f['gflops_fp32'] / peak32:.0f}% / "
+                     f"{100 * f['gflops_bf16'] / peak16:.0f}% |")
+    lines += ["", f"Matmul peak measured in this run: {peak32:.0f} GFLOP/s fp32, {peak16:.0f} GFLOP/s bf16 "
+              f"(2048 x 2048). Unmodified = the faster of transformers' eager and SDPA attention.", ""]
+    p = report["probe_protocol"]
+    lines += ["## Probe stage: cached features vs reference protocol (same epochs)", "",
+              "| model | task | train / dev | epochs | cached | reference | speed-up | metric cached / reference |",
+              "|---|---|---|---|---|---|---|---|",
+              f"| {p['model']} | {p['task']} | {p['train']} / {p['dev']} | {p['epochs']} | {p['cached_seconds']:.1f} s | "
+              f"{p['reference_seconds']:.1f} s | {p['reference_seconds'] / p['cached_seconds']:.1f}x | "
+              f"{p['cached_metric']:.1f} / {p['reference_metric']:.1f} ({p['metric']}) |", ""]
+    lines += ["## bf16 backbone: effect on probe metrics (same seed, same data)", "",
+              "| model | task | metric | baseline fp32 / bf16 | all heads constant fp32 / bf16 | feature pass speed-up |",
+              "|---|---|---|---|---|---|"]
+    for b in report["bf16_metrics"]:
+        speed = b["baseline_fp32_feature_seconds"] / b["baseline_bf16_feature_seconds"]
+        lines.append(f"| {b['model']} | {b['task']} | {b['metric']} | {b['baseline_fp32']:.1f} / {b['baseline_bf16']:.1f} | "
+                     f"{b['papa_fp32']:.1f} / {b['papa_bf16']:.1f} | {speed:.2f}x |")
+    r = report["ranking"]
+    lines += ["", f"## Head ranking: cost and agreement with a longer run ({r['model']}, {r['task']}; reference "
+              f"{r['reference']['examples']} examples x {r['reference']['epochs']} epochs, "
+              f"{r['reference']['seconds']:.0f} s)", "",
+              "| examples | epochs | seconds | Spearman of gates vs reference | overlap of the first half |",
+              "|---|---|---|---|---|"]
+    for s in r["settings"]:
+        lines.append(f"| {s['examples']} | {s['epochs']} | {s['seconds']:.1f} | {s['spearman_vs_reference']:.2f} | "
+                     f"{100 * s['first_half_overlap']:.0f}% |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, to check that the script runs")
+    args = parser.parse_args(argv)
+    torch.manual_seed(0)
+    quick = args.quick
+    models = ["minilm-l6"] if quick else ["minilm-l6", "mpnet-base"]
+    lengths = [64] if quick else [64, 128]
+    repeats = 1 if quick else 3
+    start = time.time()
+    report = {"environment": environment(), "threads": torch.get_num_threads(),
+              "matmul_peak_gflops": {"fp32": matmul_peak_gflops(torch.float32),
+                                     "bf16": matmul_peak_gflops(torch.bfloat16)}}
+    report["forward"] = [forward_section(m, L, 32, repeats) for m in models for L in lengths]
+    report["probe_protocol"] = probe_protocol_section("minilm-l6", "sst2", 64 if quick else 512,
+                                                      64 if quick else 300, 1 if quick else 3)
+    report["bf16_metrics"] = [bf16_metric_section("minilm-l6", t, 64 if quick else 1000, 64 if quick else 500,
+                                                  1 if quick else 15) for t in (["sst2"] if quick else ["sst2", "mrpc"])]
+    report["ranking"] = ranking_section("minilm-l6", "sst2", [(32, 1)] if quick else [(125, 1), (250, 1), (500, 1),
+                                                                                    (1000, 1)],
+                                        (64, 1) if quick else (1000, 2))
+    report["seconds"] = time.time() - start
+    text = markdown(report)
+    print(text)
+    out = ROOT / "results" / ("bench_quick" if quick else "bench")
+    write_json(out.with_suffix(".json"), report)
+    with atomic_path(out.with_suffix(".md")) as tmp:
+        tmp.write_text(text)
+    print(f"written {out}.md and .json in {report['seconds']:.0f} s", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
