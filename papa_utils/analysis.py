@@ -18,8 +18,11 @@ def seed_summary(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def relative_drop(baseline, papa):
-    """(baseline - PAPA) / baseline, as in the paper (positive = PAPA is worse)."""
-    return (np.asarray(baseline) - np.asarray(papa)) / np.asarray(baseline)
+    """(baseline - PAPA) / baseline, as in the paper (positive = PAPA is worse). Undefined (NaN) where the
+    baseline is not positive (e.g. a Matthews correlation of 0): such points are left out of averages."""
+    baseline, papa = np.asarray(baseline, dtype=float), np.asarray(papa, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(baseline > 0, (baseline - papa) / baseline, np.nan)
 
 
 def table1(results: pd.DataFrame) -> pd.DataFrame:
@@ -69,9 +72,12 @@ def table1_markdown(table: pd.DataFrame) -> str:
     lines = ["| model | task | metric | baseline | PAPA (all heads constant) | relative drop |",
              "|---|---|---|---|---|---|"]
     for r in table.itertuples():
+        drop = "undefined" if np.isnan(r.relative_drop) else f"{100 * r.relative_drop:.1f}%"
         lines.append(f"| {r.model} | {r.task} | {r.metric} | {r.baseline:.1f} ± {r.baseline_std:.1f} | "
-                     f"{r.papa:.1f} ± {r.papa_std:.1f} | {100 * r.relative_drop:.1f}% |")
-    lines.append(f"| **average** | | | | | **{100 * table.relative_drop.mean():.1f}%** |")
+                     f"{r.papa:.1f} ± {r.papa_std:.1f} | {drop} |")
+    undefined = int(table.relative_drop.isna().sum())
+    note = f" (over {len(table) - undefined}; {undefined} with baseline <= 0 left out)" if undefined else ""
+    lines.append(f"| **average** | | | | | **{100 * table.relative_drop.mean():.1f}%**{note} |")
     return "\n".join(lines) + "\n"
 
 
@@ -79,8 +85,9 @@ def table1_latex(table: pd.DataFrame) -> str:
     rows = [r"\begin{tabular}{lllrrr}", r"\toprule",
             r"model & task & metric & baseline & PAPA & rel.\ drop \\", r"\midrule"]
     for r in table.itertuples():
+        drop = "--" if np.isnan(r.relative_drop) else f"{100 * r.relative_drop:.1f}\\%"
         rows.append(f"{r.model} & {r.task} & {r.metric.replace('_', ' ')} & {r.baseline:.1f} & {r.papa:.1f} & "
-                    f"{100 * r.relative_drop:.1f}\\% \\\\")
+                    f"{drop} \\\\")
     rows += [r"\midrule", f"average & & & & & {100 * table.relative_drop.mean():.1f}\\% \\\\", r"\bottomrule",
              r"\end{tabular}"]
     return "\n".join(rows) + "\n"
@@ -90,9 +97,11 @@ def check_claims(results: pd.DataFrame, n_boot: int = 2000) -> dict:
     """The paper's three claims, measured on these results."""
     t1 = table1(results)
     half = half_heads_change(results)
-    corr = bootstrap_correlation(t1["baseline"], t1["relative_drop"], n=n_boot)
+    defined = t1.dropna(subset=["relative_drop"])
+    corr = bootstrap_correlation(defined["baseline"], defined["relative_drop"], n=n_boot)
     return {
-        "all_heads_average_relative_drop": float(t1["relative_drop"].mean()),
+        "all_heads_average_relative_drop": float(defined["relative_drop"].mean()),
+        "points_with_undefined_drop": [f"{r.model} {r.task}" for r in t1[t1.relative_drop.isna()].itertuples()],
         "paper_all_heads_average_relative_drop": 0.08,
         "half_heads_average_relative_drop": float(half["relative_drop"].mean()) if len(half) else None,
         "half_heads_gains": int((half["relative_drop"] < 0).sum()), "half_heads_points": len(half),

@@ -40,7 +40,9 @@ print(table1_markdown(t1))
 
 # %%
 claims = check_claims(results)
-fig = plot_relative_drop_vs_baseline(t1, claims["strength_correlation"])
+if claims["points_with_undefined_drop"]:
+    print("relative drop undefined (baseline <= 0), left out:", ", ".join(claims["points_with_undefined_drop"]))
+fig = plot_relative_drop_vs_baseline(t1.dropna(subset=["relative_drop"]), claims["strength_correlation"])
 save_figure(fig, figures_dir(profile) / "relative_drop_vs_baseline")
 fig
 
