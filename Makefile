@@ -9,7 +9,7 @@ TASKS   ?=           # optional comma-separated subset of the profile's tasks
 RUN_DIR ?= runs/$(strip $(PROFILE))
 export PAPA_CACHE_DIR ?= $(HOME)/.cache/papa
 
-.PHONY: setup setup-mpnet figures test scrub clean
+.PHONY: setup setup-mpnet figures test bench scrub clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ figures: setup-mpnet
 
 test: setup-mpnet
 	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider -q
+
+bench: setup-mpnet  # speed ratios measured side by side in one run -> results/bench.md
+	$(PY) benchmarks/bench.py
 
 scrub:  # strip outputs from the committed notebooks
 	$(VENV)/bin/nbstripout notebooks/*.ipynb

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .models import describe, model_name
+from .models import describe, model_device, model_name
 from .replace import pair_mask
 
 
@@ -101,7 +101,7 @@ class AverageAccumulator:
         if self.sums is None:
             raise ValueError("no examples were seen; cannot average attention over an empty dataset")
         avg = torch.where(self.counts > 0, self.sums / self.counts.clamp_min(1), torch.zeros_like(self.sums))
-        return AttentionAverages(avg, self.counts, {**meta, "examples": self.examples})
+        return AttentionAverages(avg.cpu(), self.counts.cpu(), {**meta, "examples": self.examples})
 
 
 @torch.no_grad()
@@ -115,10 +115,12 @@ def compute_average_attention(model, batches, *, task: str | None = None, data_c
     was_training = model.training
     model.eval()
     acc = AverageAccumulator()
+    device = model_device(model)
     length = None
     try:
         for batch in tqdm(batches, desc="average attention", disable=not progress, leave=False):
-            inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+            inputs = {k: v.to(device) for k, v in batch.items()
+                      if k in ("input_ids", "attention_mask", "token_type_ids")}
             with backbone_precision(precision):
                 out = model(**inputs, output_attentions=True)
             length = inputs["input_ids"].shape[1]

@@ -174,8 +174,18 @@ def _in_hub_cache(name: str) -> bool:
         return False
 
 
-def load_model(name: str, attn_implementation: str = "eager"):
-    """Return ``(model, tokenizer)``: the bare encoder in eval mode, ready for head replacement.
+def default_device() -> str:
+    """$PAPA_DEVICE, else "cuda" when a GPU is visible, else "cpu"."""
+    return os.environ.get("PAPA_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def model_device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def load_model(name: str, attn_implementation: str = "eager", device: str | None = None):
+    """Return ``(model, tokenizer)``: the bare encoder in eval mode on `device` (default: ``default_device()``),
+    ready for head replacement.
 
     `name` is an offline name (see ``OFFLINE_MODELS``), a local folder, or a Hugging Face Hub id
     (needs the Hub). ``model.config.papa_model_name`` records `name`, so averages can be checked against it.
@@ -204,7 +214,7 @@ def load_model(name: str, attn_implementation: str = "eager"):
             f"and the Hugging Face Hub did not provide it ({e.__class__.__name__}). Use one of the offline "
             f"names, a folder with config.json and weights, or connect to the Hub."
         ) from None
-    model.eval()
+    model.to(device or default_device()).eval()
     for p in model.parameters():
         p.requires_grad_(False)
     model.config.papa_model_name = name

@@ -48,6 +48,8 @@ class Profile:
     rank_epochs: int = 1
     epochs: int = 15
     length_override: int | None = None  # one L for every task (None: each task's default, 64 or 128)
+    protocol: str = "cached"  # probe protocol (ProbeConfig): "streaming" when features would not fit in memory
+    precision: str = "fp32"  # backbone passes: "fp32" or "bf16"
     model_sizes: dict = field(default_factory=dict)  # model -> {size field: n}, e.g. smaller for a big model
 
     def length(self, task: str) -> int:
@@ -68,9 +70,12 @@ PROFILES = {
                    rank_examples=500, epochs=15, length_override=64,  # sized to finish in < 90 min on 2 cores
                    model_sizes={"mpnet-base": {"average_examples": 400, "train_examples": 400, "dev_examples": 400,
                                                "rank_examples": 200}}),
+    # full splits on a GPU with the Hub: hidden states of whole splits do not fit in memory, so the backbone
+    # streams (eval mode) for every batch; gates train for as long as the probe
     "paper": Profile("paper", ("bert-base-uncased", "bert-large-uncased", "roberta-base", "roberta-large",
                                "microsoft/deberta-base", "microsoft/deberta-large"),
-                     ("cola", "sst2", "mrpc", "mnli", "ner", "pos"), seeds=(42,), epochs=15),
+                     ("cola", "sst2", "mrpc", "mnli", "ner", "pos"), seeds=(42, 43, 44), epochs=15, rank_epochs=15,
+                     protocol="streaming"),
 }
 
 
@@ -115,11 +120,13 @@ def average_attention(run_dir: Path, profile: Profile, model_name: str, task: st
     model, _ = cached_model(model_name)
     if path.exists():
         found = AttentionAverages.load(path, model=model, length=length)
-        if found.meta.get("data_checksum") == data.checksum and found.meta.get("examples") == len(data):
+        if (found.meta.get("data_checksum") == data.checksum and found.meta.get("examples") == len(data)
+                and found.meta.get("precision", "fp32") == profile.precision):
             return found
     start = time.time()
     result = compute_average_attention(model, encoded(model_name, data, length).batches(32), task=task,
-                                       data_checksum=data.checksum, progress=progress_enabled())
+                                       data_checksum=data.checksum, progress=progress_enabled(),
+                                       precision=profile.precision)
     result.meta.update(seconds=round(time.time() - start, 2), data_note=data.note)
     result.save(path)
     return result
@@ -145,14 +152,16 @@ def head_ranking(run_dir: Path, profile: Profile, model_name: str, task: str) ->
     avg = average_attention(run_dir, profile, model_name, task)
     n = profile.size(model_name, "rank_examples")
     data = task_data(task, "train", n)
-    key = _fingerprint({"averages": avg.meta, "examples": n, "data": data.checksum, "epochs": profile.rank_epochs})
+    key = _fingerprint({"averages": avg.meta, "examples": n, "data": data.checksum, "epochs": profile.rank_epochs,
+                        "precision": profile.precision})
     path = Path(run_dir) / "ranking" / f"{_slug(model_name, task)}.json"
     found = _read_json(path)
     if found and found.get("fingerprint") == key:
         return found
     model, _ = cached_model(model_name)
     result = rank_heads_by_gates(model, get_task(task), encoded(model_name, data, profile.length(task)), avg,
-                                 epochs=profile.rank_epochs, progress=progress_enabled())
+                                 epochs=profile.rank_epochs, config=ProbeConfig(precision=profile.precision),
+                                 progress=progress_enabled())
     result.update(fingerprint=key, model=model_name, task=task, examples=len(data), epochs=profile.rank_epochs)
     write_json(path, result)
     return result
@@ -173,7 +182,7 @@ def probe_sweep(run_dir: Path, profile: Profile, model_name: str, task: str, cou
     avg = average_attention(run_dir, profile, model_name, task)
     train_data = task_data(task, "train", profile.size(model_name, "train_examples"))
     dev_data = task_data(task, "validation", profile.size(model_name, "dev_examples"))
-    config = ProbeConfig(epochs=profile.epochs)
+    config = ProbeConfig(epochs=profile.epochs, protocol=profile.protocol, precision=profile.precision)
     train = dev = None
     results = []
     for k in counts:
@@ -190,13 +199,15 @@ def probe_sweep(run_dir: Path, profile: Profile, model_name: str, task: str, cou
             if train is None:
                 train, dev = encoded(model_name, train_data, length), encoded(model_name, dev_data, length)
             start = time.time()
-            features = [extract_features(model, spec, data, avg, heads, progress=progress_enabled(),
-                                         desc=f"{model_name} {task} k={k} {part}")
-                        for part, data in (("train", train), ("dev", dev))]
+            features = [None, None]
+            if config.protocol == "cached":  # one backbone pass per configuration, shared by every seed
+                features = [extract_features(model, spec, data, avg, heads, progress=progress_enabled(),
+                                             desc=f"{model_name} {task} k={k} {part}", precision=config.precision)
+                            for part, data in (("train", train), ("dev", dev))]
             feature_seconds = time.time() - start
             for seed in missing:
-                r = train_probe(model, spec, train, dev, seed=seed, config=config, train_features=features[0],
-                                dev_features=features[1], progress=progress_enabled())
+                r = train_probe(model, spec, train, dev, seed=seed, config=config, averages=avg, heads=heads,
+                                train_features=features[0], dev_features=features[1], progress=progress_enabled())
                 done[seed] = {"model": model_name, "task": task, "replaced_heads": k, "total_heads": total,
                               "seed": seed, "metrics": r.metrics, "curve": r.curve, "probe_seconds": r.seconds,
                               "feature_seconds": feature_seconds, "train_examples": len(train_data),

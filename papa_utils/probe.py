@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from .layout import Encoded
 from .metrics import compute_metrics
-from .models import describe
+from .models import describe, model_device
 from .replace import replace_heads
 from .tasks import Task
 
@@ -35,7 +35,9 @@ class ProbeConfig:
     max_grad_norm: float = 1.0
     dropout: float = 0.1
     feature_batch_size: int = 32
-    protocol: str = "cached"  # or "reference": backbone re-run every epoch, dropout on
+    protocol: str = "cached"  # "reference": backbone re-run for every batch with dropout on (the authors' code);
+    # "streaming": backbone re-run for every batch in eval mode (same numbers as "cached", for splits whose
+    # features do not fit in memory, e.g. the paper profile on a GPU)
     precision: str = "fp32"  # backbone passes in "fp32" or "bf16" (CPU autocast); the probe always trains in fp32
 
 
@@ -73,8 +75,9 @@ def make_probe(task: Task, model, length: int, dropout: float = 0.1) -> nn.Modul
 
 
 def hidden_states(model, inputs: dict) -> torch.Tensor:
-    """All N+1 hidden-state levels stacked: [B, N+1, L, D]."""
-    out = model(**inputs, output_hidden_states=True)
+    """All N+1 hidden-state levels stacked: [B, N+1, L, D], on the model's device."""
+    device = model_device(model)
+    out = model(**{k: v.to(device) for k, v in inputs.items()}, output_hidden_states=True)
     return torch.stack(out.hidden_states, dim=1)
 
 
@@ -94,7 +97,10 @@ class Features:
         """Probe inputs and labels of the examples in `index`."""
         if self.example is None:
             return self.states[index], self.mask[index], self.labels[index]
-        rows = torch.isin(self.example, index).nonzero().squeeze(1)
+        # rows are grouped by example (ascending); take each example's rows in the order of `index`
+        starts = torch.searchsorted(self.example, index)
+        stops = torch.searchsorted(self.example, index, right=True)
+        rows = torch.cat([torch.arange(a, b) for a, b in zip(starts.tolist(), stops.tolist())])
         return self.states[rows], None, self.labels[rows]
 
 
@@ -105,12 +111,13 @@ def labelled_rows(states: torch.Tensor, labels: torch.Tensor):
     return states[example, :, slot], labels[example, slot], example, slot
 
 
-def features_of(task: Task, data: Encoded, states: torch.Tensor, offset: int = 0) -> Features:
-    """Features from the states of examples data[offset : offset + len(states)]."""
-    index = slice(offset, offset + states.shape[0])
+def features_of(task: Task, data: Encoded, states: torch.Tensor, offset: int = 0, index=None) -> Features:
+    """Features from the states of examples data[index] (default: data[offset : offset + len(states)])."""
+    if index is None:
+        index = torch.arange(offset, offset + states.shape[0])
     if task.token_task:
         rows, labels, example, slot = labelled_rows(states, data.labels[index])
-        return Features(rows, labels, example=example + offset, slot=slot)
+        return Features(rows, labels, example=index[example], slot=slot)
     return Features(states, data.labels[index], mask=data.attention_mask[index])
 
 
@@ -139,7 +146,7 @@ def extract_features(model, task: Task, data: Encoded, averages=None, heads=(), 
     parts = []
     with _maybe_replaced(model, averages, heads), backbone_precision(precision):
         for start in tqdm(range(0, len(data), batch_size), desc=desc, disable=not progress, leave=False):
-            states = hidden_states(model, data.model_inputs(slice(start, start + batch_size))).half()
+            states = hidden_states(model, data.model_inputs(slice(start, start + batch_size))).half().cpu()
             parts.append(features_of(task, data, states, start))
     return concat(parts)
 
@@ -188,9 +195,13 @@ def train_probe(model, task: Task, train: Encoded, dev: Encoded, *, seed: int = 
 
     Cached protocol: pass precomputed features (``extract_features``) or they are computed here once.
     Reference protocol: the backbone (train mode, dropout on, `heads` replaced) runs for every batch.
+    Streaming protocol: the same in eval mode, and dev features are computed again for each evaluation.
     """
+    if config.protocol not in ("cached", "reference", "streaming"):
+        raise ValueError(f"protocol must be 'cached', 'reference' or 'streaming', got {config.protocol!r}")
     start = time.time()
-    if dev_features is None:
+    streaming = config.protocol == "streaming"
+    if dev_features is None and not streaming:
         dev_features = extract_features(model, task, dev, averages, heads, config.feature_batch_size,
                                         precision=config.precision)
     if config.protocol == "cached" and train_features is None:
@@ -211,9 +222,10 @@ def train_probe(model, task: Task, train: Encoded, dev: Encoded, *, seed: int = 
             if config.protocol == "cached":
                 states, mask, labels = train_features.select(index)
             else:
-                model.train()
+                model.train(config.protocol == "reference")
                 with torch.no_grad(), _maybe_replaced(model, averages, heads), backbone_precision(config.precision):
-                    live = features_of(task, train, hidden_states(model, train.model_inputs(index)))
+                    live = features_of(task, train, hidden_states(model, train.model_inputs(index)).half().cpu(),
+                                       index=index)
                 model.eval()
                 if task.token_task:
                     states, mask, labels = live.states, None, live.labels
@@ -225,6 +237,9 @@ def train_probe(model, task: Task, train: Encoded, dev: Encoded, *, seed: int = 
             nn.utils.clip_grad_norm_(probe.parameters(), config.max_grad_norm)
             optimizer.step()
             losses.append(loss.item())
+        if streaming:
+            dev_features = extract_features(model, task, dev, averages, heads, config.feature_batch_size,
+                                            precision=config.precision)
         curve.append({"epoch": epoch, "train_loss": float(np.mean(losses)),
                       **evaluate(probe, task, dev_features, dev)})
     final = {k: v for k, v in curve[-1].items() if k not in ("epoch", "train_loss")}
@@ -238,32 +253,41 @@ def rank_heads_by_gates(model, task: Task, train: Encoded, averages, *, epochs: 
     ascending (the heads that lean most on their constant matrix first), and the gates."""
     info = describe(model)
     torch.manual_seed(seed)
-    gates = nn.Parameter(torch.zeros(info["layers"], info["heads"]))
-    probe = make_probe(task, model, train.length, config.dropout)
+    device = model_device(model)
+    gates = nn.Parameter(torch.zeros(info["layers"], info["heads"], device=device))
+    probe = make_probe(task, model, train.length, config.dropout).to(device)
     optimizer = torch.optim.AdamW([*probe.parameters(), gates], lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(seed)
     model.eval()
-    start = time.time()
-    with replace_heads(model, averages, "all", gates=gates):
-        for _ in range(epochs):
-            probe.train()
-            order = torch.randperm(len(train), generator=generator)
-            for s in tqdm(range(0, len(train), config.batch_size), desc=f"rank heads {task.name}",
-                          disable=not progress, leave=False):
-                index = order[s: s + config.batch_size]
-                with backbone_precision(config.precision):
-                    states = hidden_states(model, train.model_inputs(index))
-                states = states.float()
-                if task.token_task:
-                    states, labels, _, _ = labelled_rows(states, train.labels[index])
-                    loss = _loss(task, probe(states), labels)
-                else:
-                    loss = _loss(task, probe(states, train.attention_mask[index]), train.labels[index])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_([*probe.parameters(), gates], config.max_grad_norm)
-                optimizer.step()
-    final = gates.detach().clone()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    for p in trainable:  # the backbone stays frozen: gradients reach only the gates and the probe
+        p.requires_grad_(False)
+    try:
+        start = time.time()
+        with replace_heads(model, averages, "all", gates=gates):
+            for _ in range(epochs):
+                probe.train()
+                order = torch.randperm(len(train), generator=generator)
+                for s in tqdm(range(0, len(train), config.batch_size), desc=f"rank heads {task.name}",
+                              disable=not progress, leave=False):
+                    index = order[s: s + config.batch_size]
+                    with backbone_precision(config.precision):
+                        states = hidden_states(model, train.model_inputs(index))
+                    states = states.float()
+                    labels, mask = train.labels[index].to(device), train.attention_mask[index].to(device)
+                    if task.token_task:
+                        states, labels, _, _ = labelled_rows(states, labels)
+                        loss = _loss(task, probe(states), labels)
+                    else:
+                        loss = _loss(task, probe(states, mask), labels)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    nn.utils.clip_grad_norm_([*probe.parameters(), gates], config.max_grad_norm)
+                    optimizer.step()
+    finally:
+        for p in trainable:
+            p.requires_grad_(True)
+    final = gates.detach().cpu().clone()
     order = torch.argsort(final.flatten(), stable=True)
     ranking = [(int(i) // info["heads"], int(i) % info["heads"]) for i in order]
     return {"ranking": ranking, "gates": final.tolist(), "seconds": time.time() - start}

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from .models import describe, model_name
+from .models import describe, model_device, model_name
 
 REGISTRY_ATTENTION = {"BertSelfAttention", "RobertaSelfAttention", "ElectraSelfAttention",
                       "XLMRobertaSelfAttention", "CamembertSelfAttention", "AlbertAttention",
@@ -85,12 +85,13 @@ class LayerSpec:
     """Which heads of one layer are replaced (or gated), and their constant matrices ([R, L, L])."""
 
     def __init__(self, heads: int, replaced: list[int], constants: torch.Tensor, layer: int = 0,
-                 gates: torch.Tensor | None = None):
+                 gates: torch.Tensor | None = None, device=None):
         self.heads, self.layer, self.gates = heads, layer, gates
-        self.replaced = torch.tensor(sorted(replaced), dtype=torch.long)
+        self.replaced = torch.tensor(sorted(replaced), dtype=torch.long, device=device)
         kept = [h for h in range(heads) if h not in set(replaced)]
-        self.dynamic = torch.arange(heads) if gates is not None else torch.tensor(kept, dtype=torch.long)
-        self.constants = constants[self.replaced].to(torch.float32).contiguous()
+        self.dynamic = (torch.arange(heads, device=device) if gates is not None
+                        else torch.tensor(kept, dtype=torch.long, device=device))
+        self.constants = constants.to(device)[self.replaced].to(torch.float32).contiguous()
 
 
 class ReplacementState:
@@ -222,7 +223,7 @@ class DynamicHeadsProjection(nn.Module):
             dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
             return x.new_zeros((), dtype=dtype).expand(shape)
         if spec.layer not in self._slices:
-            cols = (spec.dynamic[:, None] * self.head_dim + torch.arange(self.head_dim)).flatten()
+            cols = (spec.dynamic[:, None] * self.head_dim + torch.arange(self.head_dim, device=x.device)).flatten()
             bias = None if self.linear.bias is None else self.linear.bias[cols]
             self._slices[spec.layer] = (cols, self.linear.weight[cols], bias)
         cols, weight, bias = self._slices[spec.layer]
@@ -316,7 +317,9 @@ def replace_heads(model, averages, heads="all", gates: torch.Tensor | None = Non
         raise ValueError(f"gates must have shape [layers={info['layers']}, heads={info['heads']}], "
                          f"got {tuple(gates.shape)}")
     family, modules = attention_modules(model)
-    specs = {layer: LayerSpec(info["heads"], hs, constants[layer], layer, gates) for layer, hs in per_layer.items()}
+    device = model_device(model)
+    specs = {layer: LayerSpec(info["heads"], hs, constants[layer], layer, gates, device)
+             for layer, hs in per_layer.items()}
     previous = model.config._attn_implementation
     state = ReplacementState(specs, info["layers"], previous, fast)
 
