@@ -279,16 +279,19 @@ def timing(run_dir: Path, profile: Profile) -> dict:
 
 
 def example_attention(model_name: str, task: str, length: int, index: int = 0):
-    """Attention [layers, heads, L, L] and the L tokens of one validation example in the PAPA layout."""
+    """Attention [layers, heads, L, L] of one validation example in the PAPA layout, on pairs of real tokens
+    (other entries 0), and its L tokens ("" for padding)."""
     import torch
 
     model, tokenizer = cached_model(model_name)
     e = encode(load_task(task, "validation").head(index + 1), tokenizer, length)
     with torch.no_grad():
         out = model(**e.model_inputs(slice(index, index + 1)), output_attentions=True)
+    mask = e.attention_mask[index]
     tokens = [t if m else "" for t, m in zip(tokenizer.convert_ids_to_tokens(e.input_ids[index].tolist()),
-                                             e.attention_mask[index].tolist())]
-    return torch.stack([a[0] for a in out.attentions]), tokens
+                                             mask.tolist())]
+    pairs = (mask[:, None] * mask[None, :]).float()  # shown like the averages: real-token pairs only
+    return torch.stack([a[0].cpu() for a in out.attentions]) * pairs, tokens
 
 
 def figures_dir(profile: Profile) -> Path:
