@@ -6,7 +6,10 @@ Between the softmax and the multiplication by V, in a layer with replaced heads:
 3. every head is multiplied by the example's pair mask m_i * m_j and each row is L1-renormalised
    (divided by max(row sum, 1e-12)), so a fully masked row stays zero,
 4. attention dropout (train mode only), then the product with V, as usual.
-Layers without replaced heads run unchanged.
+Layers without replaced heads run unchanged. When nobody asks for probabilities (no output_attentions,
+no gates), replaced layers take a fast path with the same results: Q/K projections only for dynamic heads,
+PyTorch's fused attention for them, and renorm(C * m_i m_j) @ V for replaced heads without forming the
+per-example matrix.
 
 Two mechanisms, one per architecture family, sharing ``mix_heads``:
 - attention-function registry (BERT, RoBERTa, ELECTRA, XLM-R, ALBERT, DistilBERT): an implementation
@@ -63,9 +66,6 @@ def mix_heads(dynamic: torch.Tensor | None, spec: "LayerSpec", token_mask: torch
     dynamic and a listed head attends with sigmoid(g) * P + (1 - sigmoid(g)) * renorm(C).
     """
     batch, length = token_mask.shape
-    if spec.constants.shape[-1] != length:
-        raise ValueError(f"constant matrices have length L={spec.constants.shape[-1]} but this batch has "
-                         f"length {length}; encode the data with the same L the averages were built with")
     dtype = dynamic.dtype if dynamic is not None else spec.constants.dtype
     pm = pair_mask(token_mask).to(dtype)
     constants = spec.constants.to(dtype)
@@ -326,6 +326,10 @@ def replace_heads(model, averages, heads="all", gates: torch.Tensor | None = Non
     def capture(mod, args, kwargs):
         state.token_mask = _token_mask_from_call(mod, args, kwargs)
         state.calls = 0
+        if state.token_mask.shape[1] != constants.shape[-1]:
+            raise ValueError(f"constant matrices have length L={constants.shape[-1]} but this batch has length "
+                             f"{state.token_mask.shape[1]}; encode the data with the same L the averages were "
+                             f"built with")
 
     base = getattr(model, "base_model", model)  # the encoder itself, also inside a task-head wrapper
     handles = [base.register_forward_pre_hook(capture, with_kwargs=True)]

@@ -188,9 +188,10 @@ def test_constants_of_wrong_shape_or_length_are_refused():
     with pytest.raises(ValueError, match=r"must have shape \[layers=2, heads=12, L, L\].*got \(2, 6, 16, 16\)"):
         with replace_heads(model, torch.zeros(2, 6, L, L)):
             pass
-    with pytest.raises(ValueError, match="constant matrices have length L=16 but this batch has length 24"):
-        with replace_heads(model, random_constants(), heads=[(0, 0)]):
-            run(model, batch_for(model, length=24))
+    for ask_for_probabilities in (True, False):
+        with pytest.raises(ValueError, match="constant matrices have length L=16 but this batch has length 24"):
+            with replace_heads(model, random_constants(), heads=[(0, 0)]), torch.no_grad():
+                model(**batch_for(model, length=24), output_attentions=ask_for_probabilities)
     with pytest.raises(ValueError, match=r"head \(2, 0\) is out of range for 2 layers x 12 heads"):
         with replace_heads(model, random_constants(), heads=[(2, 0)]):
             pass
