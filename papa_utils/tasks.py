@@ -122,7 +122,8 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _expected_checksums() -> dict[str, str]:
+def _expected_checksums() -> dict[str, list[str]]:
+    """Relative path -> accepted sha256 values (the staged copy and, where known, the Hub's file)."""
     return json.loads(CHECKSUMS_FILE.read_text())["sha256"]
 
 
@@ -177,9 +178,9 @@ def _read_local(task: Task, split: str, root: Path) -> TaskSplit:
     rel = path.relative_to(root).as_posix()
     expected = _expected_checksums().get(rel)
     actual = sha256_file(path)
-    if expected and actual != expected:
+    if expected and actual not in expected:
         raise DataError(
-            f"checksum mismatch for {path}: sha256 {actual}, expected {expected} (data/checksums.json). "
+            f"checksum mismatch for {path}: sha256 {actual}, expected {' or '.join(expected)} (data/checksums.json). "
             f"The file is damaged or not the verified version; copy it again from the staged data or the Hub."
         )
     if not expected:
