@@ -9,11 +9,9 @@ warm-up; the machine's matmul peak is measured in the same run.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .tasks import Task, TaskSplit
+from .tasks import TaskSplit
 
 IGNORE = -100
 

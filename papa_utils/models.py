@@ -11,7 +11,6 @@ All three are sentence-embedding models (fine-tuned for similarity), not plain m
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import os
 import shutil
 import tempfile
