@@ -13,9 +13,10 @@
 # Defaults are the quick `smoke` configuration; `make figures PROFILE=cpu` runs the full grid.
 
 # %% parameters
+# models, tasks: comma-separated subsets of the profile (empty: all of them)
 profile = "smoke"
-models = ""  # comma-separated subset of the profile models; empty = all
-tasks = ""  # comma-separated subset of the profile tasks; empty = all
+models = ""
+tasks = ""
 run_dir = "../runs/smoke"
 
 # %%
