@@ -106,10 +106,15 @@ class AverageAccumulator:
 
 @torch.no_grad()
 def compute_average_attention(model, batches, *, task: str | None = None, data_checksum: str | None = None,
-                              progress: bool = True, precision: str = "fp32") -> AttentionAverages:
+                              progress: bool = True, precision: str = "fp32",
+                              on_hidden_states=None) -> AttentionAverages:
     """Average post-softmax attention of a frozen model over `batches` (dicts with input_ids,
     attention_mask, optional token_type_ids, all of length L). The model runs in eval mode; with
-    precision="bf16" under CPU autocast (the sums stay fp32)."""
+    precision="bf16" under CPU autocast (the sums stay fp32).
+
+    With `on_hidden_states`, the same pass also returns every batch's hidden states: it is called, batch by
+    batch in order, with all N+1 levels stacked [B, N+1, L, D] (this is how the probe's baseline features
+    come for free with the averages)."""
     from .probe import backbone_precision
 
     was_training = model.training
@@ -122,7 +127,9 @@ def compute_average_attention(model, batches, *, task: str | None = None, data_c
             inputs = {k: v.to(device) for k, v in batch.items()
                       if k in ("input_ids", "attention_mask", "token_type_ids")}
             with backbone_precision(precision):
-                out = model(**inputs, output_attentions=True)
+                out = model(**inputs, output_attentions=True, output_hidden_states=on_hidden_states is not None)
+            if on_hidden_states is not None:
+                on_hidden_states(torch.stack(out.hidden_states, dim=1))
             length = inputs["input_ids"].shape[1]
             acc.add(out.attentions, inputs["attention_mask"])
     finally:

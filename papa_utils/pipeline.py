@@ -21,7 +21,8 @@ import pandas as pd
 from .averages import AttentionAverages, compute_average_attention
 from .layout import Encoded, encode
 from .models import describe, load_model
-from .probe import ProbeConfig, extract_features, rank_heads_by_gates, train_probe
+from .probe import (ProbeConfig, averages_and_features, extract_features, load_features, rank_heads_by_gates,
+                    save_features, train_probe)
 from .runs import ROOT, absolute_data_dir, atomic_path, environment, peak_memory_gb, progress_enabled, write_json
 from .tasks import TaskSplit, get_task, load_task
 
@@ -124,12 +125,30 @@ def average_attention(run_dir: Path, profile: Profile, model_name: str, task: st
                 and found.meta.get("precision", "fp32") == profile.precision):
             return found
     start = time.time()
-    result = compute_average_attention(model, encoded(model_name, data, length).batches(32), task=task,
-                                       data_checksum=data.checksum, progress=progress_enabled(),
-                                       precision=profile.precision)
+    train_data = task_data(task, "train", profile.size(model_name, "train_examples"))
+    if profile.protocol == "cached" and train_data.checksum == data.checksum:
+        # the probe trains on these very examples: keep the pass's hidden states as the baseline's features
+        result, features = averages_and_features(model, get_task(task), encoded(model_name, data, length),
+                                                 progress=progress_enabled(), precision=profile.precision,
+                                                 data_checksum=data.checksum)
+        save_features(features, baseline_features_path(run_dir, model_name, task, length),
+                      baseline_features_meta(model_name, data, length, profile.precision))
+    else:
+        result = compute_average_attention(model, encoded(model_name, data, length).batches(32), task=task,
+                                           data_checksum=data.checksum, progress=progress_enabled(),
+                                           precision=profile.precision)
     result.meta.update(seconds=round(time.time() - start, 2), data_note=data.note)
     result.save(path)
     return result
+
+
+def baseline_features_path(run_dir: Path, model_name: str, task: str, length: int) -> Path:
+    """The baseline's training features, saved by the averages pass until the k = 0 probes have used them."""
+    return Path(run_dir) / "features" / f"{_slug(model_name, task, 'k0', 'train', f'L{length}')}.pt"
+
+
+def baseline_features_meta(model_name: str, data: TaskSplit, length: int, precision: str) -> dict:
+    return {"model": model_name, "data": data.checksum, "examples": len(data), "L": length, "precision": precision}
 
 
 def _slug(*parts) -> str:
@@ -201,9 +220,14 @@ def probe_sweep(run_dir: Path, profile: Profile, model_name: str, task: str, cou
             start = time.time()
             features = [None, None]
             if config.protocol == "cached":  # one backbone pass per configuration, shared by every seed
-                features = [extract_features(model, spec, data, avg, heads, progress=progress_enabled(),
+                if k == 0:  # saved by the averages pass when it ran over the same examples (memory-mapped)
+                    features[0] = load_features(baseline_features_path(run_dir, model_name, task, length),
+                                                baseline_features_meta(model_name, train_data, length,
+                                                                       config.precision))
+                features = [found if found is not None else
+                            extract_features(model, spec, data, avg, heads, progress=progress_enabled(),
                                              desc=f"{model_name} {task} k={k} {part}", precision=config.precision)
-                            for part, data in (("train", train), ("dev", dev))]
+                            for found, part, data in zip(features, ("train", "dev"), (train, dev))]
             feature_seconds = time.time() - start
             for seed in missing:
                 r = train_probe(model, spec, train, dev, seed=seed, config=config, averages=avg, heads=heads,
@@ -215,6 +239,8 @@ def probe_sweep(run_dir: Path, profile: Profile, model_name: str, task: str, cou
                               "data_note": train_data.note, "fingerprint": key}
                 write_json(paths[seed], done[seed])
             del features
+        if k == 0:  # the baseline's features on disk are used up
+            baseline_features_path(run_dir, model_name, task, length).unlink(missing_ok=True)
         results.extend(done[seed] for seed in profile.seeds)
     return results
 
@@ -260,7 +286,8 @@ def write_results(run_dir: Path, profile: Profile) -> pd.DataFrame:
 
 
 def timing(run_dir: Path, profile: Profile) -> dict:
-    """Seconds spent per step, summed over the grid: averages, ranking, feature passes, probe training."""
+    """Seconds spent per step, summed over the grid: averages (with the baseline's training features when they
+    come from the same pass), ranking, feature passes, probe training."""
     run_dir = Path(run_dir)
     out = {"averages": 0.0, "ranking": 0.0, "feature_passes": 0.0, "probe_training": 0.0}
     for path in (run_dir / "averages").glob("*.safetensors"):

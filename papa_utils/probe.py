@@ -11,8 +11,10 @@ with dropout on, as the authors' code does.
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -93,15 +95,46 @@ class Features:
     example: torch.Tensor | None = None
     slot: torch.Tensor | None = None
 
-    def select(self, index: torch.Tensor):
-        """Probe inputs and labels of the examples in `index`."""
+    def rows(self, index: torch.Tensor) -> torch.Tensor:
+        """Rows of `states` that belong to the examples in `index`, in the order of `index`."""
         if self.example is None:
-            return self.states[index], self.mask[index], self.labels[index]
+            return index
         # rows are grouped by example (ascending); take each example's rows in the order of `index`
         starts = torch.searchsorted(self.example, index)
         stops = torch.searchsorted(self.example, index, right=True)
-        rows = torch.cat([torch.arange(a, b) for a, b in zip(starts.tolist(), stops.tolist())])
-        return self.states[rows], None, self.labels[rows]
+        return torch.cat([torch.arange(a, b) for a, b in zip(starts.tolist(), stops.tolist())])
+
+    def select(self, index: torch.Tensor, buffer: "BatchBuffer | None" = None):
+        """Probe inputs (fp32) and labels of the examples in `index`."""
+        rows = self.rows(index)
+        states = self.states[rows].float() if buffer is None else buffer.take(self.states, rows)
+        mask = None if self.mask is None else self.mask[index]
+        return states, mask, self.labels[rows]
+
+
+class BatchBuffer:
+    """Two buffers, allocated once, that batches of cached (fp16) features are gathered and converted into.
+
+    A fresh fp32 batch is a new allocation of up to 40 MB (MPNet, L = 64, 16 examples): the allocator maps
+    fresh pages for it every step, and those page faults cost several times the copy itself. The tensor returned
+    is overwritten by the next call, so use it before asking for the next batch."""
+
+    def __init__(self, states: torch.Tensor, rows: int):
+        self.gathered = torch.empty((rows, *states.shape[1:]), dtype=states.dtype)
+        self.full = torch.empty((rows, *states.shape[1:]), dtype=torch.float32)
+
+    def take(self, states: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        n = len(rows)
+        if n > len(self.full):  # token tasks: batches differ in their number of labelled positions
+            self.__init__(states, max(n, 2 * len(self.full)))
+        torch.index_select(states, 0, rows, out=self.gathered[:n])
+        return self.full[:n].copy_(self.gathered[:n])
+
+    def slice(self, states: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        n = min(stop, len(states)) - start
+        if n > len(self.full):
+            self.__init__(states, n)
+        return self.full[:n].copy_(states[start: start + n])
 
 
 def labelled_rows(states: torch.Tensor, labels: torch.Tensor):
@@ -151,6 +184,48 @@ def extract_features(model, task: Task, data: Encoded, averages=None, heads=(), 
     return concat(parts)
 
 
+def averages_and_features(model, task: Task, data: Encoded, batch_size: int = 32, progress: bool = False,
+                          precision: str = "fp32", data_checksum: str | None = None):
+    """One backbone pass (eval mode, no head replaced) over `data` that gives both the attention averages and
+    the probe's baseline features (the same features as ``extract_features`` with no head replaced)."""
+    from .averages import compute_average_attention
+
+    parts, seen = [], [0]
+
+    def keep(states):
+        parts.append(features_of(task, data, states.half().cpu(), offset=seen[0]))
+        seen[0] += states.shape[0]
+
+    averages = compute_average_attention(model, data.batches(batch_size), task=task.name, data_checksum=data_checksum,
+                                         progress=progress, precision=precision, on_hidden_states=keep)
+    return averages, concat(parts)
+
+
+def save_features(features: Features, path, meta: dict) -> Path:
+    """Write features to disk atomically (read back memory-mapped by ``load_features``)."""
+    from .runs import atomic_path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {name: getattr(features, name) for name in ("states", "labels", "mask", "example", "slot")
+               if getattr(features, name) is not None}
+    with atomic_path(path) as tmp:
+        torch.save({"tensors": tensors, "meta": json.dumps(meta, sort_keys=True)}, tmp)
+    return path
+
+
+def load_features(path, meta: dict | None = None) -> Features | None:
+    """Features saved by ``save_features``, memory-mapped (pages are read from disk as batches need them).
+    None when the file is missing, unreadable, or was saved with other `meta`."""
+    try:
+        saved = torch.load(path, mmap=True, weights_only=True)
+    except (OSError, RuntimeError, EOFError):
+        return None
+    if meta is not None and saved.get("meta") != json.dumps(meta, sort_keys=True):
+        return None
+    return Features(**saved["tensors"])
+
+
 def _maybe_replaced(model, averages, heads, gates=None):
     from contextlib import nullcontext
 
@@ -166,11 +241,18 @@ def _loss(task: Task, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
 
 
 @torch.no_grad()
-def evaluate(probe: nn.Module, task: Task, features: Features, data: Encoded, batch_size: int = 256) -> dict:
+def eval_rows(states: torch.Tensor) -> int:
+    """Rows per evaluation batch: about 16 M numbers (64 MB in fp32), at least 16 rows."""
+    return max(16, min(len(states), 2 ** 24 // max(1, states[0].numel())))
+
+
+def evaluate(probe: nn.Module, task: Task, features: Features, data: Encoded, buffer: BatchBuffer | None = None) -> dict:
     """Task metrics of the probe on cached dev features."""
     probe.eval()
     n = features.states.shape[0]
-    logits = torch.cat([probe(features.states[s: s + batch_size],
+    batch_size = eval_rows(features.states)
+    buffer = buffer or BatchBuffer(features.states, batch_size)
+    logits = torch.cat([probe(buffer.slice(features.states, s, s + batch_size),
                               None if features.mask is None else features.mask[s: s + batch_size])
                         for s in range(0, n, batch_size)])
     predicted = logits.squeeze(-1) if task.is_regression else logits.argmax(-1)
@@ -212,6 +294,8 @@ def train_probe(model, task: Task, train: Encoded, dev: Encoded, *, seed: int = 
     optimizer = torch.optim.AdamW(probe.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
     generator = torch.Generator().manual_seed(seed)
     curve = []
+    train_buffer = BatchBuffer(train_features.states, config.batch_size) if config.protocol == "cached" else None
+    dev_buffer = None if streaming else BatchBuffer(dev_features.states, eval_rows(dev_features.states))
     for epoch in tqdm(range(1, config.epochs + 1), desc=f"probe {task.name} seed {seed}", disable=not progress,
                       leave=False):
         probe.train()
@@ -220,7 +304,7 @@ def train_probe(model, task: Task, train: Encoded, dev: Encoded, *, seed: int = 
         for s in range(0, len(train), config.batch_size):
             index = order[s: s + config.batch_size]
             if config.protocol == "cached":
-                states, mask, labels = train_features.select(index)
+                states, mask, labels = train_features.select(index, train_buffer)
             else:
                 model.train(config.protocol == "reference")
                 with torch.no_grad(), _maybe_replaced(model, averages, heads), backbone_precision(config.precision):
@@ -241,7 +325,7 @@ def train_probe(model, task: Task, train: Encoded, dev: Encoded, *, seed: int = 
             dev_features = extract_features(model, task, dev, averages, heads, config.feature_batch_size,
                                             precision=config.precision)
         curve.append({"epoch": epoch, "train_loss": float(np.mean(losses)),
-                      **evaluate(probe, task, dev_features, dev)})
+                      **evaluate(probe, task, dev_features, dev, buffer=dev_buffer)})
     final = {k: v for k, v in curve[-1].items() if k not in ("epoch", "train_loss")}
     return ProbeResult(final, curve, time.time() - start)
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from papa_utils.metrics import metric_range
-from papa_utils.pipeline import ROOT, get_profile, probe_sweep, run_notebooks, write_results
+from papa_utils.pipeline import ROOT, average_attention, get_profile, probe_sweep, run_notebooks, write_results
 from papa_utils.probe import replaced_counts
 
 
@@ -42,7 +42,11 @@ def test_rerun_with_same_seed_gives_identical_numbers_and_k0_is_the_baseline(smo
     reproduces the recorded numbers exactly."""
     profile, run_dir, results = smoke
     ranking = json.loads((run_dir / "ranking" / "minilm-l3__mrpc.json").read_text())["ranking"]
+    average_attention(tmp_path, profile, "minilm-l3", "mrpc")  # one pass: averages and the baseline's features
+    saved = tmp_path / "features" / "minilm-l3__mrpc__k0__train__L32.pt"
+    assert saved.exists()
     fresh = probe_sweep(tmp_path, profile, "minilm-l3", "mrpc", [0, 18], ranking)
+    assert not saved.exists()  # used by the k = 0 probes, then removed
     for r in fresh:
         for metric, value in r["metrics"].items():
             recorded = results[(results.task == "mrpc") & (results.replaced_heads == r["replaced_heads"])
@@ -57,6 +61,12 @@ def test_full_papa_changes_the_features(smoke):
     curves = [json.loads(p.read_text())["curve"] for p in (smoke[1] / "probe").glob("minilm-l3__ner__k*.json")]
     assert len({round(c[-1]["train_loss"], 6) for c in curves}) > 1
     assert head.notna().all()
+
+
+def test_no_feature_files_are_left_behind(smoke):
+    _, run_dir, _ = smoke
+    assert (run_dir / "features").is_dir()  # the averages pass did save baseline features
+    assert list((run_dir / "features").glob("*")) == []
 
 
 def test_rerun_skips_finished_steps(smoke):

@@ -2,7 +2,10 @@
 import torch
 
 from papa_utils import Encoded, get_task
-from papa_utils.probe import (ProbeConfig, extract_features, rank_heads_by_gates, replaced_counts, train_probe)
+from papa_utils.averages import compute_average_attention
+from papa_utils.probe import (BatchBuffer, ProbeConfig, averages_and_features, evaluate, extract_features,
+                              load_features, make_probe, rank_heads_by_gates, replaced_counts, save_features,
+                              train_probe)
 from tiny_models import HEADS, LAYERS, tiny_model
 
 L = 16
@@ -74,3 +77,49 @@ def test_replaced_counts_follow_the_papers_fractions():
     assert replaced_counts(144) == [0, 72, 126, 135, 144]
     assert replaced_counts(72) == [0, 36, 63, 68, 72]
     assert replaced_counts(36) == [0, 18, 32, 34, 36]
+
+
+def test_averages_pass_gives_the_baseline_features_bit_for_bit():
+    for family in ("bert", "mpnet"):
+        model = tiny_model(family)
+        for task_name, token in (("sst2", False), ("pos", True)):
+            task, data = get_task(task_name), toy_data(40, token)
+            averages, features = averages_and_features(model, task, data, batch_size=16)
+            alone = extract_features(model, task, data, batch_size=16)
+            assert torch.equal(features.states, alone.states) and torch.equal(features.labels, alone.labels)
+            if token:
+                assert torch.equal(features.example, alone.example) and torch.equal(features.slot, alone.slot)
+            reference = compute_average_attention(model, data.batches(16), task=task_name, progress=False)
+            assert torch.equal(averages.averages, reference.averages)
+            assert torch.equal(averages.counts, reference.counts)
+
+
+def test_batch_buffer_gives_the_same_batches_and_metrics():
+    model = tiny_model("bert")
+    for task_name, token in (("sst2", False), ("pos", True)):
+        task, data = get_task(task_name), toy_data(40, token)
+        features = extract_features(model, task, data)
+        buffer = BatchBuffer(features.states, 2)  # too small on purpose: it must grow
+        for index in (torch.tensor([3, 0, 7]), torch.arange(40).flip(0), torch.tensor([5])):
+            plain = features.select(index)
+            buffered = features.select(index, buffer)
+            assert buffered[0].dtype == torch.float32
+            assert torch.equal(plain[0], buffered[0]) and torch.equal(plain[2], buffered[2])
+        probe = make_probe(task, model, L)
+        small, large = BatchBuffer(features.states, 3), BatchBuffer(features.states, 1000)
+        assert evaluate(probe, task, features, data, small) == evaluate(probe, task, features, data, large)
+
+
+def test_saved_features_are_memory_mapped_and_checked(tmp_path):
+    model = tiny_model("bert")
+    features = extract_features(model, get_task("pos"), toy_data(12, token_task=True))
+    path = save_features(features, tmp_path / "f.pt", {"model": "tiny", "L": L})
+    loaded = load_features(path, {"model": "tiny", "L": L})
+    for name in ("states", "labels", "example", "slot"):
+        assert torch.equal(getattr(loaded, name), getattr(features, name))
+    assert loaded.mask is None
+    assert load_features(path, {"model": "tiny", "L": 2 * L}) is None  # saved for another length
+    assert load_features(tmp_path / "missing.pt") is None
+    path.write_bytes(path.read_bytes()[:100])  # a torn file is never trusted
+    assert load_features(path, {"model": "tiny", "L": L}) is None
+    assert [p.name for p in tmp_path.iterdir()] == ["f.pt"]  # no temporary file left behind
