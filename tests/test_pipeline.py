@@ -67,6 +67,8 @@ def test_no_feature_files_are_left_behind(smoke):
     _, run_dir, _ = smoke
     assert (run_dir / "features").is_dir()  # the averages pass did save baseline features
     assert list((run_dir / "features").glob("*")) == []
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["feature_cache_gb"]["at_the_end"] == 0 and run["feature_cache_gb"]["largest"] > 0  # notebook 1 saved some
 
 
 def test_rerun_skips_finished_steps(smoke):

@@ -10,6 +10,10 @@
 # both *i* and *j* hold real tokens. This notebook computes those averages for every model x task of the
 # profile (cached under the run folder) and shows a few heads next to the attention of one real example.
 #
+# When the averages are taken over the same examples the probe trains on, the same backbone pass also keeps
+# its hidden states: they are the probing baseline's training features (notebook 2), saved memory-mapped
+# under `<run folder>/features/` and deleted once the baseline probes have used them.
+#
 # Defaults are the quick `smoke` configuration; `make figures PROFILE=cpu` runs the full grid.
 
 # %% parameters
