@@ -180,6 +180,8 @@ def _fast_attention(module, query, key, value, attention_mask, scaling, dropout,
     m = token_mask.to(value.dtype)
     if len(spec.dynamic):
         mask = attention_mask
+        if mask is not None and mask.dim() == 4 and mask.shape[1] == heads > 1:  # per-head bias (MPNet)
+            mask = mask[:, spec.dynamic]
         if mask is not None and mask.dtype != torch.bool:
             mask = mask.to(query.dtype)
         dyn = nn.functional.scaled_dot_product_attention(query[:, spec.dynamic], key[:, spec.dynamic],
@@ -189,6 +191,30 @@ def _fast_attention(module, query, key, value, attention_mask, scaling, dropout,
     out[:, spec.replaced] = constant_times_value(spec.constants.to(value.dtype), value[:, spec.replaced],
                                                  token_mask, dropout=p)
     return out.transpose(1, 2).contiguous(), None
+
+
+def _mpnet_fast_forward(module: nn.Module, state: ReplacementState):
+    """A forward for one ``MPNetSelfAttention`` while ``replace_heads`` is active: layers with replaced heads
+    take the fast path of the registry family (MPNet computes attention inline, so its probabilities are
+    otherwise only reachable through the dropout hook). Training mode, gates and output_attentions fall back to
+    the module's own forward, where the dropout hook mixes the probabilities."""
+    original = module.forward
+
+    def forward(hidden_states, attention_mask=None, position_bias=None, output_attentions=False, **kwargs):
+        spec = state.upcoming()
+        if spec is None or spec.gates is not None or output_attentions or module.training:
+            return original(hidden_states, attention_mask, position_bias, output_attentions, **kwargs)
+        state.next_layer()
+        shape = (*hidden_states.shape[:-1], -1, module.attention_head_size)
+        q, k, v = (proj(hidden_states).view(shape).transpose(1, 2) for proj in (module.q, module.k, module.v))
+        bias = attention_mask
+        if position_bias is not None:
+            bias = position_bias if bias is None else position_bias + bias
+        out, _ = _fast_attention(module, q, k, v, bias, module.attention_head_size ** -0.5, 0.0, spec,
+                                 state.token_mask)
+        return (module.o(out.reshape(*hidden_states.shape[:-1], module.all_head_size)),)
+
+    return forward
 
 
 def constant_times_value(constants: torch.Tensor, value: torch.Tensor, token_mask: torch.Tensor,
@@ -355,6 +381,9 @@ def replace_heads(model, averages, heads="all", gates: torch.Tensor | None = Non
             model.config._attn_implementation = IMPLEMENTATION
         else:
             handles += [m.dropout.register_forward_pre_hook(_dropout_pre_hook(state)) for m in modules]
+            for m in modules if fast else []:
+                if type(m).__name__ == "MPNetSelfAttention":
+                    m.forward = _mpnet_fast_forward(m, state)
         yield model
     finally:
         for m, name, linear in swapped:
@@ -362,6 +391,7 @@ def replace_heads(model, averages, heads="all", gates: torch.Tensor | None = Non
         for h in handles:
             h.remove()
         for m in modules:
+            m.__dict__.pop("forward", None)  # back to the class's forward
             if hasattr(m, "_papa_state"):
                 del m._papa_state
         model.config._attn_implementation = previous

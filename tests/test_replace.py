@@ -226,3 +226,19 @@ def test_bf16_autocast_stays_close_to_fp32(family):  # fails under CPU bf16 auto
     m = real(batch)
     assert (half.float() - full)[m].abs().max() < 0.1  # bf16 keeps ~3 significant digits
     assert (half.float() - full)[m].abs().max() > 0  # and autocast really ran in bf16
+
+
+def test_mpnet_replaced_layers_skip_the_softmax(monkeypatch):
+    """MPNet computes attention inline; its fast path must really bypass the module's own probabilities."""
+    model = tiny_model("mpnet")
+    batch = batch_for(model)
+    calls = []
+    original = torch.nn.functional.softmax
+    monkeypatch.setattr(torch.nn.functional, "softmax", lambda *a, **k: calls.append(1) or original(*a, **k))
+    with replace_heads(model, random_constants(), heads="all"), torch.no_grad():
+        model(**batch)
+    assert calls == []  # every layer fully replaced: no scores, no softmax
+    with replace_heads(model, random_constants(), heads=[(0, 1)]), torch.no_grad():
+        model(**batch)
+    assert len(calls) == LAYERS - 1  # layers without a replaced head run unchanged
+    assert all("forward" not in m.__dict__ for m in attention_modules(model)[1])  # restored
