@@ -42,7 +42,10 @@ def block(profile: str) -> str:
              f"- Summed over the grid: averages (the same pass also saves the baseline's training features) "
              f"{minutes(steps['averages'])}, head ranking {minutes(steps['ranking'])}, other backbone feature "
              f"passes {minutes(steps['feature_passes'])}, probe training {minutes(steps['probe_training'])}.",
-             f"- Peak resident memory of the largest process: {run['peak_memory_gb']:.1f} GB.", "",
+             f"- Peak resident memory of the largest process: {run['peak_memory_gb']:.1f} GB."
+             + (f" Baseline features saved on disk: {run['feature_cache_gb']['largest']:.1f} GB at most, "
+                f"{run['feature_cache_gb']['at_the_end']:.1f} GB left at the end." if "feature_cache_gb" in run else ""),
+             "",
              f"Sizes (examples; random subsets with a fixed seed; L = {p['length_override'] or 'task default'}; "
              f"{p['epochs']} epochs; seeds {', '.join(map(str, p['seeds']))}; backbone in {p.get('precision', 'fp32')}):",
              "", f"| model | averages | probe train | dev | head ranking ({p['rank_epochs']} epoch) |", "|---|---|---|---|---|"]
@@ -66,7 +69,7 @@ def block(profile: str) -> str:
               f"| 1. all heads constant: average relative drop | 8% | {100 * claims['all_heads_average_relative_drop']:.1f}% "
               f"| {100 * no_cola.relative_drop.mean():.1f}% |",
               f"| 2. half of the heads constant | little or no drop, sometimes a gain | "
-              f"{100 * claims['half_heads_average_relative_drop']:.1f}% average relative drop; "
+              f"{100 * claims['half_heads_average_relative_drop']:.1f}% average relative drop (negative: a gain); "
               f"{claims['half_heads_gains']} of {claims['half_heads_points']} points gain | "
               f"{100 * half_no_cola.relative_drop.mean():.1f}%; {(half_no_cola.relative_drop < 0).sum()} of "
               f"{len(half_no_cola)} gain |",
