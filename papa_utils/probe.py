@@ -123,17 +123,21 @@ class BatchBuffer:
         self.gathered = torch.empty((rows, *states.shape[1:]), dtype=states.dtype)
         self.full = torch.empty((rows, *states.shape[1:]), dtype=torch.float32)
 
-    def take(self, states: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        n = len(rows)
+    def _fit(self, states: torch.Tensor, n: int) -> None:
         if n > len(self.full):  # token tasks: batches differ in their number of labelled positions
             self.__init__(states, max(n, 2 * len(self.full)))
+
+    def take(self, states: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """fp32 copy of states[rows]."""
+        n = len(rows)
+        self._fit(states, n)
         torch.index_select(states, 0, rows, out=self.gathered[:n])
         return self.full[:n].copy_(self.gathered[:n])
 
     def slice(self, states: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """fp32 copy of states[start:stop]."""
         n = min(stop, len(states)) - start
-        if n > len(self.full):
-            self.__init__(states, n)
+        self._fit(states, n)
         return self.full[:n].copy_(states[start: start + n])
 
 
@@ -205,13 +209,11 @@ def save_features(features: Features, path, meta: dict) -> Path:
     """Write features to disk atomically (read back memory-mapped by ``load_features``)."""
     from .runs import atomic_path
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {name: getattr(features, name) for name in ("states", "labels", "mask", "example", "slot")
                if getattr(features, name) is not None}
     with atomic_path(path) as tmp:
         torch.save({"tensors": tensors, "meta": json.dumps(meta, sort_keys=True)}, tmp)
-    return path
+    return Path(path)
 
 
 def load_features(path, meta: dict | None = None) -> Features | None:
@@ -240,12 +242,12 @@ def _loss(task: Task, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
     return nn.functional.cross_entropy(logits.float(), labels)
 
 
-@torch.no_grad()
 def eval_rows(states: torch.Tensor) -> int:
     """Rows per evaluation batch: about 16 M numbers (64 MB in fp32), at least 16 rows."""
     return max(16, min(len(states), 2 ** 24 // max(1, states[0].numel())))
 
 
+@torch.no_grad()
 def evaluate(probe: nn.Module, task: Task, features: Features, data: Encoded, buffer: BatchBuffer | None = None) -> dict:
     """Task metrics of the probe on cached dev features."""
     probe.eval()

@@ -18,7 +18,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from papa_utils.analysis import check_claims, half_heads_change, table1, table1_markdown  # noqa: E402
+from papa_utils.analysis import (bootstrap_correlation, check_claims, half_heads_change, table1,  # noqa: E402
+                                 table1_markdown)
 
 
 def minutes(seconds: float) -> str:
@@ -59,8 +60,6 @@ def block(profile: str) -> str:
     no_cola = t1[t1.task != "cola"]
     half_no_cola = half[half.task != "cola"]
     corr = claims["strength_correlation"]
-    from papa_utils.analysis import bootstrap_correlation
-
     corr_no_cola = bootstrap_correlation(no_cola.baseline, no_cola.relative_drop)
     lines += ["", "### Table 1: probing baseline vs. all heads constant (mean ± std over seeds, points)", "",
               table1_markdown(t1).rstrip(), "",
