@@ -138,26 +138,27 @@ def ranking_section(model_name: str, task: str, settings, reference) -> dict:
 
     model, tokenizer = load_model(model_name)
     spec = get_task(task)
-    pool = load_task(task, "train").sample(max(n for n, _ in [*settings, reference]))
+    pool = load_task(task, "train").sample(max(n for n, *_ in [*settings, reference]))
     encoded = encode(pool, tokenizer, 64)
     averages = compute_average_attention(model, encoded.batches(32), progress=False)
 
-    def rank(n, epochs):
+    def rank(n, epochs, precision="fp32"):
         subset = type(encoded)(encoded.input_ids[:n], encoded.attention_mask[:n],
                                None if encoded.token_type_ids is None else encoded.token_type_ids[:n],
                                encoded.labels[:n])
-        return rank_heads_by_gates(model, spec, subset, averages, epochs=epochs)
+        return rank_heads_by_gates(model, spec, subset, averages, epochs=epochs,
+                                   config=ProbeConfig(precision=precision))
 
     ref = rank(*reference)
     ref_gates = np.array(ref["gates"]).ravel()
     total = len(ref_gates)
     rows = []
-    for n, epochs in settings:
-        r = rank(n, epochs)
+    for n, epochs, precision in settings:
+        r = rank(n, epochs, precision)
         gates = np.array(r["gates"]).ravel()
         half_ref = {tuple(h) for h in ref["ranking"][: total // 2]}
         half_got = {tuple(h) for h in r["ranking"][: total // 2]}
-        rows.append({"examples": n, "epochs": epochs, "seconds": r["seconds"],
+        rows.append({"examples": n, "epochs": epochs, "precision": precision, "seconds": r["seconds"],
                      "spearman_vs_reference": float(spearmanr(gates, ref_gates)[0]),
                      "first_half_overlap": len(half_ref & half_got) / (total // 2)})
     return {"model": model_name, "task": task, "reference": {"examples": reference[0], "epochs": reference[1],
@@ -196,11 +197,11 @@ def markdown(report: dict) -> str:
     r = report["ranking"]
     lines += ["", f"## Head ranking: cost and agreement with a longer run ({r['model']}, {r['task']}; reference "
               f"{r['reference']['examples']} examples x {r['reference']['epochs']} epochs, "
-              f"{r['reference']['seconds']:.0f} s)", "",
-              "| examples | epochs | seconds | Spearman of gates vs reference | overlap of the first half |",
-              "|---|---|---|---|---|"]
+              f"{r['reference']['seconds']:.0f} s, fp32)", "",
+              "| examples | epochs | backbone | seconds | Spearman of gates vs reference | overlap of the first half |",
+              "|---|---|---|---|---|---|"]
     for s in r["settings"]:
-        lines.append(f"| {s['examples']} | {s['epochs']} | {s['seconds']:.1f} | {s['spearman_vs_reference']:.2f} | "
+        lines.append(f"| {s['examples']} | {s['epochs']} | {s['precision']} | {s['seconds']:.1f} | {s['spearman_vs_reference']:.2f} | "
                      f"{100 * s['first_half_overlap']:.0f}% |")
     return "\n".join(lines) + "\n"
 
@@ -224,8 +225,10 @@ def main(argv=None) -> None:
     bf16_runs = [("minilm-l6", "sst2", 1000, 500), ("minilm-l6", "mrpc", 1000, 500), ("mpnet-base", "sst2", 400, 400)]
     report["bf16_metrics"] = [bf16_metric_section(m, t, 64 if quick else n, 64 if quick else d, 1 if quick else 15)
                               for m, t, n, d in (bf16_runs[:1] if quick else bf16_runs)]
-    report["ranking"] = ranking_section("minilm-l6", "sst2", [(32, 1)] if quick else [(125, 1), (250, 1), (500, 1),
-                                                                                    (1000, 1)],
+    report["ranking"] = ranking_section("minilm-l6", "sst2",
+                                        [(32, 1, "fp32"), (32, 1, "bf16")] if quick else
+                                        [(125, 1, "fp32"), (250, 1, "fp32"), (500, 1, "fp32"), (1000, 1, "fp32"),
+                                         (1000, 1, "bf16")],
                                         (64, 1) if quick else (1000, 2))
     report["seconds"] = time.time() - start
     text = markdown(report)
