@@ -70,7 +70,7 @@ PROFILES = {
                    seeds=(42, 43, 44), average_examples=1000, train_examples=1000, dev_examples=500,
                    # gates: one epoch over the probe's training subset (`make bench`: Spearman 0.87 against 2
                    # epochs, 0.48 with half the examples). Backbone passes in bf16: in fp32 the run took 94.6 min
-                   # (69f2c14); `make bench` measured bf16 feature passes 1.8x and ranking 1.65x faster, with probe
+                   # (69f2c14); `make bench` measured bf16 feature passes 1.8x and ranking 1.6x faster, with probe
                    # metrics within 0.1 points and the same gate agreement (Spearman 0.87)
                    rank_examples=1000, epochs=15, length_override=64, precision="bf16",
                    model_sizes={"mpnet-base": {"average_examples": 400, "train_examples": 400, "dev_examples": 400,

@@ -20,6 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from papa_utils.analysis import (bootstrap_correlation, check_claims, half_heads_change, table1,  # noqa: E402
                                  table1_markdown)
+from papa_utils.pipeline import Profile  # noqa: E402
 
 
 def minutes(seconds: float) -> str:
@@ -43,17 +44,16 @@ def block(profile: str) -> str:
              f"- Summed over the grid: averages (the same pass also saves the baseline's training features) "
              f"{minutes(steps['averages'])}, head ranking {minutes(steps['ranking'])}, other backbone feature "
              f"passes {minutes(steps['feature_passes'])}, probe training {minutes(steps['probe_training'])}.",
-             f"- Peak resident memory of the largest process: {run['peak_memory_gb']:.1f} GB."
-             + (f" Baseline features saved on disk: {run['feature_cache_gb']['largest']:.1f} GB at most, "
-                f"{run['feature_cache_gb']['at_the_end']:.1f} GB left at the end." if "feature_cache_gb" in run else ""),
-             "",
+             f"- Peak resident memory of the largest process: {run['peak_memory_gb']:.1f} GiB. Baseline features saved "
+             f"on disk: {run['feature_cache_gb']['largest']:.1f} GiB at most, {run['feature_cache_gb']['at_the_end']:.1f} "
+             f"GiB left at the end.", "",
              f"Sizes (examples; random subsets with a fixed seed; L = {p['length_override'] or 'task default'}; "
-             f"{p['epochs']} epochs; seeds {', '.join(map(str, p['seeds']))}; backbone in {p.get('precision', 'fp32')}):",
+             f"{p['epochs']} epochs; seeds {', '.join(map(str, p['seeds']))}; backbone in {p['precision']}):",
              "", f"| model | averages | probe train | dev | head ranking ({p['rank_epochs']} epoch) |", "|---|---|---|---|---|"]
     for model in p["models"]:
-        size = lambda name: p.get("model_sizes", {}).get(model, {}).get(name, p[name])  # noqa: E731
-        lines.append(f"| {model} | {size('average_examples')} | {size('train_examples')} | {size('dev_examples')} | "
-                     f"{size('rank_examples')} |")
+        size = Profile(**p).sizes(model)
+        lines.append(f"| {model} | {size['average_examples']} | {size['train_examples']} | {size['dev_examples']} | "
+                     f"{size['rank_examples']} |")
     t1 = table1(results)
     claims = check_claims(results)
     half = half_heads_change(results)
