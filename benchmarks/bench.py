@@ -18,7 +18,8 @@ import torch
 from scipy.stats import spearmanr
 
 from papa_utils import describe, encode, get_task, load_model, load_task, replace_heads
-from papa_utils.probe import ProbeConfig, backbone_precision, extract_features, rank_heads_by_gates, train_probe
+from papa_utils.device import backbone_precision
+from papa_utils.probe import ProbeConfig, extract_features, rank_heads_by_gates, train_probe
 from papa_utils.runs import ROOT, atomic_path, environment, write_json
 
 

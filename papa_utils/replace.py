@@ -27,7 +27,10 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from .models import describe, model_device, model_name
+from .averages import AttentionAverages
+from .device import autocast_dtype, model_device
+from .layout import pair_mask
+from .models import describe, model_name
 
 REGISTRY_ATTENTION = {"BertSelfAttention", "RobertaSelfAttention", "ElectraSelfAttention",
                       "XLMRobertaSelfAttention", "CamembertSelfAttention", "AlbertAttention",
@@ -45,12 +48,6 @@ IMPLEMENTATION = "papa"
 
 class UnsupportedModelError(TypeError):
     pass
-
-
-def pair_mask(token_mask: torch.Tensor) -> torch.Tensor:
-    """[B, L] mask of real tokens -> [B, 1, L, L] mask m_i * m_j."""
-    m = token_mask.to(torch.float32)
-    return (m[:, :, None] * m[:, None, :])[:, None]
 
 
 def renormalise_rows(probs: torch.Tensor) -> torch.Tensor:
@@ -251,8 +248,7 @@ class DynamicHeadsProjection(nn.Module):
             return self.linear(x)
         shape = (*x.shape[:-1], self.linear.out_features)
         if not len(spec.dynamic):  # never read by the fast path: a zero-stride view, nothing allocated
-            dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
-            return x.new_zeros((), dtype=dtype).expand(shape)
+            return x.new_zeros((), dtype=autocast_dtype(x)).expand(shape)
         if spec.layer not in self._slices:
             cols = (spec.dynamic[:, None] * self.head_dim + torch.arange(self.head_dim, device=x.device)).flatten()
             bias = None if self.linear.bias is None else self.linear.bias[cols]
@@ -302,8 +298,6 @@ def attention_modules(model) -> tuple[str, list[nn.Module]]:
 
 def _constant_tensor(model, averages) -> torch.Tensor:
     """Accept AttentionAverages (checked against the model) or a plain [layers, heads, L, L] tensor."""
-    from .averages import AttentionAverages
-
     info = describe(model)
     if isinstance(averages, AttentionAverages):
         averages.check_compatible(model)
@@ -365,6 +359,10 @@ def replace_heads(model, averages, heads="all", gates: torch.Tensor | None = Non
     base = getattr(model, "base_model", model)  # the encoder itself, also inside a task-head wrapper
     handles = [base.register_forward_pre_hook(capture, with_kwargs=True)]
     swapped = []  # (module, attribute, original projection)
+    # what each attention module's instance dict held under the names this context sets (e.g. a forward that
+    # accelerate or another tool installed): put back exactly that when leaving
+    saved = [(m, {name: m.__dict__[name] for name in ("forward", "_papa_state") if name in m.__dict__})
+             for m in modules]
     try:
         for m in modules if fast else []:
             for name in QK_PROJECTIONS.get(type(m).__name__, ()):
@@ -390,8 +388,8 @@ def replace_heads(model, averages, heads="all", gates: torch.Tensor | None = Non
             setattr(m, name, linear)
         for h in handles:
             h.remove()
-        for m in modules:
-            m.__dict__.pop("forward", None)  # back to the class's forward
-            if hasattr(m, "_papa_state"):
-                del m._papa_state
+        for m, before in saved:
+            for name in ("forward", "_papa_state"):
+                m.__dict__.pop(name, None)
+            m.__dict__.update(before)
         model.config._attn_implementation = previous

@@ -1,9 +1,11 @@
 """The one place where run artefacts are written: atomic files, cached steps, run metadata."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import time
 from contextlib import contextmanager
@@ -24,18 +26,32 @@ def progress_enabled() -> bool:
     return os.environ.get("PAPA_PROGRESS", "1") not in ("0", "false", "")
 
 
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
 @contextmanager
-def atomic_path(path: str | Path):
-    """Yield a temporary path next to `path`; rename it to `path` only if the block finishes."""
+def atomic_path(path: str | Path, folder: bool = False):
+    """Yield a temporary path next to `path` (an empty folder when `folder`); it becomes `path` only if the
+    block finishes, so an interrupted write never leaves a half-written artefact under the real name.
+    Every artefact of the project (results, figures, averages, features, converted models) is written
+    through here."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    _remove(tmp)
+    if folder:
+        tmp.mkdir()
     try:
         yield tmp
+        if folder and path.exists():  # os.replace cannot put a folder over a non-empty one
+            _remove(path)
         os.replace(tmp, path)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        _remove(tmp)
 
 
 def write_json(path: str | Path, data) -> Path:
@@ -44,12 +60,69 @@ def write_json(path: str | Path, data) -> Path:
     return Path(path)
 
 
-def git_commit() -> str:
+def _git(root: Path, *args: str) -> bytes:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, check=True).stdout
+
+
+def git_state(root: Path = ROOT) -> dict:
+    """The commit the code is at, whether the work tree differs from it (tracked changes or untracked files
+    that are not ignored) and, if so, a sha256 of that difference (the diff against HEAD, then every
+    untracked file's name and content), so two runs from the same dirty tree can be told apart."""
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
+        commit = _git(root, "rev-parse", "HEAD").decode().strip()
+        diff = _git(root, "diff", "HEAD", "--binary")
+        untracked = [name for name in _git(root, "ls-files", "--others", "--exclude-standard", "-z").split(b"\0")
+                     if name]
     except Exception:
-        return "unknown"
+        return {"git_commit": "unknown", "dirty": None, "diff_sha256": None}
+    if not diff and not untracked:
+        return {"git_commit": commit, "dirty": False, "diff_sha256": None}
+    digest = hashlib.sha256(diff)
+    for name in sorted(untracked):
+        digest.update(b"\0untracked\0" + name + b"\0")
+        digest.update((root / name.decode()).read_bytes())
+    return {"git_commit": commit, "dirty": True, "diff_sha256": digest.hexdigest()}
+
+
+def repo_relative(path: str | Path) -> str:
+    """A path as recorded in run artefacts: relative to the repository (``../shared/data``, ``runs/cpu``), so
+    committed artefacts never hold one machine's absolute paths."""
+    return Path(os.path.relpath(Path(path).resolve(), ROOT)).as_posix()
+
+
+class RunScopeError(RuntimeError):
+    """A run would overwrite the results of a run that covers more."""
+
+
+def covers(wide: dict, narrow: dict) -> bool:
+    """Whether a run over scope `wide` includes everything of a run over `narrow`: same profile, and every
+    model, task and seed of `narrow`."""
+    return wide["profile"] == narrow["profile"] and all(
+        set(narrow[part]) <= set(wide[part]) for part in ("models", "tasks", "seeds"))
+
+
+def describe_scope(scope: dict) -> str:
+    return (f"profile {scope['profile']}: models {', '.join(scope['models'])}; tasks {', '.join(scope['tasks'])}; "
+            f"seeds {', '.join(map(str, scope['seeds']))}")
+
+
+def claim_run_folder(run_dir: str | Path, scope: dict) -> Path:
+    """Record that `run_dir` holds a run over `scope` (in its run.json), refusing a folder that holds a run
+    over a scope this one does not cover: its results would be overwritten by narrower ones."""
+    run_dir = Path(run_dir)
+    record = run_dir / "run.json"
+    found = None
+    if record.exists():
+        found = json.loads(record.read_text()).get("scope")
+    if found is not None and not covers(scope, found):
+        raise RunScopeError(
+            f"run folder {run_dir} holds a run over {describe_scope(found)}. This run covers {describe_scope(scope)}, "
+            f"so it would overwrite those results with fewer. Leave RUN_DIR unset (a narrowed run gets its own "
+            f"folder under runs/), choose another RUN_DIR, or delete {run_dir} if its results are not needed.")
+    if found != scope:
+        existing = json.loads(record.read_text()) if record.exists() else {}
+        write_json(record, {**existing, "scope": scope})
+    return run_dir
 
 
 def peak_memory_gb() -> float:
@@ -70,4 +143,4 @@ def environment() -> dict:
         except md.PackageNotFoundError:
             pass
     return {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
-            "packages": versions, "git_commit": git_commit(), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            "packages": versions, **git_state(), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

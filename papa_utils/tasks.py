@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 log = logging.getLogger("papa_utils")
@@ -87,31 +88,46 @@ def get_task(name: str) -> Task:
 
 @dataclass
 class TaskSplit:
-    """One split of a task: the examples (a DataFrame) and where they came from."""
+    """One split of a task, or a subset of it: the examples (a DataFrame) and where they came from.
+
+    `checksum` identifies exactly these examples in this order: for a whole split it is the file's sha256 (or
+    the Hub's fingerprint); a subset (``head``, ``sample``) hashes its parent's checksum with the positions of
+    the rows it keeps, so two different subsets of one file never look alike. `file_checksum` stays the file's.
+    """
 
     task: Task
     split: str
     frame: pd.DataFrame
     source: str  # file path or Hub id
-    checksum: str  # sha256 of the file (local) or the datasets fingerprint (Hub)
+    checksum: str  # identity of these rows (see above)
     note: str = ""  # non-empty when the data are only part of the official split
+    file_checksum: str = ""  # sha256 of the file (local) or the datasets fingerprint (Hub)
+
+    def __post_init__(self):
+        self.file_checksum = self.file_checksum or self.checksum
 
     def __len__(self) -> int:
         return len(self.frame)
+
+    def rows(self, positions) -> "TaskSplit":
+        """The examples at `positions` (in that order), with a checksum that names them."""
+        positions = np.asarray(positions, dtype=np.int64)
+        identity = hashlib.sha256(self.checksum.encode())
+        identity.update(positions.tobytes())
+        return TaskSplit(self.task, self.split, self.frame.iloc[positions].reset_index(drop=True), self.source,
+                         identity.hexdigest(), self.note, self.file_checksum)
 
     def head(self, n: int | None) -> "TaskSplit":
         """The first n examples (all when n is None or larger than the split)."""
         if n is None or n >= len(self.frame):
             return self
-        return TaskSplit(self.task, self.split, self.frame.iloc[:n].reset_index(drop=True), self.source,
-                         self.checksum, self.note)
+        return self.rows(np.arange(n))
 
     def sample(self, n: int | None, seed: int = 0) -> "TaskSplit":
         """A random subset of n examples (fixed by `seed`), in random order."""
         if n is None or n >= len(self.frame):
             return self
-        frame = self.frame.sample(n=n, random_state=seed).reset_index(drop=True)
-        return TaskSplit(self.task, self.split, frame, self.source, self.checksum, self.note)
+        return self.rows(np.random.RandomState(seed).permutation(len(self.frame))[:n])
 
 
 def sha256_file(path: Path) -> str:

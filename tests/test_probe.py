@@ -32,15 +32,19 @@ def test_streaming_equals_cached_and_seeds_are_honoured():
         task = get_task(task_name)
         train, dev = toy_data(48, token), toy_data(24, token, seed=1)
         config = ProbeConfig(epochs=2, batch_size=8)
+        curves = {}
         for heads in ([], "all"):
             cached = train_probe(model, task, train, dev, seed=1, config=config, averages=constants, heads=heads)
             streamed = train_probe(model, task, train, dev, seed=1, averages=constants, heads=heads,
                                    config=ProbeConfig(epochs=2, batch_size=8, protocol="streaming"))
             assert cached.curve == streamed.curve, (task_name, heads)
+            curves[str(heads)] = cached.curve
+        # same seed, same data: only the replacement differs, and it must show (on the training loss at least)
+        assert curves["[]"] != curves["all"], task_name
         other_seed = train_probe(model, task, train, dev, seed=2, config=config)
         again = train_probe(model, task, train, dev, seed=2, config=config)
         assert other_seed.curve == again.curve
-        assert other_seed.curve != cached.curve or heads != []
+        assert other_seed.curve != curves["[]"]  # another seed, same features: another probe
 
 
 def test_reference_protocol_runs_the_backbone_with_dropout():
@@ -123,3 +127,49 @@ def test_saved_features_are_memory_mapped_and_checked(tmp_path):
     path.write_bytes(path.read_bytes()[:100])  # a torn file is never trusted
     assert load_features(path, {"model": "tiny", "L": L}) is None
     assert [p.name for p in tmp_path.iterdir()] == ["f.pt"]  # no temporary file left behind
+
+
+def test_replacement_changes_exactly_the_layers_after_the_first_replaced_head():
+    """Hidden-state level l is the output of layer l - 1 (level 0: embeddings). Heads replaced only in layer 1
+    leave levels 0 and 1 as in the baseline and change level 2; all heads replaced change every level >= 1."""
+    model = tiny_model("bert")
+    constants = torch.rand(LAYERS, HEADS, L, L)
+    task, data = get_task("sst2"), toy_data(12)
+    base = extract_features(model, task, data).states.float()
+    later = extract_features(model, task, data, constants, [(1, h) for h in range(0, HEADS, 3)]).states.float()
+    full = extract_features(model, task, data, constants, "all").states.float()
+    real = data.attention_mask.bool()
+    diff = lambda a, level: (a[:, level] - base[:, level])[real].abs().max().item()  # noqa: E731
+    assert diff(later, 0) == 0 and diff(later, 1) == 0 and diff(later, 2) > 1e-3
+    assert diff(full, 0) == 0 and diff(full, 1) > 1e-3 and diff(full, 2) > 1e-3
+
+
+def test_sentence_pooler_ignores_padded_slots():
+    """Whatever sits in the hidden states of padded slots must not reach the probe's output."""
+    torch.manual_seed(0)
+    probe = make_probe(get_task("sst2"), tiny_model("bert"), L).eval()
+    torch.nn.init.normal_(probe.slot_weights)
+    states = torch.randn(4, LAYERS + 1, L, 48)
+    mask = torch.ones(4, L, dtype=torch.long)
+    mask[:, 5:L - 1] = 0
+    noisy = states.clone()
+    noisy[~mask.bool()[:, None, :, None].expand_as(states)] = 1e3
+    with torch.no_grad():
+        assert torch.equal(probe(states, mask), probe(noisy, mask))
+        assert not torch.equal(probe(states, mask), probe(states, torch.ones_like(mask)))  # the mask does matter
+
+
+def test_probe_config_is_immutable_and_checked():
+    import dataclasses
+    import inspect
+
+    import pytest
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ProbeConfig().lr = 1.0  # a default instance cannot be changed under other callers' feet
+    for fn in (train_probe, rank_heads_by_gates):
+        assert inspect.signature(fn).parameters["config"].default is None  # no instance shared between calls
+    with pytest.raises(ValueError, match="protocol must be one of 'cached', 'reference', 'streaming', got 'live'"):
+        ProbeConfig(protocol="live")
+    with pytest.raises(ValueError, match="precision must be one of 'fp32', 'bf16', got 'fp16'"):
+        ProbeConfig(precision="fp16")

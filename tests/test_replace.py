@@ -117,11 +117,22 @@ def test_leaving_the_context_restores_the_model(family):
     batch = batch_for(model)
     ref = run(model, batch).last_hidden_state
     implementation = model.config._attn_implementation
+    modules_before = dict(model.named_modules())  # the query/key projections swapped inside the context among them
+    _, attention = attention_modules(model)
+    installed = attention[0].forward = lambda *a, **k: type(attention[0]).forward(attention[0], *a, **k)  # e.g. a hook
     with replace_heads(model, random_constants(), heads="all"):
+        inside = dict(model.named_modules())
+        swapped = [name for name in modules_before if inside.get(name) is not modules_before[name]]
+        assert swapped or family == "deberta"  # Q/K projections really were swapped (DeBERTa v1: fused in_proj)
         changed = run(model, batch).last_hidden_state
     assert (changed - ref).abs().max() > 1e-3  # replacement did something
     assert model.config._attn_implementation == implementation
     assert not any(m._forward_pre_hooks for m in model.modules())
+    modules_after = dict(model.named_modules())
+    assert modules_after.keys() == modules_before.keys()
+    assert all(modules_after[name] is module for name, module in modules_before.items())  # the very same objects
+    assert attention[0].__dict__.get("forward") is installed  # someone else's forward is put back, not deleted
+    assert all("forward" not in m.__dict__ and "_papa_state" not in m.__dict__ for m in attention[1:])
     assert torch.equal(run(model, batch).last_hidden_state, ref)
 
 
@@ -164,14 +175,21 @@ def test_average_counts_only_pairs_of_real_tokens():
 
 
 def test_dropout_applies_after_mixing_in_train_mode(family):
-    model = tiny_model(family).train()
+    """Dropout only on the attention probabilities (hidden dropout 0) and every head replaced: train mode must
+    differ from eval mode. Dropout applied before the mixing would only hit the dynamic probabilities, which a
+    fully replaced layer throws away, and train would equal eval."""
+    model = tiny_model(family, attention_dropout_only=True)
     batch = batch_for(model)
-    torch.manual_seed(0)
-    with replace_heads(model, random_constants(), heads="all"):
-        a = model(**batch).last_hidden_state
-        model.eval()
-        b = model(**batch).last_hidden_state
-    assert (a - b).abs().max() > 1e-4  # dropout is active in train mode only
+    m = real(batch)
+    with replace_heads(model, random_constants(), heads="all"), torch.no_grad():
+        kept = model.eval()(**batch).last_hidden_state
+        torch.manual_seed(0)
+        dropped = model.train()(**batch).last_hidden_state
+    model.eval()
+    with torch.no_grad():  # the unmodified model in train mode: this config drops nothing but attention
+        torch.manual_seed(0)
+        assert (model.train()(**batch).last_hidden_state - model.eval()(**batch).last_hidden_state)[m].abs().max() > 0
+    assert (dropped - kept)[m].abs().max() > 1e-4
 
 
 def test_unsupported_architecture_fails_clearly():
@@ -214,15 +232,22 @@ def test_averages_of_another_model_or_length_are_refused(tmp_path):
 
 @pytest.mark.parametrize("family", [f for f in FAMILIES if f != "deberta"])  # transformers' DeBERTa v1 itself
 def test_bf16_autocast_stays_close_to_fp32(family):  # fails under CPU bf16 autocast (masked_fill overflow)
-    from papa_utils.probe import backbone_precision
+    from papa_utils.device import backbone_precision
 
     model = tiny_model(family)
     batch = batch_for(model)
+    linear_dtypes = []
+    hooks = [m.register_forward_hook(lambda mod, args, out: linear_dtypes.append(out.dtype))
+             for m in model.modules() if isinstance(m, torch.nn.Linear)]
     with replace_heads(model, random_constants(), heads=[(0, h) for h in range(0, HEADS, 2)]), torch.no_grad():
         full = model(**batch).last_hidden_state
-        with backbone_precision("bf16"):
+        assert set(linear_dtypes) == {torch.float32}
+        linear_dtypes.clear()
+        with backbone_precision("bf16", "cpu"):
             half = model(**batch).last_hidden_state
-    assert half.dtype in (torch.bfloat16, torch.float32)
+    for hook in hooks:
+        hook.remove()
+    assert linear_dtypes and set(linear_dtypes) == {torch.bfloat16}  # every projection ran in bf16
     m = real(batch)
     assert (half.float() - full)[m].abs().max() < 0.1  # bf16 keeps ~3 significant digits
     assert (half.float() - full)[m].abs().max() > 0  # and autocast really ran in bf16

@@ -4,7 +4,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from papa_utils import TASKS, DataError, get_task, load_task
+from papa_utils import TASKS, DataError, Task, get_task, load_task
 
 
 def test_every_task_declares_what_the_pipeline_needs():
@@ -108,3 +108,38 @@ def test_wrong_column_types_are_refused(copied_data, unlisted):
     pd.DataFrame({"sentence": ["a", "b"], "label": ["yes", "no"]}).to_parquet(copied_data / "glue/cola/train.parquet")
     with pytest.raises(DataError, match=r"column 'label' should be numeric"):
         load_task("cola", "train")
+
+
+def test_a_subset_is_named_by_the_rows_it_holds(data_dir):
+    """Two different subsets of one file never share a checksum; the same subset always has the same one."""
+    full = load_task("sst2", "train")
+    subsets = {"100": full.sample(100), "200": full.sample(200), "100 seed 1": full.sample(100, seed=1),
+               "first 100": full.head(100)}
+    assert len({s.checksum for s in subsets.values()}) == 4
+    assert full.sample(100).checksum == subsets["100"].checksum
+    assert all(s.file_checksum == full.checksum == full.file_checksum for s in subsets.values())
+    assert full.sample(None).checksum == full.checksum == full.sample(len(full)).checksum  # the whole file
+    # a subset of a subset is named by its parent and its own rows
+    assert subsets["200"].head(100).checksum != subsets["100"].checksum
+    assert subsets["200"].head(100).frame.equals(subsets["200"].frame.iloc[:100])
+
+
+def test_matthews_correlation_and_f1_are_the_standard_ones():
+    """MCC in its multiclass form (Gorodkin's R_K), written out here from the confusion matrix, and F1 of the
+    positive class; both in points."""
+    import numpy as np
+
+    from papa_utils.metrics import compute_metrics
+
+    truth = np.array([0, 1, 2, 0, 1, 2, 2, 1, 0, 2])
+    guess = np.array([0, 2, 2, 0, 1, 1, 2, 1, 1, 2])
+    confusion = np.zeros((3, 3))
+    np.add.at(confusion, (truth, guess), 1)
+    t, p, c, s = confusion.sum(1), confusion.sum(0), np.trace(confusion), confusion.sum()
+    expected = (c * s - t @ p) / np.sqrt((s ** 2 - p @ p) * (s ** 2 - t @ t))
+    three_way = Task("toy", "toy", ("toy", None), ("sentence",), "label", 3, ("matthews_corr",), 64)
+    assert compute_metrics(three_way, guess, truth)["matthews_corr"] == pytest.approx(100 * expected)
+    binary = compute_metrics(get_task("mrpc"), np.array([1, 1, 0, 0, 1]), np.array([1, 0, 0, 1, 1]))
+    assert binary["f1"] == pytest.approx(100 * 2 * 2 / (3 + 3)) and binary["accuracy"] == pytest.approx(60)
+    constant = compute_metrics(get_task("cola"), np.ones(6, int), np.array([0, 1] * 3))
+    assert constant == {"matthews_corr": 0.0}  # a constant predictor has no correlation, not NaN

@@ -24,13 +24,15 @@ FAMILIES = {
 }
 
 
-def tiny_model(family: str, seed: int = 0):
+def tiny_model(family: str, seed: int = 0, attention_dropout_only: bool = False):
+    """attention_dropout_only: no dropout anywhere but on the attention probabilities (hidden dropout 0)."""
     config_cls, model_cls, extra = FAMILIES[family]
+    hidden_dropout = 0.0 if attention_dropout_only else 0.1
     if extra is None:  # DistilBERT names its sizes differently
         config = config_cls(vocab_size=VOCAB, dim=HIDDEN, n_layers=LAYERS, n_heads=HEADS, hidden_dim=64,
-                            max_position_embeddings=80, attention_dropout=0.1, dropout=0.1)
+                            max_position_embeddings=80, attention_dropout=0.1, dropout=hidden_dropout)
     else:
-        config = config_cls(**COMMON, **extra)
+        config = config_cls(**{**COMMON, "hidden_dropout_prob": hidden_dropout}, **extra)
     config._attn_implementation = "eager"
     torch.manual_seed(seed)
     model = model_cls(config).eval()

@@ -1,0 +1,60 @@
+"""Run artefacts: one atomic writer, the code state every run records, and publishing as an explicit step."""
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+from papa_utils import AttentionAverages
+from papa_utils.runs import atomic_path, git_state
+
+
+def test_an_interrupted_write_leaves_nothing_behind(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    def torn(tensors, filename, metadata=None):  # writes half a file, then the process "dies"
+        open(filename, "wb").write(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(safetensors.torch, "save_file", torn)
+    with pytest.raises(KeyboardInterrupt):
+        AttentionAverages(torch.zeros(1, 1, 2, 2), torch.zeros(2, 2), {}).save(tmp_path / "avg.safetensors")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(KeyboardInterrupt), atomic_path(tmp_path / "model", folder=True) as tmp:
+        (tmp / "config.json").write_text("{}")
+        raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_is_replaced_whole(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "stale.png").write_text("old")
+    with atomic_path(tmp_path / "out", folder=True) as tmp:
+        (tmp / "new.png").write_text("new")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["new.png"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_the_code_state_says_whether_the_tree_differs_from_its_commit(tmp_path):
+    git = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True)  # noqa: E731
+    git("init", "-q")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / ".gitignore").write_text("runs/\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    clean = git_state(tmp_path)
+    assert clean["dirty"] is False and clean["diff_sha256"] is None and len(clean["git_commit"]) == 40
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "result.json").write_text("{}")  # ignored files do not count
+    assert git_state(tmp_path) == clean
+    (tmp_path / "a.py").write_text("x = 2\n")
+    edited = git_state(tmp_path)
+    assert edited["dirty"] is True and re.fullmatch("[0-9a-f]{64}", edited["diff_sha256"])
+    (tmp_path / "a.py").write_text("x = 3\n")
+    assert git_state(tmp_path)["diff_sha256"] != edited["diff_sha256"]  # another change, another hash
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "new.py").write_text("y = 1\n")  # an untracked file counts too
+    assert git_state(tmp_path)["dirty"] is True
+    assert git_state(tmp_path / "nowhere")["git_commit"] == "unknown"

@@ -1,0 +1,49 @@
+"""How the package is built: modules import only lower ones, and the committed notebooks are their sources."""
+import ast
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# lowest first: a module may import only modules listed before it (device and precision policy near the bottom)
+LAYERS = ["runs", "device", "models", "tasks", "layout", "metrics", "averages", "replace", "probe", "analysis",
+          "figures", "pipeline", "publish"]
+
+
+def imported_package_modules(path: Path) -> set[str]:
+    """papa_utils modules imported anywhere in a file, inside functions too."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 1 and node.module:
+                found.add(node.module.split(".")[0])
+            elif node.level == 1:
+                found.update(alias.name for alias in node.names)
+            elif node.module and node.module.startswith("papa_utils."):
+                found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("papa_utils."))
+    return found
+
+
+def test_every_module_has_a_layer():
+    modules = {p.stem for p in (ROOT / "papa_utils").glob("*.py")} - {"__init__"}
+    assert modules == set(LAYERS)
+
+
+@pytest.mark.parametrize("module", LAYERS)
+def test_modules_import_only_lower_layers(module):
+    higher = set(LAYERS[LAYERS.index(module):])
+    assert imported_package_modules(ROOT / "papa_utils" / f"{module}.py") & higher == set()
+
+
+@pytest.mark.parametrize("source", sorted((ROOT / "notebooks" / "src").glob("*.py")), ids=lambda p: p.stem)
+def test_committed_notebooks_are_built_from_their_sources(source):
+    sys.path.insert(0, str(ROOT / "tools"))
+    from make_notebook import build
+
+    committed = nbformat.read(ROOT / "notebooks" / f"{source.stem}.ipynb", as_version=4)
+    assert committed == build(source.read_text()), f"rebuild it: python tools/make_notebook.py {source} ..."
+    assert not any(cell.get("outputs") for cell in committed.cells)
