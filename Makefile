@@ -6,10 +6,10 @@ PY     := $(VENV)/bin/python
 PROFILE ?= cpu       # smoke (tests, ~1 min) | cpu (default, < 90 min on 2 cores) | paper (GPU + Hub)
 MODELS  ?=           # optional comma-separated subset of the profile's models
 TASKS   ?=           # optional comma-separated subset of the profile's tasks
-RUN_DIR ?= runs/$(strip $(PROFILE))
+RUN_DIR ?=           # optional run folder; default runs/<profile>, or runs/<profile>__<models>__<tasks> when narrowed
 export PAPA_CACHE_DIR ?= $(HOME)/.cache/papa
 
-.PHONY: setup setup-mpnet figures test bench scrub clean
+.PHONY: setup setup-mpnet figures publish test bench scrub clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,9 +24,12 @@ $(VENV)/.mpnet: $(VENV)/.installed
 setup: $(VENV)/.installed
 setup-mpnet: $(VENV)/.mpnet
 
-figures: setup-mpnet
-	$(PY) -m papa_utils.pipeline --profile $(strip $(PROFILE)) --run-dir $(RUN_DIR) \
+figures: setup-mpnet  # results, tables and figures go into the run folder, never over published ones
+	$(PY) -m papa_utils.pipeline --profile $(strip $(PROFILE)) $(if $(strip $(RUN_DIR)),--run-dir $(strip $(RUN_DIR))) \
 	  $(if $(strip $(MODELS)),--models $(strip $(MODELS))) $(if $(strip $(TASKS)),--tasks $(strip $(TASKS)))
+
+publish: setup  # copy a finished run to results/<profile>/ and figures/<profile>/, regenerate the README block
+	$(PY) -m papa_utils.publish $(or $(strip $(RUN_DIR)),runs/$(strip $(PROFILE)))
 
 test: setup-mpnet
 	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider -q
@@ -37,5 +40,5 @@ bench: setup-mpnet  # speed ratios measured side by side in one run -> results/b
 scrub:  # strip outputs from the committed notebooks
 	$(VENV)/bin/nbstripout notebooks/*.ipynb
 
-clean:
-	rm -rf runs results
+clean:  # run folders only; published results stay
+	rm -rf runs

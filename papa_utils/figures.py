@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from .runs import atomic_path  # noqa: E402
+from .tasks import get_task  # noqa: E402
 
 COLUMN_WIDTH, FULL_WIDTH = 3.0, 6.3  # ACL single column / full width, inches
 
@@ -50,6 +51,26 @@ def plot_attention_heatmaps(averages, example, heads, tokens=None, title=""):
             if row == 1:
                 ax.set_xlabel("key slot", fontsize=7)
     fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_dev_curves(records, tasks, seed):
+    """One panel per task: its headline metric on the dev set after every epoch, for the probe results in
+    `records` (pipeline records with "curve") of one seed; one line per model x configuration."""
+    set_style()
+    fig, axes = plt.subplots(1, len(tasks), figsize=(2.2 * len(tasks), 2.0), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        metric = get_task(task).metric  # named: metrics read back from JSON come key-sorted
+        for r in records:
+            if r["task"] == task and r["seed"] == seed:
+                k = r["replaced_heads"]
+                label = f"{r['model']} " + ("baseline" if k == 0 else "PAPA" if k == r["total_heads"] else f"k={k}")
+                ax.plot([c["epoch"] for c in r["curve"]], [c[metric] for c in r["curve"]], marker=".", label=label)
+        ax.set_title(task, fontsize=8)
+        ax.set_xlabel("epoch", fontsize=7)
+        ax.set_ylabel(metric.replace("_", " "), fontsize=7)
+    axes[0][0].legend(fontsize=6)
     fig.tight_layout()
     return fig
 

@@ -10,6 +10,7 @@ import argparse
 import hashlib
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -19,11 +20,13 @@ from pathlib import Path
 import pandas as pd
 
 from .averages import AttentionAverages, compute_average_attention
+from .device import model_device
 from .layout import Encoded, encode
 from .models import describe, load_model
 from .probe import (ProbeConfig, averages_and_features, extract_features, load_features, rank_heads_by_gates,
                     save_features, train_probe)
-from .runs import ROOT, absolute_data_dir, atomic_path, environment, peak_memory_gb, progress_enabled, write_json
+from .runs import (ROOT, RunScopeError, absolute_data_dir, atomic_path, claim_run_folder, environment, peak_memory_gb,
+                   progress_enabled, repo_relative, write_json)
 from .tasks import TaskSplit, get_task, load_task
 
 log = logging.getLogger("papa_utils")
@@ -117,16 +120,24 @@ def averages_path(run_dir: Path, model_name: str, task: str, length: int) -> Pat
     return Path(run_dir) / "averages" / f"{model_name.replace('/', '--')}__{task}__L{length}.safetensors"
 
 
+def averages_key(profile: Profile, model_name: str, task: str, data: TaskSplit) -> str:
+    """What the constant matrices of (model, task) are built from: model, exactly which examples, L and the
+    backbone's precision. Never timings or notes, so identical averages keep every result built on them."""
+    return _fingerprint({"step": "averages", "model": model_name, "task": task, "data": data.checksum,
+                         "examples": len(data), "L": profile.length(task), "precision": profile.precision})
+
+
 def average_attention(run_dir: Path, profile: Profile, model_name: str, task: str) -> AttentionAverages:
-    """Constant matrices of (model, task): loaded when already built from the same data, else computed."""
+    """Constant matrices of (model, task): loaded when already built from the same inputs, else computed.
+    Their metadata's `key` (``averages_key``) is what every later step's cache key includes."""
     length = profile.length(task)
     data = task_data(task, "train", profile.size(model_name, "average_examples"))
+    key = averages_key(profile, model_name, task, data)
     path = averages_path(run_dir, model_name, task, length)
     model, _ = cached_model(model_name)
     if path.exists():
         found = AttentionAverages.load(path, model=model, length=length)
-        if (found.meta.get("data_checksum") == data.checksum and found.meta.get("examples") == len(data)
-                and found.meta.get("precision", "fp32") == profile.precision):
+        if found.meta.get("key") == key:
             return found
     start = time.time()
     train_data = task_data(task, "train", profile.size(model_name, "train_examples"))
@@ -141,7 +152,7 @@ def average_attention(run_dir: Path, profile: Profile, model_name: str, task: st
         result = compute_average_attention(model, encoded(model_name, data, length).batches(32), task=task,
                                            data_checksum=data.checksum, progress=progress_enabled(),
                                            precision=profile.precision)
-    result.meta.update(seconds=round(time.time() - start, 2), data_note=data.note)
+    result.meta.update(key=key, seconds=round(time.time() - start, 2), data_note=data.note)
     result.save(path)
     return result
 
@@ -175,8 +186,8 @@ def head_ranking(run_dir: Path, profile: Profile, model_name: str, task: str) ->
     avg = average_attention(run_dir, profile, model_name, task)
     n = profile.size(model_name, "rank_examples")
     data = task_data(task, "train", n)
-    key = _fingerprint({"averages": avg.meta, "examples": n, "data": data.checksum, "epochs": profile.rank_epochs,
-                        "precision": profile.precision})
+    key = _fingerprint({"averages": avg.meta["key"], "examples": len(data), "data": data.checksum,
+                        "epochs": profile.rank_epochs, "precision": profile.precision})
     path = Path(run_dir) / "ranking" / f"{_slug(model_name, task)}.json"
     found = _read_json(path)
     if found and found.get("fingerprint") == key:
@@ -190,12 +201,28 @@ def head_ranking(run_dir: Path, profile: Profile, model_name: str, task: str) ->
     return result
 
 
+def replaced_heads(k: int, total: int, ranking=None):
+    """The heads a sweep configuration replaces: none for k = 0, "all" for k = total, else the FIRST k heads of
+    the ranking (the heads that lean most on their constant matrix)."""
+    if not 0 <= k <= total:
+        raise ValueError(f"cannot replace {k} of {total} heads")
+    if k == 0:
+        return []
+    if k == total:
+        return "all"
+    if ranking is None:
+        raise ValueError(f"replacing {k} of {total} heads needs a head ranking (head_ranking)")
+    if len(ranking) != total:
+        raise ValueError(f"the head ranking lists {len(ranking)} heads, the model has {total}")
+    return [tuple(h) for h in ranking[:k]]
+
+
 def probe_sweep(run_dir: Path, profile: Profile, model_name: str, task: str, counts, ranking=None) -> list[dict]:
     """Probe results for each number of replaced heads in `counts` and every seed of the profile.
 
     k = 0 is the probing baseline, k = all heads is full PAPA; other k replace the first k heads of
-    `ranking`. The backbone runs once per k (train and dev features), shared by every seed. Results are
-    cached per (k, seed) in <run>/probe/ and skipped when their inputs did not change.
+    `ranking` (``replaced_heads``). The backbone runs once per k (train and dev features), shared by every
+    seed. Results are cached per (k, seed) in <run>/probe/ and skipped when their inputs did not change.
     """
     model, _ = cached_model(model_name)
     info = describe(model)
@@ -209,10 +236,8 @@ def probe_sweep(run_dir: Path, profile: Profile, model_name: str, task: str, cou
     train = dev = None
     results = []
     for k in counts:
-        if 0 < k < total and ranking is None:
-            raise ValueError(f"replacing {k} of {total} heads needs a head ranking (head_ranking)")
-        heads = [] if k == 0 else "all" if k == total else [tuple(h) for h in ranking[:k]]
-        key = _fingerprint({"averages": avg.meta, "heads": heads, "train": [train_data.checksum, len(train_data)],
+        heads = replaced_heads(k, total, ranking)
+        key = _fingerprint({"averages": avg.meta["key"], "heads": heads, "train": [train_data.checksum, len(train_data)],
                             "dev": [dev_data.checksum, len(dev_data)], "config": asdict(config), "L": length})
         paths = {seed: Path(run_dir) / "probe" / f"{_slug(model_name, task, f'k{k}', f'seed{seed}')}.json"
                  for seed in profile.seeds}
@@ -237,10 +262,10 @@ def probe_sweep(run_dir: Path, profile: Profile, model_name: str, task: str, cou
                 r = train_probe(model, spec, train, dev, seed=seed, config=config, averages=avg, heads=heads,
                                 train_features=features[0], dev_features=features[1], progress=progress_enabled())
                 done[seed] = {"model": model_name, "task": task, "replaced_heads": k, "total_heads": total,
-                              "seed": seed, "metrics": r.metrics, "curve": r.curve, "probe_seconds": r.seconds,
-                              "feature_seconds": feature_seconds, "train_examples": len(train_data),
-                              "dev_examples": len(dev_data), "L": length, "protocol": config.protocol,
-                              "data_note": train_data.note, "fingerprint": key}
+                              "heads": heads, "seed": seed, "metrics": r.metrics, "curve": r.curve,
+                              "probe_seconds": r.seconds, "feature_seconds": feature_seconds,
+                              "train_examples": len(train_data), "dev_examples": len(dev_data), "L": length,
+                              "protocol": config.protocol, "data_note": train_data.note, "fingerprint": key}
                 write_json(paths[seed], done[seed])
             del features
         if k == 0:  # the baseline's features on disk are used up
@@ -270,8 +295,36 @@ def all_results(run_dir: Path, profile: Profile) -> pd.DataFrame:
     return results_table(records)
 
 
-def results_dir(profile: Profile) -> Path:
-    path = ROOT / "results" / profile.name
+def runs_root() -> Path:
+    """The folder that holds run folders: $PAPA_RUNS_DIR, else runs/ in the checkout (git-ignored)."""
+    return Path(os.environ.get("PAPA_RUNS_DIR") or ROOT / "runs").expanduser()
+
+
+def run_scope(profile: Profile) -> dict:
+    """What a run covers; recorded in its run.json and compared before anything overwrites its results."""
+    return {"profile": profile.name, "models": list(profile.models), "tasks": list(profile.tasks),
+            "seeds": list(profile.seeds)}
+
+
+def run_name(profile: Profile) -> str:
+    """`cpu` for the profile's whole grid; a narrowed run names what it covers, e.g. `cpu__minilm-l3__sst2`,
+    so it gets a folder of its own and never touches the results of the whole grid."""
+    full = PROFILES[profile.name]
+    if set(profile.models) == set(full.models) and set(profile.tasks) == set(full.tasks):
+        return profile.name
+    return _slug(profile.name, "-".join(profile.models), "-".join(profile.tasks))
+
+
+def open_run(run_dir, profile: Profile) -> Path:
+    """The run folder for `profile` (default: ``runs_root() / run_name(profile)``), claimed for its scope: a
+    folder that holds a run this one does not cover is refused (``claim_run_folder``)."""
+    run_dir = Path(run_dir) if run_dir else runs_root() / run_name(profile)
+    return claim_run_folder(run_dir, run_scope(profile))
+
+
+def results_dir(run_dir: Path) -> Path:
+    """Where a run's tables and claims go: <run>/results. `make publish` copies them to results/<profile>/."""
+    path = Path(run_dir) / "results"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -283,9 +336,9 @@ def save_table(frame: pd.DataFrame, path: Path) -> Path:
 
 
 def write_results(run_dir: Path, profile: Profile) -> pd.DataFrame:
-    """Collect every cached probe result into results/<profile>/probe_results.csv (tidy) and return it."""
+    """Collect every cached probe result into <run>/results/probe_results.csv (tidy) and return it."""
     table = all_results(run_dir, profile)
-    save_table(table, results_dir(profile) / "probe_results.csv")
+    save_table(table, results_dir(run_dir) / "probe_results.csv")
     return table
 
 
@@ -316,8 +369,10 @@ def example_attention(model_name: str, task: str, length: int, index: int = 0):
 
     model, tokenizer = cached_model(model_name)
     e = encode(load_task(task, "validation").head(index + 1), tokenizer, length)
+    device = model_device(model)
     with torch.no_grad():
-        out = model(**e.model_inputs(slice(index, index + 1)), output_attentions=True)
+        out = model(**{k: v.to(device) for k, v in e.model_inputs(slice(index, index + 1)).items()},
+                    output_attentions=True)
     mask = e.attention_mask[index]
     tokens = [t if m else "" for t, m in zip(tokenizer.convert_ids_to_tokens(e.input_ids[index].tolist()),
                                              mask.tolist())]
@@ -325,8 +380,9 @@ def example_attention(model_name: str, task: str, length: int, index: int = 0):
     return torch.stack([a[0].cpu() for a in out.attentions]) * pairs, tokens
 
 
-def figures_dir(profile: Profile) -> Path:
-    path = ROOT / "figures" / profile.name
+def figures_dir(run_dir: Path) -> Path:
+    """Where a run's figures go: <run>/figures. `make publish` copies them to figures/<profile>/."""
+    path = Path(run_dir) / "figures"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -336,16 +392,19 @@ def feature_cache_gb(run_dir: Path) -> float:
     return round(sum(p.stat().st_size for p in (Path(run_dir) / "features").glob("*")) / 1024 ** 3, 3)
 
 
-def run_notebooks(profile: Profile, run_dir: Path, notebooks=None) -> None:
-    """Execute the notebooks in order with papermill; executed copies go to the run folder."""
+def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None) -> Path:
+    """Execute the notebooks in order with papermill into the run folder (``open_run``): executed copies,
+    results and figures all go there. Returns the run folder."""
     import papermill
 
     absolute_data_dir()
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = open_run(run_dir, profile).resolve()
     params = {"profile": profile.name, "models": ",".join(profile.models), "tasks": ",".join(profile.tasks),
-              "run_dir": str(run_dir.resolve())}
-    write_json(run_dir / "run.json", {"profile": asdict(profile), "parameters": params, **environment()})
+              "run_dir": str(run_dir)}
+    data = os.environ.get("PAPA_DATA_DIR")
+    recorded = {"scope": run_scope(profile), "profile": asdict(profile), "run_dir": repo_relative(run_dir),
+                "data_dir": repo_relative(data) if data else "Hugging Face Hub"}
+    write_json(run_dir / "run.json", {**recorded, **environment()})  # no wall time yet: not finished
     started, seconds, cache_gb = time.time(), {}, []
     for name in notebooks or NOTEBOOKS:
         source = ROOT / "notebooks" / f"{name}.ipynb"
@@ -355,13 +414,13 @@ def run_notebooks(profile: Profile, run_dir: Path, notebooks=None) -> None:
         seconds[name] = round(time.time() - start, 1)
         cache_gb.append(feature_cache_gb(run_dir))  # largest right after notebook 1, which fills it
         print(f"{name}: {seconds[name]:.0f} s", flush=True)
-    meta = {"profile": asdict(profile), "parameters": params, "notebook_seconds": seconds,
+    meta = {**recorded, "notebooks": list(seconds), "notebook_seconds": seconds,
             "wall_seconds": round(time.time() - started, 1), "step_seconds": timing(run_dir, profile),
             "peak_memory_gb": peak_memory_gb(), "feature_cache_gb": {"largest": max(cache_gb, default=0.0),
                                                                      "at_the_end": feature_cache_gb(run_dir)},
             **environment()}
     write_json(run_dir / "run.json", meta)
-    write_json(results_dir(profile) / "run.json", meta)
+    return run_dir
 
 
 def main(argv=None) -> None:
@@ -369,7 +428,8 @@ def main(argv=None) -> None:
     parser.add_argument("--profile", default="cpu", help=f"one of {', '.join(PROFILES)}")
     parser.add_argument("--models", help="comma-separated subset of the profile's models")
     parser.add_argument("--tasks", help="comma-separated subset of the profile's tasks")
-    parser.add_argument("--run-dir", help="default runs/<profile>")
+    parser.add_argument("--run-dir", help="default runs/<run name>: runs/<profile> for the whole grid, "
+                                          "runs/<profile>__<models>__<tasks> when narrowed")
     parser.add_argument("--notebooks", help="comma-separated subset, e.g. 01_average_attention")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -377,10 +437,14 @@ def main(argv=None) -> None:
         profile = get_profile(args.profile, args.models, args.tasks)
     except KeyError as e:
         sys.exit(str(e.args[0]))
-    run_dir = Path(args.run_dir or ROOT / "runs" / profile.name)
     start = time.time()
-    run_notebooks(profile, run_dir, args.notebooks.split(",") if args.notebooks else None)
-    print(f"profile {profile.name}: done in {time.time() - start:.0f} s; run folder {run_dir}", flush=True)
+    try:
+        run_dir = run_notebooks(profile, args.run_dir, args.notebooks.split(",") if args.notebooks else None)
+    except RunScopeError as e:
+        sys.exit(str(e))
+    print(f"profile {profile.name}: done in {time.time() - start:.0f} s; results and figures in "
+          f"{repo_relative(run_dir)}/; publish them as the README's with `make publish RUN_DIR={repo_relative(run_dir)}`",
+          flush=True)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from papa_utils.analysis import (bootstrap_correlation, check_claims, half_heads_change, relative_drop, table1,
-                                 table1_latex, table1_markdown)
+from papa_utils.analysis import (bootstrap_correlation, check_claims, claim_statements, half_heads_change,
+                                 relative_drop, table1, table1_latex, table1_markdown)
 
 
 def results(values):
@@ -46,3 +46,37 @@ def test_bootstrap_correlation_brackets_the_estimate():
     c = bootstrap_correlation(x, y, n=300)
     assert 0.9 < c["pearson"]["value"] <= 1 and c["pearson"]["ci_low"] <= c["pearson"]["value"] <= c["pearson"]["ci_high"]
     assert c["spearman"]["ci_low"] > 0.8 and c["points"] == 40
+
+
+def test_claim_3_is_read_within_tasks_with_the_pooled_correlation_beside_it():
+    # task x and z: the stronger model loses more; task y: it loses less. Pooled over tasks the two
+    # scales mix, and the pooled correlation is negative.
+    values = {}
+    for model, (bx, by, bz) in {"a": (50, 90, 20), "b": (60, 91, 30), "c": (70, 92, 40)}.items():
+        i = "abc".index(model)
+        values[(model, "x", 0)], values[(model, "x", 4)] = [bx], [bx * (1 - 0.01 * (i + 1))]
+        values[(model, "y", 0)], values[(model, "y", 4)] = [by], [by * (1 - 0.30 + 0.05 * i)]
+        values[(model, "z", 0)], values[(model, "z", 4)] = [bz], [bz * (1 - 0.02 * (i + 1))]
+    values[("a", "w", 0)], values[("a", "w", 4)] = [70], [60]  # one model only: nothing to compare
+    claims = check_claims(results(values), n_boot=50)
+    within = claims["strength_within_tasks"]
+    assert within["tasks"]["x"]["spearman"] == pytest.approx(1) and within["tasks"]["y"]["spearman"] == pytest.approx(-1)
+    assert within["tasks"]["w"] == {"models": 1, "spearman": None}
+    assert within["tasks_measured"] == 3 and within["tasks_where_it_holds"] == 2
+    assert claims["stronger_models_lose_more"] is True
+    assert claims["pooled_strength_correlation"]["pearson"]["value"] > 0.5  # y's large drops at high baselines
+    said = claim_statements(claims)["strength"]
+    assert said.startswith("within tasks it holds: the drop grows with the baseline across models in 2 of 3 tasks "
+                           "(Spearman per task: x +1.00, y -1.00, z +1.00); pooled over all 10 points")
+
+
+def test_dev_curves_show_each_tasks_headline_metric():
+    """Metrics read back from JSON come key-sorted (MRPC: accuracy before f1); the curve must be F1's."""
+    from papa_utils.figures import plot_dev_curves
+
+    curve = [{"epoch": e, "train_loss": 1.0, "accuracy": 60.0 + e, "f1": 80.0 + e} for e in (1, 2)]
+    record = {"model": "m", "task": "mrpc", "seed": 42, "replaced_heads": 0, "total_heads": 4,
+              "metrics": {"accuracy": 62.0, "f1": 82.0}, "curve": curve}
+    fig = plot_dev_curves([record], ["mrpc"], 42)
+    ax = fig.axes[0]
+    assert list(ax.lines[0].get_ydata()) == [81.0, 82.0] and ax.get_ylabel() == "f1"

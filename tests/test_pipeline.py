@@ -1,20 +1,42 @@
 """The smoke profile end to end (what `make figures PROFILE=smoke` runs), then its results read back."""
 import json
+import os
+import re
+import shutil
+import tempfile
 
 import pandas as pd
 import pytest
 
 from papa_utils.metrics import metric_range
-from papa_utils.pipeline import ROOT, average_attention, get_profile, probe_sweep, run_notebooks, write_results
-from papa_utils.probe import replaced_counts
+from papa_utils.pipeline import (ROOT, average_attention, cached_model, encoded, get_profile, head_ranking, main,
+                                 open_run, probe_sweep, replaced_heads, run_name, run_notebooks, runs_root, task_data,
+                                 write_results)
+from papa_utils.probe import ProbeConfig, replaced_counts, train_probe
+from papa_utils.runs import RunScopeError, claim_run_folder
+from papa_utils.tasks import get_task
+
+
+def checkout_state():
+    """Every file under the checkout (outside .git, .venv and caches), with its modification time."""
+    state = {}
+    for folder, subfolders, files in os.walk(ROOT):
+        subfolders[:] = [d for d in subfolders if d not in {".git", ".venv", "__pycache__", ".pytest_cache"}]
+        state.update({f"{folder}/{f}": os.stat(f"{folder}/{f}").st_mtime_ns for f in files})
+    return state
 
 
 @pytest.fixture(scope="module")
 def smoke(data_dir, tmp_path_factory):
     profile = get_profile("smoke")
-    run_dir = tmp_path_factory.mktemp("runs") / "smoke"
-    run_notebooks(profile, run_dir)
-    return profile, run_dir, pd.read_csv(ROOT / "results" / "smoke" / "probe_results.csv")
+    before = checkout_state()
+    run_dir = run_notebooks(profile, tmp_path_factory.mktemp("runs") / "smoke")
+    assert checkout_state() == before  # a run writes only into its run folder, never into the checkout
+    return profile, run_dir, pd.read_csv(run_dir / "results" / "probe_results.csv")
+
+
+def probe_record(run_dir, task, k, seed, model="minilm-l3"):
+    return json.loads((run_dir / "probe" / f"{model}__{task}__k{k}__seed{seed}.json").read_text())
 
 
 def test_every_expected_row_is_present(smoke):
@@ -54,13 +76,69 @@ def test_rerun_with_same_seed_gives_identical_numbers_and_k0_is_the_baseline(smo
             assert len(recorded) == 1 and recorded.iloc[0] == pytest.approx(value, abs=1e-9), (r, metric)
 
 
-def test_full_papa_changes_the_features(smoke):
-    """Guard against a silently inactive replacement: all-heads-constant results differ from baseline."""
-    _, _, results = smoke
-    head = results[results.metric == "entity_f1"].set_index(["replaced_heads", "seed"])["value"]
-    curves = [json.loads(p.read_text())["curve"] for p in (smoke[1] / "probe").glob("minilm-l3__ner__k*.json")]
-    assert len({round(c[-1]["train_loss"], 6) for c in curves}) > 1
-    assert head.notna().all()
+def test_full_papa_changes_what_the_probe_sees(smoke):
+    """Guard against a silently inactive replacement: with the same seed and data, the baseline (k = 0) and
+    full PAPA (k = all) probes of every task differ from the first epoch's training loss on."""
+    profile, run_dir, _ = smoke
+    for task in profile.tasks:
+        for seed in profile.seeds:
+            baseline, papa = probe_record(run_dir, task, 0, seed), probe_record(run_dir, task, 36, seed)
+            assert baseline["curve"][0]["train_loss"] != papa["curve"][0]["train_loss"], (task, seed)
+            assert baseline["heads"] == [] and papa["heads"] == "all"
+
+
+def test_partial_configurations_replace_the_first_k_heads_of_the_ranking(smoke):
+    """Each partial configuration records the first k heads of the gate ranking, and a probe trained here
+    directly on those heads (not through the sweep) reproduces the sweep's numbers."""
+    profile, run_dir, _ = smoke
+    ranking = [tuple(h) for h in json.loads((run_dir / "ranking" / "minilm-l3__mrpc.json").read_text())["ranking"]]
+    for k in (18, 32, 34):
+        assert [tuple(h) for h in probe_record(run_dir, "mrpc", k, 42)["heads"]] == ranking[:k]
+    model, _ = cached_model("minilm-l3")
+    length = profile.length("mrpc")
+    train = encoded("minilm-l3", task_data("mrpc", "train", 64), length)
+    dev = encoded("minilm-l3", task_data("mrpc", "validation", 64), length)
+    direct = train_probe(model, get_task("mrpc"), train, dev, seed=42, averages=average_attention(
+        run_dir, profile, "minilm-l3", "mrpc"), heads=ranking[:18], config=ProbeConfig(epochs=2, precision="fp32"))
+    assert direct.metrics == pytest.approx(probe_record(run_dir, "mrpc", 18, 42)["metrics"], abs=1e-9)
+
+
+def test_replaced_heads_of_a_configuration():
+    ranking = [(1, 0), (0, 2), (1, 1), (0, 0), (0, 1), (1, 2)]
+    assert replaced_heads(0, 6, ranking) == [] and replaced_heads(6, 6, ranking) == "all"
+    assert replaced_heads(2, 6, ranking) == [(1, 0), (0, 2)]  # the FIRST k: those leaning most on constants
+    with pytest.raises(ValueError, match="replacing 3 of 6 heads needs a head ranking"):
+        replaced_heads(3, 6)
+    with pytest.raises(ValueError, match="the head ranking lists 5 heads, the model has 6"):
+        replaced_heads(3, 6, ranking[:5])
+
+
+def test_identical_averages_keep_every_result_built_on_them(smoke):
+    """Cache keys hold inputs, never timings: averages computed again from the same inputs (another wall time)
+    leave the ranking and every probe result in place."""
+    profile, run_dir, _ = smoke
+    path = run_dir / "averages" / "minilm-l3__sst2__L32.safetensors"
+    key = average_attention(run_dir, profile, "minilm-l3", "sst2").meta["key"]
+    path.unlink()
+    again = average_attention(run_dir, profile, "minilm-l3", "sst2")
+    assert path.exists() and again.meta["key"] == key
+    files = sorted((run_dir / "probe").glob("minilm-l3__sst2__*.json")) + [run_dir / "ranking" / "minilm-l3__sst2.json"]
+    before = {p: p.stat().st_mtime_ns for p in files}
+    head_ranking(run_dir, profile, "minilm-l3", "sst2")
+    probe_sweep(run_dir, profile, "minilm-l3", "sst2", replaced_counts(36),
+                json.loads(files[-1].read_text())["ranking"])
+    assert {p: p.stat().st_mtime_ns for p in files} == before
+
+
+def test_averages_over_other_examples_do_not_pass_for_the_probes_features(data_dir, tmp_path):
+    """The averages pass keeps its hidden states as the baseline's features only when it ran over the probe's
+    very examples: a subset of another size is another set of rows, not the same file."""
+    from dataclasses import replace
+
+    profile = replace(get_profile("smoke", tasks="sst2"), average_examples=48, train_examples=32)
+    assert task_data("sst2", "train", 48).checksum != task_data("sst2", "train", 32).checksum
+    average_attention(tmp_path, profile, "minilm-l3", "sst2")
+    assert not (tmp_path / "features").exists() or list((tmp_path / "features").iterdir()) == []
 
 
 def test_no_feature_files_are_left_behind(smoke):
@@ -81,22 +159,58 @@ def test_rerun_skips_finished_steps(smoke):
 
 def test_figures_tables_and_metadata_exist(smoke):
     profile, run_dir, _ = smoke
-    figures = ROOT / "figures" / "smoke"
-    for name in ["performance_vs_dynamic_heads", "relative_drop_vs_baseline", "average_attention_minilm-l3_mrpc"]:
+    figures = run_dir / "figures"
+    for name in ["performance_vs_dynamic_heads", "relative_drop_vs_baseline", "average_attention_minilm-l3_mrpc",
+                 "dev_curves"]:
         for suffix in (".pdf", ".png"):
             assert (figures / f"{name}{suffix}").stat().st_size > 5000, name
-    table = (ROOT / "results" / "smoke" / "table1.md").read_text()
+    table = (run_dir / "results" / "table1.md").read_text()
     assert table.count("| minilm-l3 |") == 3 and "**average**" in table
-    assert "\\begin{tabular}" in (ROOT / "results" / "smoke" / "table1.tex").read_text()
-    claims = json.loads((ROOT / "results" / "smoke" / "claims.json").read_text())
-    assert claims["strength_correlation"]["points"] == 3
+    assert "\\begin{tabular}" in (run_dir / "results" / "table1.tex").read_text()
+    claims = json.loads((run_dir / "results" / "claims.json").read_text())
+    assert claims["pooled_strength_correlation"]["points"] == 3
+    assert claims["stronger_models_lose_more"] is None  # one model: nothing to compare within a task
     meta = json.loads((run_dir / "run.json").read_text())
     assert meta["git_commit"] and meta["packages"]["torch"].startswith("2.13.0")
+    assert isinstance(meta["dirty"], bool) and (meta["diff_sha256"] is None) == (not meta["dirty"])
+    assert meta["scope"] == {"profile": "smoke", "models": ["minilm-l3"], "tasks": ["sst2", "mrpc", "ner"],
+                             "seeds": [42, 43]}
+    assert not meta["run_dir"].startswith("/") and (ROOT / meta["run_dir"]).resolve() == run_dir.resolve()
     assert set(meta["notebook_seconds"]) == {"01_average_attention", "02_probe_baselines",
                                              "03_partial_replacement", "04_model_strength"}
     for name in meta["notebook_seconds"]:
         executed = json.loads((run_dir / f"{name}.ipynb").read_text())
         assert any("injected-parameters" in c["metadata"].get("tags", []) for c in executed["cells"])
+
+
+def test_a_narrowed_run_gets_its_own_folder():
+    assert run_name(get_profile("cpu")) == "cpu"
+    assert run_name(get_profile("cpu", models="minilm-l3", tasks="sst2,ner")) == "cpu__minilm-l3__sst2-ner"
+    assert open_run("", get_profile("smoke", tasks="sst2")) == runs_root() / "smoke__minilm-l3__sst2"
+    assert str(runs_root()).startswith(tempfile.gettempdir())  # the tests' runs never go to the checkout
+
+
+def test_a_narrowed_run_never_overwrites_a_wider_runs_results(smoke):
+    profile, run_dir, _ = smoke
+    files = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
+    message = (f"run folder {run_dir} holds a run over profile smoke: models minilm-l3; tasks sst2, mrpc, ner; seeds "
+               f"42, 43. This run covers profile smoke: models minilm-l3; tasks sst2; seeds 42, 43, so it would "
+               f"overwrite those results with fewer. Leave RUN_DIR unset")
+    with pytest.raises(SystemExit, match=re.escape(message)):
+        main(["--profile", "smoke", "--tasks", "sst2", "--run-dir", str(run_dir)])
+    assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == files
+
+
+def test_a_wider_run_may_extend_a_narrower_runs_folder(tmp_path):
+    narrow = {"profile": "cpu", "models": ["minilm-l3"], "tasks": ["sst2"], "seeds": [42]}
+    wide = {**narrow, "tasks": ["sst2", "ner"]}
+    claim_run_folder(tmp_path, narrow)
+    claim_run_folder(tmp_path, wide)
+    assert json.loads((tmp_path / "run.json").read_text())["scope"] == wide
+    with pytest.raises(RunScopeError, match="holds a run over profile cpu: models minilm-l3; tasks sst2, ner"):
+        claim_run_folder(tmp_path, narrow)
+    with pytest.raises(RunScopeError):  # another profile is another run
+        claim_run_folder(tmp_path, {**wide, "profile": "smoke"})
 
 
 def test_unknown_profile_task_and_model_names():
@@ -111,3 +225,44 @@ def test_write_results_is_tidy(smoke):
     table = write_results(run_dir, profile)
     assert table.groupby(["model", "task", "replaced_heads", "seed", "metric"]).size().max() == 1
     assert table.headline.sum() == len(profile.tasks) * 5 * len(profile.seeds)
+
+
+def test_publishing_is_an_explicit_step_that_never_narrows_published_results(smoke, tmp_path):
+    from papa_utils.analysis import claim_statements
+    from papa_utils.publish import PublishError, publish_run
+
+    _, run_dir, _ = smoke
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "README.md").write_text("intro\n<!-- results:smoke:start -->\nold\n<!-- results:smoke:end -->\nend\n")
+    target = publish_run(run_dir, root)
+    assert sorted(p.name for p in target.iterdir()) == ["claims.json", "probe_results.csv", "run.json", "table1.md",
+                                                        "table1.tex"]
+    assert (root / "figures" / "smoke" / "performance_vs_dynamic_heads.png").stat().st_size > 5000
+    recorded = json.loads((target / "run.json").read_text())
+    assert recorded == json.loads((run_dir / "run.json").read_text()) and not recorded["run_dir"].startswith("/")
+    readme = (root / "README.md").read_text()
+    assert readme.startswith("intro\n<!-- results:smoke:start -->\nProduced by `make figures PROFILE=smoke`")
+    assert "\nold\n" not in readme and readme.endswith("<!-- results:smoke:end -->\nend\n")
+    for sentence in claim_statements(json.loads((target / "claims.json").read_text())).values():
+        assert sentence in readme  # the README says what claims.json says
+    for line in (target / "table1.md").read_text().splitlines():
+        assert line in readme
+
+    def copy_of_run(name, **changes):
+        copy = tmp_path / name
+        shutil.copytree(run_dir / "results", copy / "results")
+        shutil.copytree(run_dir / "figures", copy / "figures")
+        run = json.loads((run_dir / "run.json").read_text())
+        (copy / "run.json").write_text(json.dumps({k: v for k, v in {**run, **changes}.items() if v is not None}))
+        return copy
+
+    published = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    scope = json.loads((run_dir / "run.json").read_text())["scope"]
+    with pytest.raises(RunScopeError, match=re.escape("results/smoke/ holds a run over profile smoke: models "
+                                                      "minilm-l3; tasks sst2, mrpc, ner; seeds 42, 43; the run in")):
+        publish_run(copy_of_run("narrow", scope={**scope, "tasks": ["sst2"]}), root)
+    with pytest.raises(PublishError, match="did not finish \\(its run.json has no wall time\\)"):
+        publish_run(copy_of_run("unfinished", wall_seconds=None), root)
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == published  # nothing was touched
+    publish_run(copy_of_run("same"), root)  # the same scope again (e.g. a rerun at a newer commit) is fine

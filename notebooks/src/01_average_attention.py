@@ -21,16 +21,18 @@
 profile = "smoke"
 models = ""
 tasks = ""
-run_dir = "../runs/smoke"
+run_dir = ""  # empty: runs/<run name> ($PAPA_RUNS_DIR instead of runs/ when set)
 
 # %%
 import pandas as pd
 
 from papa_utils import describe
 from papa_utils.figures import plot_attention_heatmaps, save_figure
-from papa_utils.pipeline import average_attention, cached_model, example_attention, figures_dir, get_profile
+from papa_utils.pipeline import (average_attention, cached_model, example_attention, figures_dir, get_profile,
+                                 open_run)
 
 profile = get_profile(profile, models or None, tasks or None)
+run_dir = open_run(run_dir, profile)
 profile
 
 # %% [markdown]
@@ -72,6 +74,6 @@ for model_name in profile.models:
         example, tokens = example_attention(model_name, task, avg.length)
         fig = plot_attention_heatmaps(avg.averages, example, heads,
                                       title=f"{model_name}, {task} (L={avg.length}, {avg.meta['examples']} examples)")
-        paths = save_figure(fig, figures_dir(profile) / f"average_attention_{model_name}_{task}")
+        paths = save_figure(fig, figures_dir(run_dir) / f"average_attention_{model_name}_{task}")
 print("saved", [str(p) for p in paths])
 fig

@@ -16,17 +16,18 @@
 profile = "smoke"
 models = ""
 tasks = ""
-run_dir = "../runs/smoke"
+run_dir = ""  # empty: runs/<run name> ($PAPA_RUNS_DIR instead of runs/ when set)
 
 # %%
-import matplotlib.pyplot as plt
 import pandas as pd
 
 from papa_utils import describe
 from papa_utils.analysis import table1
-from papa_utils.pipeline import cached_model, get_profile, probe_sweep, write_results
+from papa_utils.figures import plot_dev_curves, save_figure
+from papa_utils.pipeline import cached_model, figures_dir, get_profile, open_run, probe_sweep, write_results
 
 profile = get_profile(profile, models or None, tasks or None)
+run_dir = open_run(run_dir, profile)
 print("sizes per model:", {m: profile.sizes(m) for m in profile.models}, "epochs:", profile.epochs,
       "seeds:", profile.seeds)
 
@@ -49,17 +50,9 @@ t1 = table1(results[results.replaced_heads.isin([0]) | (results.replaced_heads =
 t1.round(2)
 
 # %% [markdown]
-# ## Dev curves: the metric after every epoch (first seed)
+# ## Dev curves: each task's headline metric after every epoch (first seed)
 
 # %%
-fig, axes = plt.subplots(1, len(profile.tasks), figsize=(2.2 * len(profile.tasks), 2.0), squeeze=False)
-for ax, task in zip(axes[0], profile.tasks):
-    for r in records:
-        if r["task"] == task and r["seed"] == profile.seeds[0]:
-            metric = next(iter(r["metrics"]))
-            label = f"{r['model']} {'baseline' if r['replaced_heads'] == 0 else 'PAPA'}"
-            ax.plot([c["epoch"] for c in r["curve"]], [c[metric] for c in r["curve"]], marker=".", label=label)
-    ax.set_title(task, fontsize=8)
-    ax.set_xlabel("epoch", fontsize=7)
-axes[0][0].legend(fontsize=6)
-fig.tight_layout()
+fig = plot_dev_curves(records, profile.tasks, profile.seeds[0])
+save_figure(fig, figures_dir(run_dir) / "dev_curves")
+fig

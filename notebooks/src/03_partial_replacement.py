@@ -13,7 +13,7 @@
 profile = "smoke"
 models = ""
 tasks = ""
-run_dir = "../runs/smoke"
+run_dir = ""  # empty: runs/<run name> ($PAPA_RUNS_DIR instead of runs/ when set)
 
 # %%
 import matplotlib.pyplot as plt
@@ -23,10 +23,12 @@ import torch
 from papa_utils import describe
 from papa_utils.analysis import half_heads_change, seed_summary
 from papa_utils.figures import plot_performance_vs_dynamic_heads, save_figure
-from papa_utils.pipeline import cached_model, figures_dir, get_profile, head_ranking, probe_sweep, write_results
+from papa_utils.pipeline import (cached_model, figures_dir, get_profile, head_ranking, open_run, probe_sweep,
+                                 write_results)
 from papa_utils.probe import replaced_counts
 
 profile = get_profile(profile, models or None, tasks or None)
+run_dir = open_run(run_dir, profile)
 
 # %%
 rankings = {}
@@ -46,7 +48,7 @@ results = write_results(run_dir, profile)
 # %%
 summary = seed_summary(results)
 fig = plot_performance_vs_dynamic_heads(summary)
-save_figure(fig, figures_dir(profile) / "performance_vs_dynamic_heads")
+save_figure(fig, figures_dir(run_dir) / "performance_vs_dynamic_heads")
 fig
 
 # %% [markdown]

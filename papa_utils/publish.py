@@ -1,0 +1,163 @@
+"""Publishing a finished run as the repository's results: an explicit step, never a side effect of a run.
+
+    python -m papa_utils.publish runs/cpu          # what `make publish RUN_DIR=runs/cpu` does
+    python -m papa_utils.publish --readme cpu      # only regenerate the README block from results/cpu/
+
+A run writes its tables, claims and figures inside its own folder (``<run>/results``, ``<run>/figures``).
+Publishing copies them to ``results/<profile>/`` and ``figures/<profile>/`` (tracked) and regenerates the
+README's block for that profile (between ``<!-- results:<profile>:start -->`` and ``<!-- results:<profile>:end -->``)
+from those files. It refuses a run that did not finish, and a run whose scope does not cover the scope of
+what is published now (a narrowed run never replaces the results of a wider one).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from .analysis import check_claims, claim_statements, half_heads_change, table1, table1_markdown
+from .pipeline import Profile
+from .runs import ROOT, RunScopeError, atomic_path, covers, describe_scope, write_json
+
+RESULT_FILES = ("probe_results.csv", "table1.md", "table1.tex", "claims.json")
+
+
+class PublishError(RuntimeError):
+    """A run folder that cannot be published (unfinished, or missing its results)."""
+
+
+def _finished_run(run_dir: Path) -> dict:
+    record = run_dir / "run.json"
+    if not record.exists():
+        raise PublishError(f"{run_dir} has no run.json: it is not a run folder made by `make figures`")
+    run = json.loads(record.read_text())
+    if "scope" not in run or "wall_seconds" not in run:
+        raise PublishError(f"the run in {run_dir} did not finish (its run.json has no wall time); run `make figures` "
+                           f"with the same arguments again to finish it (finished steps are skipped), then publish")
+    missing = [name for name in RESULT_FILES if not (run_dir / "results" / name).exists()]
+    if missing:
+        raise PublishError(f"the run in {run_dir} has no {', '.join(missing)} under results/; it is incomplete")
+    return run
+
+
+def publish_run(run_dir: str | Path, root: Path = ROOT) -> Path:
+    """Copy a finished run's results and figures to <root>/results/<profile>/ and <root>/figures/<profile>/
+    (each folder replaced atomically), record the run with paths relative to the repository, and regenerate
+    the README block of that profile when the README has one. Returns the published results folder."""
+    run_dir = Path(run_dir)
+    run = _finished_run(run_dir)
+    name = run["scope"]["profile"]
+    target = root / "results" / name
+    if (target / "run.json").exists():
+        published = json.loads((target / "run.json").read_text())["scope"]
+        if not covers(run["scope"], published):
+            raise RunScopeError(
+                f"results/{name}/ holds a run over {describe_scope(published)}; the run in {run_dir} covers only "
+                f"{describe_scope(run['scope'])}, so publishing it would replace those results with fewer. "
+                f"Publish a run that covers at least as much (make figures PROFILE={name} without MODELS/TASKS).")
+    with atomic_path(target, folder=True) as tmp:
+        for file in RESULT_FILES:
+            shutil.copy2(run_dir / "results" / file, tmp / file)
+        write_json(tmp / "run.json", run)
+    with atomic_path(root / "figures" / name, folder=True) as tmp:
+        for figure in sorted((run_dir / "figures").glob("*")):
+            shutil.copy2(figure, tmp / figure.name)
+    write_readme_block(name, root)
+    return target
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"
+
+
+def readme_block(name: str, root: Path = ROOT) -> str:
+    """The README's results block for results/<name>/, generated from its run.json, probe_results.csv and
+    claims (``claim_statements``, the same sentences notebook 4 prints)."""
+    folder = root / "results" / name
+    run = json.loads((folder / "run.json").read_text())
+    results = pd.read_csv(folder / "probe_results.csv")
+    steps, notebooks, p, scope = run["step_seconds"], run["notebook_seconds"], run["profile"], run["scope"]
+    narrowed = "".join(f" {part.upper()}={','.join(scope[part])}" for part in ("models", "tasks")
+                       if set(scope[part]) != set(p[part]))
+    state = {False: "", None: "; whether the tree had uncommitted changes was not recorded"}.get(
+        run["dirty"], f" with uncommitted changes (diff sha256 `{run['diff_sha256'] and run['diff_sha256'][:12]}`)")
+    lines = [f"Produced by `make figures PROFILE={name}{narrowed}` then `make publish RUN_DIR={run['run_dir']}`, "
+             f"with `PAPA_DATA_DIR={run['data_dir']}`, on {run['cpus']} CPU cores (commit "
+             f"`{run['git_commit'][:7]}`{state}; torch {run['packages']['torch']}, transformers "
+             f"{run['packages']['transformers']}).", "",
+             f"- **Wall time {_minutes(run['wall_seconds'])}**; by notebook: "
+             + ", ".join(f"{nb[:2]} {_minutes(s)}" for nb, s in notebooks.items()) + ".",
+             f"- Summed over the grid: averages (the same pass also saves the baseline's training features) "
+             f"{_minutes(steps['averages'])}, head ranking {_minutes(steps['ranking'])}, other backbone feature "
+             f"passes {_minutes(steps['feature_passes'])}, probe training {_minutes(steps['probe_training'])}.",
+             f"- Peak resident memory of the largest process: {run['peak_memory_gb']:.1f} GiB. Baseline features saved "
+             f"on disk: {run['feature_cache_gb']['largest']:.1f} GiB at most, {run['feature_cache_gb']['at_the_end']:.1f} "
+             f"GiB left at the end.", "",
+             f"Sizes (examples; random subsets with a fixed seed; L = {p['length_override'] or 'task default'}; "
+             f"{p['epochs']} epochs; seeds {', '.join(map(str, p['seeds']))}; backbone in {p['precision']}):",
+             "", f"| model | averages | probe train | dev | head ranking ({p['rank_epochs']} epoch) |",
+             "|---|---|---|---|---|"]
+    for model in scope["models"]:
+        size = Profile(**p).sizes(model)
+        lines.append(f"| {model} | {size['average_examples']} | {size['train_examples']} | {size['dev_examples']} | "
+                     f"{size['rank_examples']} |")
+    claims = json.loads((folder / "claims.json").read_text())
+    said = claim_statements(claims)
+    columns = [("here, all points", said)]
+    if "cola" in scope["tasks"] and len(scope["tasks"]) > 1:  # CoLA's MCCs sit near 0, where drops are noise
+        columns.append(("here, without CoLA", claim_statements(check_claims(results[results.task != "cola"]))))
+    half = half_heads_change(results)
+    lines += ["", "### Table 1: probing baseline vs. all heads constant (mean ± std over seeds, points)", "",
+              table1_markdown(table1(results)).rstrip(), "",
+              "### The paper's claims, side by side", "",
+              "| claim (Hassid et al. 2022) | paper | " + " | ".join(c for c, _ in columns) + " |",
+              "|---|---|" + "---|" * len(columns),
+              "| 1. all heads constant | average relative drop 8% | " + " | ".join(s["all_heads"] for _, s in columns)
+              + " |"]
+    if len(half):
+        lines.append("| 2. half of the heads constant | little or no drop, sometimes a gain | "
+                     + " | ".join(s["half_heads"] for _, s in columns) + " |")
+    lines.append("| 3. better models lose more | the drop grows with the baseline | "
+                 + " | ".join(s["strength"] for _, s in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_readme_block(name: str, root: Path = ROOT) -> bool:
+    """Replace the README's block for results/<name>/; False when the README has no such block."""
+    readme = root / "README.md"
+    pattern = re.compile(rf"(<!-- results:{re.escape(name)}:start -->\n).*?(<!-- results:{re.escape(name)}:end -->)",
+                         re.S)
+    old = readme.read_text() if readme.exists() else ""
+    if not pattern.search(old):
+        return False
+    text = readme_block(name, root)
+    with atomic_path(readme) as tmp:
+        tmp.write_text(pattern.sub(lambda m: m.group(1) + text + m.group(2), old))
+    return True
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", nargs="?", help="a finished run folder, e.g. runs/cpu")
+    parser.add_argument("--readme", metavar="PROFILE", help="only regenerate the README block from results/PROFILE/")
+    args = parser.parse_args(argv)
+    if args.readme:
+        if not write_readme_block(args.readme):
+            sys.exit(f"README.md has no <!-- results:{args.readme}:start --> ... end block to regenerate")
+        return
+    if not args.run_dir:
+        parser.error("give a run folder to publish (e.g. runs/cpu) or --readme PROFILE")
+    try:
+        target = publish_run(args.run_dir)
+    except (PublishError, RunScopeError) as e:
+        sys.exit(str(e))
+    print(f"published {args.run_dir} to {target.relative_to(ROOT)}/ and figures/{target.name}/")
+
+
+if __name__ == "__main__":
+    main()
