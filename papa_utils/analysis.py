@@ -5,15 +5,24 @@ import numpy as np
 import pandas as pd
 
 
-def headline(results: pd.DataFrame) -> pd.DataFrame:
-    """Only each task's headline metric (CoLA MCC, MRPC F1, accuracy, NER entity F1, ...)."""
-    return results[results["headline"]].copy()
+def headline(results: pd.DataFrame, predictor: str | None = "probe") -> pd.DataFrame:
+    """Only each task's headline metric (CoLA MCC, MRPC F1, accuracy, NER entity F1, ...), of one predictor
+    ("probe", the paper's; "attention_free"; "trivial"), or of all with predictor=None."""
+    rows = results[results["headline"]]
+    if predictor is not None:
+        rows = rows[_predictor(rows) == predictor]
+    return rows.copy()
 
 
-def seed_summary(results: pd.DataFrame) -> pd.DataFrame:
-    """Mean, std, min and max over seeds per model x task x replaced heads (headline metric)."""
+def _predictor(results: pd.DataFrame) -> pd.Series:
+    """The predictor column; tables written before the references existed hold the paper's probe only."""
+    return results["predictor"] if "predictor" in results else pd.Series("probe", index=results.index)
+
+
+def seed_summary(results: pd.DataFrame, predictor: str = "probe") -> pd.DataFrame:
+    """Mean, std, min and max over seeds per model x task x replaced heads (headline metric, one predictor)."""
     keys = ["model", "task", "metric", "replaced_heads", "dynamic_heads", "total_heads"]
-    return (headline(results).groupby(keys)["value"].agg(["mean", "std", "min", "max", "count"])
+    return (headline(results, predictor).groupby(keys)["value"].agg(["mean", "std", "min", "max", "count"])
             .reset_index())
 
 
@@ -25,27 +34,130 @@ def relative_drop(baseline, papa):
         return np.where(baseline > 0, (baseline - papa) / baseline, np.nan)
 
 
+def share_lost(baseline, papa, floor):
+    """(baseline - PAPA) / (baseline - floor): the share of what the probe gained over `floor` that PAPA loses
+    (1 = PAPA falls to the floor, 0 = it loses nothing, negative = it gains). Undefined (NaN) where the baseline
+    is not above the floor: there is nothing to lose."""
+    baseline, papa, floor = (np.asarray(v, dtype=float) for v in (baseline, papa, floor))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(baseline > floor, (baseline - papa) / (baseline - floor), np.nan)
+
+
+def _by_point(summary: pd.DataFrame, which) -> pd.DataFrame:
+    return summary[which(summary)].set_index(["model", "task"])
+
+
 def table1(results: pd.DataFrame) -> pd.DataFrame:
-    """Per model x task: baseline (no head replaced) and full PAPA (all heads), mean over seeds, and the
-    relative drop of the means."""
+    """Per model x task: baseline (no head replaced) and full PAPA (all heads), mean and std over seeds, the two
+    references (trivial predictor, attention-free probe) and the measures of what PAPA costs:
+    - relative_drop: the paper's, (baseline - PAPA) / baseline;
+    - learned_lost: share of the learned signal lost, (baseline - PAPA) / (baseline - trivial);
+    - contextual_lost: share of the contextual signal lost, (baseline - PAPA) / (baseline - attention-free),
+      only where baseline - attention-free exceeds the seed spread (the larger of the two min..max ranges over
+      seeds); elsewhere NaN with `contextual_note` "no contextual signal to lose".
+    Reference columns are NaN when the results hold no references (runs made before they existed)."""
     s = seed_summary(results)
-    base = s[s.replaced_heads == 0].set_index(["model", "task"])
-    papa = s[s.replaced_heads == s.total_heads].set_index(["model", "task"])
+    base = _by_point(s, lambda t: t.replaced_heads == 0)
+    papa = _by_point(s, lambda t: t.replaced_heads == t.total_heads)
     table = pd.DataFrame({"metric": base["metric"], "baseline": base["mean"], "baseline_std": base["std"],
                           "papa": papa["mean"], "papa_std": papa["std"], "seeds": base["count"]}).dropna(
         subset=["baseline", "papa"])
+    trivial = _by_point(seed_summary(results, "trivial"), lambda t: t.replaced_heads == 0)
+    free = _by_point(seed_summary(results, "attention_free"), lambda t: t.replaced_heads == 0)
+    table["trivial"] = trivial["mean"].reindex(table.index)
+    table["attention_free"] = free["mean"].reindex(table.index)
+    table["attention_free_std"] = free["std"].reindex(table.index)
     table["relative_drop"] = relative_drop(table["baseline"], table["papa"])
+    table["learned_lost"] = share_lost(table["baseline"], table["papa"], table["trivial"])
+    spread = np.maximum(base["max"] - base["min"], (free["max"] - free["min"]).reindex(base.index)).reindex(table.index)
+    contextual = (table["baseline"] - table["attention_free"]) > spread
+    table["contextual_lost"] = np.where(contextual, share_lost(table["baseline"], table["papa"],
+                                                               table["attention_free"]), np.nan)
+    table["contextual_note"] = np.where(table["attention_free"].isna(), "no reference",
+                                        np.where(contextual, "", "no contextual signal to lose"))
     return table.reset_index()
 
 
 def half_heads_change(results: pd.DataFrame) -> pd.DataFrame:
-    """Relative drop when half of the heads are replaced (k = round(total / 2)), per model x task."""
+    """Half of the heads replaced (k = round(total / 2)), per model x task: the paper's relative drop and the
+    share of the learned signal lost (against the trivial predictor, when the results hold it)."""
     s = seed_summary(results)
-    base = s[s.replaced_heads == 0].set_index(["model", "task"])["mean"]
-    half = s[s.replaced_heads == (s.total_heads / 2).round()].set_index(["model", "task"])["mean"]
+    base = _by_point(s, lambda t: t.replaced_heads == 0)["mean"]
+    half = _by_point(s, lambda t: t.replaced_heads == (t.total_heads / 2).round())["mean"]
     both = pd.DataFrame({"baseline": base, "half": half}).dropna()
+    trivial = _by_point(seed_summary(results, "trivial"), lambda t: t.replaced_heads == 0)["mean"]
+    both["trivial"] = trivial.reindex(both.index)
     both["relative_drop"] = relative_drop(both["baseline"], both["half"])
+    both["learned_lost"] = share_lost(both["baseline"], both["half"], both["trivial"])
     return both.reset_index()
+
+
+def point_values(results: pd.DataFrame, replaced: str) -> dict:
+    """Per model x task, the per-seed headline values of the baseline, of the configuration `replaced`
+    ("all" or "half" of the heads) and of the trivial predictor, in the order of the seeds, for the bootstrap."""
+    rows = headline(results, None)
+    predictor = _predictor(rows)
+    out = {}
+    for (model, task), part in rows.groupby(["model", "task"], sort=True):
+        p = predictor.loc[part.index]
+        total = part.total_heads.iloc[0]
+        k = total if replaced == "all" else round(total / 2)
+        pick = lambda who, heads: part[(p == who) & (part.replaced_heads == heads)].sort_values("seed")["value"]  # noqa
+        base, other, trivial = pick("probe", 0), pick("probe", k), pick("trivial", 0)
+        if len(base) and len(base) == len(other):
+            out[model, task] = (base.to_numpy(float), other.to_numpy(float),
+                                trivial.to_numpy(float) if len(trivial) == len(base) else np.full(len(base), np.nan))
+    return out
+
+
+def bootstrap_average(points: dict, measure, n: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+    """Average of `measure(baseline, papa, floor)` over model x task points, with a percentile bootstrap CI
+    that resamples the points and, within each point, its seeds (paired: one seed index draws the baseline,
+    PAPA and floor of that seed). Points where the measure is undefined (NaN) are left out and counted."""
+    values = list(points.values())
+    means = [tuple(v.mean() for v in point) for point in values]
+    estimates = np.array([measure(*m) for m in means], dtype=float)
+    defined = ~np.isnan(estimates)
+    out = {"value": float(estimates[defined].mean()) if defined.any() else float("nan"),
+           "points": int(defined.sum()), "undefined_points": int((~defined).sum()), "ci_low": float("nan"),
+           "ci_high": float("nan")}
+    if defined.sum() < 2:
+        return out
+    rng = np.random.default_rng(seed)
+    samples = []
+    for _ in range(n):
+        chosen = rng.integers(0, len(values), len(values))
+        draws = []
+        for i in chosen:
+            base, papa, floor = values[i]
+            s = rng.integers(0, len(base), len(base))
+            draws.append(measure(base[s].mean(), papa[s].mean(), floor[s].mean()))
+        draws = np.array(draws, dtype=float)
+        if (~np.isnan(draws)).any():
+            samples.append(np.nanmean(draws))
+    out["ci_low"], out["ci_high"] = (float(q) for q in np.quantile(samples, [(1 - level) / 2, (1 + level) / 2]))
+    return out
+
+
+def _relative(base, papa, floor):
+    return float(relative_drop(base, papa))
+
+
+def _learned(base, papa, floor):
+    return float(share_lost(base, papa, floor))
+
+
+def curve_summary(curve: pd.DataFrame) -> pd.DataFrame:
+    """Learning curve (``pipeline.curve_table``) per model x task x training size: mean over seeds of the
+    baseline, PAPA, attention-free probe and trivial predictor, the paper's relative drop and the share of the
+    learned signal lost."""
+    means = curve.pivot_table(index=["model", "task", "metric", "train_examples"], columns="configuration",
+                              values="value", aggfunc="mean").reset_index()
+    means.columns.name = None
+    means["relative_drop"] = relative_drop(means["baseline"], means["PAPA"])
+    means["learned_lost"] = share_lost(means["baseline"], means["PAPA"], means["trivial"])
+    means["contextual_lost"] = share_lost(means["baseline"], means["PAPA"], means["attention_free"])
+    return means
 
 
 def bootstrap_correlation(x, y, n: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
@@ -67,29 +179,52 @@ def bootstrap_correlation(x, y, n: int = 2000, seed: int = 0, level: float = 0.9
     return out
 
 
+def _pct(value) -> str:
+    return "undefined" if value is None or np.isnan(value) else f"{100 * value:.1f}%"
+
+
+def _average_note(values: pd.Series, why: str) -> str:
+    """'**x%** over n' (and how many were left out, and why)."""
+    left_out = int(values.isna().sum())
+    note = f" over {len(values) - left_out}" + (f"; {left_out} left out: {why}" if left_out else "")
+    return f"**{_pct(values.mean()) if len(values) - left_out else 'undefined'}**{note}"
+
+
 def table1_markdown(table: pd.DataFrame) -> str:
-    """Table 1 as Markdown: baseline / PAPA (mean ± std over seeds) and relative drop, with the average."""
-    lines = ["| model | task | metric | baseline | PAPA (all heads constant) | relative drop |",
-             "|---|---|---|---|---|---|"]
+    """Table 1 as Markdown: baseline and PAPA (mean ± std over seeds), the trivial and attention-free references
+    on the same dev data, the paper's relative drop and the shares of the learned and contextual signal lost;
+    averages say over how many points they are taken."""
+    lines = ["| model | task | metric | trivial | attention-free | baseline | PAPA (all heads constant) | relative drop "
+             "| learned signal lost | contextual signal lost |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in table.itertuples():
-        drop = "undefined" if np.isnan(r.relative_drop) else f"{100 * r.relative_drop:.1f}%"
-        lines.append(f"| {r.model} | {r.task} | {r.metric} | {r.baseline:.1f} ± {r.baseline_std:.1f} | "
-                     f"{r.papa:.1f} ± {r.papa_std:.1f} | {drop} |")
-    undefined = int(table.relative_drop.isna().sum())
-    note = f" (over {len(table) - undefined}; {undefined} with baseline <= 0 left out)" if undefined else ""
-    lines.append(f"| **average** | | | | | **{100 * table.relative_drop.mean():.1f}%**{note} |")
+        contextual = _pct(r.contextual_lost) if r.contextual_note == "" else r.contextual_note
+        free = "–" if np.isnan(r.attention_free) else f"{r.attention_free:.1f} ± {r.attention_free_std:.1f}"
+        trivial = "–" if np.isnan(r.trivial) else f"{r.trivial:.1f}"
+        lines.append(f"| {r.model} | {r.task} | {r.metric} | {trivial} | {free} | {r.baseline:.1f} ± "
+                     f"{r.baseline_std:.1f} | {r.papa:.1f} ± {r.papa_std:.1f} | {_pct(r.relative_drop)} | "
+                     f"{_pct(r.learned_lost)} | {contextual} |")
+    lines.append(f"| **average** | | | | | | | {_average_note(table.relative_drop, 'baseline <= 0')} | "
+                 f"{_average_note(table.learned_lost, 'baseline at or below the trivial predictor')} | "
+                 f"{_average_note(table.contextual_lost, 'no contextual signal to lose')} |")
     return "\n".join(lines) + "\n"
 
 
 def table1_latex(table: pd.DataFrame) -> str:
-    rows = [r"\begin{tabular}{lllrrr}", r"\toprule",
-            r"model & task & metric & baseline & PAPA & rel.\ drop \\", r"\midrule"]
+    def pct(value):
+        return "--" if np.isnan(value) else f"{100 * value:.1f}\\%"
+
+    def num(value):
+        return "--" if np.isnan(value) else f"{value:.1f}"
+
+    rows = [r"\begin{tabular}{lllrrrrrrr}", r"\toprule",
+            r"model & task & metric & trivial & attn.-free & baseline & PAPA & rel.\ drop & learned lost & "
+            r"context lost \\", r"\midrule"]
     for r in table.itertuples():
-        drop = "--" if np.isnan(r.relative_drop) else f"{100 * r.relative_drop:.1f}\\%"
-        rows.append(f"{r.model} & {r.task} & {r.metric.replace('_', ' ')} & {r.baseline:.1f} & {r.papa:.1f} & "
-                    f"{drop} \\\\")
-    rows += [r"\midrule", f"average & & & & & {100 * table.relative_drop.mean():.1f}\\% \\\\", r"\bottomrule",
-             r"\end{tabular}"]
+        rows.append(f"{r.model} & {r.task} & {r.metric.replace('_', ' ')} & {num(r.trivial)} & "
+                    f"{num(r.attention_free)} & {r.baseline:.1f} & {r.papa:.1f} & {pct(r.relative_drop)} & "
+                    f"{pct(r.learned_lost)} & {pct(r.contextual_lost)} \\\\")
+    rows += [r"\midrule", f"average & & & & & & & {pct(table.relative_drop.mean())} & {pct(table.learned_lost.mean())} & "
+             f"{pct(table.contextual_lost.mean())} \\\\", r"\bottomrule", r"\end{tabular}"]
     return "\n".join(rows) + "\n"
 
 
@@ -113,39 +248,58 @@ def strength_within_tasks(t1: pd.DataFrame) -> dict:
 
 
 def check_claims(results: pd.DataFrame, n_boot: int = 2000) -> dict:
-    """The paper's three claims, measured on these results. Claim 3's verdict is read within tasks
-    (``strength_within_tasks``); the correlation pooled over every model x task point, which mixes metrics and
-    dev sets, is kept beside it as a secondary number."""
+    """The paper's three claims, measured on these results.
+
+    Claims 1 and 2 (all / half of the heads constant): the paper's average relative drop and the average share
+    of the learned signal lost (against the trivial predictor), each with a bootstrap CI over points and seeds
+    (``bootstrap_average``). Claim 3's verdict is read within tasks (``strength_within_tasks``); the correlation
+    pooled over every model x task point, which mixes metrics and dev sets, is kept beside it."""
     t1 = table1(results)
     half = half_heads_change(results)
     defined = t1.dropna(subset=["relative_drop"])
+    out = {"paper_all_heads_average_relative_drop": 0.08,
+           "points_with_undefined_drop": [f"{r.model} {r.task}" for r in t1[t1.relative_drop.isna()].itertuples()]}
+    for name, replaced in (("all_heads", "all"), ("half_heads", "half")):
+        points = point_values(results, replaced)
+        out[name] = {"relative_drop": bootstrap_average(points, _relative, n=n_boot),
+                     "learned_signal_lost": bootstrap_average(points, _learned, n=n_boot)}
+    out["half_heads"]["gains"] = int((half["relative_drop"] < 0).sum())
+    out["all_heads"]["contextual_signal_lost"] = {
+        "value": float(t1.contextual_lost.mean()) if t1.contextual_lost.notna().any() else None,
+        "points": int(t1.contextual_lost.notna().sum()),
+        "no_contextual_signal": [f"{r.model} {r.task}" for r in t1.itertuples()
+                                 if r.contextual_note == "no contextual signal to lose"]}
     within = strength_within_tasks(t1)
-    return {
-        "all_heads_average_relative_drop": float(defined["relative_drop"].mean()),
-        "all_heads_points": len(defined),
-        "points_with_undefined_drop": [f"{r.model} {r.task}" for r in t1[t1.relative_drop.isna()].itertuples()],
-        "paper_all_heads_average_relative_drop": 0.08,
-        "half_heads_average_relative_drop": float(half["relative_drop"].mean()) if len(half) else None,
-        "half_heads_gains": int((half["relative_drop"] < 0).sum()), "half_heads_points": len(half),
-        "strength_within_tasks": within,
-        "stronger_models_lose_more": within["holds"],
-        "pooled_strength_correlation": bootstrap_correlation(defined["baseline"], defined["relative_drop"], n=n_boot),
-    }
+    out.update(strength_within_tasks=within, stronger_models_lose_more=within["holds"],
+               pooled_strength_correlation=bootstrap_correlation(defined["baseline"], defined["relative_drop"],
+                                                                 n=n_boot))
+    return out
 
 
 def _ci(c: dict) -> str:
     return f"{c['value']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}]"
 
 
+def _average(a: dict) -> str:
+    if not a["points"]:
+        return "undefined"
+    ci = "" if np.isnan(a["ci_low"]) else f" [{100 * a['ci_low']:.1f}, {100 * a['ci_high']:.1f}]"
+    left = f"; {a['undefined_points']} undefined" if a["undefined_points"] else ""
+    return f"{100 * a['value']:.1f}%{ci} over {a['points']} points{left}"
+
+
 def claim_statements(claims: dict) -> dict:
     """One sentence per claim, measured, from ``check_claims``'s output: what notebook 4 prints and what the
     README's results block shows, so the two cannot disagree."""
     c = claims
-    out = {"all_heads": f"average relative drop {100 * c['all_heads_average_relative_drop']:.1f}% over "
-                        f"{c['all_heads_points']} points"}
-    if c["half_heads_average_relative_drop"] is not None:
-        out["half_heads"] = (f"average relative drop {100 * c['half_heads_average_relative_drop']:.1f}% (negative: a "
-                             f"gain); {c['half_heads_gains']} of {c['half_heads_points']} points gain")
+    out = {}
+    for name in ("all_heads", "half_heads"):
+        a = c[name]
+        if a["relative_drop"]["points"] or a["learned_signal_lost"]["points"]:
+            out[name] = (f"relative drop {_average(a['relative_drop'])}; share of the learned signal lost "
+                         f"{_average(a['learned_signal_lost'])}")
+    if "half_heads" in out:
+        out["half_heads"] += f"; {c['half_heads']['gains']} points gain"
     w, r = c["strength_within_tasks"], c["pooled_strength_correlation"]
     verdict = {True: "holds", False: "does not hold", None: "cannot be measured"}[c["stronger_models_lose_more"]]
     per_task = ", ".join(f"{t} {v['spearman']:+.2f}" for t, v in w["tasks"].items() if v["spearman"] is not None)

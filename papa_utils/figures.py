@@ -75,9 +75,11 @@ def plot_dev_curves(records, tasks, seed):
     return fig
 
 
-def plot_performance_vs_dynamic_heads(summary):
+def plot_performance_vs_dynamic_heads(summary, references=None):
     """One panel per task: headline metric (mean over seeds, band = min..max) against the number of
-    input-dependent heads, one line per model. Rightmost point: no head replaced (the probing baseline)."""
+    input-dependent heads, one line per model. Rightmost point: no head replaced (the probing baseline).
+    With `references` (Table 1: model, task, trivial, attention_free), each model's trivial predictor (dotted)
+    and attention-free probe (dashed) as horizontal lines in its colour."""
     set_style()
     tasks = list(dict.fromkeys(summary["task"]))
     cols = min(3, len(tasks))
@@ -90,6 +92,11 @@ def plot_performance_vs_dynamic_heads(summary):
             line = line.sort_values("dynamic_heads")
             ax.plot(line.dynamic_heads, line["mean"], marker="o", ms=3, label=model, color=palette[model])
             ax.fill_between(line.dynamic_heads, line["min"], line["max"], alpha=0.2, color=palette[model])
+            if references is not None:
+                ref = references[(references.model == model) & (references.task == task)]
+                for column, style in (("trivial", ":"), ("attention_free", "--")):
+                    if len(ref) and ref[column].notna().all():
+                        ax.axhline(ref[column].iloc[0], color=palette[model], ls=style, lw=0.8)
         ax.set_xscale("symlog", linthresh=1)
         ax.set_title(task, fontsize=8)
         ax.set_xlabel("input-dependent heads", fontsize=7)
@@ -97,18 +104,30 @@ def plot_performance_vs_dynamic_heads(summary):
     for ax in list(axes.flat)[len(tasks):]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=7, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    if references is not None:
+        handles += [plt.Line2D([], [], color="0.4", ls=":", lw=0.8), plt.Line2D([], [], color="0.4", ls="--", lw=0.8)]
+        labels += ["trivial predictor", "attention-free probe"]
+    fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 5), fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.93 if len(labels) <= 5 else 0.89))
     return fig
 
 
 def plot_relative_drop_vs_baseline(table, correlation):
     """Relative drop of full PAPA against the probing baseline, one point per model x task, with a least
-    squares line and the correlations (bootstrap 95% intervals) in the title."""
+    squares line and the correlations (bootstrap 95% intervals) in the title. Where the table holds the
+    references, each point gets its reference levels as ticks on a thin vertical line: the relative drop PAPA
+    would show if it fell to the attention-free probe (short tick) and to the trivial predictor (long tick)."""
     import numpy as np
 
     set_style()
     fig, ax = plt.subplots(figsize=(COLUMN_WIDTH + 0.6, 2.6))
+    for r in table.itertuples():
+        levels = [100 * (r.baseline - getattr(r, c)) / r.baseline for c in ("attention_free", "trivial")
+                  if hasattr(r, c) and not np.isnan(getattr(r, c))]
+        if levels and r.baseline > 0:
+            ax.plot([r.baseline] * 2, [min(0, *levels), max(0, *levels)], color="0.75", lw=0.6, zorder=0)
+            for level, width in zip(levels, (3, 6)) if len(levels) == 2 else ():
+                ax.plot([r.baseline], [level], marker="_", ms=width, color="0.45", zorder=0)
     sns.scatterplot(data=table, x="baseline", y=100 * table["relative_drop"], hue="model", style="task", ax=ax,
                     s=28)
     if len(table) > 1:
@@ -120,7 +139,42 @@ def plot_relative_drop_vs_baseline(table, correlation):
                  f"Spearman {s['value']:.2f} [{s['ci_low']:.2f}, {s['ci_high']:.2f}]", fontsize=7)
     ax.set_xlabel("probing baseline (task metric, points)", fontsize=7)
     ax.set_ylabel("relative drop with all heads\nconstant (%, higher = worse)", fontsize=7)
+    if {"trivial", "attention_free"} <= set(table.columns) and table["trivial"].notna().any():
+        ax.text(0.01, 0.99, "grey ticks: drop if PAPA fell to the attention-free\nprobe (short) / trivial predictor (long)",
+                transform=ax.transAxes, fontsize=5, va="top", color="0.35")
     ax.axhline(0, color="0.6", lw=0.6)
     ax.legend(fontsize=5.5, bbox_to_anchor=(1.02, 1), loc="upper left", frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_learning_curves(summary):
+    """Top row, one panel per task: baseline, PAPA, attention-free probe and trivial predictor against the
+    number of training examples (log scale). Bottom row: the paper's relative drop and the share of the learned
+    signal lost against the same axis."""
+    set_style()
+    tasks = list(dict.fromkeys(summary["task"]))
+    fig, axes = plt.subplots(2, len(tasks), figsize=(FULL_WIDTH, 3.8), squeeze=False)
+    styles = {"baseline": dict(marker="o", color="C0"), "PAPA": dict(marker="s", color="C3"),
+              "attention_free": dict(ls="--", color="0.4"), "trivial": dict(ls=":", color="0.4")}
+    for col, task in enumerate(tasks):
+        part = summary[summary.task == task].sort_values("train_examples")
+        top, bottom = axes[0, col], axes[1, col]
+        for name, style in styles.items():
+            top.plot(part.train_examples, part[name], ms=3, lw=1, label=name.replace("_", "-"), **style)
+        top.set_title(task, fontsize=8)
+        top.set_ylabel(f"{part.metric.iloc[0].replace('_', ' ')} (higher is better)", fontsize=6)
+        bottom.plot(part.train_examples, 100 * part.relative_drop, marker="o", ms=3, lw=1, label="relative drop")
+        bottom.plot(part.train_examples, 100 * part.learned_lost, marker="^", ms=3, lw=1,
+                    label="share of learned signal lost")
+        bottom.axhline(0, color="0.6", lw=0.6)
+        bottom.set_ylabel("% (higher = PAPA loses more)", fontsize=6)
+        bottom.set_xlabel("training examples", fontsize=7)
+        for ax in (top, bottom):
+            ax.set_xscale("log")
+    for row in range(2):
+        handles, labels = axes[row, 0].get_legend_handles_labels()
+        axes[row, -1].legend(handles, labels, fontsize=5.5, frameon=False, loc="best")
+    fig.suptitle(f"{summary.model.iloc[0]}: how the verdicts move with the probe's training data", fontsize=8)
     fig.tight_layout()
     return fig

@@ -33,6 +33,7 @@ class Encoded:
     attention_mask: torch.Tensor
     token_type_ids: torch.Tensor | None
     labels: torch.Tensor
+    words: torch.Tensor | None = None  # token tasks: [n, L] index of the word whose label a slot holds, else -1
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
@@ -40,6 +41,12 @@ class Encoded:
     @property
     def length(self) -> int:
         return self.input_ids.shape[1]
+
+    def head(self, n: int) -> "Encoded":
+        """The first n examples."""
+        cut = lambda t: None if t is None else t[:n]  # noqa: E731
+        return Encoded(cut(self.input_ids), cut(self.attention_mask), cut(self.token_type_ids), cut(self.labels),
+                       cut(self.words))
 
     def model_inputs(self, index=slice(None)) -> dict[str, torch.Tensor]:
         out = {"input_ids": self.input_ids[index], "attention_mask": self.attention_mask[index]}
@@ -93,7 +100,7 @@ def _place(values, slots, length: int, fill: int) -> list[int]:
 
 def _encode_rows(enc, n: int, length: int, template: tuple[int, int], pad_id: int, token_task: bool,
                  word_labels=None):
-    ids, masks, types, labels = [], [], [], []
+    ids, masks, types, labels, words = [], [], [], [], []
     n_prefix, n_suffix = template
     first_end = length - n_suffix if token_task else length // 2
     for i in range(n):
@@ -102,12 +109,15 @@ def _encode_rows(enc, n: int, length: int, template: tuple[int, int], pad_id: in
         masks.append(_place([1] * len(slots), slots, length, 0))
         types.append(_place(enc["token_type_ids"][i], slots, length, 0))
         if word_labels is not None:  # the label of a word sits on its first sub-token
-            word_ids, tags, previous, row = enc.word_ids(i), word_labels[i], None, []
+            word_ids, tags, previous, row, first = enc.word_ids(i), word_labels[i], None, [], []
             for w in word_ids:
-                row.append(IGNORE if w is None or w == previous else int(tags[w]))
+                starts = w is not None and w != previous
+                row.append(int(tags[w]) if starts else IGNORE)
+                first.append(w if starts else -1)
                 previous = w
             labels.append(_place(row, slots, length, IGNORE))
-    return ids, masks, types, labels
+            words.append(_place(first, slots, length, -1))
+    return ids, masks, types, labels, words
 
 
 def encode(data: TaskSplit, tokenizer, length: int | None = None) -> Encoded:
@@ -125,7 +135,7 @@ def encode(data: TaskSplit, tokenizer, length: int | None = None) -> Encoded:
         enc = tokenizer(*[frame[c].fillna("").astype(str).tolist() for c in task.text_columns], **common)
         word_labels = None
     template = special_template(tokenizer, task.is_pair)
-    ids, mask, types, labels = _encode_rows(enc, len(frame), length, template, tokenizer.pad_token_id,
+    ids, mask, types, labels, words = _encode_rows(enc, len(frame), length, template, tokenizer.pad_token_id,
                                             task.token_task, word_labels)
     if not task.token_task:
         labels = frame[task.label_column].to_numpy()
@@ -133,4 +143,4 @@ def encode(data: TaskSplit, tokenizer, length: int | None = None) -> Encoded:
     uses_types = "token_type_ids" in tokenizer.model_input_names
     return Encoded(as_tensor(ids), as_tensor(mask), as_tensor(types) if uses_types else None,
                    torch.tensor(labels, dtype=torch.float32 if task.is_regression else torch.long)
-                   if not task.token_task else as_tensor(labels))
+                   if not task.token_task else as_tensor(labels), as_tensor(words) if task.token_task else None)

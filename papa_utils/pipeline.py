@@ -17,12 +17,14 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .averages import AttentionAverages, compute_average_attention
 from .device import model_device
 from .layout import Encoded, encode
 from .models import describe, load_model
+from .references import trivial_metrics
 from .probe import (ProbeConfig, averages_and_features, extract_features, load_features, rank_heads_by_gates,
                     save_features, train_probe)
 from .runs import (ROOT, RunScopeError, absolute_data_dir, atomic_path, claim_run_folder, environment, peak_memory_gb,
@@ -31,7 +33,8 @@ from .tasks import TaskSplit, get_task, load_task
 
 log = logging.getLogger("papa_utils")
 
-NOTEBOOKS = ["01_average_attention", "02_probe_baselines", "03_partial_replacement", "04_model_strength"]
+NOTEBOOKS = ["01_average_attention", "02_probe_baselines", "03_partial_replacement", "04_model_strength",
+             "05_probe_strength"]
 
 
 SIZE_FIELDS = ("average_examples", "train_examples", "dev_examples", "rank_examples")
@@ -55,6 +58,11 @@ class Profile:
     protocol: str = "cached"  # probe protocol (ProbeConfig): "streaming" when features would not fit in memory
     precision: str = "fp32"  # backbone passes: "fp32" or "bf16"
     model_sizes: dict = field(default_factory=dict)  # model -> {size field: n}, e.g. smaller for a big model
+    # learning curve (notebook 5): one cheap model, baseline and full PAPA at growing training sizes
+    curve_model: str | None = None
+    curve_tasks: tuple[str, ...] = ()
+    curve_sizes: tuple[int, ...] = ()  # training examples (the whole split where it is smaller)
+    curve_seeds: tuple[int, ...] = (42,)
 
     def length(self, task: str) -> int:
         return self.length_override or get_task(task).length
@@ -68,7 +76,8 @@ class Profile:
 
 PROFILES = {
     "smoke": Profile("smoke", ("minilm-l3",), ("sst2", "mrpc", "ner"), seeds=(42, 43), average_examples=64,
-                     train_examples=64, dev_examples=64, rank_examples=32, epochs=2, length_override=32),
+                     train_examples=64, dev_examples=64, rank_examples=32, epochs=2, length_override=32,
+                     curve_model="minilm-l3", curve_tasks=("sst2",), curve_sizes=(16, 64)),
     "cpu": Profile("cpu", ("minilm-l3", "minilm-l6", "mpnet-base"), ("cola", "sst2", "mrpc", "mnli", "ner", "pos"),
                    seeds=(42, 43, 44), average_examples=1000, train_examples=1000, dev_examples=500,
                    # gates: one epoch over the probe's training subset (`make bench`: Spearman 0.87 against 2
@@ -99,6 +108,9 @@ def get_profile(name: str, models=None, tasks=None) -> Profile:
         for t in split(tasks):
             get_task(t)
         profile = replace(profile, tasks=split(tasks))
+    if models or tasks:  # the learning curve covers what the narrowed run covers
+        curve = profile.curve_model in profile.models
+        profile = replace(profile, curve_tasks=tuple(t for t in profile.curve_tasks if curve and t in profile.tasks))
     return profile
 
 
@@ -127,9 +139,12 @@ def averages_key(profile: Profile, model_name: str, task: str, data: TaskSplit) 
                          "examples": len(data), "L": profile.length(task), "precision": profile.precision})
 
 
-def average_attention(run_dir: Path, profile: Profile, model_name: str, task: str) -> AttentionAverages:
+def average_attention(run_dir: Path, profile: Profile, model_name: str, task: str,
+                      keep_features: bool = True) -> AttentionAverages:
     """Constant matrices of (model, task): loaded when already built from the same inputs, else computed.
-    Their metadata's `key` (``averages_key``) is what every later step's cache key includes."""
+    Their metadata's `key` (``averages_key``) is what every later step's cache key includes. With
+    `keep_features` (the main sweep), a pass over the probe's own training examples also saves them as the
+    baseline's features, which the k = 0 probes use and remove."""
     length = profile.length(task)
     data = task_data(task, "train", profile.size(model_name, "average_examples"))
     key = averages_key(profile, model_name, task, data)
@@ -141,7 +156,7 @@ def average_attention(run_dir: Path, profile: Profile, model_name: str, task: st
             return found
     start = time.time()
     train_data = task_data(task, "train", profile.size(model_name, "train_examples"))
-    if profile.protocol == "cached" and train_data.checksum == data.checksum:
+    if keep_features and profile.protocol == "cached" and train_data.checksum == data.checksum:
         # the probe trains on these very examples: keep the pass's hidden states as the baseline's features
         result, features = averages_and_features(model, get_task(task), encoded(model_name, data, length),
                                                  progress=progress_enabled(), precision=profile.precision,
@@ -222,7 +237,10 @@ def probe_sweep(run_dir: Path, profile: Profile, model_name: str, task: str, cou
 
     k = 0 is the probing baseline, k = all heads is full PAPA; other k replace the first k heads of
     `ranking` (``replaced_heads``). The backbone runs once per k (train and dev features), shared by every
-    seed. Results are cached per (k, seed) in <run>/probe/ and skipped when their inputs did not change.
+    seed. With k = 0 come the two references, on the same dev data: the attention-free probe (the same probe on
+    hidden-state level 0 of the same features, same seeds; predictor "attention_free") and the trivial
+    predictor (predictor "trivial", no backbone). Results are cached per (k, predictor, seed) in <run>/probe/
+    and skipped when their inputs did not change.
     """
     model, _ = cached_model(model_name)
     info = describe(model)
@@ -233,19 +251,35 @@ def probe_sweep(run_dir: Path, profile: Profile, model_name: str, task: str, cou
     train_data = task_data(task, "train", profile.size(model_name, "train_examples"))
     dev_data = task_data(task, "validation", profile.size(model_name, "dev_examples"))
     config = ProbeConfig(epochs=profile.epochs, protocol=profile.protocol, precision=profile.precision)
+    data_key = {"train": [train_data.checksum, len(train_data)], "dev": [dev_data.checksum, len(dev_data)], "L": length}
+    common = {"model": model_name, "task": task, "total_heads": total, "train_examples": len(train_data),
+              "dev_examples": len(dev_data), "L": length, "data_note": train_data.note}
     train = dev = None
     results = []
+
+    def path(k, predictor, seed):
+        return Path(run_dir) / "probe" / f"{_slug(model_name, task, f'k{k}', *PREDICTOR_FILES[predictor], f'seed{seed}')}.json"
+
     for k in counts:
         heads = replaced_heads(k, total, ranking)
-        key = _fingerprint({"averages": avg.meta["key"], "heads": heads, "train": [train_data.checksum, len(train_data)],
-                            "dev": [dev_data.checksum, len(dev_data)], "config": asdict(config), "L": length})
-        paths = {seed: Path(run_dir) / "probe" / f"{_slug(model_name, task, f'k{k}', f'seed{seed}')}.json"
-                 for seed in profile.seeds}
-        done = {seed: _read_json(path) for seed, path in paths.items()}
-        missing = [seed for seed, r in done.items() if not r or r.get("fingerprint") != key]
-        if missing:
+        probes = {"probe": config}
+        if k == 0:
+            probes["attention_free"] = replace(config, levels="embeddings")
+        keys = {predictor: _fingerprint({"averages": avg.meta["key"], "heads": heads, "config": asdict(c), **data_key})
+                for predictor, c in probes.items()}
+        done = {(p, seed): _read_json(path(k, p, seed)) for p in probes for seed in profile.seeds}
+        missing = [(p, seed) for (p, seed), r in done.items() if not r or r.get("fingerprint") != keys[p]]
+        if missing or (k == 0 and _trivial_missing(path, profile, data_key)):
             if train is None:
                 train, dev = encoded(model_name, train_data, length), encoded(model_name, dev_data, length)
+        if k == 0 and _trivial_missing(path, profile, data_key):
+            metrics = trivial_metrics(train_data, dev_data, dev)
+            for seed in profile.seeds:  # seedless: the same values under every seed, so summaries stay uniform
+                write_json(path(0, "trivial", seed), {**common, "replaced_heads": 0, "heads": [], "seed": seed,
+                                                      "predictor": "trivial", "metrics": metrics, "curve": [],
+                                                      "probe_seconds": 0.0, "feature_seconds": 0.0,
+                                                      "fingerprint": _fingerprint(data_key)})
+        if missing:
             start = time.time()
             features = [None, None]
             if config.protocol == "cached":  # one backbone pass per configuration, shared by every seed
@@ -258,20 +292,119 @@ def probe_sweep(run_dir: Path, profile: Profile, model_name: str, task: str, cou
                                              desc=f"{model_name} {task} k={k} {part}", precision=config.precision)
                             for found, part, data in zip(features, ("train", "dev"), (train, dev))]
             feature_seconds = time.time() - start
-            for seed in missing:
-                r = train_probe(model, spec, train, dev, seed=seed, config=config, averages=avg, heads=heads,
-                                train_features=features[0], dev_features=features[1], progress=progress_enabled())
-                done[seed] = {"model": model_name, "task": task, "replaced_heads": k, "total_heads": total,
-                              "heads": heads, "seed": seed, "metrics": r.metrics, "curve": r.curve,
-                              "probe_seconds": r.seconds, "feature_seconds": feature_seconds,
-                              "train_examples": len(train_data), "dev_examples": len(dev_data), "L": length,
-                              "protocol": config.protocol, "data_note": train_data.note, "fingerprint": key}
-                write_json(paths[seed], done[seed])
+            for predictor, seed in missing:
+                r = train_probe(model, spec, train, dev, seed=seed, config=probes[predictor], averages=avg,
+                                heads=heads, train_features=features[0], dev_features=features[1],
+                                progress=progress_enabled())
+                done[predictor, seed] = {**common, "replaced_heads": k, "heads": heads, "seed": seed,
+                                         "predictor": predictor, "metrics": r.metrics, "curve": r.curve,
+                                         "probe_seconds": r.seconds, "feature_seconds": feature_seconds,
+                                         "protocol": config.protocol, "fingerprint": keys[predictor]}
+                write_json(path(k, predictor, seed), done[predictor, seed])
             del features
         if k == 0:  # the baseline's features on disk are used up
             baseline_features_path(run_dir, model_name, task, length).unlink(missing_ok=True)
-        results.extend(done[seed] for seed in profile.seeds)
+        results.extend(done["probe", seed] for seed in profile.seeds)
     return results
+
+
+# file name parts of each predictor's results (the paper's probe keeps the names it always had)
+PREDICTOR_FILES = {"probe": (), "attention_free": ("embeddings",), "trivial": ("trivial",)}
+
+
+def _trivial_missing(path, profile: Profile, data_key: dict) -> bool:
+    return any((_read_json(path(0, "trivial", seed)) or {}).get("fingerprint") != _fingerprint(data_key)
+               for seed in profile.seeds)
+
+
+def learning_curve(run_dir: Path, profile: Profile, task: str) -> list[dict]:
+    """Baseline and full PAPA of ``profile.curve_model`` at each training size of ``profile.curve_sizes``, with
+    the trivial predictor and the attention-free probe of the same training subset, on the profile's dev subset
+    (the constant matrices stay those of the main run). Sizes are nested (the first n of one random order), so
+    the backbone runs once per configuration over the largest subset. Cached per (size, predictor, seed) in
+    <run>/curve/."""
+    model_name = profile.curve_model
+    model, _ = cached_model(model_name)
+    info = describe(model)
+    total = info["layers"] * info["heads"]
+    spec, length = get_task(task), profile.length(task)
+    avg = average_attention(run_dir, profile, model_name, task, keep_features=False)
+    pool = load_task(task, "train")
+    sizes = sorted({min(n, len(pool)) for n in profile.curve_sizes})
+    order = np.random.RandomState(0).permutation(len(pool))  # as task_data's subsets: the first n of one order
+    largest = pool.rows(order[:sizes[-1]])
+    dev_data = task_data(task, "validation", profile.size(model_name, "dev_examples"))
+    config = ProbeConfig(epochs=profile.epochs, protocol="cached", precision=profile.precision)
+    runs = {("probe", 0): config, ("probe", total): config, ("attention_free", 0): replace(config, levels="embeddings")}
+    train = dev = None
+    records = []
+
+    def path(n, predictor, k, seed):
+        return Path(run_dir) / "curve" / f"{_slug(model_name, task, f'n{n}', predictor, f'k{k}', f'seed{seed}')}.json"
+
+    for heads_k in (0, total):
+        features = None
+        for n in sizes:
+            data = pool.rows(order[:n])
+            common = {"model": model_name, "task": task, "train_examples": n, "dev_examples": len(dev_data), "L": length,
+                      "total_heads": total, "data_note": data.note}
+            data_key = {"averages": avg.meta["key"], "train": [data.checksum, n], "dev": [dev_data.checksum, len(dev_data)],
+                        "L": length}
+            for (predictor, k), cfg in runs.items():
+                if k != heads_k:
+                    continue
+                key = _fingerprint({**data_key, "k": k, "config": asdict(cfg)})
+                for seed in profile.curve_seeds:
+                    found = _read_json(path(n, predictor, k, seed))
+                    if found and found.get("fingerprint") == key:
+                        records.append(found)
+                        continue
+                    if train is None:
+                        train, dev = encoded(model_name, largest, length), encoded(model_name, dev_data, length)
+                    start = time.time()
+                    if features is None:  # train (largest subset) and dev features of this configuration
+                        heads = replaced_heads(k, total)
+                        features = [extract_features(model, spec, part, avg, heads, progress=progress_enabled(),
+                                                     desc=f"curve {model_name} {task} k={k} {name}",
+                                                     precision=profile.precision)
+                                    for name, part in (("train", train), ("dev", dev))]
+                    feature_seconds = time.time() - start
+                    r = train_probe(model, spec, train.head(n), dev, seed=seed, config=cfg, averages=avg,
+                                    heads=replaced_heads(k, total), train_features=features[0].head(n),
+                                    dev_features=features[1], progress=progress_enabled())
+                    record = {**common, "predictor": predictor, "replaced_heads": k, "seed": seed,
+                              "metrics": r.metrics, "curve": r.curve, "probe_seconds": r.seconds,
+                              "feature_seconds": feature_seconds, "fingerprint": key}
+                    write_json(path(n, predictor, k, seed), record)
+                    records.append(record)
+            if heads_k == 0:  # the trivial predictor of this training subset (no backbone)
+                key = _fingerprint({**data_key, "predictor": "trivial"})
+                found = _read_json(path(n, "trivial", 0, 0))
+                if not (found and found.get("fingerprint") == key):
+                    if dev is None:
+                        dev = encoded(model_name, dev_data, length)
+                    found = {**common, "predictor": "trivial", "replaced_heads": 0, "seed": None, "curve": [],
+                             "metrics": trivial_metrics(data, dev_data, dev), "probe_seconds": 0.0,
+                             "feature_seconds": 0.0, "fingerprint": key}
+                    write_json(path(n, "trivial", 0, 0), found)
+                records.append(found)
+        del features
+    return records
+
+
+def curve_table(records: list[dict]) -> pd.DataFrame:
+    """Learning-curve records as tidy rows (headline metric only): model, task, train_examples, predictor,
+    configuration ("baseline" / "PAPA" / the predictor's name), seed, metric, value."""
+    rows = []
+    for r in records:
+        metric = get_task(r["task"]).metric
+        configuration = (r["predictor"] if r["predictor"] != "probe"
+                         else "baseline" if r["replaced_heads"] == 0 else "PAPA")
+        rows.append({"model": r["model"], "task": r["task"], "train_examples": r["train_examples"],
+                     "predictor": r["predictor"], "configuration": configuration, "seed": r["seed"],
+                     "metric": metric, "value": r["metrics"][metric],
+                     "seconds": round(r["probe_seconds"] + r["feature_seconds"], 2)})
+    return pd.DataFrame(rows)
 
 
 def results_table(records: list[dict]) -> pd.DataFrame:
@@ -282,6 +415,7 @@ def results_table(records: list[dict]) -> pd.DataFrame:
             rows.append({"model": r["model"], "task": r["task"], "replaced_heads": r["replaced_heads"],
                          "dynamic_heads": r["total_heads"] - r["replaced_heads"], "total_heads": r["total_heads"],
                          "seed": r["seed"], "metric": metric, "value": value,
+                         "predictor": r.get("predictor", "probe"),
                          "headline": metric == get_task(r["task"]).metric, "train_examples": r["train_examples"],
                          "dev_examples": r["dev_examples"], "L": r["L"],
                          "seconds": round(r["probe_seconds"] + r["feature_seconds"], 2), "note": r["data_note"]})

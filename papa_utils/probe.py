@@ -32,6 +32,7 @@ from .tasks import Task
 
 
 PROTOCOLS = ("cached", "reference", "streaming")
+LEVELS = ("all", "embeddings")
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,14 @@ class ProbeConfig:
     # "streaming": backbone re-run for every batch in eval mode (same numbers as "cached", for splits whose
     # features do not fit in memory, e.g. the paper profile on a GPU)
     precision: str = "fp32"  # backbone passes in "fp32" or "bf16" (autocast, device.py); the probe trains in fp32
+    levels: str = "all"  # hidden-state levels the probe sees: "all" (the paper's probe) or "embeddings" (level 0
+    # only, before any attention: the attention-free reference)
 
     def __post_init__(self):
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {', '.join(map(repr, PROTOCOLS))}, got {self.protocol!r}")
+        if self.levels not in LEVELS:
+            raise ValueError(f"levels must be one of {', '.join(map(repr, LEVELS))}, got {self.levels!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {self.precision!r}")
 
@@ -81,11 +86,13 @@ class TokenProbe(nn.Module):
         return self.classifier(torch.tanh(self.pool(states.to(self.pool.weight.dtype).flatten(1))))
 
 
-def make_probe(task: Task, model, length: int, dropout: float = 0.1) -> nn.Module:
+def make_probe(task: Task, model, length: int, dropout: float = 0.1, levels: str = "all") -> nn.Module:
+    """The probe for `task` on `model`'s hidden states: every level (N+1), or only the embeddings (1)."""
     info = describe(model)
+    count = info["layers"] + 1 if levels == "all" else 1
     if task.token_task:
-        return TokenProbe(info["layers"] + 1, info["hidden"], task.num_labels)
-    return SentenceProbe(info["layers"] + 1, length, info["hidden"], task.num_labels, dropout)
+        return TokenProbe(count, info["hidden"], task.num_labels)
+    return SentenceProbe(count, length, info["hidden"], task.num_labels, dropout)
 
 
 def hidden_states(model, inputs: dict) -> torch.Tensor:
@@ -106,6 +113,17 @@ class Features:
     mask: torch.Tensor | None = None
     example: torch.Tensor | None = None
     slot: torch.Tensor | None = None
+
+    def embeddings_only(self) -> "Features":
+        """The same features restricted to hidden-state level 0 (a view, nothing copied)."""
+        return Features(self.states[:, :1], self.labels, self.mask, self.example, self.slot)
+
+    def head(self, n: int) -> "Features":
+        """Features of the first n examples (views, nothing copied)."""
+        if self.example is None:
+            return Features(self.states[:n], self.labels[:n], None if self.mask is None else self.mask[:n])
+        stop = int(torch.searchsorted(self.example, torch.tensor(n)))  # rows are grouped by example, ascending
+        return Features(self.states[:stop], self.labels[:stop], None, self.example[:stop], self.slot[:stop])
 
     def rows(self, index: torch.Tensor) -> torch.Tensor:
         """Rows of `states` that belong to the examples in `index`, in the order of `index`."""
@@ -287,8 +305,12 @@ def train_probe(model, task: Task, train: Encoded, dev: Encoded, *, seed: int = 
     if config.protocol == "cached" and train_features is None:
         train_features = extract_features(model, task, train, averages, heads, config.feature_batch_size,
                                           precision=config.precision)
+    level0 = config.levels == "embeddings"
+    if level0:
+        train_features = None if train_features is None else train_features.embeddings_only()
+        dev_features = None if dev_features is None else dev_features.embeddings_only()
     torch.manual_seed(seed)
-    probe = make_probe(task, model, train.length, config.dropout)
+    probe = make_probe(task, model, train.length, config.dropout, config.levels)
     optimizer = torch.optim.AdamW(probe.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
     generator = torch.Generator().manual_seed(seed)
     curve = []
@@ -310,6 +332,8 @@ def train_probe(model, task: Task, train: Encoded, dev: Encoded, *, seed: int = 
                     live = features_of(task, train, hidden_states(model, train.model_inputs(index)).half().cpu(),
                                        index=index)
                 model.eval()
+                if level0:
+                    live = live.embeddings_only()
                 if task.token_task:
                     states, mask, labels = live.states, None, live.labels
                 else:
@@ -323,6 +347,7 @@ def train_probe(model, task: Task, train: Encoded, dev: Encoded, *, seed: int = 
         if streaming:
             dev_features = extract_features(model, task, dev, averages, heads, config.feature_batch_size,
                                             precision=config.precision)
+            dev_features = dev_features.embeddings_only() if level0 else dev_features
         curve.append({"epoch": epoch, "train_loss": float(np.mean(losses)),
                       **evaluate(probe, task, dev_features, dev, buffer=dev_buffer)})
     final = {k: v for k, v in curve[-1].items() if k not in ("epoch", "train_loss")}

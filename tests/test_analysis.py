@@ -30,13 +30,15 @@ def test_table1_uses_seed_means_and_leaves_undefined_points_out_of_the_average()
     assert t.loc["x", "baseline"] == 81 and t.loc["x", "papa"] == 73
     assert t.loc["x", "relative_drop"] == pytest.approx(8 / 81) and np.isnan(t.loc["y", "relative_drop"])
     md = table1_markdown(table1(r))
-    assert "undefined" in md and f"**{100 * (8 / 81 + 0.1) / 2:.1f}%** (over 2; 1 with baseline <= 0 left out)" in md
+    assert "undefined" in md and f"**{100 * (8 / 81 + 0.1) / 2:.1f}%** over 2; 1 left out: baseline <= 0" in md
     assert "-- \\\\" in table1_latex(table1(r))
     half = half_heads_change(r).set_index("task")
     assert list(half.index) == ["z"] and half.loc["z", "relative_drop"] == pytest.approx(-0.1)
     claims = check_claims(r, n_boot=50)
-    assert claims["all_heads_average_relative_drop"] == pytest.approx((8 / 81 + 0.1) / 2)
-    assert claims["points_with_undefined_drop"] == ["a y"] and claims["half_heads_gains"] == 1
+    assert claims["all_heads"]["relative_drop"]["value"] == pytest.approx((8 / 81 + 0.1) / 2)
+    assert claims["all_heads"]["relative_drop"]["points"] == 2
+    assert claims["all_heads"]["relative_drop"]["undefined_points"] == 1
+    assert claims["points_with_undefined_drop"] == ["a y"] and claims["half_heads"]["gains"] == 1
 
 
 def test_bootstrap_correlation_brackets_the_estimate():

@@ -27,10 +27,12 @@ def checkout_state():
 
 
 @pytest.fixture(scope="module")
-def smoke(data_dir, tmp_path_factory):
+def smoke(data_dir):
     profile = get_profile("smoke")
     before = checkout_state()
-    run_dir = run_notebooks(profile, tmp_path_factory.mktemp("runs") / "smoke")
+    run_dir = run_notebooks(profile)  # into $PAPA_RUNS_DIR/smoke (conftest: a temporary folder), where nbval's
+    # notebooks (run later, as saved) find every step done
+    assert run_dir == (runs_root() / "smoke").resolve()
     assert checkout_state() == before  # a run writes only into its run folder, never into the checkout
     return profile, run_dir, pd.read_csv(run_dir / "results" / "probe_results.csv")
 
@@ -44,10 +46,13 @@ def test_every_expected_row_is_present(smoke):
     counts = replaced_counts(36)  # minilm-l3: 3 layers x 12 heads
     assert counts == [0, 18, 32, 34, 36]
     metrics = {"sst2": ["accuracy"], "mrpc": ["f1", "accuracy"], "ner": ["entity_f1"]}
-    expected = {(m, t, k, s, metric) for m in profile.models for t in profile.tasks for k in counts
+    expected = {(m, t, k, s, metric, "probe") for m in profile.models for t in profile.tasks for k in counts
                 for s in profile.seeds for metric in metrics[t]}
-    got = set(results[["model", "task", "replaced_heads", "seed", "metric"]].itertuples(index=False, name=None))
-    assert got == expected
+    expected |= {(m, t, 0, s, metric, reference) for m in profile.models for t in profile.tasks
+                 for s in profile.seeds for metric in metrics[t] for reference in ("trivial", "attention_free")}
+    got = results[["model", "task", "replaced_heads", "seed", "metric", "predictor"]].itertuples(index=False, name=None)
+    got = list(got)
+    assert set(got) == expected and len(got) == len(expected)
     assert (results.train_examples == 64).all() and (results.dev_examples == 64).all() and (results.L == 32).all()
     assert (results.dynamic_heads == 36 - results.replaced_heads).all()
 
@@ -72,6 +77,7 @@ def test_rerun_with_same_seed_gives_identical_numbers_and_k0_is_the_baseline(smo
     for r in fresh:
         for metric, value in r["metrics"].items():
             recorded = results[(results.task == "mrpc") & (results.replaced_heads == r["replaced_heads"])
+                               & (results.predictor == "probe")
                                & (results.seed == r["seed"]) & (results.metric == metric)]["value"]
             assert len(recorded) == 1 and recorded.iloc[0] == pytest.approx(value, abs=1e-9), (r, metric)
 
@@ -177,7 +183,7 @@ def test_figures_tables_and_metadata_exist(smoke):
                              "seeds": [42, 43]}
     assert not meta["run_dir"].startswith("/") and (ROOT / meta["run_dir"]).resolve() == run_dir.resolve()
     assert set(meta["notebook_seconds"]) == {"01_average_attention", "02_probe_baselines",
-                                             "03_partial_replacement", "04_model_strength"}
+                                             "03_partial_replacement", "04_model_strength", "05_probe_strength"}
     for name in meta["notebook_seconds"]:
         executed = json.loads((run_dir / f"{name}.ipynb").read_text())
         assert any("injected-parameters" in c["metadata"].get("tags", []) for c in executed["cells"])
@@ -223,8 +229,8 @@ def test_unknown_profile_task_and_model_names():
 def test_write_results_is_tidy(smoke):
     profile, run_dir, _ = smoke
     table = write_results(run_dir, profile)
-    assert table.groupby(["model", "task", "replaced_heads", "seed", "metric"]).size().max() == 1
-    assert table.headline.sum() == len(profile.tasks) * 5 * len(profile.seeds)
+    assert table.groupby(["model", "task", "replaced_heads", "seed", "metric", "predictor"]).size().max() == 1
+    assert table[table.predictor == "probe"].headline.sum() == len(profile.tasks) * 5 * len(profile.seeds)
 
 
 def test_publishing_is_an_explicit_step_that_never_narrows_published_results(smoke, tmp_path):
@@ -266,3 +272,36 @@ def test_publishing_is_an_explicit_step_that_never_narrows_published_results(smo
         publish_run(copy_of_run("unfinished", wall_seconds=None), root)
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == published  # nothing was touched
     publish_run(copy_of_run("same"), root)  # the same scope again (e.g. a rerun at a newer commit) is fine
+
+
+def test_references_stand_beside_every_baseline(smoke):
+    """The trivial predictor on the same dev subset, computed here from the data alone, and the attention-free
+    probe (same seeds) sit in the results and in Table 1."""
+    profile, run_dir, results = smoke
+    train, dev = task_data("sst2", "train", 64), task_data("sst2", "validation", 64)
+    majority = train.frame.label.value_counts().idxmax()
+    trivial = results[(results.predictor == "trivial") & (results.task == "sst2")]
+    assert list(trivial.value) == pytest.approx([100 * (dev.frame.label == majority).mean()] * len(profile.seeds))
+    assert set(trivial.seed) == set(profile.seeds)
+    free = results[(results.predictor == "attention_free") & results.headline]
+    assert len(free) == len(profile.tasks) * len(profile.seeds) and (free.replaced_heads == 0).all()
+    table = (run_dir / "results" / "table1.md").read_text()
+    assert "| trivial | attention-free |" in table and "learned signal lost" in table
+    claims = json.loads((run_dir / "results" / "claims.json").read_text())
+    assert claims["all_heads"]["learned_signal_lost"]["points"] + \
+        claims["all_heads"]["learned_signal_lost"]["undefined_points"] == len(profile.tasks)
+
+
+def test_learning_curve_at_the_main_runs_size_reproduces_the_main_run(smoke):
+    """The curve's subsets are the main run's (the first n of one order): at n = 64, its baseline, PAPA and
+    attention-free probes equal the sweep's k = 0, k = all and attention-free results of the same seed."""
+    profile, run_dir, _ = smoke
+    curve = pd.read_csv(run_dir / "results" / "learning_curves.csv")
+    assert set(curve.train_examples) == {16, 64} and set(curve.task) == {"sst2"}
+    assert set(curve.configuration) == {"baseline", "PAPA", "attention_free", "trivial"}
+    at_64 = curve[curve.train_examples == 64].set_index("configuration")["value"]
+    free = json.loads((run_dir / "probe" / "minilm-l3__sst2__k0__embeddings__seed42.json").read_text())
+    assert at_64["baseline"] == pytest.approx(probe_record(run_dir, "sst2", 0, 42)["metrics"]["accuracy"], abs=1e-9)
+    assert at_64["PAPA"] == pytest.approx(probe_record(run_dir, "sst2", 36, 42)["metrics"]["accuracy"], abs=1e-9)
+    assert at_64["attention_free"] == pytest.approx(free["metrics"]["accuracy"], abs=1e-9)
+    assert (run_dir / "figures" / "learning_curves.png").stat().st_size > 5000

@@ -173,3 +173,17 @@ def test_probe_config_is_immutable_and_checked():
         ProbeConfig(protocol="live")
     with pytest.raises(ValueError, match="precision must be one of 'fp32', 'bf16', got 'fp16'"):
         ProbeConfig(precision="fp16")
+
+
+def test_features_of_the_first_examples():
+    model = tiny_model("bert")
+    for task_name, token in (("sst2", False), ("pos", True)):
+        task, data = get_task(task_name), toy_data(20, token)
+        whole = extract_features(model, task, data)
+        first = whole.head(7)
+        alone = extract_features(model, task, data.head(7))
+        assert torch.equal(first.states, alone.states) and torch.equal(first.labels, alone.labels)
+        if token:
+            assert torch.equal(first.example, alone.example) and torch.equal(first.slot, alone.slot)
+        else:
+            assert torch.equal(first.mask, alone.mask)

@@ -21,7 +21,7 @@ import seaborn as sns
 import torch
 
 from papa_utils import describe
-from papa_utils.analysis import half_heads_change, seed_summary
+from papa_utils.analysis import half_heads_change, seed_summary, table1
 from papa_utils.figures import plot_performance_vs_dynamic_heads, save_figure
 from papa_utils.pipeline import (cached_model, figures_dir, get_profile, head_ranking, open_run, probe_sweep,
                                  write_results)
@@ -43,16 +43,17 @@ results = write_results(run_dir, profile)
 # %% [markdown]
 # ## Performance against the number of input-dependent heads
 # Mean over seeds; the band spans the seeds' minimum and maximum. Rightmost point of a line: no head
-# replaced (probing baseline); x = 0: every head constant (full PAPA).
+# replaced (probing baseline); x = 0: every head constant (full PAPA). Horizontal lines in each model's colour:
+# its trivial predictor (dotted) and its attention-free probe (dashed), on the same dev data.
 
 # %%
 summary = seed_summary(results)
-fig = plot_performance_vs_dynamic_heads(summary)
+fig = plot_performance_vs_dynamic_heads(summary, references=table1(results))
 save_figure(fig, figures_dir(run_dir) / "performance_vs_dynamic_heads")
 fig
 
 # %% [markdown]
-# ## Half of the heads constant: relative drop from the baseline (negative = gain)
+# ## Half of the heads constant: relative drop and share of the learned signal lost (negative = gain)
 
 # %%
 half_heads_change(results).round(3)

@@ -1,0 +1,49 @@
+# %% [markdown]
+# # 5. Would a stronger probe change the verdict? Learning curves
+#
+# Rebuilds `figures/learning_curves.{pdf,png}` and `results/learning_curves.csv` in the run folder.
+#
+# The probes of notebooks 2–4 train on a few hundred to a thousand examples, and several of them sit close to
+# what a trivial predictor scores. Here one cheap model is probed at growing training sizes (the same random
+# order, so each subset contains the smaller ones), with everything else as in the main run: the same constant
+# matrices, the same dev subset, the same probe and epochs. At every size we train the baseline probe, the
+# probe with all heads constant (PAPA), and the attention-free probe (hidden-state level 0 only, before any
+# attention), and score the trivial predictor of that training subset.
+#
+# Read the bottom row first: if the share of the learned signal that PAPA loses grows with the training size,
+# the small-data numbers of Table 1 understate what constant attention costs this model.
+
+# %% parameters
+profile = "smoke"
+models = ""
+tasks = ""
+run_dir = ""  # empty: runs/<run name> ($PAPA_RUNS_DIR instead of runs/ when set)
+
+# %%
+import pandas as pd
+
+from papa_utils.analysis import curve_summary
+from papa_utils.figures import plot_learning_curves, save_figure
+from papa_utils.pipeline import curve_table, figures_dir, get_profile, learning_curve, open_run, results_dir, save_table
+
+profile = get_profile(profile, models or None, tasks or None)
+run_dir = open_run(run_dir, profile)
+print(f"model {profile.curve_model}; tasks {', '.join(profile.curve_tasks)}; training sizes "
+      f"{', '.join(map(str, profile.curve_sizes))}; seeds {', '.join(map(str, profile.curve_seeds))}")
+
+# %%
+records = [r for task in profile.curve_tasks for r in learning_curve(run_dir, profile, task)]
+if not records:
+    print("this run has no learning curve (its model or tasks were narrowed away)")
+curve = curve_table(records)
+save_table(curve, results_dir(run_dir) / "learning_curves.csv")
+summary = curve_summary(curve) if records else None
+summary
+
+# %% [markdown]
+# ## The curves
+
+# %%
+if summary is not None:
+    fig = plot_learning_curves(summary)
+    save_figure(fig, figures_dir(run_dir) / "learning_curves")
