@@ -160,6 +160,17 @@ def curve_summary(curve: pd.DataFrame) -> pd.DataFrame:
     return means
 
 
+def curve_markdown(summary: pd.DataFrame) -> str:
+    """The learning curve (``curve_summary``) as a Markdown table, one row per task x training size."""
+    lines = ["| model | task | metric | training examples | trivial | attention-free | baseline | PAPA | relative drop "
+             "| learned signal lost |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in summary.sort_values(["task", "train_examples"]).itertuples():
+        lines.append(f"| {r.model} | {r.task} | {r.metric} | {r.train_examples} | {r.trivial:.1f} | "
+                     f"{r.attention_free:.1f} | {r.baseline:.1f} | {r.PAPA:.1f} | {_pct(r.relative_drop)} | "
+                     f"{_pct(r.learned_lost)} |")
+    return "\n".join(lines) + "\n"
+
+
 def bootstrap_correlation(x, y, n: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
     """Pearson and Spearman correlation of x and y with percentile bootstrap confidence intervals."""
     from scipy.stats import pearsonr, spearmanr

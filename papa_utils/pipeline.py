@@ -86,9 +86,14 @@ PROFILES = {
                    # metrics within 0.1 points and the same gate agreement (Spearman 0.87)
                    rank_examples=1000, epochs=15, length_override=64, precision="bf16",
                    model_sizes={"mpnet-base": {"average_examples": 400, "train_examples": 400, "dev_examples": 400,
-                                               "rank_examples": 400}}),
+                                               "rank_examples": 400}},
+                   # learning curve on the cheapest model, one seed: measured at 8,000 examples, NER ~160 s and MNLI
+                   # ~150 s per size (two feature passes of ~40 s, probes 10-30 s), so about 13 min for these sizes
+                   curve_model="minilm-l3", curve_tasks=("cola", "sst2", "mnli", "ner"),
+                   curve_sizes=(250, 1000, 4000, 8000)),
     # full splits on a GPU with the Hub: hidden states of whole splits do not fit in memory, so the backbone
-    # streams (eval mode) for every batch; gates train for as long as the probe
+    # streams (eval mode) for every batch; gates train for as long as the probe. No learning curve: its cached
+    # features of 8,000 examples would take ~20 GB for BERT-base at L = 128 (the cpu profile has one)
     "paper": Profile("paper", ("bert-base-uncased", "bert-large-uncased", "roberta-base", "roberta-large",
                                "microsoft/deberta-base", "microsoft/deberta-large"),
                      ("cola", "sst2", "mrpc", "mnli", "ner", "pos"), seeds=(42, 43, 44), epochs=15, rank_epochs=15,
@@ -478,9 +483,10 @@ def write_results(run_dir: Path, profile: Profile) -> pd.DataFrame:
 
 def timing(run_dir: Path, profile: Profile) -> dict:
     """Seconds spent per step, summed over the grid: averages (with the baseline's training features when they
-    come from the same pass), ranking, feature passes, probe training."""
+    come from the same pass), ranking, feature passes, probe training (the paper's probe and the attention-free
+    one), and the learning curve (its feature passes and probes)."""
     run_dir = Path(run_dir)
-    out = {"averages": 0.0, "ranking": 0.0, "feature_passes": 0.0, "probe_training": 0.0}
+    out = {"averages": 0.0, "ranking": 0.0, "feature_passes": 0.0, "probe_training": 0.0, "learning_curve": 0.0}
     for path in (run_dir / "averages").glob("*.safetensors"):
         out["averages"] += AttentionAverages.load(path).meta.get("seconds") or 0
     for path in (run_dir / "ranking").glob("*.json"):
@@ -489,10 +495,13 @@ def timing(run_dir: Path, profile: Profile) -> dict:
     for path in (run_dir / "probe").glob("*.json"):
         r = _read_json(path) or {}
         out["probe_training"] += r.get("probe_seconds", 0)
-        key = (r.get("model"), r.get("task"), r.get("replaced_heads"), r.get("fingerprint"))
-        if key not in seen:  # one feature pass per configuration, shared by its seeds
+        key = (r.get("model"), r.get("task"), r.get("replaced_heads"), r.get("feature_seconds"))
+        if key not in seen:  # one feature pass per configuration, recorded with each of its seeds and predictors
             seen.add(key)
             out["feature_passes"] += r.get("feature_seconds", 0)
+    for path in (run_dir / "curve").glob("*.json"):  # a pass's time is recorded once, with the probe that ran it
+        r = _read_json(path) or {}
+        out["learning_curve"] += r.get("probe_seconds", 0) + r.get("feature_seconds", 0)
     return {k: round(v, 1) for k, v in out.items()}
 
 

@@ -20,11 +20,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from .analysis import check_claims, claim_statements, half_heads_change, table1, table1_markdown
+from .analysis import (check_claims, claim_statements, curve_markdown, curve_summary, half_heads_change, table1,
+                       table1_markdown)
 from .pipeline import Profile
 from .runs import ROOT, RunScopeError, atomic_path, covers, describe_scope, write_json
 
-RESULT_FILES = ("probe_results.csv", "table1.md", "table1.tex", "claims.json")
+RESULT_FILES = ("probe_results.csv", "table1.md", "table1.tex", "claims.json", "learning_curves.csv")
 
 
 class PublishError(RuntimeError):
@@ -84,8 +85,10 @@ def readme_block(name: str, root: Path = ROOT) -> str:
     steps, notebooks, p, scope = run["step_seconds"], run["notebook_seconds"], run["profile"], run["scope"]
     narrowed = "".join(f" {part.upper()}={','.join(scope[part])}" for part in ("models", "tasks")
                        if set(scope[part]) != set(p[part]))
-    state = {False: "", None: "; whether the tree had uncommitted changes was not recorded"}.get(
-        run["dirty"], f" with uncommitted changes (diff sha256 `{run['diff_sha256'] and run['diff_sha256'][:12]}`)")
+    if run["dirty"] is None:
+        state = "; whether the tree had uncommitted changes was not recorded"
+    else:
+        state = f" with uncommitted changes (diff sha256 `{run['diff_sha256'][:12]}`)" if run["dirty"] else ""
     lines = [f"Produced by `make figures PROFILE={name}{narrowed}` then `make publish RUN_DIR={run['run_dir']}`, "
              f"with `PAPA_DATA_DIR={run['data_dir']}`, on {run['cpus']} CPU cores (commit "
              f"`{run['git_commit'][:7]}`{state}; torch {run['packages']['torch']}, transformers "
@@ -94,7 +97,9 @@ def readme_block(name: str, root: Path = ROOT) -> str:
              + ", ".join(f"{nb[:2]} {_minutes(s)}" for nb, s in notebooks.items()) + ".",
              f"- Summed over the grid: averages (the same pass also saves the baseline's training features) "
              f"{_minutes(steps['averages'])}, head ranking {_minutes(steps['ranking'])}, other backbone feature "
-             f"passes {_minutes(steps['feature_passes'])}, probe training {_minutes(steps['probe_training'])}.",
+             f"passes {_minutes(steps['feature_passes'])}, probe training (the paper's probe and the attention-free "
+             f"one) {_minutes(steps['probe_training'])}"
+             + (f", learning curve {_minutes(steps['learning_curve'])}" if "learning_curve" in steps else "") + ".",
              f"- Peak resident memory of the largest process: {run['peak_memory_gb']:.1f} GiB. Baseline features saved "
              f"on disk: {run['feature_cache_gb']['largest']:.1f} GiB at most, {run['feature_cache_gb']['at_the_end']:.1f} "
              f"GiB left at the end.", "",
@@ -106,6 +111,10 @@ def readme_block(name: str, root: Path = ROOT) -> str:
         size = Profile(**p).sizes(model)
         lines.append(f"| {model} | {size['average_examples']} | {size['train_examples']} | {size['dev_examples']} | "
                      f"{size['rank_examples']} |")
+    if p.get("curve_model") and p.get("curve_tasks"):
+        lines += ["", f"Learning curve (notebook 5): {p['curve_model']} on {', '.join(p['curve_tasks'])}, training sizes "
+                      f"{', '.join(map(str, p['curve_sizes']))} (the whole split where smaller), seeds "
+                      f"{', '.join(map(str, p['curve_seeds']))}, the dev subsets above."]
     claims = json.loads((folder / "claims.json").read_text())
     said = claim_statements(claims)
     columns = [("here, all points", said)]
@@ -124,6 +133,10 @@ def readme_block(name: str, root: Path = ROOT) -> str:
                      + " | ".join(s["half_heads"] for _, s in columns) + " |")
     lines.append("| 3. better models lose more | the drop grows with the baseline | "
                  + " | ".join(s["strength"] for _, s in columns) + " |")
+    curve = pd.read_csv(folder / "learning_curves.csv") if (folder / "learning_curves.csv").exists() else None
+    if curve is not None and len(curve):
+        lines += ["", "### How the verdict moves with the probe's training data (learning curve, notebook 5)", "",
+                  curve_markdown(curve_summary(curve)).rstrip()]
     return "\n".join(lines) + "\n"
 
 

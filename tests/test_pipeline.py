@@ -242,8 +242,8 @@ def test_publishing_is_an_explicit_step_that_never_narrows_published_results(smo
     root.mkdir()
     (root / "README.md").write_text("intro\n<!-- results:smoke:start -->\nold\n<!-- results:smoke:end -->\nend\n")
     target = publish_run(run_dir, root)
-    assert sorted(p.name for p in target.iterdir()) == ["claims.json", "probe_results.csv", "run.json", "table1.md",
-                                                        "table1.tex"]
+    assert sorted(p.name for p in target.iterdir()) == ["claims.json", "learning_curves.csv", "probe_results.csv",
+                                                        "run.json", "table1.md", "table1.tex"]
     assert (root / "figures" / "smoke" / "performance_vs_dynamic_heads.png").stat().st_size > 5000
     recorded = json.loads((target / "run.json").read_text())
     assert recorded == json.loads((run_dir / "run.json").read_text()) and not recorded["run_dir"].startswith("/")
@@ -254,13 +254,15 @@ def test_publishing_is_an_explicit_step_that_never_narrows_published_results(smo
         assert sentence in readme  # the README says what claims.json says
     for line in (target / "table1.md").read_text().splitlines():
         assert line in readme
+    assert "### How the verdict moves with the probe's training data" in readme
 
     def copy_of_run(name, **changes):
         copy = tmp_path / name
         shutil.copytree(run_dir / "results", copy / "results")
         shutil.copytree(run_dir / "figures", copy / "figures")
         run = json.loads((run_dir / "run.json").read_text())
-        (copy / "run.json").write_text(json.dumps({k: v for k, v in {**run, **changes}.items() if v is not None}))
+        run.update(changes)
+        (copy / "run.json").write_text(json.dumps({k: v for k, v in run.items() if k not in changes or v is not None}))
         return copy
 
     published = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
