@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-PROFILE ?= cpu       # smoke (tests, ~1 min) | cpu (default, < 90 min on 2 cores) | paper (GPU + Hub)
+PROFILE ?= cpu       # smoke (tests, ~1 min) | cpu (default, 95.7 min measured on 2 cores, target 90) | paper (GPU + Hub)
 MODELS  ?=           # optional comma-separated subset of the profile's models
 TASKS   ?=           # optional comma-separated subset of the profile's tasks
 RUN_DIR ?=           # optional run folder; default runs/<profile>, or runs/<profile>__<models>__<tasks> when narrowed

@@ -306,7 +306,7 @@ def claim_statements(claims: dict) -> dict:
     out = {}
     for name in ("all_heads", "half_heads"):
         a = c[name]
-        if a["relative_drop"]["points"] or a["learned_signal_lost"]["points"]:
+        if name == "all_heads" or a["relative_drop"]["points"] or a["learned_signal_lost"]["points"]:
             out[name] = (f"relative drop {_average(a['relative_drop'])}; share of the learned signal lost "
                          f"{_average(a['learned_signal_lost'])}")
     if "half_heads" in out:

@@ -22,7 +22,7 @@ import pandas as pd
 
 from .analysis import (check_claims, claim_statements, curve_markdown, curve_summary, half_heads_change, table1,
                        table1_markdown)
-from .pipeline import Profile
+from .pipeline import PROFILES, Profile
 from .runs import ROOT, RunScopeError, atomic_path, covers, describe_scope, write_json
 
 RESULT_FILES = ("probe_results.csv", "table1.md", "table1.tex", "claims.json", "learning_curves.csv")
@@ -83,8 +83,10 @@ def readme_block(name: str, root: Path = ROOT) -> str:
     run = json.loads((folder / "run.json").read_text())
     results = pd.read_csv(folder / "probe_results.csv")
     steps, notebooks, p, scope = run["step_seconds"], run["notebook_seconds"], run["profile"], run["scope"]
+    grid = PROFILES[name] if name in PROFILES else Profile(**p)  # the profile's whole grid, to tell a narrowed run
+    full = {"models": grid.models, "tasks": grid.tasks}
     narrowed = "".join(f" {part.upper()}={','.join(scope[part])}" for part in ("models", "tasks")
-                       if set(scope[part]) != set(p[part]))
+                       if set(scope[part]) != set(full[part]))
     if run["dirty"] is None:
         state = "; whether the tree had uncommitted changes was not recorded"
     else:

@@ -121,6 +121,7 @@ def claim_run_folder(run_dir: str | Path, scope: dict) -> Path:
             f"folder under runs/), choose another RUN_DIR, or delete {run_dir} if its results are not needed.")
     if found != scope:
         existing = json.loads(record.read_text()) if record.exists() else {}
+        existing.pop("wall_seconds", None)  # a wider scope is not finished until a run over it finishes
         write_json(record, {**existing, "scope": scope})
     return run_dir
 

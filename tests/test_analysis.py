@@ -51,8 +51,8 @@ def test_bootstrap_correlation_brackets_the_estimate():
 
 
 def test_claim_3_is_read_within_tasks_with_the_pooled_correlation_beside_it():
-    # task x and z: the stronger model loses more; task y: it loses less. Pooled over tasks the two
-    # scales mix, and the pooled correlation is negative.
+    # task x and z: the stronger model loses more; task y: it loses less. Pooled over tasks the scales mix:
+    # y's large drops at high baselines make the pooled correlation positive whatever happens within tasks.
     values = {}
     for model, (bx, by, bz) in {"a": (50, 90, 20), "b": (60, 91, 30), "c": (70, 92, 40)}.items():
         i = "abc".index(model)
@@ -82,3 +82,9 @@ def test_dev_curves_show_each_tasks_headline_metric():
     fig = plot_dev_curves([record], ["mrpc"], 42)
     ax = fig.axes[0]
     assert list(ax.lines[0].get_ydata()) == [81.0, 82.0] and ax.get_ylabel() == "f1"
+
+
+def test_claims_are_stated_even_when_every_drop_is_undefined():
+    r = results({("a", "x", 0): [0, 0], ("a", "x", 4): [0, 0]})  # e.g. CoLA at MCC 0
+    said = claim_statements(check_claims(r, n_boot=20))
+    assert said["all_heads"] == "relative drop undefined; share of the learned signal lost undefined"

@@ -211,8 +211,9 @@ def test_a_wider_run_may_extend_a_narrower_runs_folder(tmp_path):
     narrow = {"profile": "cpu", "models": ["minilm-l3"], "tasks": ["sst2"], "seeds": [42]}
     wide = {**narrow, "tasks": ["sst2", "ner"]}
     claim_run_folder(tmp_path, narrow)
+    (tmp_path / "run.json").write_text(json.dumps({"scope": narrow, "wall_seconds": 5.0}))  # the narrow run finished
     claim_run_folder(tmp_path, wide)
-    assert json.loads((tmp_path / "run.json").read_text())["scope"] == wide
+    assert json.loads((tmp_path / "run.json").read_text()) == {"scope": wide}  # the wide one has not
     with pytest.raises(RunScopeError, match="holds a run over profile cpu: models minilm-l3; tasks sst2, ner"):
         claim_run_folder(tmp_path, narrow)
     with pytest.raises(RunScopeError):  # another profile is another run
