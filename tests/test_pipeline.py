@@ -145,6 +145,9 @@ def test_averages_over_other_examples_do_not_pass_for_the_probes_features(data_d
     assert task_data("sst2", "train", 48).checksum != task_data("sst2", "train", 32).checksum
     average_attention(tmp_path, profile, "minilm-l3", "sst2")
     assert not (tmp_path / "features").exists() or list((tmp_path / "features").iterdir()) == []
+    same = replace(profile, average_examples=32)  # the probe's very examples: their features are kept
+    average_attention(tmp_path / "same", same, "minilm-l3", "sst2")
+    assert [p.name for p in (tmp_path / "same" / "features").iterdir()] == ["minilm-l3__sst2__k0__train__L32.pt"]
 
 
 def test_no_feature_files_are_left_behind(smoke):
