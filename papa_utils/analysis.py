@@ -320,3 +320,59 @@ def claim_statements(claims: dict) -> dict:
                        + (f"; pooled over all {r['points']} points (mixed metrics): Pearson {_ci(r['pearson'])}, "
                           f"Spearman {_ci(r['spearman'])}" if r["points"] > 2 else ""))
     return out
+
+
+def ranking_family(name: str) -> str:
+    """"random0", "random1", ... -> "random"; other ranking names stay."""
+    return "random" if str(name).startswith("random") else str(name)
+
+
+def ranking_points(comparison: pd.DataFrame) -> pd.DataFrame:
+    """Per model x task x replaced heads x ranking family: mean, min and max of the headline metric (over seeds;
+    for "random" over its orders) and how many values; k = 0 and all heads (ranking "none") are repeated under
+    every family so that each family's line runs from full PAPA to the baseline."""
+    frame = comparison.assign(family=comparison["ranking"].map(ranking_family))
+    shared = frame[frame.family == "none"]
+    families = [f for f in dict.fromkeys(frame.family) if f != "none"]
+    frame = pd.concat([frame[frame.family != "none"]] + [shared.assign(family=f) for f in families])
+    keys = ["model", "task", "metric", "family", "replaced_heads", "dynamic_heads", "total_heads"]
+    return frame.groupby(keys)["value"].agg(["mean", "min", "max", "count"]).reset_index()
+
+
+def ranking_verdict(comparison: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Each ranking against the gates over the partial points (model x task x k = 1/2, 7/8, 15/16): the mean
+    difference of the headline metric (ranking - gates, metric points, with a bootstrap CI over points), and at
+    how many points it is as good as the gates within their seed spread (its mean >= the gates' worst seed)."""
+    points = ranking_points(comparison)
+    partial = points[(points.replaced_heads > 0) & (points.replaced_heads < points.total_heads)]
+    gates = partial[partial.family == "gates"].set_index(["model", "task", "replaced_heads"])
+    rows = []
+    rng = np.random.default_rng(seed)
+    for family, part in partial[partial.family != "gates"].groupby("family", sort=False):
+        part = part.set_index(["model", "task", "replaced_heads"])
+        common = part.index.intersection(gates.index)
+        diff = (part.loc[common, "mean"] - gates.loc[common, "mean"]).to_numpy(float)
+        as_good = int((part.loc[common, "mean"] >= gates.loc[common, "min"]).sum())
+        draws = [diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(n_boot if len(diff) > 1 else 0)]
+        low, high = np.quantile(draws, [0.025, 0.975]) if draws else (np.nan, np.nan)
+        rows.append({"ranking": family, "points": len(diff), "mean_difference": float(diff.mean()) if len(diff) else np.nan,
+                     "ci_low": float(low), "ci_high": float(high), "as_good_as_gates": as_good,
+                     "share_as_good": as_good / len(diff) if len(diff) else np.nan})
+    return pd.DataFrame(rows)
+
+
+def ranking_markdown(verdict: pd.DataFrame, agreement: pd.DataFrame) -> str:
+    """The ranking comparison for the README: each ranking's verdict against the gates, then its agreement
+    with the gates and its cost, averaged per model."""
+    lines = ["| ranking | partial points | mean difference to the gates (metric points, 95% CI) | "
+             "as good as the gates (within their seed spread) |", "|---|---|---|---|"]
+    for r in verdict.itertuples():
+        lines.append(f"| {r.ranking} | {r.points} | {r.mean_difference:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] | "
+                     f"{r.as_good_as_gates} of {r.points} ({100 * r.share_as_good:.0f}%) |")
+    lines += ["", "| model | ranking | Spearman with the gates (mean over tasks; min..max) | first halves shared | "
+              "seconds (this ranking / the gates), per task |", "|---|---|---|---|---|"]
+    for (model, ranking), part in agreement.groupby(["model", "ranking"], sort=False):
+        lines.append(f"| {model} | {ranking} | {part.spearman.mean():+.2f} ({part.spearman.min():+.2f} to "
+                     f"{part.spearman.max():+.2f}) | {100 * part.first_half_overlap.mean():.0f}% | "
+                     f"{part.seconds.mean():.1f} / {part.gates_seconds.mean():.1f} |")
+    return "\n".join(lines) + "\n"

@@ -23,6 +23,14 @@ class AveragesMismatchError(ValueError):
     """Averages used with a model or length they were not built for."""
 
 
+def check_batch_length(constants_length: int, batch_length: int) -> None:
+    """Refuse a batch whose length differs from the constant matrices' L (``replace_heads``, ``head_scores``)."""
+    if batch_length != constants_length:
+        raise AveragesMismatchError(
+            f"constant matrices have length L={constants_length} but this batch has length {batch_length}; "
+            f"encode the data with the same L the averages were built with")
+
+
 @dataclass
 class AttentionAverages:
     """Average attention [layers, heads, L, L] (fp32), the count matrix [L, L] and metadata."""

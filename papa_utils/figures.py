@@ -178,3 +178,95 @@ def plot_learning_curves(summary):
     fig.suptitle(f"{summary.model.iloc[0]}: how the verdicts move with the probe's training data", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+RANKING_STYLES = {"gates": ("k", "-"), "input_dependence": ("C0", "-"), "variance": ("C2", "--"),
+                  "random": ("0.55", ":")}
+
+
+def plot_ranking_comparison(points):
+    """One panel per model x task: headline metric against the number of input-dependent heads, one line per
+    ranking family (``analysis.ranking_points``: mean; band = min..max over seeds, or over orders for random).
+    The ends are shared: full PAPA (x = 0) and the baseline (all heads input-dependent)."""
+    set_style()
+    models, tasks = list(dict.fromkeys(points["model"])), list(dict.fromkeys(points["task"]))
+    fig, axes = plt.subplots(len(models), len(tasks), figsize=(FULL_WIDTH, 1.35 * len(models) + 0.5),
+                             squeeze=False)
+    for r, model in enumerate(models):
+        for c, task in enumerate(tasks):
+            ax = axes[r, c]
+            part = points[(points.model == model) & (points.task == task)]
+            for family, line in part.groupby("family", sort=False):
+                line = line.sort_values("dynamic_heads")
+                color, style = RANKING_STYLES.get(family, ("C3", "-"))
+                ax.plot(line.dynamic_heads, line["mean"], marker="o", ms=2, lw=1, color=color, ls=style,
+                        label=family.replace("_", " "))
+                ax.fill_between(line.dynamic_heads, line["min"], line["max"], alpha=0.15, color=color)
+            ax.set_xscale("symlog", linthresh=1)
+            ax.tick_params(labelsize=5)
+            ax.set_title(f"{model} {task}" if len(models) > 1 else task, fontsize=6)
+            if r == len(models) - 1:
+                ax.set_xlabel("input-dependent heads", fontsize=6)
+            if c == 0 and len(part):
+                ax.set_ylabel(part.metric.iloc[0].replace("_", " "), fontsize=6)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
+    return fig
+
+
+def plot_head_map(values, title: str = "", cmap: str = "viridis", center=None, fmt: str = ".2f", ax=None, vmin=None):
+    """A [layers, heads] statistic as a layer x head heat map (numbers written in the cells when they fit)."""
+    set_style()
+    values = values.numpy() if hasattr(values, "numpy") else values
+    if ax is None:
+        _, ax = plt.subplots(figsize=(min(FULL_WIDTH, 0.45 * values.shape[1] + 1), 0.3 * values.shape[0] + 0.8))
+    sns.heatmap(values, ax=ax, cmap=cmap, center=center, vmin=vmin, annot=values.size <= 150, fmt=fmt,
+                annot_kws={"fontsize": 5}, cbar=True)
+    ax.set(xlabel="head", ylabel="layer", title=title)
+    return ax.figure
+
+
+def plot_one_input(attention, tokens, heads, title: str = ""):
+    """A few heads' attention on one input, with its tokens on the axes (padding slots dropped).
+    attention: [layers, heads, L, L] of one example; tokens: L strings ("" for padding)."""
+    set_style()
+    keep = [i for i, t in enumerate(tokens) if t]
+    labels = [tokens[i] for i in keep]
+    size = min(2.6, FULL_WIDTH / len(heads))
+    fig, axes = plt.subplots(1, len(heads), figsize=(size * len(heads) + 0.3, size + 0.6), squeeze=False)
+    for ax, (layer, head) in zip(axes[0], heads):
+        matrix = attention[layer, head][keep][:, keep].numpy()
+        sns.heatmap(matrix, ax=ax, cmap="viridis", vmin=0, cbar=False, square=True, xticklabels=labels,
+                    yticklabels=labels if ax is axes[0, 0] else False)
+        ax.tick_params(labelsize=4, length=0)
+        ax.set_title(f"layer {layer} head {head}", fontsize=7)
+        ax.set_xlabel("key", fontsize=6)
+    axes[0, 0].set_ylabel("query", fontsize=6)
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_average_vs_input(substitute, attention, layer: int, head: int, title: str = ""):
+    """One head in the PAPA layout: its substitute renorm(C * m m^T) on one input, its real attention on that
+    input, and their signed difference (real - substitute). Inputs [layers, heads, L, L] of one example."""
+    set_style()
+    fig, axes = plt.subplots(1, 3, figsize=(FULL_WIDTH, 2.3))
+    sub, real = substitute[layer, head].numpy(), attention[layer, head].numpy()
+    top = max(sub.max(), real.max())
+    for ax, matrix, name in ((axes[0], sub, "constant (average), this input's mask"),
+                             (axes[1], real, "its attention on this input")):
+        sns.heatmap(matrix, ax=ax, cmap="viridis", vmin=0, vmax=top, square=True, xticklabels=False,
+                    yticklabels=False, cbar=False)
+        ax.set_title(name, fontsize=7)
+    bound = abs(real - sub).max() or 1.0
+    sns.heatmap(real - sub, ax=axes[2], cmap="coolwarm", center=0, vmin=-bound, vmax=bound, square=True,
+                xticklabels=False, yticklabels=False)
+    axes[2].set_title("attention - constant", fontsize=7)
+    for ax in axes:
+        ax.set_xlabel("key slot", fontsize=6)
+    axes[0].set_ylabel("query slot", fontsize=6)
+    fig.suptitle(title or f"layer {layer} head {head}", fontsize=8)
+    fig.tight_layout()
+    return fig

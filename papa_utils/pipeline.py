@@ -19,24 +19,29 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from .averages import AttentionAverages, compute_average_attention
 from .device import model_device
 from .layout import Encoded, encode
 from .models import describe, load_model
 from .references import trivial_metrics
+from .head_stats import SCORES, head_scores, random_ranking, ranking_agreement, ranking_from_scores
 from .probe import (ProbeConfig, averages_and_features, extract_features, load_features, rank_heads_by_gates,
-                    save_features, train_probe)
+                    replaced_counts, save_features, train_probe)
 from .runs import (ROOT, RunScopeError, absolute_data_dir, atomic_path, claim_run_folder, environment, peak_memory_gb,
                    progress_enabled, repo_relative, write_json)
 from .tasks import TaskSplit, get_task, load_task
 
 log = logging.getLogger("papa_utils")
 
-NOTEBOOKS = ["01_average_attention", "02_probe_baselines", "03_partial_replacement", "04_model_strength",
-             "05_probe_strength"]
+NOTEBOOKS = ["00_anatomy_of_attention", "01_average_attention", "02_probe_baselines", "03_partial_replacement",
+             "04_model_strength", "05_probe_strength", "06_gate_free_ranking"]
 
 
+# how to order the heads for partial replacement: trained gates (the paper), the input-dependence score or
+# the variance of a head's rows around its average (``head_stats``), or a random order
+RANKINGS = ("gates", "input_dependence", "variance", "random")
 SIZE_FIELDS = ("average_examples", "train_examples", "dev_examples", "rank_examples")
 
 
@@ -63,6 +68,18 @@ class Profile:
     curve_tasks: tuple[str, ...] = ()
     curve_sizes: tuple[int, ...] = ()  # training examples (the whole split where it is smaller)
     curve_seeds: tuple[int, ...] = (42,)
+    # which heads the partial sweep replaces first (``RANKINGS``), and the rankings compared with it (notebook 6)
+    # on `compare_models`: at k = 1/2, 7/8, 15/16, deterministic rankings with every seed, `random_orders` random
+    # orders with one seed each
+    ranking: str = "gates"
+    compare_rankings: tuple[str, ...] = ()
+    compare_models: tuple[str, ...] = ()
+    random_orders: int = 3
+
+    def __post_init__(self):
+        for name in (self.ranking, *self.compare_rankings):
+            if name not in RANKINGS:
+                raise ValueError(f"unknown ranking {name!r}; rankings: {', '.join(RANKINGS)}")
 
     def length(self, task: str) -> int:
         return self.length_override or get_task(task).length
@@ -77,7 +94,9 @@ class Profile:
 PROFILES = {
     "smoke": Profile("smoke", ("minilm-l3",), ("sst2", "mrpc", "ner"), seeds=(42, 43), average_examples=64,
                      train_examples=64, dev_examples=64, rank_examples=32, epochs=2, length_override=32,
-                     curve_model="minilm-l3", curve_tasks=("sst2",), curve_sizes=(16, 64)),
+                     curve_model="minilm-l3", curve_tasks=("sst2",), curve_sizes=(16, 64),
+                     compare_rankings=("input_dependence", "variance", "random"), compare_models=("minilm-l3",),
+                     random_orders=2),
     "cpu": Profile("cpu", ("minilm-l3", "minilm-l6", "mpnet-base"), ("cola", "sst2", "mrpc", "mnli", "ner", "pos"),
                    seeds=(42, 43, 44), average_examples=1000, train_examples=1000, dev_examples=500,
                    # gates: one epoch over the probe's training subset (`make bench`: Spearman 0.87 against 2
@@ -90,7 +109,12 @@ PROFILES = {
                    # learning curve on the cheapest model, one seed: measured at 8,000 examples, NER ~160 s and MNLI
                    # ~150 s per size (two feature passes of ~40 s, probes 10-30 s), so about 13 min for these sizes
                    curve_model="minilm-l3", curve_tasks=("cola", "sst2", "mnli", "ner"),
-                   curve_sizes=(250, 1000, 4000, 8000)),
+                   curve_sizes=(250, 1000, 4000, 8000),
+                   # gate-free rankings against the gates (notebook 6) on the two MiniLMs: ~45 min measured-by-
+                   # estimate from the d19ef5c run's step times (a pass and three probes per point); MPNet's 15
+                   # extra points per task would add ~93 min, over this profile's budget
+                   compare_rankings=("input_dependence", "variance", "random"),
+                   compare_models=("minilm-l3", "minilm-l6"), random_orders=3),
     # full splits on a GPU with the Hub: hidden states of whole splits do not fit in memory, so the backbone
     # streams (eval mode) for every batch; gates train for as long as the probe. No learning curve: its cached
     # features of 8,000 examples would take ~20 GB for BERT-base at L = 128 (the cpu profile has one)
@@ -113,9 +137,10 @@ def get_profile(name: str, models=None, tasks=None) -> Profile:
         for t in split(tasks):
             get_task(t)
         profile = replace(profile, tasks=split(tasks))
-    if models or tasks:  # the learning curve covers what the narrowed run covers
+    if models or tasks:  # the learning curve and the ranking comparison cover what the narrowed run covers
         curve = profile.curve_model in profile.models
-        profile = replace(profile, curve_tasks=tuple(t for t in profile.curve_tasks if curve and t in profile.tasks))
+        profile = replace(profile, curve_tasks=tuple(t for t in profile.curve_tasks if curve and t in profile.tasks),
+                          compare_models=tuple(m for m in profile.compare_models if m in profile.models))
     return profile
 
 
@@ -201,8 +226,23 @@ def _read_json(path: Path):
         return None
 
 
-def head_ranking(run_dir: Path, profile: Profile, model_name: str, task: str) -> dict:
-    """Heads sorted by their trained gate (ascending), cached in <run>/ranking/."""
+def head_ranking(run_dir: Path, profile: Profile, model_name: str, task: str, method: str | None = None,
+                 order: int = 0) -> dict:
+    """Heads in the order the partial sweep replaces them (the first k go), by `method` (default: the profile's
+    ``ranking``): "gates" sorts by trained gate, ascending (cached in <run>/ranking/<model>__<task>.json);
+    "input_dependence" / "variance" by their score, ascending (``head_scores``); "random" is random order
+    number `order`. Returns {"ranking", "method", "seconds", ...}; "seconds" is what the ranking cost."""
+    method = method or profile.ranking
+    if method not in RANKINGS:
+        raise ValueError(f"unknown ranking {method!r}; rankings: {', '.join(RANKINGS)}")
+    if method == "random":
+        info = describe(cached_model(model_name)[0])
+        return {"ranking": random_ranking(info["layers"], info["heads"], seed=order), "method": method,
+                "order": order, "seconds": 0.0}
+    if method != "gates":
+        scores = head_scores_of(run_dir, profile, model_name, task)
+        return {"ranking": ranking_from_scores(torch.tensor(scores[method])), "method": method,
+                "scores": scores[method], "seconds": scores["seconds"]}
     avg = average_attention(run_dir, profile, model_name, task)
     n = profile.size(model_name, "rank_examples")
     data = task_data(task, "train", n)
@@ -211,12 +251,34 @@ def head_ranking(run_dir: Path, profile: Profile, model_name: str, task: str) ->
     path = Path(run_dir) / "ranking" / f"{_slug(model_name, task)}.json"
     found = _read_json(path)
     if found and found.get("fingerprint") == key:
-        return found
+        return {**found, "method": "gates"}
     model, _ = cached_model(model_name)
     result = rank_heads_by_gates(model, get_task(task), encoded(model_name, data, profile.length(task)), avg,
                                  epochs=profile.rank_epochs, config=ProbeConfig(precision=profile.precision),
                                  progress=progress_enabled())
-    result.update(fingerprint=key, model=model_name, task=task, examples=len(data), epochs=profile.rank_epochs)
+    result.update(fingerprint=key, model=model_name, task=task, examples=len(data), epochs=profile.rank_epochs,
+                  method="gates")
+    write_json(path, result)
+    return result
+
+
+def head_scores_of(run_dir: Path, profile: Profile, model_name: str, task: str) -> dict:
+    """Input-dependence and variance scores ([layers][heads] lists) of every head of (model, task), over the
+    gates' training examples, against the run's constant matrices, in fp32; cached in
+    <run>/ranking/<model>__<task>__scores.json with the seconds they took."""
+    avg = average_attention(run_dir, profile, model_name, task)
+    data = task_data(task, "train", profile.size(model_name, "rank_examples"))
+    key = _fingerprint({"averages": avg.meta["key"], "examples": len(data), "data": data.checksum,
+                        "scores": SCORES})
+    path = Path(run_dir) / "ranking" / f"{_slug(model_name, task, 'scores')}.json"
+    found = _read_json(path)
+    if found and found.get("fingerprint") == key:
+        return found
+    model, _ = cached_model(model_name)
+    start = time.time()
+    scores = head_scores(model, avg, encoded(model_name, data, profile.length(task)).batches(32))
+    result = {**{name: scores[name].tolist() for name in SCORES}, "seconds": round(time.time() - start, 2),
+              "method": "scores", "fingerprint": key, "model": model_name, "task": task, "examples": len(data)}
     write_json(path, result)
     return result
 
@@ -237,16 +299,22 @@ def replaced_heads(k: int, total: int, ranking=None):
     return [tuple(h) for h in ranking[:k]]
 
 
-def probe_sweep(run_dir: Path, profile: Profile, model_name: str, task: str, counts, ranking=None) -> list[dict]:
-    """Probe results for each number of replaced heads in `counts` and every seed of the profile.
+def probe_sweep(run_dir: Path, profile: Profile, model_name: str, task: str, counts, ranking=None,
+                ranking_name: str | None = None, seeds=None, folder: str = "probe") -> list[dict]:
+    """Probe results for each number of replaced heads in `counts` and every seed of the profile (or `seeds`).
 
     k = 0 is the probing baseline, k = all heads is full PAPA; other k replace the first k heads of
     `ranking` (``replaced_heads``). The backbone runs once per k (train and dev features), shared by every
     seed. With k = 0 come the two references, on the same dev data: the attention-free probe (the same probe on
     hidden-state level 0 of the same features, same seeds; predictor "attention_free") and the trivial
     predictor (predictor "trivial", no backbone). Results are cached per (k, predictor, seed) in <run>/probe/
-    and skipped when their inputs did not change.
+    and skipped when their inputs did not change. Records name their ranking (`ranking_name`, default the
+    profile's); a sweep under another ranking than the profile's goes to another `folder` (file names then
+    carry the ranking's name), so the main results never mix rankings.
     """
+    ranking_name = ranking_name or profile.ranking
+    seeds = tuple(seeds or profile.seeds)
+    label = () if folder == "probe" else (ranking_name,)
     model, _ = cached_model(model_name)
     info = describe(model)
     total = info["layers"] * info["heads"]
@@ -263,7 +331,7 @@ def probe_sweep(run_dir: Path, profile: Profile, model_name: str, task: str, cou
     results = []
 
     def path(k, predictor, seed):
-        return Path(run_dir) / "probe" / f"{_slug(model_name, task, f'k{k}', *PREDICTOR_FILES[predictor], f'seed{seed}')}.json"
+        return Path(run_dir) / folder / f"{_slug(model_name, task, *label, f'k{k}', *PREDICTOR_FILES[predictor], f'seed{seed}')}.json"
 
     for k in counts:
         heads = replaced_heads(k, total, ranking)
@@ -272,7 +340,7 @@ def probe_sweep(run_dir: Path, profile: Profile, model_name: str, task: str, cou
             probes["attention_free"] = replace(config, levels="embeddings")
         keys = {predictor: _fingerprint({"averages": avg.meta["key"], "heads": heads, "config": asdict(c), **data_key})
                 for predictor, c in probes.items()}
-        done = {(p, seed): _read_json(path(k, p, seed)) for p in probes for seed in profile.seeds}
+        done = {(p, seed): _read_json(path(k, p, seed)) for p in probes for seed in seeds}
         missing = [(p, seed) for (p, seed), r in done.items() if not r or r.get("fingerprint") != keys[p]]
         if missing or (k == 0 and _trivial_missing(path, profile, data_key)):
             if train is None:
@@ -281,6 +349,7 @@ def probe_sweep(run_dir: Path, profile: Profile, model_name: str, task: str, cou
             metrics = trivial_metrics(train_data, dev_data, dev)
             for seed in profile.seeds:  # seedless: the same values under every seed, so summaries stay uniform
                 write_json(path(0, "trivial", seed), {**common, "replaced_heads": 0, "heads": [], "seed": seed,
+                                                      "ranking": None,
                                                       "predictor": "trivial", "metrics": metrics, "curve": [],
                                                       "probe_seconds": 0.0, "feature_seconds": 0.0,
                                                       "fingerprint": _fingerprint(data_key)})
@@ -302,6 +371,7 @@ def probe_sweep(run_dir: Path, profile: Profile, model_name: str, task: str, cou
                                 heads=heads, train_features=features[0], dev_features=features[1],
                                 progress=progress_enabled())
                 done[predictor, seed] = {**common, "replaced_heads": k, "heads": heads, "seed": seed,
+                                         "ranking": ranking_name if 0 < k < total else None,
                                          "predictor": predictor, "metrics": r.metrics, "curve": r.curve,
                                          "probe_seconds": r.seconds, "feature_seconds": feature_seconds,
                                          "protocol": config.protocol, "fingerprint": keys[predictor]}
@@ -309,7 +379,7 @@ def probe_sweep(run_dir: Path, profile: Profile, model_name: str, task: str, cou
             del features
         if k == 0:  # the baseline's features on disk are used up
             baseline_features_path(run_dir, model_name, task, length).unlink(missing_ok=True)
-        results.extend(done["probe", seed] for seed in profile.seeds)
+        results.extend(done["probe", seed] for seed in seeds)
     return results
 
 
@@ -320,6 +390,62 @@ PREDICTOR_FILES = {"probe": (), "attention_free": ("embeddings",), "trivial": ("
 def _trivial_missing(path, profile: Profile, data_key: dict) -> bool:
     return any((_read_json(path(0, "trivial", seed)) or {}).get("fingerprint") != _fingerprint(data_key)
                for seed in profile.seeds)
+
+
+def ranking_comparison(run_dir: Path, profile: Profile, model_name: str, task: str) -> list[dict]:
+    """The partial sweep (k = 1/2, 7/8, 15/16 of the heads) under every ranking of ``profile.compare_rankings``
+    other than the profile's own (which the main sweep already ran): deterministic rankings with every seed,
+    random orders ("random0", "random1", ...) with one seed each (the profile's seeds in turn). Cached in
+    <run>/ranking_sweep/."""
+    info = describe(cached_model(model_name)[0])
+    counts = replaced_counts(info["layers"] * info["heads"])[1:-1]
+    records = []
+    for method in profile.compare_rankings:
+        if method == profile.ranking:
+            continue
+        for order in range(profile.random_orders if method == "random" else 1):
+            ranking = head_ranking(run_dir, profile, model_name, task, method, order)
+            name = f"random{order}" if method == "random" else method
+            seeds = (profile.seeds[order % len(profile.seeds)],) if method == "random" else profile.seeds
+            records += probe_sweep(run_dir, profile, model_name, task, counts, ranking["ranking"], ranking_name=name,
+                                   seeds=seeds, folder="ranking_sweep")
+    return records
+
+
+def ranking_comparison_table(run_dir: Path, profile: Profile) -> pd.DataFrame:
+    """Headline metric of every sweep point of the compared models, under every ranking: the main sweep
+    (k = 0 and all heads with ranking "none", shared by every ranking) and <run>/ranking_sweep/. Columns:
+    model, task, ranking, seed, replaced_heads, dynamic_heads, total_heads, metric, value."""
+    rows = []
+    for folder in ("probe", "ranking_sweep"):
+        for path in sorted((Path(run_dir) / folder).glob("*.json")):
+            r = _read_json(path)
+            if not r or r.get("predictor", "probe") != "probe" or r["model"] not in profile.compare_models \
+                    or r["task"] not in profile.tasks:
+                continue
+            k, total = r["replaced_heads"], r["total_heads"]
+            ranking = r.get("ranking", "gates") if 0 < k < total else "none"  # records before rankings were named
+            metric = get_task(r["task"]).metric
+            rows.append({"model": r["model"], "task": r["task"], "ranking": ranking, "seed": r["seed"],
+                         "replaced_heads": k, "dynamic_heads": total - k, "total_heads": total, "metric": metric,
+                         "value": r["metrics"][metric]})
+    columns = ["model", "task", "ranking", "seed", "replaced_heads", "dynamic_heads", "total_heads", "metric", "value"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def ranking_agreement_table(run_dir: Path, profile: Profile) -> pd.DataFrame:
+    """For every (model, task) of the profile: how each ranking of ``RANKINGS`` agrees with the gates (Spearman
+    correlation, overlap of the first halves) and what it cost (seconds; the gates' own cost beside it)."""
+    rows = []
+    for model_name in profile.models:
+        for task in profile.tasks:
+            gates = head_ranking(run_dir, profile, model_name, task, "gates")
+            for method in RANKINGS[1:]:
+                other = head_ranking(run_dir, profile, model_name, task, method)
+                rows.append({"model": model_name, "task": task, "ranking": "random0" if method == "random" else method,
+                             **ranking_agreement(gates["ranking"], other["ranking"]),
+                             "seconds": round(other["seconds"], 2), "gates_seconds": round(gates["seconds"], 2)})
+    return pd.DataFrame(rows)
 
 
 def learning_curve(run_dir: Path, profile: Profile, task: str) -> list[dict]:
@@ -483,22 +609,27 @@ def write_results(run_dir: Path, profile: Profile) -> pd.DataFrame:
 
 def timing(run_dir: Path, profile: Profile) -> dict:
     """Seconds spent per step, summed over the grid: averages (with the baseline's training features when they
-    come from the same pass), ranking, feature passes, probe training (the paper's probe and the attention-free
-    one), and the learning curve (its feature passes and probes)."""
+    come from the same pass), ranking (gates), head scores (input dependence and variance), feature passes,
+    probe training (the paper's probe and the attention-free one), the ranking comparison's sweeps (passes and
+    probes), and the learning curve (its feature passes and probes)."""
     run_dir = Path(run_dir)
-    out = {"averages": 0.0, "ranking": 0.0, "feature_passes": 0.0, "probe_training": 0.0, "learning_curve": 0.0}
+    out = {"averages": 0.0, "ranking": 0.0, "head_scores": 0.0, "feature_passes": 0.0, "probe_training": 0.0,
+           "ranking_comparison": 0.0, "learning_curve": 0.0}
     for path in (run_dir / "averages").glob("*.safetensors"):
         out["averages"] += AttentionAverages.load(path).meta.get("seconds") or 0
     for path in (run_dir / "ranking").glob("*.json"):
-        out["ranking"] += (_read_json(path) or {}).get("seconds", 0)
-    seen = set()
-    for path in (run_dir / "probe").glob("*.json"):
         r = _read_json(path) or {}
-        out["probe_training"] += r.get("probe_seconds", 0)
-        key = (r.get("model"), r.get("task"), r.get("replaced_heads"), r.get("feature_seconds"))
-        if key not in seen:  # one feature pass per configuration, recorded with each of its seeds and predictors
-            seen.add(key)
-            out["feature_passes"] += r.get("feature_seconds", 0)
+        out["head_scores" if r.get("method") == "scores" else "ranking"] += r.get("seconds", 0)
+    for folder, probes, passes in (("probe", "probe_training", "feature_passes"),
+                                   ("ranking_sweep", "ranking_comparison", "ranking_comparison")):
+        seen = set()
+        for path in (run_dir / folder).glob("*.json"):
+            r = _read_json(path) or {}
+            out[probes] += r.get("probe_seconds", 0)
+            key = (r.get("model"), r.get("task"), r.get("ranking"), r.get("replaced_heads"), r.get("feature_seconds"))
+            if key not in seen:  # one feature pass per configuration, recorded with each of its seeds and predictors
+                seen.add(key)
+                out[passes] += r.get("feature_seconds", 0)
     for path in (run_dir / "curve").glob("*.json"):  # a pass's time is recorded once, with the probe that ran it
         r = _read_json(path) or {}
         out["learning_curve"] += r.get("probe_seconds", 0) + r.get("feature_seconds", 0)

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from .averages import AttentionAverages
+from .averages import AttentionAverages, check_batch_length
 from .device import autocast_dtype, model_device
 from .layout import pair_mask
 from .models import describe, model_name
@@ -351,10 +351,7 @@ def replace_heads(model, averages, heads="all", gates: torch.Tensor | None = Non
     def capture(mod, args, kwargs):
         state.token_mask = _token_mask_from_call(mod, args, kwargs)
         state.calls = 0
-        if state.token_mask.shape[1] != constants.shape[-1]:
-            raise ValueError(f"constant matrices have length L={constants.shape[-1]} but this batch has length "
-                             f"{state.token_mask.shape[1]}; encode the data with the same L the averages were "
-                             f"built with")
+        check_batch_length(constants.shape[-1], state.token_mask.shape[1])
 
     base = getattr(model, "base_model", model)  # the encoder itself, also inside a task-head wrapper
     handles = [base.register_forward_pre_hook(capture, with_kwargs=True)]

@@ -9,32 +9,12 @@ import pandas as pd
 import pytest
 
 from papa_utils.metrics import metric_range
-from papa_utils.pipeline import (ROOT, average_attention, cached_model, encoded, get_profile, head_ranking, main,
-                                 open_run, probe_sweep, replaced_heads, run_name, run_notebooks, runs_root, task_data,
-                                 write_results)
+from papa_utils.pipeline import (NOTEBOOKS, ROOT, average_attention, cached_model, encoded, get_profile, head_ranking,
+                                 main, open_run, probe_sweep, replaced_heads, run_name, run_notebooks, runs_root,
+                                 task_data, write_results)
 from papa_utils.probe import ProbeConfig, replaced_counts, train_probe
 from papa_utils.runs import RunScopeError, claim_run_folder
 from papa_utils.tasks import get_task
-
-
-def checkout_state():
-    """Every file under the checkout (outside .git, .venv and caches), with its modification time."""
-    state = {}
-    for folder, subfolders, files in os.walk(ROOT):
-        subfolders[:] = [d for d in subfolders if d not in {".git", ".venv", "__pycache__", ".pytest_cache"}]
-        state.update({f"{folder}/{f}": os.stat(f"{folder}/{f}").st_mtime_ns for f in files})
-    return state
-
-
-@pytest.fixture(scope="module")
-def smoke(data_dir):
-    profile = get_profile("smoke")
-    before = checkout_state()
-    run_dir = run_notebooks(profile)  # into $PAPA_RUNS_DIR/smoke (conftest: a temporary folder), where nbval's
-    # notebooks (run later, as saved) find every step done
-    assert run_dir == (runs_root() / "smoke").resolve()
-    assert checkout_state() == before  # a run writes only into its run folder, never into the checkout
-    return profile, run_dir, pd.read_csv(run_dir / "results" / "probe_results.csv")
 
 
 def probe_record(run_dir, task, k, seed, model="minilm-l3"):
@@ -185,8 +165,7 @@ def test_figures_tables_and_metadata_exist(smoke):
     assert meta["scope"] == {"profile": "smoke", "models": ["minilm-l3"], "tasks": ["sst2", "mrpc", "ner"],
                              "seeds": [42, 43]}
     assert not meta["run_dir"].startswith("/") and (ROOT / meta["run_dir"]).resolve() == run_dir.resolve()
-    assert set(meta["notebook_seconds"]) == {"01_average_attention", "02_probe_baselines",
-                                             "03_partial_replacement", "04_model_strength", "05_probe_strength"}
+    assert list(meta["notebook_seconds"]) == NOTEBOOKS and NOTEBOOKS[0] == "00_anatomy_of_attention"
     for name in meta["notebook_seconds"]:
         executed = json.loads((run_dir / f"{name}.ipynb").read_text())
         assert any("injected-parameters" in c["metadata"].get("tags", []) for c in executed["cells"])

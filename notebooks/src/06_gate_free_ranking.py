@@ -1,0 +1,76 @@
+# %% [markdown]
+# # 6. Can a cheap statistic replace the gates?
+#
+# Rebuilds `figures/ranking_comparison.{pdf,png}`, `results/ranking_comparison.csv` and
+# `results/ranking_agreement.csv` in the run folder.
+#
+# Notebook 3 replaces heads in the order of trained gates: one gate per head, trained jointly with a probe,
+# a backward pass through the whole backbone. Notebook 0 measures, for every head, how far its attention on
+# each input is from the constant matrix that would replace it (the *input-dependence score*: the mean
+# Jensen–Shannon divergence between its rows and their PAPA substitutes), with one forward pass and no
+# training. If the heads with the lowest score are the ones that can go, the gates are not needed.
+#
+# For every (model, task) this notebook compares four orders of the heads:
+# - **gates** (the paper's, the main sweep of notebook 3);
+# - **input dependence** (ascending: the least input-dependent heads are replaced first);
+# - **variance**: the mean squared distance of a head's rows from their substitute, the statistic of later work
+#   that freezes the heads whose attention varies least across inputs;
+# - **random** orders (the null: what any order achieves).
+#
+# Read the verdict table first: a ranking is *as good as the gates* at a point when its mean is at least the
+# gates' worst seed. If random orders are as good as the gates too, the choice of heads does not matter at
+# these probe sizes, whatever the ranking.
+
+# %% parameters
+profile = "smoke"
+models = ""
+tasks = ""
+run_dir = ""  # empty: runs/<run name> ($PAPA_RUNS_DIR instead of runs/ when set)
+
+# %%
+from papa_utils.analysis import ranking_markdown, ranking_points, ranking_verdict
+from papa_utils.figures import plot_ranking_comparison, save_figure
+from papa_utils.pipeline import (figures_dir, get_profile, open_run, ranking_agreement_table, ranking_comparison,
+                                 ranking_comparison_table, results_dir, save_table)
+
+profile = get_profile(profile, models or None, tasks or None)
+run_dir = open_run(run_dir, profile)
+print(f"main ranking: {profile.ranking}; compared: {', '.join(profile.compare_rankings)} "
+      f"({profile.random_orders} random orders) on {', '.join(profile.compare_models) or 'no model'}")
+
+# %% [markdown]
+# ## Agreement with the gates, and cost, for every model and task
+# Spearman correlation between the positions of the heads in the two rankings, and the share of the first half
+# (the heads replaced at k = 1/2) that both rankings pick. Seconds: what each ranking cost in this run (random:
+# nothing).
+
+# %%
+agreement = ranking_agreement_table(run_dir, profile)
+save_table(agreement, results_dir(run_dir) / "ranking_agreement.csv")
+agreement.round(3)
+
+# %% [markdown]
+# ## The sweep under each ranking
+
+# %%
+for model_name in profile.compare_models:
+    for task in profile.tasks:
+        ranking_comparison(run_dir, profile, model_name, task)
+comparison = ranking_comparison_table(run_dir, profile)
+save_table(comparison, results_dir(run_dir) / "ranking_comparison.csv")
+if len(comparison):
+    fig = plot_ranking_comparison(ranking_points(comparison))
+    save_figure(fig, figures_dir(run_dir) / "ranking_comparison")
+else:
+    print("this run compares no ranking (its models were narrowed away from the profile's compare_models)")
+
+# %% [markdown]
+# ## Verdict
+# Mean difference to the gates over the partial points (k = 1/2, 7/8, 15/16 of the heads), in metric points,
+# with a bootstrap CI over points; and the number of points where the ranking is as good as the gates within
+# their seed spread.
+
+# %%
+if len(comparison):
+    verdict = ranking_verdict(comparison)
+    print(ranking_markdown(verdict, agreement))

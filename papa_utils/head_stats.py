@@ -1,0 +1,302 @@
+"""What each attention head does, measured: per-head statistics, how input-dependent a head is, the
+rankings built from that, alternative constant matrices, and what replacing heads changes in the hidden states.
+
+All statistics are means over REAL query rows (a row i with m_i = 1; padding rows never count), computed in
+fp32 from the model's eager attention probabilities. Conventions: 0 log 0 = 0, natural logarithms.
+
+- ``row_entropy``: -sum_j A[i, j] log A[i, j]. A head that attends uniformly to the n real tokens of its
+  input has the maximal entropy log n (``head_statistics`` reports that uniform baseline beside it).
+- ``head_statistics``: entropy, attention mass on [CLS], on separators ([SEP] / ``</s>``), on punctuation,
+  and on the keys at offsets -1, 0, +1. Offsets count in real-token order (the PAPA layout leaves padding
+  between segments, so "the previous token" of a second segment's first token is the last token of the first
+  segment); an offset's mass is averaged over the rows where that neighbour exists.
+- ``head_scores`` / ``input_dependence``: how far a head's attention on an input is from its PAPA substitute
+  renorm(C * m m^T), the matrix that replaces it (``papa_utils.replace``): the Jensen-Shannon divergence of
+  each real row (``input_dependence``, between 0 and log 2) and the squared distance of each real row
+  (``variance``: the spread of a head's rows around its average, the statistic of work that freezes the
+  heads whose attention varies least across inputs).
+- ``constant_patterns``: alternative constant matrices to compare with the average (uniform over real tokens,
+  previous slot, [CLS] only, identity), in the form ``replace_heads`` takes.
+"""
+from __future__ import annotations
+
+import string
+
+import numpy as np
+import torch
+
+from .averages import AttentionAverages, check_batch_length
+from .device import model_device
+from .layout import pair_mask
+from .models import describe
+from .replace import QK_PROJECTIONS, attention_modules, renormalise_rows, replace_heads
+
+OFFSETS = (-1, 0, 1)
+PATTERNS = ("average", "uniform", "previous", "cls", "identity")
+SCORES = ("input_dependence", "variance")
+
+
+def row_entropy(attention: torch.Tensor) -> torch.Tensor:
+    """Entropy of each row of attention probabilities [..., L, L] -> [..., L] (natural log, 0 log 0 = 0)."""
+    p = attention.to(torch.float32)
+    return -torch.xlogy(p, p).sum(-1)
+
+
+def js_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Jensen-Shannon divergence between the rows of p and q [..., L] (natural log: between 0 and log 2)."""
+    p, q = p.to(torch.float32), q.to(torch.float32)
+    m = (p + q) / 2
+    kl_p = (torch.xlogy(p, p) - torch.xlogy(p, m)).sum(-1)
+    kl_q = (torch.xlogy(q, q) - torch.xlogy(q, m)).sum(-1)
+    return ((kl_p + kl_q) / 2).clamp_min(0)
+
+
+def papa_substitute(constants: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+    """What replaces each head on each example: renorm(C * m m^T), [B, layers, heads, L, L] from constants
+    [layers, heads, L, L] and the token mask [B, L]."""
+    pm = pair_mask(token_mask)[:, :, None]  # [B, 1, 1, L, L]
+    return renormalise_rows(constants.to(torch.float32)[None] * pm)
+
+
+def _row_mean(values: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum over batch and rows of values [B, layers, heads, L] where rows [B, L] is true, and the row count."""
+    w = rows.to(torch.float32)[:, None, None, :]
+    return (values * w).sum((0, 3)), w.sum()
+
+
+def _stack(attentions) -> torch.Tensor:
+    """Per-layer attention probabilities [B, heads, L, L] (a model's output) -> fp32 [B, layers, heads, L, L]."""
+    if isinstance(attentions, torch.Tensor):
+        return attentions.to(torch.float32)
+    return torch.stack([a.detach().to(torch.float32) for a in attentions], dim=1)
+
+
+def real_token_positions(token_mask: torch.Tensor) -> torch.Tensor:
+    """Position of each slot among the real tokens of its example ([B, L]; padding slots get -1)."""
+    m = token_mask.to(torch.long)
+    return torch.where(m > 0, m.cumsum(-1) - 1, torch.full_like(m, -1))
+
+
+def offset_keys(token_mask: torch.Tensor, offset: int) -> torch.Tensor:
+    """[B, L, L] true where key j is the real token `offset` places after the real query i (real-token order)."""
+    pos = real_token_positions(token_mask)
+    real = token_mask.bool()
+    return (pos[:, None, :] - pos[:, :, None] == offset) & real[:, :, None] & real[:, None, :]
+
+
+def attention_statistics(attentions, token_mask: torch.Tensor, key_groups: dict | None = None) -> dict:
+    """Sums and row counts of the per-head statistics of one batch (see ``head_statistics``); attentions
+    [B, layers, heads, L, L] or a model's tuple of per-layer tensors, key_groups name -> [B, L] bool."""
+    a = _stack(attentions)
+    real = token_mask.bool()
+    out = {}
+    n_real = real.sum(-1, keepdim=True).expand_as(real).to(torch.float32)
+    out["entropy"] = _row_mean(row_entropy(a), real)
+    uniform = torch.log(n_real)[:, None, None, :].expand(a.shape[:-1])
+    out["uniform_entropy"] = _row_mean(uniform, real)
+    for name, keys in (key_groups or {}).items():
+        out[f"mass_{name}"] = _row_mean((a * keys.to(torch.float32)[:, None, None, None, :]).sum(-1), real)
+    for o in OFFSETS:
+        keys = offset_keys(token_mask, o)
+        mass = (a * keys.to(torch.float32)[:, None, None]).sum(-1)
+        out[f"offset_{o:+d}"] = _row_mean(mass, keys.any(-1))
+    return out
+
+
+def key_groups(input_ids: torch.Tensor, token_mask: torch.Tensor, tokenizer) -> dict[str, torch.Tensor]:
+    """Which key slots hold [CLS] (``<s>``), a separator ([SEP] / ``</s>``) or punctuation, as [B, L] bool."""
+    real = token_mask.bool()
+    ids = input_ids.cpu()
+    punct_ids = [i for i in torch.unique(ids).tolist()
+                 if (t := tokenizer.convert_ids_to_tokens(i).lstrip("Ġ▁")) and all(c in string.punctuation for c in t)
+                 and i not in tokenizer.all_special_ids]
+    return {"cls": (ids == tokenizer.cls_token_id) & real.cpu(),
+            "sep": (ids == tokenizer.sep_token_id) & real.cpu(),
+            "punctuation": torch.isin(ids, torch.tensor(punct_ids, dtype=ids.dtype)) & real.cpu()}
+
+
+def _finish(sums: dict) -> dict:
+    return {name: (total / count.clamp_min(1)).cpu() for name, (total, count) in sums.items()}
+
+
+def _accumulate(sums: dict, batch: dict) -> None:
+    for name, (total, count) in batch.items():
+        old = sums.get(name)
+        sums[name] = (total, count) if old is None else (old[0] + total, old[1] + count)
+
+
+def _model_inputs(batch: dict, device) -> dict:
+    return {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+
+
+@torch.no_grad()
+def head_statistics(model, tokenizer, batches) -> dict[str, torch.Tensor]:
+    """Per-head statistics over a corpus, each a [layers, heads] fp32 tensor averaged over real query rows:
+    entropy, uniform_entropy (the entropy of uniform attention over the same rows: the maximum), mass_cls,
+    mass_sep, mass_punctuation, offset_-1, offset_+0, offset_+1."""
+    device, sums = model_device(model), {}
+    for batch in batches:
+        inputs = _model_inputs(batch, device)
+        out = model(**inputs, output_attentions=True)
+        mask = inputs["attention_mask"]
+        groups = {k: v.to(device) for k, v in key_groups(inputs["input_ids"], mask, tokenizer).items()}
+        _accumulate(sums, attention_statistics(out.attentions, mask, groups))
+    return _finish(sums)
+
+
+def score_attention(attentions, constants: torch.Tensor, token_mask: torch.Tensor) -> dict:
+    """Sums and row counts of the input-dependence scores of one batch (see ``head_scores``)."""
+    a = _stack(attentions)
+    s = papa_substitute(constants.to(a.device), token_mask)
+    real = token_mask.bool()
+    return {"input_dependence": _row_mean(js_divergence(a, s), real),
+            "variance": _row_mean(((a - s) ** 2).sum(-1), real)}
+
+
+@torch.no_grad()
+def head_scores(model, averages: AttentionAverages, batches) -> dict[str, torch.Tensor]:
+    """How far each head's attention is from its PAPA substitute, over `batches`: ``input_dependence`` (mean
+    Jensen-Shannon divergence of real rows, natural log) and ``variance`` (mean squared distance of real rows),
+    each [layers, heads] fp32. The model runs in fp32 (no autocast) in eval mode; averages built for another
+    model or L are refused (``AveragesMismatchError``)."""
+    was_training = model.training
+    model.eval()
+    device, sums = model_device(model), {}
+    averages.check_compatible(model)
+    constants = averages.averages.to(device, torch.float32)
+    try:
+        for batch in batches:
+            inputs = _model_inputs(batch, device)
+            check_batch_length(averages.length, inputs["input_ids"].shape[1])
+            out = model(**inputs, output_attentions=True)
+            _accumulate(sums, score_attention(out.attentions, constants, inputs["attention_mask"]))
+    finally:
+        model.train(was_training)
+    if not sums:
+        raise ValueError("no examples were given; cannot score heads over an empty dataset")
+    return _finish(sums)
+
+
+def input_dependence(model, averages: AttentionAverages, batches) -> torch.Tensor:
+    """[layers, heads] fp32: the Jensen-Shannon divergence (natural log) between each head's attention row
+    A(x)[i, :] and its PAPA substitute row renorm(C * m(x) m(x)^T)[i, :], averaged over every real query row i
+    of every example in `batches` (each real row counts once). 0 for a head that always equals its substitute."""
+    return head_scores(model, averages, batches)["input_dependence"]
+
+
+def ranking_from_scores(scores: torch.Tensor) -> list[tuple[int, int]]:
+    """(layer, head) pairs sorted by score, ascending (the least input-dependent head first; ties by index)."""
+    heads = scores.shape[1]
+    order = torch.argsort(scores.flatten(), stable=True)
+    return [(int(i) // heads, int(i) % heads) for i in order]
+
+
+def random_ranking(layers: int, heads: int, seed: int) -> list[tuple[int, int]]:
+    """A random order of every (layer, head), fixed by `seed`."""
+    order = np.random.RandomState(seed).permutation(layers * heads)
+    return [(int(i) // heads, int(i) % heads) for i in order]
+
+
+def ranking_agreement(a, b) -> dict:
+    """How two rankings of the same heads agree: Spearman correlation of the heads' positions, and the share of
+    heads that the first halves of both rankings have in common."""
+    a, b = [tuple(map(int, h)) for h in a], [tuple(map(int, h)) for h in b]
+    if sorted(a) != sorted(b):
+        raise ValueError("the two rankings do not list the same heads")
+    position = {h: i for i, h in enumerate(b)}
+    x = np.arange(len(a), dtype=float)
+    y = np.array([position[h] for h in a], dtype=float)
+    half = len(a) // 2
+    return {"spearman": float(np.corrcoef(x, y)[0, 1]) if len(a) > 1 else 1.0,
+            "first_half_overlap": len(set(a[:half]) & set(b[:half])) / half if half else 1.0}
+
+
+def constant_patterns(kind: str, averages: AttentionAverages) -> torch.Tensor:
+    """Constant matrices [layers, heads, L, L] of one kind, shaped like `averages`, for ``replace_heads``
+    (which masks them to the real tokens and renormalises each row):
+    - ``average``: the PAPA averages themselves;
+    - ``uniform``: every real key gets the same weight;
+    - ``previous``: the previous slot (slot 0, and a slot whose previous slot is padding, attend to themselves);
+    - ``cls``: everything on slot 0 ([CLS]);
+    - ``identity``: each token on itself."""
+    if kind not in PATTERNS:
+        raise ValueError(f"unknown constant pattern {kind!r}; patterns: {', '.join(PATTERNS)}")
+    avg = averages.averages
+    if kind == "average":
+        return avg.clone()
+    length = avg.shape[-1]
+    eye = torch.eye(length)
+    if kind == "uniform":
+        one = torch.ones(length, length)
+    elif kind == "cls":
+        one = torch.zeros(length, length)
+        one[:, 0] = 1
+    elif kind == "identity":
+        one = eye
+    else:  # previous slot; the diagonal is 1e-6 so a row whose previous slot is masked falls back on itself
+        one = torch.diag(torch.ones(length - 1), -1) + 1e-6 * eye
+        one[0, 0] = 1
+    return one.expand_as(avg).clone()
+
+
+@torch.no_grad()
+def hidden_state_change(model, constants, heads, batches) -> float:
+    """Mean relative change ||h' - h|| / ||h|| of the last layer's hidden states over real tokens when `heads`
+    ("all" or (layer, head) pairs) attend with `constants` (``AttentionAverages`` or [layers, heads, L, L])."""
+    device = model_device(model)
+    total = count = 0.0
+    for batch in batches:
+        inputs = _model_inputs(batch, device)
+        before = model(**inputs).last_hidden_state.float()
+        with replace_heads(model, constants, heads):
+            after = model(**inputs).last_hidden_state.float()
+        change = (after - before).norm(dim=-1) / before.norm(dim=-1).clamp_min(1e-12)
+        real = inputs["attention_mask"].bool()
+        total += float(change[real].sum())
+        count += float(real.sum())
+    return total / max(count, 1.0)
+
+
+def heads_of_layer(model, layer: int) -> list[tuple[int, int]]:
+    """Every (layer, head) pair of one layer."""
+    info = describe(model)
+    if not 0 <= layer < info["layers"]:
+        raise ValueError(f"layer {layer} is out of range: {info['name']} has {info['layers']} layers")
+    return [(layer, h) for h in range(info["heads"])]
+
+
+def attention_row_checks(attentions, token_mask: torch.Tensor) -> dict:
+    """How far a model's attention is from "each real row is a probability distribution over the real keys":
+    the largest |row sum over real keys - 1| and the largest weight on a padding key, over real rows."""
+    a = _stack(attentions)
+    real = token_mask.bool()
+    rows = real[:, None, None, :].expand(a.shape[:-1])
+    keys = real.to(a.dtype)[:, None, None, None, :]
+    return {"max_row_sum_error": float(((a * keys).sum(-1) - 1).abs()[rows].max()),
+            "max_padding_weight": float((a * (1 - keys)).amax(-1)[rows].max())}
+
+
+@torch.no_grad()
+def recompute_attention(model, inputs: dict, layer: int, head: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One head's attention [B, L, L] computed by hand from its own queries and keys, softmax(q k^T / sqrt(d)
+    + key mask (+ MPNet's relative position bias)), and the model's own, for comparison. BERT-style models and
+    MPNet (the offline models)."""
+    device = model_device(model)
+    inputs = _model_inputs(inputs, device)
+    out = model(**inputs, output_attentions=True, output_hidden_states=True)
+    _, modules = attention_modules(model)
+    module = modules[layer]
+    kind = type(module).__name__
+    if kind not in ("BertSelfAttention", "RobertaSelfAttention", "ElectraSelfAttention", "MPNetSelfAttention"):
+        raise NotImplementedError(f"recompute_attention knows BERT-style self-attention and MPNet, not {kind}")
+    hidden = out.hidden_states[layer]
+    q_name, k_name = QK_PROJECTIONS[kind]
+    d = getattr(module, q_name).out_features // describe(model)["heads"]
+    q = getattr(module, q_name)(hidden)[..., head * d:(head + 1) * d]
+    k = getattr(module, k_name)(hidden)[..., head * d:(head + 1) * d]
+    scores = q @ k.transpose(-1, -2) / d ** 0.5
+    if kind == "MPNetSelfAttention":
+        scores = scores + model.encoder.compute_position_bias(hidden)[:, head]
+    real_keys = inputs["attention_mask"].bool()[:, None, :]
+    scores = scores.masked_fill(~real_keys, torch.finfo(scores.dtype).min)
+    return scores.softmax(-1), out.attentions[layer][:, head]

@@ -1,0 +1,116 @@
+"""The teaching notebook and the gate-free rankings in the smoke run (read back from what the notebooks wrote),
+and the ranking as a profile parameter."""
+import json
+from dataclasses import replace
+
+import nbformat
+import pandas as pd
+import papermill
+import pytest
+import torch
+
+from papa_utils.head_stats import head_scores, ranking_from_scores
+from papa_utils.metrics import metric_range
+from papa_utils.pipeline import (ROOT, RANKINGS, Profile, average_attention, cached_model, encoded, get_profile,
+                                 head_ranking, probe_sweep, task_data)
+
+PARTIAL = [18, 32, 34]  # minilm-l3: 1/2, 7/8, 15/16 of 36 heads
+
+
+def test_ranking_comparison_covers_every_ranking_point_and_seed(smoke):
+    profile, run_dir, _ = smoke
+    table = pd.read_csv(run_dir / "results" / "ranking_comparison.csv")
+    assert profile.compare_models == ("minilm-l3",) and profile.random_orders == 2
+    expected = {("minilm-l3", t, r, k, s) for t in profile.tasks for k in PARTIAL
+                for r, seeds in (("gates", profile.seeds), ("input_dependence", profile.seeds),
+                                 ("variance", profile.seeds), ("random0", (42,)), ("random1", (43,)))
+                for s in seeds}
+    expected |= {("minilm-l3", t, "none", k, s) for t in profile.tasks for k in (0, 36) for s in profile.seeds}
+    got = list(table[["model", "task", "ranking", "replaced_heads", "seed"]].itertuples(index=False, name=None))
+    assert set(got) == expected and len(got) == len(expected)
+    for metric, part in table.groupby("metric"):
+        low, high = metric_range(metric)
+        assert part.value.between(low, high).all()
+    agreement = pd.read_csv(run_dir / "results" / "ranking_agreement.csv")
+    assert len(agreement) == len(profile.tasks) * 3
+    assert set(agreement.ranking) == {"input_dependence", "variance", "random0"}
+    assert agreement.spearman.between(-1, 1).all() and agreement.first_half_overlap.between(0, 1).all()
+    assert (agreement[agreement.ranking != "random0"].seconds > 0).all()
+    assert (agreement[agreement.ranking == "random0"].seconds == 0).all() and (agreement.gates_seconds > 0).all()
+    for suffix in (".pdf", ".png"):
+        assert (run_dir / "figures" / f"ranking_comparison{suffix}").stat().st_size > 5000
+
+
+def test_each_ranking_sweep_replaces_the_first_k_heads_of_its_own_ranking(smoke):
+    """The cached scores are the input-dependence score of the gates' training examples, and each comparison
+    point replaced the first k heads of the ranking built from them (or of its random order)."""
+    profile, run_dir, _ = smoke
+    scores = json.loads((run_dir / "ranking" / "minilm-l3__sst2__scores.json").read_text())
+    model, _ = cached_model("minilm-l3")
+    data = task_data("sst2", "train", profile.size("minilm-l3", "rank_examples"))
+    avg = average_attention(run_dir, profile, "minilm-l3", "sst2")
+    again = head_scores(model, avg, encoded("minilm-l3", data, profile.length("sst2")).batches(16))
+    assert torch.allclose(torch.tensor(scores["input_dependence"]), again["input_dependence"], atol=1e-6)
+    ranking = ranking_from_scores(again["input_dependence"])
+    random1 = head_ranking(run_dir, profile, "minilm-l3", "sst2", "random", order=1)["ranking"]
+    assert random1 != head_ranking(run_dir, profile, "minilm-l3", "sst2", "random", order=0)["ranking"]
+    for name, order, seed in (("input_dependence", ranking, 43), ("random1", random1, 43)):
+        for k in PARTIAL:
+            record = json.loads((run_dir / "ranking_sweep" / f"minilm-l3__sst2__{name}__k{k}__seed{seed}.json").read_text())
+            assert [tuple(h) for h in record["heads"]] == order[:k] and record["ranking"] == name
+
+
+def test_the_main_results_hold_the_gates_ranking_only(smoke):
+    _, run_dir, results = smoke
+    for path in (run_dir / "probe").glob("*.json"):
+        r = json.loads(path.read_text())
+        assert r["ranking"] == ("gates" if 0 < r["replaced_heads"] < r["total_heads"] else None), path.name
+    assert len(results[(results.replaced_heads == 18) & results.headline]) == 3 * 2  # 3 tasks x 2 seeds, no others
+
+
+def test_the_profiles_ranking_decides_the_main_sweep(data_dir, tmp_path):
+    profile = replace(get_profile("smoke", tasks="sst2"), ranking="input_dependence", seeds=(42,), epochs=1)
+    order = head_ranking(tmp_path, profile, "minilm-l3", "sst2")  # as notebook 3 runs the main sweep
+    assert order["method"] == "input_dependence"
+    [record] = probe_sweep(tmp_path, profile, "minilm-l3", "sst2", [18], order["ranking"])
+    assert [tuple(h) for h in record["heads"]] == order["ranking"][:18] and record["ranking"] == "input_dependence"
+    assert (tmp_path / "probe" / "minilm-l3__sst2__k18__seed42.json").exists()
+
+
+def test_unknown_ranking_names():
+    message = f"unknown ranking 'gate'; rankings: {', '.join(RANKINGS)}"
+    with pytest.raises(ValueError, match=message):
+        Profile("x", ("minilm-l3",), ("sst2",), ranking="gate")
+    with pytest.raises(ValueError, match=message):
+        Profile("x", ("minilm-l3",), ("sst2",), compare_rankings=("gate",))
+    with pytest.raises(ValueError, match=message):
+        head_ranking("unused", get_profile("smoke"), "minilm-l3", "sst2", "gate")
+
+
+def executed_outputs(path) -> str:
+    nb = nbformat.read(path, as_version=4)
+    return "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
+def test_teaching_notebook_checks_itself_and_saves_its_figures(smoke):
+    _, run_dir, _ = smoke
+    text = executed_outputs(run_dir / "00_anatomy_of_attention.ipynb")
+    for n in (1, 2, 3):
+        assert f"exercise {n}: correct" in text
+    assert "'max_padding_weight': 0.0" in text and "least input-dependent heads (replaced first)" in text
+    for name in ("one_input", "head_statistics", "average_vs_input", "input_dependence"):
+        for suffix in (".pdf", ".png"):
+            assert (run_dir / "figures" / f"{name}_minilm-l3_mrpc{suffix}").stat().st_size > 5000, name
+
+
+@pytest.mark.parametrize("parameters,message", [
+    ({"model": "minilm-l4"}, "not an offline model name (minilm-l3, minilm-l6, mpnet-base)"),
+    ({"task": "sst3"}, "unknown task 'sst3'; known tasks: cola, sst2, mrpc"),
+])
+def test_teaching_notebook_refuses_unknown_names_at_once(data_dir, tmp_path, parameters, message):
+    with pytest.raises(papermill.PapermillExecutionError) as failure:
+        papermill.execute_notebook(str(ROOT / "notebooks" / "00_anatomy_of_attention.ipynb"),
+                                   str(tmp_path / "out.ipynb"), parameters={**parameters, "run_dir": str(tmp_path)},
+                                   cwd=str(ROOT / "notebooks"), progress_bar=False)
+    assert message in str(failure.value)
+    assert not (tmp_path / "figures").exists()  # it failed before computing anything

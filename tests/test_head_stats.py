@@ -1,0 +1,182 @@
+"""Head statistics, the input-dependence score and the alternative constant matrices, on hand-built attention
+matrices with known answers, then on tiny models."""
+import math
+
+import pytest
+import torch
+
+from papa_utils import AttentionAverages, AveragesMismatchError, compute_average_attention, replace_heads
+from papa_utils.head_stats import (attention_statistics, constant_patterns, head_scores, hidden_state_change,
+                                   input_dependence, js_divergence, offset_keys, papa_substitute, ranking_agreement,
+                                   ranking_from_scores, random_ranking, row_entropy, score_attention)
+from papa_utils.replace import mix_heads, LayerSpec
+from tiny_models import HEADS, LAYERS, tiny_batch, tiny_model
+
+L = 8
+
+
+def mask_of(*real_counts_and_gaps):
+    """[B, L] masks: a tuple (first, gap) puts `first` real slots, then `gap` padding slots, then real to L."""
+    rows = []
+    for first, gap in real_counts_and_gaps:
+        m = torch.ones(L, dtype=torch.long)
+        m[first: first + gap] = 0
+        rows.append(m)
+    return torch.stack(rows)
+
+
+def masked_uniform(mask):
+    """[B, 1, 1, L, L] uniform attention over real keys on real rows (0 on padding rows and keys)."""
+    pm = (mask[:, :, None] * mask[:, None, :]).float()
+    return (pm / pm.sum(-1, keepdim=True).clamp_min(1))[:, None, None]
+
+
+def test_js_divergence_known_values():
+    p = torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.3, 0.7]])
+    q = torch.tensor([[0.0, 1.0], [0.5, 0.5], [0.7, 0.3]])
+    expected_last = 0.5 * (0.3 * math.log(0.3 / 0.5) + 0.7 * math.log(0.7 / 0.5)) * 2
+    assert torch.allclose(js_divergence(p, q), torch.tensor([math.log(2), 0.0, expected_last]), atol=1e-6)
+    assert torch.allclose(js_divergence(p, q), js_divergence(q, p))
+
+
+def test_uniform_head_has_maximal_entropy():
+    mask = mask_of((3, 2), (5, 2))
+    uniform = masked_uniform(mask)
+    peaked = torch.zeros_like(uniform)
+    peaked[..., 0] = 1  # everything on [CLS]
+    stats = attention_statistics(torch.cat([uniform, peaked], dim=2), mask)
+    entropy = stats["entropy"][0] / stats["entropy"][1]
+    baseline = stats["uniform_entropy"][0] / stats["uniform_entropy"][1]
+    # 6 real tokens in each example: every real row of the uniform head has entropy log 6
+    assert torch.allclose(entropy[0, 0], torch.tensor(math.log(6)), atol=1e-6)
+    assert torch.allclose(baseline[0], torch.tensor(math.log(6)), atol=1e-6)
+    assert entropy[0, 1] == 0
+    # padding rows do not count: rows of 0 in padding slots would otherwise pull the mean down
+    assert torch.allclose(row_entropy(uniform)[0, 0, 0, 3], torch.tensor(0.0))
+
+
+def test_previous_token_head_puts_all_its_mass_on_offset_minus_one():
+    mask = mask_of((3, 2), (8, 0))  # a gap between slots 2 and 5: slot 5's previous real token is slot 2
+    previous = torch.zeros(2, 1, 1, L, L)
+    for b in range(2):
+        real = mask[b].nonzero().flatten().tolist()
+        previous[b, 0, 0, real[0], real[0]] = 1
+        for before, after in zip(real, real[1:]):
+            previous[b, 0, 0, after, before] = 1
+    stats = attention_statistics(previous, mask)
+    mean = {k: (v[0] / v[1])[0, 0].item() for k, v in stats.items()}
+    assert mean["offset_-1"] == pytest.approx(1.0) and mean["offset_+1"] == 0
+    assert mean["offset_+0"] == pytest.approx(2 / 14)  # only the first token of each example attends to itself
+    assert offset_keys(mask, -1)[0, 5, 2] and not offset_keys(mask, -1)[0, 5, 4]
+
+
+def test_mass_on_key_groups_and_counts_only_real_rows():
+    mask = mask_of((4, 2))
+    attention = masked_uniform(mask)  # 6 real keys
+    cls = torch.zeros(1, L, dtype=torch.bool)
+    cls[0, 0] = True
+    sep = torch.zeros(1, L, dtype=torch.bool)
+    sep[0, [3, L - 1]] = True
+    stats = attention_statistics(attention, mask, {"cls": cls, "sep": sep})
+    assert (stats["mass_cls"][0] / stats["mass_cls"][1]).item() == pytest.approx(1 / 6)
+    assert (stats["mass_sep"][0] / stats["mass_sep"][1]).item() == pytest.approx(2 / 6)
+    assert stats["entropy"][1] == 6  # six real rows counted
+
+
+def test_head_equal_to_its_average_scores_zero_and_others_do_not():
+    torch.manual_seed(0)
+    constants = torch.rand(2, 3, L, L)
+    mask = mask_of((3, 2), (8, 0), (2, 5))
+    attention = papa_substitute(constants, mask)  # every head attends exactly with its substitute
+    sums = score_attention(attention, constants, mask)
+    for name in ("input_dependence", "variance"):
+        assert torch.all((sums[name][0] / sums[name][1]).abs() < 1e-6)
+    attention[:, 1, 2] = masked_uniform(mask)[:, 0, 0]  # one head now differs
+    sums = score_attention(attention, constants, mask)
+    score = sums["input_dependence"][0] / sums["input_dependence"][1]
+    assert score[1, 2] > 1e-3 and (score.flatten()[:5].abs() < 1e-6).all()
+    assert sums["input_dependence"][1] == 6 + 8 + 3  # each real row counts once
+
+
+def test_substitute_rows_sum_to_one_over_real_keys():
+    mask = mask_of((3, 2))
+    s = papa_substitute(torch.rand(2, 3, L, L), mask)
+    assert torch.allclose(s[0, :, :, [0, 1, 2, 5, 6, 7]].sum(-1), torch.ones(2, 3, 6))
+    assert s[0, :, :, 3:5].abs().sum() == 0 and s[0, :, :, :, 3:5].abs().sum() == 0
+
+
+@pytest.mark.parametrize("kind,slot_mass", [("cls", "offset_to_slot0"), ("identity", "offset_+0"),
+                                            ("previous", "offset_-1"), ("uniform", "entropy")])
+def test_alternative_constant_matrices_through_the_mixing(kind, slot_mass):
+    """The patterns as replace_heads applies them (mix_heads: masked, renormalised)."""
+    mask = mask_of((3, 2), (8, 0))
+    averages = AttentionAverages(torch.rand(LAYERS, HEADS, L, L), torch.ones(L, L), {})
+    pattern = constant_patterns(kind, averages)
+    probs = mix_heads(None, LayerSpec(HEADS, list(range(HEADS)), pattern[0]), mask)  # [B, H, L, L]
+    stats = attention_statistics(probs[:, None], mask)
+    mean = {k: (v[0] / v[1])[0, 0].item() for k, v in stats.items()}
+    if kind == "cls":
+        assert torch.allclose(probs[..., 0][mask.bool()[:, None].expand(-1, HEADS, -1)], torch.tensor(1.0))
+    elif kind == "uniform":
+        assert mean["entropy"] == pytest.approx(mean["uniform_entropy"], abs=1e-6)
+    elif kind == "previous":  # every row with a previous real slot puts (almost) all of it there
+        assert probs[1, 0, 4, 3] > 1 - 1e-5 and probs[0, 0, 5, 5] == pytest.approx(1.0)  # slot 4 is padding
+    else:
+        assert mean[slot_mass] == pytest.approx(1.0)
+    assert torch.equal(constant_patterns("average", averages), averages.averages)
+    with pytest.raises(ValueError, match="unknown constant pattern 'zeros'; patterns: average, uniform, previous"):
+        constant_patterns("zeros", averages)
+
+
+def test_rankings_and_their_agreement():
+    scores = torch.tensor([[0.3, 0.1], [0.2, 0.4]])
+    assert ranking_from_scores(scores) == [(0, 1), (1, 0), (0, 0), (1, 1)]
+    r = random_ranking(3, 4, seed=1)
+    assert sorted(r) == [(l, h) for l in range(3) for h in range(4)] and r == random_ranking(3, 4, seed=1)
+    assert r != random_ranking(3, 4, seed=2)
+    assert ranking_agreement(r, r) == {"spearman": pytest.approx(1.0), "first_half_overlap": 1.0}
+    assert ranking_agreement(r, r[::-1]) == {"spearman": pytest.approx(-1.0), "first_half_overlap": 0.0}
+    with pytest.raises(ValueError, match="do not list the same heads"):
+        ranking_agreement(r, r[:-1] + [(9, 9)])
+
+
+def batches_of(batch):
+    return [batch]
+
+
+def test_input_dependence_on_a_model_is_zero_against_its_own_attention():
+    """Averages over one example are that example's attention: its score is 0; another example's is not."""
+    model = tiny_model("bert")
+    batch = tiny_batch(16)
+    one = {k: v[:1] for k, v in batch.items()}
+    averages = compute_average_attention(model, [one], progress=False)
+    assert torch.all(input_dependence(model, averages, [one]).abs() < 1e-6)
+    other = {k: v[2:] for k, v in batch.items()}
+    scores = head_scores(model, averages, [other])
+    assert scores["input_dependence"].shape == (LAYERS, HEADS) and scores["input_dependence"].dtype == torch.float32
+    assert (scores["input_dependence"] > 1e-4).all() and (scores["variance"] > 0).all()
+
+
+def test_input_dependence_refuses_averages_of_another_model_or_length():
+    bert = tiny_model("bert")
+    batch = tiny_batch(16)
+    averages = compute_average_attention(bert, [batch], progress=False)
+    with pytest.raises(AveragesMismatchError, match="built for model 'tiny-bert', not 'tiny-roberta'"):
+        input_dependence(tiny_model("roberta"), averages, [batch])
+    with pytest.raises(AveragesMismatchError, match="constant matrices have length L=16 but this batch has length 24"):
+        input_dependence(bert, averages, [tiny_batch(24)])
+    with pytest.raises(AveragesMismatchError, match="constant matrices have length L=16 but this batch has length 24"):
+        with replace_heads(bert, averages):  # the same error as head replacement gives
+            bert(**tiny_batch(24))
+
+
+def test_hidden_state_change():
+    model = tiny_model("bert")
+    batch = tiny_batch(16)
+    one = {k: v[:1] for k, v in batch.items()}
+    own = compute_average_attention(model, [one], progress=False)  # the example's own attention: no change
+    assert hidden_state_change(model, own, "all", [one]) < 1e-5
+    uniform = constant_patterns("uniform", own)
+    change_one = hidden_state_change(model, uniform, [(0, 0)], [batch])
+    change_all = hidden_state_change(model, uniform, "all", [batch])
+    assert 0 < change_one < change_all
