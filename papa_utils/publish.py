@@ -20,12 +20,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from .analysis import (check_claims, claim_statements, curve_markdown, curve_summary, half_heads_change, table1,
-                       table1_markdown)
+from .analysis import (check_claims, claim_statements, curve_markdown, curve_summary, half_heads_change,
+                       ranking_markdown, ranking_verdict, table1, table1_markdown)
 from .pipeline import PROFILES, Profile
 from .runs import ROOT, RunScopeError, atomic_path, covers, describe_scope, write_json
 
-RESULT_FILES = ("probe_results.csv", "table1.md", "table1.tex", "claims.json", "learning_curves.csv")
+RESULT_FILES = ("probe_results.csv", "table1.md", "table1.tex", "claims.json", "learning_curves.csv",
+                "ranking_comparison.csv", "ranking_agreement.csv")
 
 
 class PublishError(RuntimeError):
@@ -72,6 +73,11 @@ def publish_run(run_dir: str | Path, root: Path = ROOT) -> Path:
     return target
 
 
+# steps that not every run has, in the order the README names them
+STEP_LABELS = (("head_scores", "head scores (input dependence, variance)"),
+               ("ranking_comparison", "sweeps under the compared rankings"), ("learning_curve", "learning curve"))
+
+
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
@@ -101,7 +107,7 @@ def readme_block(name: str, root: Path = ROOT) -> str:
              f"{_minutes(steps['averages'])}, head ranking {_minutes(steps['ranking'])}, other backbone feature "
              f"passes {_minutes(steps['feature_passes'])}, probe training (the paper's probe and the attention-free "
              f"one) {_minutes(steps['probe_training'])}"
-             + (f", learning curve {_minutes(steps['learning_curve'])}" if "learning_curve" in steps else "") + ".",
+             + "".join(f", {label} {_minutes(steps[key])}" for key, label in STEP_LABELS if steps.get(key)) + ".",
              f"- Peak resident memory of the largest process: {run['peak_memory_gb']:.1f} GiB. Baseline features saved "
              f"on disk: {run['feature_cache_gb']['largest']:.1f} GiB at most, {run['feature_cache_gb']['at_the_end']:.1f} "
              f"GiB left at the end.", "",
@@ -135,11 +141,26 @@ def readme_block(name: str, root: Path = ROOT) -> str:
                      + " | ".join(s["half_heads"] for _, s in columns) + " |")
     lines.append("| 3. better models lose more | the drop grows with the baseline | "
                  + " | ".join(s["strength"] for _, s in columns) + " |")
-    curve = pd.read_csv(folder / "learning_curves.csv") if (folder / "learning_curves.csv").exists() else None
+    curve = _table(folder / "learning_curves.csv")
     if curve is not None and len(curve):
         lines += ["", "### How the verdict moves with the probe's training data (learning curve, notebook 5)", "",
                   curve_markdown(curve_summary(curve)).rstrip()]
+    comparison = _table(folder / "ranking_comparison.csv")
+    if comparison is not None and len(comparison):
+        agreement = pd.read_csv(folder / "ranking_agreement.csv")
+        lines += ["", "### Can a cheap statistic replace the gates? (notebook 6)", "",
+                  f"Partial sweep (k = ½, ⅞, 15/16 of the heads) under each ranking on "
+                  f"{', '.join(p['compare_models'])}: deterministic rankings with seeds "
+                  f"{', '.join(map(str, p['seeds']))}, {p['random_orders']} random orders with one seed each. A ranking is "
+                  f"as good as the gates at a point when its mean is at least the gates' worst seed. Agreement and cost "
+                  f"for every model × task of the run.", "",
+                  ranking_markdown(ranking_verdict(comparison), agreement).rstrip()]
     return "\n".join(lines) + "\n"
+
+
+def _table(path: Path):
+    """A result table, or None when this run has none (a run made before that table existed)."""
+    return pd.read_csv(path) if path.exists() else None
 
 
 def write_readme_block(name: str, root: Path = ROOT) -> bool:

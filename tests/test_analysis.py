@@ -88,3 +88,33 @@ def test_claims_are_stated_even_when_every_drop_is_undefined():
     r = results({("a", "x", 0): [0, 0], ("a", "x", 4): [0, 0]})  # e.g. CoLA at MCC 0
     said = claim_statements(check_claims(r, n_boot=20))
     assert said["all_heads"] == "relative drop undefined; share of the learned signal lost undefined"
+
+
+def test_ranking_verdict_on_a_hand_built_comparison():
+    from papa_utils.analysis import ranking_points, ranking_verdict
+
+    rows = []
+    for task, gates, dependence, randoms in (("a", [50, 52, 54], [51, 51, 51], [40, 42]),
+                                             ("b", [60, 60, 60], [57, 58, 59], [60, 64])):
+        for seed, (g, d) in enumerate(zip(gates, dependence)):
+            rows += [dict(ranking="gates", seed=seed, replaced_heads=2, value=g),
+                     dict(ranking="input_dependence", seed=seed, replaced_heads=2, value=d),
+                     dict(ranking="none", seed=seed, replaced_heads=0, value=70),
+                     dict(ranking="none", seed=seed, replaced_heads=4, value=30)]
+        rows += [dict(ranking=f"random{i}", seed=i, replaced_heads=2, value=v) for i, v in enumerate(randoms)]
+        for r in rows[-(3 * 4 + len(randoms)):]:
+            r.update(model="m", task=task, total_heads=4, dynamic_heads=4 - r["replaced_heads"], metric="accuracy")
+    comparison = pd.DataFrame(rows)
+    points = ranking_points(comparison)
+    # every family's line runs through the shared ends
+    assert set(points[points.replaced_heads == 0].family) == {"gates", "input_dependence", "random"}
+    random_a = points[(points.family == "random") & (points.task == "a") & (points.replaced_heads == 2)].iloc[0]
+    assert (random_a["mean"], random_a["min"], random_a["max"], random_a["count"]) == (41, 40, 42, 2)
+    verdict = ranking_verdict(comparison, n_boot=200).set_index("ranking")
+    # task a: 51 - 52 = -1, as good (51 >= the gates' worst seed, 50); task b: 58 - 60 = -2, not (58 < 60)
+    assert verdict.loc["input_dependence", "mean_difference"] == pytest.approx(-1.5)
+    assert verdict.loc["input_dependence", "as_good_as_gates"] == 1 and verdict.loc["input_dependence", "points"] == 2
+    assert verdict.loc["input_dependence", "ci_low"] == pytest.approx(-2) and verdict.loc["input_dependence", "ci_high"] == pytest.approx(-1)
+    # random: a 41 - 52 = -11 (not as good), b 62 - 60 = +2 (as good)
+    assert verdict.loc["random", "mean_difference"] == pytest.approx(-4.5)
+    assert verdict.loc["random", "as_good_as_gates"] == 1
