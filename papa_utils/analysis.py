@@ -1,6 +1,8 @@
 """From tidy probe results to the paper's numbers: Table 1, relative drops, correlation with strength."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -47,7 +49,7 @@ def _by_point(summary: pd.DataFrame, which) -> pd.DataFrame:
     return summary[which(summary)].set_index(["model", "task"])
 
 
-def table1(results: pd.DataFrame) -> pd.DataFrame:
+def table1(results: pd.DataFrame, statistics: dict | None = None, n_boot: int = 2000) -> pd.DataFrame:
     """Per model x task: baseline (no head replaced) and full PAPA (all heads), mean and std over seeds, the two
     references (trivial predictor, attention-free probe) and the measures of what PAPA costs:
     - relative_drop: the paper's, (baseline - PAPA) / baseline;
@@ -55,6 +57,8 @@ def table1(results: pd.DataFrame) -> pd.DataFrame:
     - contextual_lost: share of the contextual signal lost, (baseline - PAPA) / (baseline - attention-free),
       only where baseline - attention-free exceeds the seed spread (the larger of the two min..max ranges over
       seeds); elsewhere NaN with `contextual_note` "no contextual signal to lose".
+    The first two come with 95% bootstrap CIs (`*_low`, `*_high`; ``point_draws``): over seeds, and with
+    per-example `statistics` over dev examples too (`dev_resampled`), paired between baseline, PAPA and floor.
     Reference columns are NaN when the results hold no references (runs made before they existed)."""
     s = seed_summary(results)
     base = _by_point(s, lambda t: t.replaced_heads == 0)
@@ -75,6 +79,12 @@ def table1(results: pd.DataFrame) -> pd.DataFrame:
                                                                table["attention_free"]), np.nan)
     table["contextual_note"] = np.where(table["attention_free"].isna(), "no reference",
                                         np.where(contextual, "", "no contextual signal to lose"))
+    draws = point_draws(results, statistics, "all", n=n_boot)
+    for name, measure in (("relative_drop", _relative), ("learned_lost", _learned)):
+        bounds = {point: interval(measure(*d["draws"])) for point, d in draws.items()}
+        table[f"{name}_low"] = [bounds.get(i, (np.nan, np.nan))[0] for i in table.index]
+        table[f"{name}_high"] = [bounds.get(i, (np.nan, np.nan))[1] for i in table.index]
+    table["dev_resampled"] = [bool(draws[i]["dev_resampled"]) if i in draws else False for i in table.index]
     return table.reset_index()
 
 
@@ -92,59 +102,97 @@ def half_heads_change(results: pd.DataFrame) -> pd.DataFrame:
     return both.reset_index()
 
 
-def point_values(results: pd.DataFrame, replaced: str) -> dict:
-    """Per model x task, the per-seed headline values of the baseline, of the configuration `replaced`
-    ("all" or "half" of the heads) and of the trivial predictor, in the order of the seeds, for the bootstrap."""
+def statistics_key(model: str, task: str, predictor: str, replaced_heads: int, seed) -> str:
+    """How a result's per-example dev statistics are filed (``pipeline.write_results``'s dev_statistics.npz)."""
+    return f"{model}|{task}|{predictor}|{int(replaced_heads)}|{seed}"
+
+
+def point_draws(results: pd.DataFrame, statistics: dict | None = None, replaced: str = "all", n: int = 2000,
+                seed: int = 0) -> dict:
+    """Per model x task, the baseline, the configuration `replaced` ("all" or "half" of the heads) and the trivial
+    predictor: {"estimates": their means over seeds on the whole dev set (3 values), "draws": [3, n] bootstrap
+    replicates, "dev_resampled": bool}.
+
+    A replicate resamples the seeds (with replacement) and, where `statistics` (``statistics_key`` -> per-example
+    counts, ``metrics.example_statistics``) hold every value of the point, the dev examples too, with Poisson(1)
+    weights per example (the Poisson bootstrap). It is paired: one replicate applies the same seed indices and
+    the same dev weights to the baseline, the configuration and the floor, so what they share cancels."""
+    from .metrics import metric_from_statistics
+
     rows = headline(results, None)
     predictor = _predictor(rows)
+    rng = np.random.default_rng(seed)
     out = {}
     for (model, task), part in rows.groupby(["model", "task"], sort=True):
         p = predictor.loc[part.index]
         total = part.total_heads.iloc[0]
         k = total if replaced == "all" else round(total / 2)
-        pick = lambda who, heads: part[(p == who) & (part.replaced_heads == heads)].sort_values("seed")["value"]  # noqa
+        pick = lambda who, heads: part[(p == who) & (part.replaced_heads == heads)].set_index("seed")["value"]  # noqa
         base, other, trivial = pick("probe", 0), pick("probe", k), pick("trivial", 0)
-        if len(base) and len(base) == len(other):
-            out[model, task] = (base.to_numpy(float), other.to_numpy(float),
-                                trivial.to_numpy(float) if len(trivial) == len(base) else np.full(len(base), np.nan))
+        seeds = sorted(set(base.index) & set(other.index))
+        if not seeds:
+            continue
+        metric = part.metric.iloc[0]
+        floor = float(trivial.iloc[0]) if len(trivial) else np.nan
+        keys = [[statistics_key(model, task, "probe", heads, s) for s in seeds] for heads in (0, k)]
+        floor_key = statistics_key(model, task, "trivial", 0, trivial.index[0]) if len(trivial) else None
+        resampled = statistics is not None and floor_key in statistics and all(
+            key in statistics for group in keys for key in group)
+        if resampled:
+            n_dev = len(statistics[floor_key])
+            weights = rng.poisson(1.0, (n, n_dev)).astype(np.float32)
+            replicate = lambda key: metric_from_statistics(metric, weights @ statistics[key].astype(np.float32))  # noqa
+            values = [np.stack([replicate(key) for key in group], axis=1) for group in keys]  # [n, seeds] each
+            floor_draws = replicate(floor_key)
+        else:
+            values = [np.tile(v.loc[seeds].to_numpy(float), (n, 1)) for v in (base, other)]
+            floor_draws = np.full(n, floor)
+        chosen = rng.integers(0, len(seeds), (n, len(seeds)))
+        draws = [np.take_along_axis(v, chosen, axis=1).mean(1) for v in values] + [floor_draws]
+        out[model, task] = {"estimates": np.array([base.loc[seeds].mean(), other.loc[seeds].mean(), floor]),
+                            "draws": np.stack(draws), "dev_resampled": resampled}
     return out
 
 
-def bootstrap_average(points: dict, measure, n: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
-    """Average of `measure(baseline, papa, floor)` over model x task points, with a percentile bootstrap CI
-    that resamples the points and, within each point, its seeds (paired: one seed index draws the baseline,
-    PAPA and floor of that seed). Points where the measure is undefined (NaN) are left out and counted."""
-    values = list(points.values())
-    means = [tuple(v.mean() for v in point) for point in values]
-    estimates = np.array([measure(*m) for m in means], dtype=float)
+def interval(samples, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of bootstrap replicates, ignoring undefined (NaN) ones; NaN when none is defined."""
+    samples = np.asarray(samples, dtype=float)
+    samples = samples[~np.isnan(samples)]
+    if not len(samples):
+        return float("nan"), float("nan")
+    low, high = np.quantile(samples, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
+
+
+def bootstrap_average(points: dict, measure, seed: int = 0, level: float = 0.95) -> dict:
+    """Average of `measure(baseline, configuration, floor)` (vectorised) over the points of ``point_draws``, with a
+    percentile CI whose replicates also resample the points (each replicate picks points with replacement and
+    takes each picked point's own replicate). Points where the measure is undefined (NaN) are left out and
+    counted; `dev_resampled_points` says at how many the dev examples were resampled."""
+    estimates = np.array([float(measure(*p["estimates"])) for p in points.values()], dtype=float)
     defined = ~np.isnan(estimates)
+    kept = [p for p, ok in zip(points.values(), defined) if ok]
     out = {"value": float(estimates[defined].mean()) if defined.any() else float("nan"),
-           "points": int(defined.sum()), "undefined_points": int((~defined).sum()), "ci_low": float("nan"),
+           "points": int(defined.sum()), "undefined_points": int((~defined).sum()),
+           "dev_resampled_points": sum(p["dev_resampled"] for p in kept), "ci_low": float("nan"),
            "ci_high": float("nan")}
-    if defined.sum() < 2:
+    if len(kept) < 2:
         return out
-    rng = np.random.default_rng(seed)
-    samples = []
-    for _ in range(n):
-        chosen = rng.integers(0, len(values), len(values))
-        draws = []
-        for i in chosen:
-            base, papa, floor = values[i]
-            s = rng.integers(0, len(base), len(base))
-            draws.append(measure(base[s].mean(), papa[s].mean(), floor[s].mean()))
-        draws = np.array(draws, dtype=float)
-        if (~np.isnan(draws)).any():
-            samples.append(np.nanmean(draws))
-    out["ci_low"], out["ci_high"] = (float(q) for q in np.quantile(samples, [(1 - level) / 2, (1 + level) / 2]))
+    replicates = np.stack([measure(*p["draws"]) for p in kept], axis=1)  # [n, points]
+    chosen = np.random.default_rng(seed).integers(0, len(kept), replicates.shape)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a replicate where every picked point is undefined
+        averages = np.nanmean(np.take_along_axis(replicates, chosen, axis=1), axis=1)
+    out["ci_low"], out["ci_high"] = interval(averages, level)
     return out
 
 
 def _relative(base, papa, floor):
-    return float(relative_drop(base, papa))
+    return relative_drop(base, papa)
 
 
 def _learned(base, papa, floor):
-    return float(share_lost(base, papa, floor))
+    return share_lost(base, papa, floor)
 
 
 def curve_summary(curve: pd.DataFrame) -> pd.DataFrame:
@@ -194,6 +242,13 @@ def _pct(value) -> str:
     return "undefined" if value is None or np.isnan(value) else f"{100 * value:.1f}%"
 
 
+def _pct_ci(value, low, high) -> str:
+    """'12.3% [4.5, 20.1]' (the CI left out where undefined)."""
+    if value is None or np.isnan(value) or np.isnan(low):
+        return _pct(value)
+    return f"{100 * value:.1f}% [{100 * low:.1f}, {100 * high:.1f}]"
+
+
 def _average_note(values: pd.Series, why: str) -> str:
     """'**x%** over n' (and how many were left out, and why)."""
     left_out = int(values.isna().sum())
@@ -203,8 +258,8 @@ def _average_note(values: pd.Series, why: str) -> str:
 
 def table1_markdown(table: pd.DataFrame) -> str:
     """Table 1 as Markdown: baseline and PAPA (mean ± std over seeds), the trivial and attention-free references
-    on the same dev data, the paper's relative drop and the shares of the learned and contextual signal lost;
-    averages say over how many points they are taken."""
+    on the same dev data, the paper's relative drop and the share of the learned signal lost with their 95%
+    bootstrap CIs, the share of the contextual signal lost; averages say over how many points they are taken."""
     lines = ["| model | task | metric | trivial | attention-free | baseline | PAPA (all heads constant) | relative drop "
              "| learned signal lost | contextual signal lost |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in table.itertuples():
@@ -212,8 +267,9 @@ def table1_markdown(table: pd.DataFrame) -> str:
         free = "–" if np.isnan(r.attention_free) else f"{r.attention_free:.1f} ± {r.attention_free_std:.1f}"
         trivial = "–" if np.isnan(r.trivial) else f"{r.trivial:.1f}"
         lines.append(f"| {r.model} | {r.task} | {r.metric} | {trivial} | {free} | {r.baseline:.1f} ± "
-                     f"{r.baseline_std:.1f} | {r.papa:.1f} ± {r.papa_std:.1f} | {_pct(r.relative_drop)} | "
-                     f"{_pct(r.learned_lost)} | {contextual} |")
+                     f"{r.baseline_std:.1f} | {r.papa:.1f} ± {r.papa_std:.1f} | "
+                     f"{_pct_ci(r.relative_drop, r.relative_drop_low, r.relative_drop_high)} | "
+                     f"{_pct_ci(r.learned_lost, r.learned_lost_low, r.learned_lost_high)} | {contextual} |")
     lines.append(f"| **average** | | | | | | | {_average_note(table.relative_drop, 'baseline <= 0')} | "
                  f"{_average_note(table.learned_lost, 'baseline at or below the trivial predictor')} | "
                  f"{_average_note(table.contextual_lost, 'no contextual signal to lose')} |")
@@ -232,8 +288,10 @@ def table1_latex(table: pd.DataFrame) -> str:
             r"context lost \\", r"\midrule"]
     for r in table.itertuples():
         rows.append(f"{r.model} & {r.task} & {r.metric.replace('_', ' ')} & {num(r.trivial)} & "
-                    f"{num(r.attention_free)} & {r.baseline:.1f} & {r.papa:.1f} & {pct(r.relative_drop)} & "
-                    f"{pct(r.learned_lost)} & {pct(r.contextual_lost)} \\\\")
+                    f"{num(r.attention_free)} & {r.baseline:.1f} & {r.papa:.1f} & "
+                    f"{_pct_ci(r.relative_drop, r.relative_drop_low, r.relative_drop_high).replace('%', chr(92) + '%')} & "
+                    f"{_pct_ci(r.learned_lost, r.learned_lost_low, r.learned_lost_high).replace('%', chr(92) + '%')} & "
+                    f"{pct(r.contextual_lost)} \\\\")
     rows += [r"\midrule", f"average & & & & & & & {pct(table.relative_drop.mean())} & {pct(table.learned_lost.mean())} & "
              f"{pct(table.contextual_lost.mean())} \\\\", r"\bottomrule", r"\end{tabular}"]
     return "\n".join(rows) + "\n"
@@ -258,22 +316,22 @@ def strength_within_tasks(t1: pd.DataFrame) -> dict:
             "holds": None if not measured else holding > len(measured) / 2}
 
 
-def check_claims(results: pd.DataFrame, n_boot: int = 2000) -> dict:
+def check_claims(results: pd.DataFrame, statistics: dict | None = None, n_boot: int = 2000) -> dict:
     """The paper's three claims, measured on these results.
 
     Claims 1 and 2 (all / half of the heads constant): the paper's average relative drop and the average share
-    of the learned signal lost (against the trivial predictor), each with a bootstrap CI over points and seeds
-    (``bootstrap_average``). Claim 3's verdict is read within tasks (``strength_within_tasks``); the correlation
+    of the learned signal lost (against the trivial predictor), each with a bootstrap CI over points, seeds and,
+    with per-example `statistics`, dev examples (``point_draws``, ``bootstrap_average``). Claim 3's verdict is read within tasks (``strength_within_tasks``); the correlation
     pooled over every model x task point, which mixes metrics and dev sets, is kept beside it."""
-    t1 = table1(results)
+    t1 = table1(results, statistics, n_boot)
     half = half_heads_change(results)
     defined = t1.dropna(subset=["relative_drop"])
     out = {"paper_all_heads_average_relative_drop": 0.08,
            "points_with_undefined_drop": [f"{r.model} {r.task}" for r in t1[t1.relative_drop.isna()].itertuples()]}
     for name, replaced in (("all_heads", "all"), ("half_heads", "half")):
-        points = point_values(results, replaced)
-        out[name] = {"relative_drop": bootstrap_average(points, _relative, n=n_boot),
-                     "learned_signal_lost": bootstrap_average(points, _learned, n=n_boot)}
+        points = point_draws(results, statistics, replaced, n=n_boot)
+        out[name] = {"relative_drop": bootstrap_average(points, _relative),
+                     "learned_signal_lost": bootstrap_average(points, _learned)}
     out["half_heads"]["gains"] = int((half["relative_drop"] < 0).sum())
     out["all_heads"]["contextual_signal_lost"] = {
         "value": float(t1.contextual_lost.mean()) if t1.contextual_lost.notna().any() else None,

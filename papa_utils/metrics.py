@@ -42,3 +42,64 @@ def compute_metrics(task: Task, predictions, labels) -> dict[str, float]:
             value = fn(predictions, labels)[0] if np.std(predictions) > 0 else 0.0
             out[name] = 100 * float(value)
     return out
+
+
+def example_statistics(task: Task, metric: str, predictions, labels) -> np.ndarray:
+    """Per dev example, the counts that `metric` is a function of, [n, s] integers, so that the metric of any
+    resample of the examples is ``metric_from_statistics`` of its summed rows (what a bootstrap over dev
+    examples needs): accuracy [correct, 1]; F1 of the positive class [tp, fp, fn]; Matthews correlation the
+    example's cell of the C x C confusion matrix (one-hot, label-major); entity F1 per sentence [correct
+    entities, predicted, true]; token accuracy per sentence [correct, tokens]. Not for regression metrics."""
+    predictions, labels = np.asarray(predictions), np.asarray(labels)
+    if metric == "accuracy":
+        return np.stack([predictions == labels, np.ones(len(labels), dtype=bool)], axis=1).astype(np.int64)
+    if metric == "f1":
+        p, y = predictions == 1, labels == 1
+        return np.stack([p & y, p & ~y, ~p & y], axis=1).astype(np.int64)
+    if metric == "matthews_corr":
+        c = task.num_labels
+        return np.eye(c * c, dtype=np.int64)[labels * c + predictions]
+    if metric == "token_accuracy":
+        keep = labels != -100
+        return np.stack([((predictions == labels) & keep).sum(1), keep.sum(1)], axis=1).astype(np.int64)
+    if metric == "entity_f1":
+        from seqeval.metrics.sequence_labeling import get_entities
+
+        rows = []
+        for row_p, row_y in zip(predictions, labels):
+            keep = row_y != -100
+            true = set(get_entities([NER_LABELS[t] for t in row_y[keep]]))
+            pred = set(get_entities([NER_LABELS[t] for t in row_p[keep]]))
+            rows.append((len(true & pred), len(pred), len(true)))
+        return np.array(rows, dtype=np.int64).reshape(-1, 3)
+    raise ValueError(f"no per-example statistics for metric {metric!r} (a regression metric cannot be resampled "
+                     f"from per-example counts); metrics with them: accuracy, f1, matthews_corr, token_accuracy, "
+                     f"entity_f1")
+
+
+def metric_from_statistics(metric: str, sums) -> np.ndarray:
+    """The metric, in points, from statistics summed over examples ([..., s]; ``example_statistics``);
+    vectorised over leading dimensions (e.g. one row per bootstrap draw)."""
+    s = np.asarray(sums, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if metric in ("accuracy", "token_accuracy"):
+            return 100 * s[..., 0] / np.maximum(s[..., 1], 1)
+        if metric in ("f1", "entity_f1"):
+            if metric == "f1":
+                tp, fp, fn = s[..., 0], s[..., 1], s[..., 2]
+                predicted, true = tp + fp, tp + fn
+            else:
+                tp, predicted, true = s[..., 0], s[..., 1], s[..., 2]
+            return np.where(predicted + true > 0, 100 * 2 * tp / np.maximum(predicted + true, 1), 0.0)
+        if metric == "matthews_corr":
+            c = int(round(np.sqrt(s.shape[-1])))
+            cm = s.reshape(*s.shape[:-1], c, c)  # [..., label, prediction]
+            n = cm.sum((-1, -2))
+            correct = np.trace(cm, axis1=-2, axis2=-1)
+            t, p = cm.sum(-1), cm.sum(-2)
+            cov_yp = correct * n - (t * p).sum(-1)
+            cov_yy = n * n - (t * t).sum(-1)
+            cov_pp = n * n - (p * p).sum(-1)
+            denominator = np.sqrt(cov_yy * cov_pp)
+            return np.where(denominator > 0, 100 * cov_yp / np.where(denominator > 0, denominator, 1), 0.0)
+    raise ValueError(f"no per-example statistics for metric {metric!r}")

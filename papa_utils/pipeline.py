@@ -21,11 +21,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .analysis import statistics_key
 from .averages import AttentionAverages, compute_average_attention
 from .device import model_device
 from .layout import Encoded, encode
 from .models import describe, load_model
-from .references import trivial_metrics
+from .references import trivial_metrics, trivial_reference
 from .head_stats import SCORES, head_scores, random_ranking, ranking_agreement, ranking_from_scores
 from .probe import (ProbeConfig, averages_and_features, extract_features, load_features, rank_heads_by_gates,
                     replaced_counts, save_features, train_probe)
@@ -58,6 +59,7 @@ class Profile:
     dev_examples: int | None = None
     rank_examples: int | None = None  # training examples for the gate ranking
     rank_epochs: int = 1
+    gate_lr: float | None = None  # the gates' own learning rate in the head ranking (None: the probe's lr, 2e-5)
     epochs: int = 15
     length_override: int | None = None  # one L for every task (None: each task's default, 64 or 128)
     protocol: str = "cached"  # probe protocol (ProbeConfig): "streaming" when features would not fit in memory
@@ -247,17 +249,19 @@ def head_ranking(run_dir: Path, profile: Profile, model_name: str, task: str, me
     n = profile.size(model_name, "rank_examples")
     data = task_data(task, "train", n)
     key = _fingerprint({"averages": avg.meta["key"], "examples": len(data), "data": data.checksum,
-                        "epochs": profile.rank_epochs, "precision": profile.precision})
+                        "epochs": profile.rank_epochs, "precision": profile.precision,
+                        **({"gate_lr": profile.gate_lr} if profile.gate_lr else {})})
     path = Path(run_dir) / "ranking" / f"{_slug(model_name, task)}.json"
     found = _read_json(path)
     if found and found.get("fingerprint") == key:
         return {**found, "method": "gates"}
     model, _ = cached_model(model_name)
     result = rank_heads_by_gates(model, get_task(task), encoded(model_name, data, profile.length(task)), avg,
-                                 epochs=profile.rank_epochs, config=ProbeConfig(precision=profile.precision),
+                                 epochs=profile.rank_epochs,
+                                 config=ProbeConfig(precision=profile.precision, gate_lr=profile.gate_lr),
                                  progress=progress_enabled())
     result.update(fingerprint=key, model=model_name, task=task, examples=len(data), epochs=profile.rank_epochs,
-                  method="gates")
+                  gate_lr=profile.gate_lr, method="gates")
     write_json(path, result)
     return result
 
@@ -341,17 +345,19 @@ def probe_sweep(run_dir: Path, profile: Profile, model_name: str, task: str, cou
         keys = {predictor: _fingerprint({"averages": avg.meta["key"], "heads": heads, "config": asdict(c), **data_key})
                 for predictor, c in probes.items()}
         done = {(p, seed): _read_json(path(k, p, seed)) for p in probes for seed in seeds}
-        missing = [(p, seed) for (p, seed), r in done.items() if not r or r.get("fingerprint") != keys[p]]
+        missing = [(p, seed) for (p, seed), r in done.items()
+                   if not r or r.get("fingerprint") != keys[p] or "dev_statistics" not in r]
         if missing or (k == 0 and _trivial_missing(path, profile, data_key)):
             if train is None:
                 train, dev = encoded(model_name, train_data, length), encoded(model_name, dev_data, length)
         if k == 0 and _trivial_missing(path, profile, data_key):
-            metrics = trivial_metrics(train_data, dev_data, dev)
+            metrics, statistics = trivial_reference(train_data, dev_data, dev)
             for seed in profile.seeds:  # seedless: the same values under every seed, so summaries stay uniform
                 write_json(path(0, "trivial", seed), {**common, "replaced_heads": 0, "heads": [], "seed": seed,
                                                       "ranking": None,
                                                       "predictor": "trivial", "metrics": metrics, "curve": [],
                                                       "probe_seconds": 0.0, "feature_seconds": 0.0,
+                                                      "dev_statistics": _listed(statistics),
                                                       "fingerprint": _fingerprint(data_key)})
         if missing:
             start = time.time()
@@ -374,7 +380,8 @@ def probe_sweep(run_dir: Path, profile: Profile, model_name: str, task: str, cou
                                          "ranking": ranking_name if 0 < k < total else None,
                                          "predictor": predictor, "metrics": r.metrics, "curve": r.curve,
                                          "probe_seconds": r.seconds, "feature_seconds": feature_seconds,
-                                         "protocol": config.protocol, "fingerprint": keys[predictor]}
+                                         "protocol": config.protocol, "dev_statistics": _listed(r.dev_statistics),
+                                         "fingerprint": keys[predictor]}
                 write_json(path(k, predictor, seed), done[predictor, seed])
             del features
         if k == 0:  # the baseline's features on disk are used up
@@ -388,8 +395,13 @@ PREDICTOR_FILES = {"probe": (), "attention_free": ("embeddings",), "trivial": ("
 
 
 def _trivial_missing(path, profile: Profile, data_key: dict) -> bool:
-    return any((_read_json(path(0, "trivial", seed)) or {}).get("fingerprint") != _fingerprint(data_key)
-               for seed in profile.seeds)
+    found = [_read_json(path(0, "trivial", seed)) or {} for seed in profile.seeds]
+    return any(r.get("fingerprint") != _fingerprint(data_key) or "dev_statistics" not in r for r in found)
+
+
+def _listed(statistics):
+    """Per-example statistics (numpy, or None for regression) as they are stored in a record."""
+    return None if statistics is None else statistics.tolist()
 
 
 def ranking_comparison(run_dir: Path, profile: Profile, model_name: str, task: str) -> list[dict]:
@@ -553,11 +565,14 @@ def results_table(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _main_records(run_dir: Path, profile: Profile) -> list[dict]:
+    return [r for path in sorted((Path(run_dir) / "probe").glob("*.json")) if (r := _read_json(path))
+            and r["model"] in profile.models and r["task"] in profile.tasks and r["seed"] in profile.seeds]
+
+
 def all_results(run_dir: Path, profile: Profile) -> pd.DataFrame:
     """Every cached probe result of the profile's models and tasks, as a tidy table."""
-    records = [r for path in sorted((Path(run_dir) / "probe").glob("*.json")) if (r := _read_json(path))
-               and r["model"] in profile.models and r["task"] in profile.tasks and r["seed"] in profile.seeds]
-    return results_table(records)
+    return results_table(_main_records(run_dir, profile))
 
 
 def runs_root() -> Path:
@@ -601,10 +616,31 @@ def save_table(frame: pd.DataFrame, path: Path) -> Path:
 
 
 def write_results(run_dir: Path, profile: Profile) -> pd.DataFrame:
-    """Collect every cached probe result into <run>/results/probe_results.csv (tidy) and return it."""
-    table = all_results(run_dir, profile)
+    """Collect every cached probe result into <run>/results/probe_results.csv (tidy) and their per-example dev
+    statistics into <run>/results/dev_statistics.npz (``analysis.statistics_key`` -> counts; for the paired
+    bootstrap over dev examples); return the table."""
+    records = _main_records(run_dir, profile)
+    table = results_table(records)
     save_table(table, results_dir(run_dir) / "probe_results.csv")
+    statistics = {statistics_key(r["model"], r["task"], r.get("predictor", "probe"), r["replaced_heads"], r["seed"]):
+                  np.asarray(r["dev_statistics"], dtype=np.int32) for r in records if r.get("dev_statistics")}
+    with atomic_path(results_dir(run_dir) / STATISTICS_FILE) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **statistics)
     return table
+
+
+STATISTICS_FILE = "dev_statistics.npz"
+
+
+def read_statistics(folder: Path) -> dict:
+    """The per-example dev statistics saved beside a results table (``write_results``); {} when there are none
+    (results made before they were kept: bootstraps then resample seeds only)."""
+    path = Path(folder) / STATISTICS_FILE
+    if not path.exists():
+        return {}
+    with np.load(path) as data:
+        return {key: data[key] for key in data.files}
 
 
 def timing(run_dir: Path, profile: Profile) -> dict:

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from .averages import compute_average_attention
 from .device import PRECISIONS, backbone_precision, model_device
 from .layout import Encoded
-from .metrics import compute_metrics
+from .metrics import compute_metrics, example_statistics
 from .models import describe
 from .replace import replace_heads
 from .runs import atomic_path
@@ -50,6 +50,7 @@ class ProbeConfig:
     precision: str = "fp32"  # backbone passes in "fp32" or "bf16" (autocast, device.py); the probe trains in fp32
     levels: str = "all"  # hidden-state levels the probe sees: "all" (the paper's probe) or "embeddings" (level 0
     # only, before any attention: the attention-free reference)
+    gate_lr: float | None = None  # head ranking: the gates' own learning rate (None: `lr`, the paper's setting)
 
     def __post_init__(self):
         if self.protocol not in PROTOCOLS:
@@ -262,9 +263,15 @@ def eval_rows(states: torch.Tensor) -> int:
     return max(16, min(len(states), 2 ** 24 // max(1, states[0].numel())))
 
 
-@torch.no_grad()
 def evaluate(probe: nn.Module, task: Task, features: Features, data: Encoded, buffer: BatchBuffer | None = None) -> dict:
     """Task metrics of the probe on cached dev features."""
+    return compute_metrics(task, predict(probe, task, features, data, buffer), data.labels.numpy())
+
+
+@torch.no_grad()
+def predict(probe: nn.Module, task: Task, features: Features, data: Encoded, buffer: BatchBuffer | None = None):
+    """The probe's predictions on cached dev features, shaped like ``data.labels`` (numpy): class ids (scores
+    for regression); token tasks [n, L] with -100 where nothing is predicted."""
     probe.eval()
     n = features.states.shape[0]
     batch_size = eval_rows(features.states)
@@ -276,8 +283,8 @@ def evaluate(probe: nn.Module, task: Task, features: Features, data: Encoded, bu
     if task.token_task:  # back to [n, L] with -100 where nothing is predicted
         grid = torch.full_like(data.labels, -100)
         grid[features.example, features.slot] = predicted
-        return compute_metrics(task, grid.numpy(), data.labels.numpy())
-    return compute_metrics(task, predicted.numpy(), data.labels.numpy())
+        return grid.numpy()
+    return predicted.numpy()
 
 
 @dataclass
@@ -285,6 +292,9 @@ class ProbeResult:
     metrics: dict  # final epoch, task metrics in points
     curve: list = field(default_factory=list)  # per epoch: {"epoch", "train_loss", **metrics}
     seconds: float = 0.0
+    # final epoch, per dev example: the counts its headline metric is made of (metrics.example_statistics),
+    # for bootstraps over dev examples; None for regression tasks
+    dev_statistics: np.ndarray | None = None
 
 
 def train_probe(model, task: Task, train: Encoded, dev: Encoded, *, seed: int = 42,
@@ -348,10 +358,13 @@ def train_probe(model, task: Task, train: Encoded, dev: Encoded, *, seed: int = 
             dev_features = extract_features(model, task, dev, averages, heads, config.feature_batch_size,
                                             precision=config.precision)
             dev_features = dev_features.embeddings_only() if level0 else dev_features
+        predictions = predict(probe, task, dev_features, dev, buffer=dev_buffer)
         curve.append({"epoch": epoch, "train_loss": float(np.mean(losses)),
-                      **evaluate(probe, task, dev_features, dev, buffer=dev_buffer)})
+                      **compute_metrics(task, predictions, dev.labels.numpy())})
     final = {k: v for k, v in curve[-1].items() if k not in ("epoch", "train_loss")}
-    return ProbeResult(final, curve, time.time() - start)
+    statistics = (None if task.is_regression
+                  else example_statistics(task, task.metric, predictions, dev.labels.numpy()))
+    return ProbeResult(final, curve, time.time() - start, statistics)
 
 
 def rank_heads_by_gates(model, task: Task, train: Encoded, averages, *, epochs: int = 1, seed: int = 42,
@@ -365,7 +378,9 @@ def rank_heads_by_gates(model, task: Task, train: Encoded, averages, *, epochs: 
     device = model_device(model)
     gates = nn.Parameter(torch.zeros(info["layers"], info["heads"], device=device))
     probe = make_probe(task, model, train.length, config.dropout).to(device)
-    optimizer = torch.optim.AdamW([*probe.parameters(), gates], lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW([{"params": list(probe.parameters())},
+                                   {"params": [gates], "lr": config.gate_lr or config.lr}],
+                                  lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(seed)
     model.eval()
     trainable = [p for p in model.parameters() if p.requires_grad]

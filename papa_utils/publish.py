@@ -22,11 +22,11 @@ import pandas as pd
 
 from .analysis import (check_claims, claim_statements, curve_markdown, curve_summary, half_heads_change,
                        ranking_markdown, ranking_verdict, table1, table1_markdown)
-from .pipeline import PROFILES, Profile
+from .pipeline import PROFILES, Profile, read_statistics
 from .runs import ROOT, RunScopeError, atomic_path, covers, describe_scope, write_json
 
 RESULT_FILES = ("probe_results.csv", "table1.md", "table1.tex", "claims.json", "learning_curves.csv",
-                "ranking_comparison.csv", "ranking_agreement.csv")
+                "ranking_comparison.csv", "ranking_agreement.csv", "dev_statistics.npz")
 
 
 class PublishError(RuntimeError):
@@ -88,6 +88,7 @@ def readme_block(name: str, root: Path = ROOT) -> str:
     folder = root / "results" / name
     run = json.loads((folder / "run.json").read_text())
     results = pd.read_csv(folder / "probe_results.csv")
+    statistics = read_statistics(folder)
     steps, notebooks, p, scope = run["step_seconds"], run["notebook_seconds"], run["profile"], run["scope"]
     grid = PROFILES[name] if name in PROFILES else Profile(**p)  # the profile's whole grid, to tell a narrowed run
     full = {"models": grid.models, "tasks": grid.tasks}
@@ -127,10 +128,10 @@ def readme_block(name: str, root: Path = ROOT) -> str:
     said = claim_statements(claims)
     columns = [("here, all points", said)]
     if "cola" in scope["tasks"] and len(scope["tasks"]) > 1:  # CoLA's MCCs sit near 0, where drops are noise
-        columns.append(("here, without CoLA", claim_statements(check_claims(results[results.task != "cola"]))))
+        columns.append(("here, without CoLA", claim_statements(check_claims(results[results.task != "cola"], statistics))))
     half = half_heads_change(results)
     lines += ["", "### Table 1: probing baseline vs. all heads constant (mean ± std over seeds, points)", "",
-              table1_markdown(table1(results)).rstrip(), "",
+              table1_markdown(table1(results, statistics)).rstrip(), "",
               "### The paper's claims, side by side", "",
               "| claim (Hassid et al. 2022) | paper | " + " | ".join(c for c, _ in columns) + " |",
               "|---|---|" + "---|" * len(columns),

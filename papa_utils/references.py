@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 import numpy as np
 
 from .layout import IGNORE, Encoded
-from .metrics import compute_metrics
+from .metrics import compute_metrics, example_statistics
 from .tasks import NER_LABELS, TaskSplit
 
 
@@ -61,4 +61,13 @@ def trivial_predictions(train: TaskSplit, dev: TaskSplit, dev_encoded: Encoded) 
 
 def trivial_metrics(train: TaskSplit, dev: TaskSplit, dev_encoded: Encoded) -> dict[str, float]:
     """Every metric of the task for its trivial predictor, on the dev data as the probe sees them."""
-    return compute_metrics(train.task, trivial_predictions(train, dev, dev_encoded), dev_encoded.labels.numpy())
+    return trivial_reference(train, dev, dev_encoded)[0]
+
+
+def trivial_reference(train: TaskSplit, dev: TaskSplit, dev_encoded: Encoded) -> tuple[dict[str, float], np.ndarray | None]:
+    """The trivial predictor's metrics (``trivial_metrics``) and, per dev example, the counts of its headline metric
+    (``metrics.example_statistics``; None for regression), for bootstraps paired with the probes'."""
+    task = train.task
+    predictions, labels = trivial_predictions(train, dev, dev_encoded), dev_encoded.labels.numpy()
+    statistics = None if task.is_regression else example_statistics(task, task.metric, predictions, labels)
+    return compute_metrics(task, predictions, labels), statistics

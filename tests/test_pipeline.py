@@ -5,6 +5,7 @@ import re
 import shutil
 import tempfile
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -290,3 +291,23 @@ def test_learning_curve_at_the_main_runs_size_reproduces_the_main_run(smoke):
     assert at_64["PAPA"] == pytest.approx(probe_record(run_dir, "sst2", 36, 42)["metrics"]["accuracy"], abs=1e-9)
     assert at_64["attention_free"] == pytest.approx(free["metrics"]["accuracy"], abs=1e-9)
     assert (run_dir / "figures" / "learning_curves.png").stat().st_size > 5000
+
+
+def test_every_result_keeps_the_per_example_counts_of_its_metric(smoke):
+    """What the paired bootstrap resamples: each record's dev statistics sum to exactly its headline metric, and
+    results/dev_statistics.npz holds them for every row of probe_results.csv."""
+    from papa_utils.analysis import statistics_key
+    from papa_utils.metrics import metric_from_statistics
+    from papa_utils.pipeline import read_statistics
+
+    profile, run_dir, results = smoke
+    records = [json.loads(p.read_text()) for p in (run_dir / "probe").glob("*.json")]
+    for r in records:
+        metric = get_task(r["task"]).metric
+        stats = np.asarray(r["dev_statistics"])
+        assert len(stats) == r["dev_examples"]
+        assert metric_from_statistics(metric, stats.sum(0)) == pytest.approx(r["metrics"][metric], abs=1e-9)
+    saved = read_statistics(run_dir / "results")
+    heads = results[results.headline]
+    assert set(saved) == {statistics_key(r.model, r.task, r.predictor, r.replaced_heads, r.seed)
+                          for r in heads.itertuples()}

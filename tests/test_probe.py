@@ -77,6 +77,20 @@ def test_ranking_sorts_heads_by_gate():
     assert all(p.grad is None for p in model.parameters())  # the backbone stays frozen
 
 
+def test_gates_move_with_their_own_learning_rate():
+    """With the paper's lr (2e-5) a gate barely leaves 0 in a short run; with a gate lr of its own it travels,
+    while the probe keeps its own lr."""
+    model = tiny_model("bert")
+    data, constants = toy_data(32), torch.rand(LAYERS, HEADS, L, L)
+    travelled = {}
+    for gate_lr in (None, 1e-1):
+        result = rank_heads_by_gates(model, get_task("sst2"), data, constants,
+                                     config=ProbeConfig(batch_size=8, gate_lr=gate_lr))
+        travelled[gate_lr] = torch.tensor(result["gates"]).abs().max().item()
+    assert travelled[None] < 4 * 2e-5 * 1.01  # AdamW moves a parameter by at most ~lr per step (4 steps)
+    assert travelled[1e-1] > 0.1  # at least one full step of the gate lr
+
+
 def test_replaced_counts_follow_the_papers_fractions():
     assert replaced_counts(144) == [0, 72, 126, 135, 144]
     assert replaced_counts(72) == [0, 36, 63, 68, 72]

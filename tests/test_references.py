@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from papa_utils import Encoded, TaskSplit, get_task
-from papa_utils.analysis import bootstrap_average, share_lost, table1
+from papa_utils.analysis import bootstrap_average, relative_drop, share_lost, table1
 from papa_utils.layout import IGNORE
 from papa_utils.probe import ProbeConfig, extract_features, train_probe
 from papa_utils.references import majority_label, trivial_metrics, trivial_predictions, unigram_tagger
@@ -100,14 +100,123 @@ def test_table1_marks_points_without_contextual_signal():
     assert np.isnan(t.loc["y", "contextual_lost"]) and t.loc["y", "contextual_note"] == "no contextual signal to lose"
 
 
+def seed_points(values: dict) -> dict:
+    """point_draws-like points from per-seed values only (no dev statistics): (baseline, other, floor) arrays."""
+    rng = np.random.default_rng(0)
+    out = {}
+    for point, (base, other, floor) in values.items():
+        chosen = rng.integers(0, len(base), (300, len(base)))
+        out[point] = {"estimates": np.array([base.mean(), other.mean(), floor.mean()]), "dev_resampled": False,
+                      "draws": np.stack([base[chosen].mean(1), other[chosen].mean(1), np.full(300, floor.mean())])}
+    return out
+
+
 def test_bootstrap_average_of_known_points():
     measure = lambda b, p, f: (b - p) / b  # noqa: E731
-    same = {("m", t): (np.array([100.0, 100.0]), np.array([90.0, 90.0]), np.full(2, np.nan)) for t in "abc"}
-    a = bootstrap_average(same, measure, n=200)
+    same = seed_points({("m", t): (np.array([100.0, 100.0]), np.array([90.0, 90.0]), np.full(2, np.nan)) for t in "abc"})
+    a = bootstrap_average(same, measure)
     assert a["value"] == pytest.approx(0.1) and a["ci_low"] == pytest.approx(0.1) and a["ci_high"] == pytest.approx(0.1)
-    spread = {("m", "a"): (np.array([100.0, 100.0]), np.array([90.0, 90.0]), np.full(2, np.nan)),
-              ("m", "b"): (np.array([100.0, 100.0]), np.array([70.0, 70.0]), np.full(2, np.nan)),
-              ("m", "c"): (np.array([0.0, 0.0]), np.array([0.0, 0.0]), np.full(2, np.nan))}
-    a = bootstrap_average(spread, lambda b, p, f: (b - p) / b if b > 0 else np.nan, n=500)
+    spread = seed_points({("m", "a"): (np.array([100.0, 100.0]), np.array([90.0, 90.0]), np.full(2, np.nan)),
+                          ("m", "b"): (np.array([100.0, 100.0]), np.array([70.0, 70.0]), np.full(2, np.nan)),
+                          ("m", "c"): (np.array([0.0, 0.0]), np.array([0.0, 0.0]), np.full(2, np.nan))})
+    a = bootstrap_average(spread, lambda b, p, f: np.where(b > 0, (b - p) / np.where(b > 0, b, 1), np.nan))
     assert a["value"] == pytest.approx(0.2) and a["points"] == 2 and a["undefined_points"] == 1
     assert 0.1 <= a["ci_low"] < 0.2 < a["ci_high"] <= 0.3
+
+
+def toy_results_and_statistics(flipped: int, n: int = 1000, seeds=(1, 2, 3)):
+    """One accuracy point: the baseline right on 700 of n dev examples, PAPA the same predictions except `flipped`
+    examples it gets wrong; a trivial predictor right on 500. Same predictions for every seed."""
+    from papa_utils.analysis import statistics_key
+
+    base = np.zeros(n, dtype=int)
+    base[:700] = 1
+    papa = base.copy()
+    papa[:flipped] = 0
+    trivial = np.zeros(n, dtype=int)
+    trivial[200:700] = 1
+    rows, stats = [], {}
+    for seed in seeds:
+        for predictor, k, correct in (("probe", 0, base), ("probe", 4, papa), ("trivial", 0, trivial)):
+            rows.append({"model": "m", "task": "t", "replaced_heads": k, "dynamic_heads": 4 - k, "total_heads": 4,
+                         "seed": seed, "metric": "accuracy", "value": 100 * correct.mean(), "headline": True,
+                         "predictor": predictor})
+            stats[statistics_key("m", "t", predictor, k, seed)] = np.stack([correct, np.ones(n, dtype=int)], 1)
+    return pd.DataFrame(rows), stats
+
+
+def test_paired_bootstrap_over_dev_examples_has_the_known_answer():
+    from papa_utils.analysis import interval, point_draws
+
+    results, stats = toy_results_and_statistics(flipped=0)
+    [point] = point_draws(results, stats, "all", n=1000).values()
+    assert point["dev_resampled"]
+    base, papa, floor = point["draws"]
+    assert base.std() > 0.5  # the dev set's own noise: the accuracy moves from replicate to replicate ...
+    assert np.array_equal(base, papa)  # ... but PAPA with the same predictions moves with it (paired): drop 0
+    assert interval(relative_drop(base, papa)) == (0.0, 0.0)
+    # 30 of 1,000 examples flipped: the drop in accuracy is 3 points with a standard error of about sqrt(30)/10
+    results, stats = toy_results_and_statistics(flipped=30)
+    [point] = point_draws(results, stats, "all", n=4000).values()
+    difference = point["draws"][0] - point["draws"][1]
+    assert difference.mean() == pytest.approx(3.0, abs=0.05)
+    assert difference.std() == pytest.approx(np.sqrt(30) / 10, rel=0.1)
+    low, high = interval(difference)
+    assert low == pytest.approx(3.0 - 1.96 * np.sqrt(30) / 10, abs=0.25) and high == pytest.approx(
+        3.0 + 1.96 * np.sqrt(30) / 10, abs=0.25)
+    # without the per-example statistics only the seeds are resampled: identical seeds give no interval at all
+    [seeds_only] = point_draws(results, None, "all", n=200).values()
+    assert not seeds_only["dev_resampled"] and np.ptp(seeds_only["draws"][0]) == 0
+    table = table1(results, stats, n_boot=1000).iloc[0]
+    assert table.relative_drop == pytest.approx(3 / 70) and table.relative_drop_low < 3 / 70 < table.relative_drop_high
+    assert table.dev_resampled
+
+
+@pytest.mark.parametrize("task_name,metric", [("sst2", "accuracy"), ("mrpc", "f1"), ("mrpc", "accuracy"),
+                                              ("cola", "matthews_corr"), ("mnli", "matthews_corr"),
+                                              ("ner", "entity_f1"), ("pos", "token_accuracy")])
+def test_per_example_statistics_give_the_metric_of_any_resample(task_name, metric):
+    """Summing the rows of a resample gives exactly what compute_metrics says on that resample."""
+    from papa_utils.metrics import compute_metrics, example_statistics, metric_from_statistics
+    from papa_utils.tasks import NER_LABELS, get_task
+
+    task = get_task(task_name)
+    rng = np.random.default_rng(0)
+    if task.token_task:
+        labels = rng.integers(0, len(NER_LABELS) if task_name == "ner" else 17, (60, 12))
+        labels[:, 9:] = -100
+        labels[::7, 0] = -100
+        predictions = np.where(rng.random(labels.shape) < 0.6, labels, rng.integers(0, labels.max() + 1, labels.shape))
+        predictions[labels == -100] = -100
+    else:
+        labels = rng.integers(0, max(task.num_labels, 2), 200)
+        predictions = np.where(rng.random(200) < 0.7, labels, rng.integers(0, max(task.num_labels, 2), 200))
+    stats = example_statistics(task, metric, predictions, labels)
+    assert stats.shape[0] == len(labels)
+    for draw in range(5):
+        i = rng.integers(0, len(labels), len(labels)) if draw else np.arange(len(labels))
+        if metric in task.metrics:
+            expected = compute_metrics(task, predictions[i], labels[i])[metric]
+        else:  # three-class MCC (MNLI reports accuracy only)
+            from sklearn.metrics import matthews_corrcoef
+            expected = 100 * matthews_corrcoef(labels[i], predictions[i])
+        assert metric_from_statistics(metric, stats[i].sum(0)) == pytest.approx(expected, abs=1e-9)
+    many = np.stack([stats[rng.integers(0, len(labels), len(labels))].sum(0) for _ in range(3)])
+    assert metric_from_statistics(metric, many).shape == (3,)  # vectorised over draws
+
+
+def test_point_draws_resample_the_seeds_together():
+    """Without dev statistics the replicates are means of seeds drawn with replacement, the same seed indices for
+    the baseline and PAPA (a seed whose baseline is high has a high PAPA too: the drop stays 10 points)."""
+    from papa_utils.analysis import point_draws
+
+    rows = []
+    for seed, base in ((1, 60.0), (2, 70.0), (3, 80.0)):
+        for predictor, k, value in (("probe", 0, base), ("probe", 4, base - 10), ("trivial", 0, 50.0)):
+            rows.append({"model": "m", "task": "t", "replaced_heads": k, "dynamic_heads": 4 - k, "total_heads": 4,
+                         "seed": seed, "metric": "accuracy", "value": value, "headline": True, "predictor": predictor})
+    [point] = point_draws(pd.DataFrame(rows), None, "all", n=2000).values()
+    base, papa, floor = point["draws"]
+    assert base.min() == 60 and base.max() == 80 and 0.2 < (base == 70).mean() < 0.35  # P(mean 70) = 7/27
+    assert np.allclose(base - papa, 10) and (floor == 50).all()
+    assert point["estimates"].tolist() == [70.0, 60.0, 50.0]

@@ -13,6 +13,11 @@
 # * share of the **contextual signal** lost = (baseline - PAPA) / (baseline - attention-free), only where the
 #   baseline is above the attention-free probe by more than the seed spread.
 #
+# The relative drop and the share of the learned signal lost carry 95% **paired bootstrap** CIs: each replicate
+# resamples the seeds and the dev examples (Poisson weights per example), the same for the baseline, PAPA and the
+# trivial predictor, so the noise of one dev set is in the interval; the averages of claims 1 and 2 resample the
+# model x task points as well.
+#
 # Claim 3 (better models lose more) is read within each task, across models; the correlation pooled over all
 # points (different metrics and dev sets) stays as a secondary number with a 95% bootstrap interval.
 
@@ -27,19 +32,20 @@ import json
 
 from papa_utils.analysis import check_claims, claim_statements, table1, table1_latex, table1_markdown
 from papa_utils.figures import plot_relative_drop_vs_baseline, save_figure
-from papa_utils.pipeline import all_results, figures_dir, get_profile, open_run, results_dir
+from papa_utils.pipeline import figures_dir, get_profile, open_run, read_statistics, results_dir, write_results
 from papa_utils.runs import atomic_path, write_json
 
 profile = get_profile(profile, models or None, tasks or None)
 run_dir = open_run(run_dir, profile)
-results = all_results(run_dir, profile)
+results = write_results(run_dir, profile)
 assert len(results), "no probe results yet: run notebooks 02 and 03 first (make figures does)"
+statistics = read_statistics(results_dir(run_dir))  # per-example dev counts: the bootstraps resample dev examples
 
 # %% [markdown]
 # ## Table 1: probing baseline vs. all heads constant, against the trivial and attention-free references
 
 # %%
-t1 = table1(results)
+t1 = table1(results, statistics)
 for suffix, text in (("md", table1_markdown(t1)), ("tex", table1_latex(t1))):
     with atomic_path(results_dir(run_dir) / f"table1.{suffix}") as tmp:
         tmp.write_text(text)
@@ -49,7 +55,7 @@ print(table1_markdown(t1))
 # ## Relative drop against baseline performance
 
 # %%
-claims = check_claims(results)
+claims = check_claims(results, statistics)
 if claims["points_with_undefined_drop"]:
     print("relative drop undefined (baseline <= 0), left out:", ", ".join(claims["points_with_undefined_drop"]))
 fig = plot_relative_drop_vs_baseline(t1.dropna(subset=["relative_drop"]),
