@@ -6,12 +6,18 @@ Sums, losses and the probe stay fp32 whatever the backbone's precision.
 """
 from __future__ import annotations
 
+import json
 import os
+import time
 from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 
+from .runs import write_json
+
 PRECISIONS = ("fp32", "bf16")
+CHOICES = PRECISIONS + ("auto",)  # "auto": the faster of the two on this machine (``auto_precision``)
 
 
 def default_device() -> str:
@@ -37,3 +43,71 @@ def autocast_dtype(x: torch.Tensor) -> torch.dtype:
     """The dtype a matrix product on `x` gives here: the autocast dtype of x's device when autocast is on."""
     kind = x.device.type
     return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else x.dtype
+
+
+# bf16 is chosen only when its matrix products are clearly faster: it rounds, so a tie goes to fp32
+BF16_MARGIN = 0.9
+
+
+def processor_name(device: torch.device | str | None = None) -> str:
+    """What the timings of ``auto_precision`` depend on: the GPU's name, or the CPU's model name."""
+    device = torch.device(device or default_device())
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def _time_products(shapes, dtype: torch.dtype, device: torch.device, repeats: int) -> float:
+    """Seconds for `repeats` rounds of the products a @ b of the given (rows, inner, columns) shapes (best of 3)."""
+    g = torch.Generator(device="cpu").manual_seed(0)
+    pairs = [(torch.randn(r, k, generator=g).to(device, dtype), torch.randn(k, c, generator=g).to(device, dtype))
+             for r, k, c in shapes]
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for a, b in pairs:  # warm-up
+        a @ b
+    best = float("inf")
+    for _ in range(3):
+        sync()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            for a, b in pairs:
+                a @ b
+        sync()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def auto_precision(hidden: int, intermediate: int, rows: int, device: torch.device | str | None = None,
+                   cache_file: Path | None = None, repeats: int = 5) -> dict:
+    """Which backbone precision is faster on this machine for a model of this size: times the model's own matrix
+    products (rows x hidden times the Q/K/V/output projections, and the feed-forward pair) in fp32 and in bf16,
+    and picks bf16 only when it takes less than ``BF16_MARGIN`` of the fp32 time. Returns {"choice",
+    "fp32_seconds", "bf16_seconds", "processor", "measured"}; with `cache_file` (JSON) the measurement is made
+    once per processor, torch version and shape and read back afterwards ("measured": False)."""
+    device = torch.device(device or default_device())
+    key = f"{device.type} | {processor_name(device)} | torch {torch.__version__} | {rows}x{hidden}x{intermediate}"
+    cache = {}
+    if cache_file is not None and Path(cache_file).exists():
+        try:
+            cache = json.loads(Path(cache_file).read_text())
+        except ValueError:
+            cache = {}
+    if key in cache:
+        return {**cache[key], "measured": False}
+    shapes = [(rows, hidden, hidden)] * 4 + [(rows, hidden, intermediate), (rows, intermediate, hidden)]
+    fp32 = _time_products(shapes, torch.float32, device, repeats)
+    bf16 = _time_products(shapes, torch.bfloat16, device, repeats)
+    found = {"choice": "bf16" if bf16 < BF16_MARGIN * fp32 else "fp32", "fp32_seconds": round(fp32, 6),
+             "bf16_seconds": round(bf16, 6), "processor": processor_name(device)}
+    if cache_file is not None:
+        cache[key] = found
+        write_json(cache_file, cache)
+    return {**found, "measured": True}

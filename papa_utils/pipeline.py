@@ -23,9 +23,9 @@ import torch
 
 from .analysis import statistics_key
 from .averages import AttentionAverages, compute_average_attention
-from .device import model_device
+from .device import CHOICES, auto_precision, model_device
 from .layout import Encoded, encode
-from .models import describe, load_model
+from .models import cache_dir, describe, load_model
 from .references import trivial_metrics, trivial_reference
 from .head_stats import SCORES, head_scores, random_ranking, ranking_agreement, ranking_from_scores
 from .probe import (ProbeConfig, averages_and_features, extract_features, load_features, rank_heads_by_gates,
@@ -63,7 +63,8 @@ class Profile:
     epochs: int = 15
     length_override: int | None = None  # one L for every task (None: each task's default, 64 or 128)
     protocol: str = "cached"  # probe protocol (ProbeConfig): "streaming" when features would not fit in memory
-    precision: str = "fp32"  # backbone passes: "fp32" or "bf16"
+    precision: str = "auto"  # backbone passes: "fp32", "bf16", or "auto": the faster on this machine, per model
+    # (``precision_of``; measured once, recorded in run.json)
     model_sizes: dict = field(default_factory=dict)  # model -> {size field: n}, e.g. smaller for a big model
     # learning curve (notebook 5): one cheap model, baseline and full PAPA at growing training sizes
     curve_model: str | None = None
@@ -79,6 +80,8 @@ class Profile:
     random_orders: int = 3
 
     def __post_init__(self):
+        if self.precision not in CHOICES:
+            raise ValueError(f"unknown precision {self.precision!r}; precisions: {', '.join(CHOICES)}")
         for name in (self.ranking, *self.compare_rankings):
             if name not in RANKINGS:
                 raise ValueError(f"unknown ranking {name!r}; rankings: {', '.join(RANKINGS)}")
@@ -95,6 +98,7 @@ class Profile:
 
 PROFILES = {
     "smoke": Profile("smoke", ("minilm-l3",), ("sst2", "mrpc", "ner"), seeds=(42, 43), average_examples=64,
+                     precision="fp32",
                      train_examples=64, dev_examples=64, rank_examples=32, epochs=2, length_override=32,
                      curve_model="minilm-l3", curve_tasks=("sst2",), curve_sizes=(16, 64),
                      compare_rankings=("input_dependence", "variance", "random"), compare_models=("minilm-l3",),
@@ -123,7 +127,7 @@ PROFILES = {
     "paper": Profile("paper", ("bert-base-uncased", "bert-large-uncased", "roberta-base", "roberta-large",
                                "microsoft/deberta-base", "microsoft/deberta-large"),
                      ("cola", "sst2", "mrpc", "mnli", "ner", "pos"), seeds=(42, 43, 44), epochs=15, rank_epochs=15,
-                     protocol="streaming"),
+                     protocol="streaming", precision="fp32"),
 }
 
 
@@ -151,6 +155,28 @@ def cached_model(name: str):
     return load_model(name)
 
 
+def precision_of(profile: Profile, model_name: str) -> str:
+    """The backbone precision of `model_name`'s passes in this profile: the profile's, or with "auto" the faster
+    on this machine (``precision_choice``)."""
+    return profile.precision if profile.precision != "auto" else precision_choice(profile, model_name)["choice"]
+
+
+def precision_choice(profile: Profile, model_name: str) -> dict:
+    """``device.auto_precision`` for a model: its own matrix products at the feature passes' batch (32 examples of
+    the profile's longest L), timed once per machine and cached in the model cache folder (precision.json)."""
+    rows = 32 * max(profile.length(t) for t in profile.tasks)
+    return _precision_choice(model_name, rows)
+
+
+@lru_cache(maxsize=None)
+def _precision_choice(model_name: str, rows: int) -> dict:
+    model, _ = cached_model(model_name)
+    info = describe(model)
+    intermediate = getattr(model.config, "intermediate_size", None) or getattr(model.config, "hidden_dim")
+    return auto_precision(info["hidden"], intermediate, rows, model_device(model),
+                          cache_file=cache_dir() / "precision.json")
+
+
 def task_data(task: str, split: str, n: int | None, seed: int = 0) -> TaskSplit:
     """A split, cut to a random subset of n examples (fixed seed, so every step sees the same examples)."""
     return load_task(task, split).sample(n, seed=seed)
@@ -168,7 +194,8 @@ def averages_key(profile: Profile, model_name: str, task: str, data: TaskSplit) 
     """What the constant matrices of (model, task) are built from: model, exactly which examples, L and the
     backbone's precision. Never timings or notes, so identical averages keep every result built on them."""
     return _fingerprint({"step": "averages", "model": model_name, "task": task, "data": data.checksum,
-                         "examples": len(data), "L": profile.length(task), "precision": profile.precision})
+                         "examples": len(data), "L": profile.length(task),
+                         "precision": precision_of(profile, model_name)})
 
 
 def average_attention(run_dir: Path, profile: Profile, model_name: str, task: str,
@@ -182,6 +209,7 @@ def average_attention(run_dir: Path, profile: Profile, model_name: str, task: st
     key = averages_key(profile, model_name, task, data)
     path = averages_path(run_dir, model_name, task, length)
     model, _ = cached_model(model_name)
+    precision = precision_of(profile, model_name)
     if path.exists():
         found = AttentionAverages.load(path, model=model, length=length)
         if found.meta.get("key") == key:
@@ -191,14 +219,14 @@ def average_attention(run_dir: Path, profile: Profile, model_name: str, task: st
     if keep_features and profile.protocol == "cached" and train_data.checksum == data.checksum:
         # the probe trains on these very examples: keep the pass's hidden states as the baseline's features
         result, features = averages_and_features(model, get_task(task), encoded(model_name, data, length),
-                                                 progress=progress_enabled(), precision=profile.precision,
+                                                 progress=progress_enabled(), precision=precision,
                                                  data_checksum=data.checksum)
         save_features(features, baseline_features_path(run_dir, model_name, task, length),
-                      baseline_features_meta(model_name, data, length, profile.precision))
+                      baseline_features_meta(model_name, data, length, precision))
     else:
         result = compute_average_attention(model, encoded(model_name, data, length).batches(32), task=task,
                                            data_checksum=data.checksum, progress=progress_enabled(),
-                                           precision=profile.precision)
+                                           precision=precision)
     result.meta.update(key=key, seconds=round(time.time() - start, 2), data_note=data.note)
     result.save(path)
     return result
@@ -249,7 +277,7 @@ def head_ranking(run_dir: Path, profile: Profile, model_name: str, task: str, me
     n = profile.size(model_name, "rank_examples")
     data = task_data(task, "train", n)
     key = _fingerprint({"averages": avg.meta["key"], "examples": len(data), "data": data.checksum,
-                        "epochs": profile.rank_epochs, "precision": profile.precision,
+                        "epochs": profile.rank_epochs, "precision": precision_of(profile, model_name),
                         **({"gate_lr": profile.gate_lr} if profile.gate_lr else {})})
     path = Path(run_dir) / "ranking" / f"{_slug(model_name, task)}.json"
     found = _read_json(path)
@@ -258,7 +286,7 @@ def head_ranking(run_dir: Path, profile: Profile, model_name: str, task: str, me
     model, _ = cached_model(model_name)
     result = rank_heads_by_gates(model, get_task(task), encoded(model_name, data, profile.length(task)), avg,
                                  epochs=profile.rank_epochs,
-                                 config=ProbeConfig(precision=profile.precision, gate_lr=profile.gate_lr),
+                                 config=ProbeConfig(precision=precision_of(profile, model_name), gate_lr=profile.gate_lr),
                                  progress=progress_enabled())
     result.update(fingerprint=key, model=model_name, task=task, examples=len(data), epochs=profile.rank_epochs,
                   gate_lr=profile.gate_lr, method="gates")
@@ -327,7 +355,7 @@ def probe_sweep(run_dir: Path, profile: Profile, model_name: str, task: str, cou
     avg = average_attention(run_dir, profile, model_name, task)
     train_data = task_data(task, "train", profile.size(model_name, "train_examples"))
     dev_data = task_data(task, "validation", profile.size(model_name, "dev_examples"))
-    config = ProbeConfig(epochs=profile.epochs, protocol=profile.protocol, precision=profile.precision)
+    config = ProbeConfig(epochs=profile.epochs, protocol=profile.protocol, precision=precision_of(profile, model_name))
     data_key = {"train": [train_data.checksum, len(train_data)], "dev": [dev_data.checksum, len(dev_data)], "L": length}
     common = {"model": model_name, "task": task, "total_heads": total, "train_examples": len(train_data),
               "dev_examples": len(dev_data), "L": length, "data_note": train_data.note}
@@ -477,7 +505,7 @@ def learning_curve(run_dir: Path, profile: Profile, task: str) -> list[dict]:
     order = np.random.RandomState(0).permutation(len(pool))  # as task_data's subsets: the first n of one order
     largest = pool.rows(order[:sizes[-1]])
     dev_data = task_data(task, "validation", profile.size(model_name, "dev_examples"))
-    config = ProbeConfig(epochs=profile.epochs, protocol="cached", precision=profile.precision)
+    config = ProbeConfig(epochs=profile.epochs, protocol="cached", precision=precision_of(profile, model_name))
     runs = {("probe", 0): config, ("probe", total): config, ("attention_free", 0): replace(config, levels="embeddings")}
     train = dev = None
     records = []
@@ -509,7 +537,7 @@ def learning_curve(run_dir: Path, profile: Profile, task: str) -> list[dict]:
                         heads = replaced_heads(k, total)
                         features = [extract_features(model, spec, part, avg, heads, progress=progress_enabled(),
                                                      desc=f"curve {model_name} {task} k={k} {name}",
-                                                     precision=profile.precision)
+                                                     precision=config.precision)
                                     for name, part in (("train", train), ("dev", dev))]
                     feature_seconds = time.time() - start
                     r = train_probe(model, spec, train.head(n), dev, seed=seed, config=cfg, averages=avg,
@@ -724,6 +752,8 @@ def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None)
         seconds[name] = round(time.time() - start, 1)
         cache_gb.append(feature_cache_gb(run_dir))  # largest right after notebook 1, which fills it
         print(f"{name}: {seconds[name]:.0f} s", flush=True)
+    if profile.precision == "auto":  # what each model's passes ran in, and the timings behind the choice
+        recorded["precision_choice"] = {m: precision_choice(profile, m) for m in profile.models}
     meta = {**recorded, "notebooks": list(seconds), "notebook_seconds": seconds,
             "wall_seconds": round(time.time() - started, 1), "step_seconds": timing(run_dir, profile),
             "peak_memory_gb": peak_memory_gb(), "feature_cache_gb": {"largest": max(cache_gb, default=0.0),

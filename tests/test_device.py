@@ -1,0 +1,59 @@
+"""The device and precision policy: "auto" picks the faster precision on this machine by timing the model's own
+matrix products, once, and says what it measured."""
+import json
+from dataclasses import replace
+
+import pytest
+
+from papa_utils import device
+from papa_utils.device import BF16_MARGIN, CHOICES, auto_precision
+
+
+@pytest.mark.parametrize("ratio,choice", [(0.5, "bf16"), (BF16_MARGIN - 0.01, "bf16"), (BF16_MARGIN + 0.01, "fp32"),
+                                          (1.6, "fp32")])
+def test_auto_precision_picks_bf16_only_when_clearly_faster(monkeypatch, ratio, choice):
+    times = {"torch.float32": 1.0, "torch.bfloat16": ratio}
+    monkeypatch.setattr(device, "_time_products", lambda shapes, dtype, dev, repeats: times[str(dtype)])
+    found = auto_precision(64, 256, 128, "cpu")
+    assert found["choice"] == choice and found["fp32_seconds"] == 1.0 and found["bf16_seconds"] == ratio
+    assert found["measured"]
+
+
+def test_auto_precision_measures_once_per_machine_and_shape(tmp_path, monkeypatch):
+    calls = []
+
+    def timed(shapes, dtype, dev, repeats):
+        calls.append((tuple(shapes), str(dtype)))
+        return 1.0 if "float32" in str(dtype) else 0.5
+
+    monkeypatch.setattr(device, "_time_products", timed)
+    cache = tmp_path / "precision.json"
+    first = auto_precision(64, 256, 128, "cpu", cache_file=cache)
+    again = auto_precision(64, 256, 128, "cpu", cache_file=cache)
+    assert len(calls) == 2 and first["measured"] and not again["measured"]
+    assert {k: v for k, v in first.items() if k != "measured"} == {k: v for k, v in again.items() if k != "measured"}
+    # the model's own products: four hidden x hidden projections and the feed-forward pair
+    assert calls[0][0] == ((128, 64, 64),) * 4 + ((128, 64, 256), (128, 256, 64))
+    auto_precision(64, 512, 128, "cpu", cache_file=cache)  # another shape is measured again
+    assert len(calls) == 4 and len(json.loads(cache.read_text())) == 2
+
+
+def test_auto_precision_really_times_products():
+    found = auto_precision(32, 64, 64, "cpu", repeats=1)
+    assert found["choice"] in ("fp32", "bf16") and found["fp32_seconds"] > 0 and found["bf16_seconds"] > 0
+
+
+def test_a_profile_resolves_auto_per_model_and_keys_follow_the_choice(monkeypatch):
+    from papa_utils import pipeline
+
+    profile = replace(pipeline.get_profile("smoke"), precision="auto")
+    with pytest.raises(ValueError, match=f"unknown precision 'fp16'; precisions: {', '.join(CHOICES)}"):
+        replace(profile, precision="fp16")
+    data = pipeline.task_data("sst2", "train", 8)
+    keys = {}
+    for choice in ("fp32", "bf16"):
+        monkeypatch.setattr(pipeline, "precision_choice", lambda p, m, c=choice: {"choice": c})
+        assert pipeline.precision_of(profile, "minilm-l3") == choice
+        keys[choice] = pipeline.averages_key(profile, "minilm-l3", "sst2", data)
+    assert keys["fp32"] == pipeline.averages_key(replace(profile, precision="fp32"), "minilm-l3", "sst2", data)
+    assert keys["fp32"] != keys["bf16"]
