@@ -144,3 +144,16 @@ def encode(data: TaskSplit, tokenizer, length: int | None = None) -> Encoded:
     return Encoded(as_tensor(ids), as_tensor(mask), as_tensor(types) if uses_types else None,
                    torch.tensor(labels, dtype=torch.float32 if task.is_regression else torch.long)
                    if not task.token_task else as_tensor(labels), as_tensor(words) if task.token_task else None)
+
+
+def truncated_share(data: TaskSplit, tokenizer, length: int, room: int = 512) -> float:
+    """Share of the examples of `data` that the layout of length L cuts: they keep fewer real tokens (token tasks:
+    fewer labelled words) than in a layout with room for all of them (`room`, the models' 512 positions)."""
+    if not len(data):
+        raise ValueError("no examples: cannot measure truncation on an empty split")
+    short, full = encode(data, tokenizer, length), encode(data, tokenizer, room)
+    if data.task.token_task:
+        kept, whole = (short.labels != IGNORE).sum(1), (full.labels != IGNORE).sum(1)
+    else:
+        kept, whole = short.attention_mask.sum(1), full.attention_mask.sum(1)
+    return float((kept < whole).float().mean())

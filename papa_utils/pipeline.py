@@ -24,7 +24,7 @@ import torch
 from .analysis import statistics_key
 from .averages import AttentionAverages, compute_average_attention
 from .device import CHOICES, auto_precision, model_device
-from .layout import Encoded, encode
+from .layout import Encoded, encode, truncated_share
 from .models import cache_dir, describe, load_model
 from .references import trivial_metrics, trivial_reference
 from .head_stats import SCORES, head_scores, random_ranking, ranking_agreement, ranking_from_scores
@@ -65,7 +65,9 @@ class Profile:
     protocol: str = "cached"  # probe protocol (ProbeConfig): "streaming" when features would not fit in memory
     precision: str = "auto"  # backbone passes: "fp32", "bf16", or "auto": the faster on this machine, per model
     # (``precision_of``; measured once, recorded in run.json)
+    task_sizes: dict = field(default_factory=dict)  # task -> {size field: n}, e.g. a cap on a large dev split
     model_sizes: dict = field(default_factory=dict)  # model -> {size field: n}, e.g. smaller for a big model
+    # (a model's sizes win over a task's, which win over the defaults above)
     # learning curve (notebook 5): one cheap model, baseline and full PAPA at growing training sizes
     curve_model: str | None = None
     curve_tasks: tuple[str, ...] = ()
@@ -89,11 +91,12 @@ class Profile:
     def length(self, task: str) -> int:
         return self.length_override or get_task(task).length
 
-    def size(self, model_name: str, name: str) -> int | None:
-        return self.model_sizes.get(model_name, {}).get(name, getattr(self, name))
+    def size(self, model_name: str, name: str, task: str | None = None) -> int | None:
+        default = self.task_sizes.get(task, {}).get(name, getattr(self, name))
+        return self.model_sizes.get(model_name, {}).get(name, default)
 
-    def sizes(self, model_name: str) -> dict:
-        return {name: self.size(model_name, name) for name in SIZE_FIELDS}
+    def sizes(self, model_name: str, task: str | None = None) -> dict:
+        return {name: self.size(model_name, name, task) for name in SIZE_FIELDS}
 
 
 PROFILES = {
@@ -205,7 +208,7 @@ def average_attention(run_dir: Path, profile: Profile, model_name: str, task: st
     `keep_features` (the main sweep), a pass over the probe's own training examples also saves them as the
     baseline's features, which the k = 0 probes use and remove."""
     length = profile.length(task)
-    data = task_data(task, "train", profile.size(model_name, "average_examples"))
+    data = task_data(task, "train", profile.size(model_name, "average_examples", task))
     key = averages_key(profile, model_name, task, data)
     path = averages_path(run_dir, model_name, task, length)
     model, _ = cached_model(model_name)
@@ -215,7 +218,7 @@ def average_attention(run_dir: Path, profile: Profile, model_name: str, task: st
         if found.meta.get("key") == key:
             return found
     start = time.time()
-    train_data = task_data(task, "train", profile.size(model_name, "train_examples"))
+    train_data = task_data(task, "train", profile.size(model_name, "train_examples", task))
     if keep_features and profile.protocol == "cached" and train_data.checksum == data.checksum:
         # the probe trains on these very examples: keep the pass's hidden states as the baseline's features
         result, features = averages_and_features(model, get_task(task), encoded(model_name, data, length),
@@ -274,7 +277,7 @@ def head_ranking(run_dir: Path, profile: Profile, model_name: str, task: str, me
         return {"ranking": ranking_from_scores(torch.tensor(scores[method])), "method": method,
                 "scores": scores[method], "seconds": scores["seconds"]}
     avg = average_attention(run_dir, profile, model_name, task)
-    n = profile.size(model_name, "rank_examples")
+    n = profile.size(model_name, "rank_examples", task)
     data = task_data(task, "train", n)
     key = _fingerprint({"averages": avg.meta["key"], "examples": len(data), "data": data.checksum,
                         "epochs": profile.rank_epochs, "precision": precision_of(profile, model_name),
@@ -299,7 +302,7 @@ def head_scores_of(run_dir: Path, profile: Profile, model_name: str, task: str) 
     gates' training examples, against the run's constant matrices, in fp32; cached in
     <run>/ranking/<model>__<task>__scores.json with the seconds they took."""
     avg = average_attention(run_dir, profile, model_name, task)
-    data = task_data(task, "train", profile.size(model_name, "rank_examples"))
+    data = task_data(task, "train", profile.size(model_name, "rank_examples", task))
     key = _fingerprint({"averages": avg.meta["key"], "examples": len(data), "data": data.checksum,
                         "scores": SCORES})
     path = Path(run_dir) / "ranking" / f"{_slug(model_name, task, 'scores')}.json"
@@ -353,8 +356,8 @@ def probe_sweep(run_dir: Path, profile: Profile, model_name: str, task: str, cou
     spec = get_task(task)
     length = profile.length(task)
     avg = average_attention(run_dir, profile, model_name, task)
-    train_data = task_data(task, "train", profile.size(model_name, "train_examples"))
-    dev_data = task_data(task, "validation", profile.size(model_name, "dev_examples"))
+    train_data = task_data(task, "train", profile.size(model_name, "train_examples", task))
+    dev_data = task_data(task, "validation", profile.size(model_name, "dev_examples", task))
     config = ProbeConfig(epochs=profile.epochs, protocol=profile.protocol, precision=precision_of(profile, model_name))
     data_key = {"train": [train_data.checksum, len(train_data)], "dev": [dev_data.checksum, len(dev_data)], "L": length}
     common = {"model": model_name, "task": task, "total_heads": total, "train_examples": len(train_data),
@@ -504,7 +507,7 @@ def learning_curve(run_dir: Path, profile: Profile, task: str) -> list[dict]:
     sizes = sorted({min(n, len(pool)) for n in profile.curve_sizes})
     order = np.random.RandomState(0).permutation(len(pool))  # as task_data's subsets: the first n of one order
     largest = pool.rows(order[:sizes[-1]])
-    dev_data = task_data(task, "validation", profile.size(model_name, "dev_examples"))
+    dev_data = task_data(task, "validation", profile.size(model_name, "dev_examples", task))
     config = ProbeConfig(epochs=profile.epochs, protocol="cached", precision=precision_of(profile, model_name))
     runs = {("probe", 0): config, ("probe", total): config, ("attention_free", 0): replace(config, levels="embeddings")}
     train = dev = None
@@ -561,6 +564,22 @@ def learning_curve(run_dir: Path, profile: Profile, task: str) -> list[dict]:
                 records.append(found)
         del features
     return records
+
+
+def truncation_table(profile: Profile, lengths=(64, 128), train_sample: int = 2000) -> pd.DataFrame:
+    """Per model (tokenizer) x task x L: the share of examples the PAPA layout truncates (``truncated_share``), on a
+    random sample of the training split and on the dev data the profile scores. For choosing L per task."""
+    rows = []
+    for model_name in profile.models:
+        tokenizer = cached_model(model_name)[1]
+        for task in profile.tasks:
+            parts = {"train": task_data(task, "train", train_sample),
+                     "dev": task_data(task, "validation", profile.size(model_name, "dev_examples", task))}
+            for length in lengths:
+                rows.append({"model": model_name, "task": task, "L": length,
+                             **{f"{split}_truncated": round(truncated_share(data, tokenizer, length), 4)
+                                for split, data in parts.items()}, "dev_examples": len(parts["dev"])})
+    return pd.DataFrame(rows)
 
 
 def curve_table(records: list[dict]) -> pd.DataFrame:

@@ -116,10 +116,11 @@ def readme_block(name: str, root: Path = ROOT) -> str:
              f"{p['epochs']} epochs; seeds {', '.join(map(str, p['seeds']))}; backbone in {p['precision']}):",
              "", f"| model | averages | probe train | dev | head ranking ({p['rank_epochs']} epoch) |",
              "|---|---|---|---|---|"]
+    sized = Profile(**p)
     for model in scope["models"]:
-        size = Profile(**p).sizes(model)
-        lines.append(f"| {model} | {size['average_examples']} | {size['train_examples']} | {size['dev_examples']} | "
-                     f"{size['rank_examples']} |")
+        lines.append(f"| {model} | " + " | ".join(_size_cell(sized, model, name, scope["tasks"]) for name in
+                                                 ("average_examples", "train_examples", "dev_examples",
+                                                  "rank_examples")) + " |")
     if p.get("curve_model") and p.get("curve_tasks"):
         lines += ["", f"Learning curve (notebook 5): {p['curve_model']} on {', '.join(p['curve_tasks'])}, training sizes "
                       f"{', '.join(map(str, p['curve_sizes']))} (the whole split where smaller), seeds "
@@ -157,6 +158,14 @@ def readme_block(name: str, root: Path = ROOT) -> str:
                   f"for every model × task of the run.", "",
                   ranking_markdown(ranking_verdict(comparison), agreement).rstrip()]
     return "\n".join(lines) + "\n"
+
+
+def _size_cell(profile: Profile, model: str, name: str, tasks) -> str:
+    """A size of one model: its usual value, and the tasks where it differs ("whole split" for None)."""
+    show = lambda n: "whole split" if n is None else str(n)  # noqa: E731
+    usual = profile.size(model, name)
+    other = [f"{t} {show(profile.size(model, name, t))}" for t in tasks if profile.size(model, name, t) != usual]
+    return show(usual) + (f" ({', '.join(other)})" if other else "")
 
 
 def _table(path: Path):

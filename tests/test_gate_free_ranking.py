@@ -47,7 +47,7 @@ def test_each_ranking_sweep_replaces_the_first_k_heads_of_its_own_ranking(smoke)
     profile, run_dir, _ = smoke
     scores = json.loads((run_dir / "ranking" / "minilm-l3__sst2__scores.json").read_text())
     model, _ = cached_model("minilm-l3")
-    data = task_data("sst2", "train", profile.size("minilm-l3", "rank_examples"))
+    data = task_data("sst2", "train", profile.size("minilm-l3", "rank_examples", "sst2"))
     avg = average_attention(run_dir, profile, "minilm-l3", "sst2")
     again = head_scores(model, avg, encoded("minilm-l3", data, profile.length("sst2")).batches(16))
     assert torch.allclose(torch.tensor(scores["input_dependence"]), again["input_dependence"], atol=1e-6)

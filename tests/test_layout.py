@@ -102,3 +102,14 @@ def test_real_data_layout(data_dir, bert_tok):
     ner = encode(load_task("ner", "validation").head(50), bert_tok, 128)
     words = load_task("ner", "validation").head(50).frame["tokens"]
     assert [(row != IGNORE).sum().item() for row in ner.labels] == [min(len(w), 126) for w in words]
+
+
+def test_truncated_share_counts_the_examples_the_layout_cuts(minilm_l6):
+    from papa_utils.layout import truncated_share
+
+    _, tokenizer = minilm_l6
+    short, long = "a short one", " ".join(["word"] * 40)
+    data = split_of("sst2", sentence=[short, long, short, short], label=[0, 1, 0, 1])
+    # L = 64 leaves 31 content slots for a single sentence: only the 40-word one is cut
+    assert truncated_share(data, tokenizer, 64) == 0.25
+    assert truncated_share(data, tokenizer, 128) == 0.0
