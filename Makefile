@@ -6,6 +6,7 @@ PY     := $(VENV)/bin/python
 PROFILE ?= cpu       # smoke (tests, ~1 min) | cpu (default, 95.7 min measured on 2 cores, target 90) | paper (GPU + Hub)
 MODELS  ?=           # optional comma-separated subset of the profile's models
 TASKS   ?=           # optional comma-separated subset of the profile's tasks
+RANKING ?=           # optional: how the partial sweep orders the heads (gates, input_dependence, variance, random)
 RUN_DIR ?=           # optional run folder; default runs/<profile>, or runs/<profile>__<models>__<tasks> when narrowed
 export PAPA_CACHE_DIR ?= $(HOME)/.cache/papa
 
@@ -26,7 +27,8 @@ setup-mpnet: $(VENV)/.mpnet
 
 figures: setup-mpnet  # results, tables and figures go into the run folder, never over published ones
 	$(PY) -m papa_utils.pipeline --profile $(strip $(PROFILE)) $(if $(strip $(RUN_DIR)),--run-dir $(strip $(RUN_DIR))) \
-	  $(if $(strip $(MODELS)),--models $(strip $(MODELS))) $(if $(strip $(TASKS)),--tasks $(strip $(TASKS)))
+	  $(if $(strip $(MODELS)),--models $(strip $(MODELS))) $(if $(strip $(TASKS)),--tasks $(strip $(TASKS))) \
+	  $(if $(strip $(RANKING)),--ranking $(strip $(RANKING)))
 
 publish: setup  # copy a finished run to results/<profile>/ and figures/<profile>/, regenerate the README block
 	$(PY) -m papa_utils.publish $(or $(strip $(RUN_DIR)),runs/$(strip $(PROFILE)))

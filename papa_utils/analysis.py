@@ -403,6 +403,9 @@ def ranking_verdict(comparison: pd.DataFrame, n_boot: int = 2000, seed: int = 0)
     how many points it is as good as the gates within their seed spread (its mean >= the gates' worst seed)."""
     points = ranking_points(comparison)
     partial = points[(points.replaced_heads > 0) & (points.replaced_heads < points.total_heads)]
+    if not (partial.family == "gates").any():
+        return pd.DataFrame(columns=["ranking", "points", "mean_difference", "ci_low", "ci_high",
+                                     "as_good_as_gates", "share_as_good"])
     gates = partial[partial.family == "gates"].set_index(["model", "task", "replaced_heads"])
     rows = []
     rng = np.random.default_rng(seed)

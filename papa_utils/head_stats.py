@@ -34,6 +34,7 @@ from .replace import QK_PROJECTIONS, attention_modules, renormalise_rows, replac
 OFFSETS = (-1, 0, 1)
 PATTERNS = ("average", "uniform", "previous", "cls", "identity")
 SCORES = ("input_dependence", "variance")
+SCORE_DEFINITION = 1  # bump when the scores' definition changes: cached scores then count as stale
 
 
 def row_entropy(attention: torch.Tensor) -> torch.Tensor:
@@ -68,6 +69,9 @@ def _stack(attentions) -> torch.Tensor:
     """Per-layer attention probabilities [B, heads, L, L] (a model's output) -> fp32 [B, layers, heads, L, L]."""
     if isinstance(attentions, torch.Tensor):
         return attentions.to(torch.float32)
+    if attentions is None or any(a is None for a in attentions):
+        raise ValueError("the model returned no attention probabilities: load it with attn_implementation='eager' "
+                         "(papa_utils.load_model does) and call it with output_attentions=True")
     return torch.stack([a.detach().to(torch.float32) for a in attentions], dim=1)
 
 
@@ -134,13 +138,18 @@ def head_statistics(model, tokenizer, batches) -> dict[str, torch.Tensor]:
     """Per-head statistics over a corpus, each a [layers, heads] fp32 tensor averaged over real query rows:
     entropy, uniform_entropy (the entropy of uniform attention over the same rows: the maximum), mass_cls,
     mass_sep, mass_punctuation, offset_-1, offset_+0, offset_+1."""
+    was_training = model.training
+    model.eval()
     device, sums = model_device(model), {}
-    for batch in batches:
-        inputs = _model_inputs(batch, device)
-        out = model(**inputs, output_attentions=True)
-        mask = inputs["attention_mask"]
-        groups = {k: v.to(device) for k, v in key_groups(inputs["input_ids"], mask, tokenizer).items()}
-        _accumulate(sums, attention_statistics(out.attentions, mask, groups))
+    try:
+        for batch in batches:
+            inputs = _model_inputs(batch, device)
+            out = model(**inputs, output_attentions=True)
+            mask = inputs["attention_mask"]
+            groups = {k: v.to(device) for k, v in key_groups(inputs["input_ids"], mask, tokenizer).items()}
+            _accumulate(sums, attention_statistics(out.attentions, mask, groups))
+    finally:
+        model.train(was_training)
     return _finish(sums)
 
 
@@ -216,7 +225,9 @@ def constant_patterns(kind: str, averages: AttentionAverages) -> torch.Tensor:
     (which masks them to the real tokens and renormalises each row):
     - ``average``: the PAPA averages themselves;
     - ``uniform``: every real key gets the same weight;
-    - ``previous``: the previous slot (slot 0, and a slot whose previous slot is padding, attend to themselves);
+    - ``previous``: the previous SLOT (slot 0, and a slot whose previous slot is padding, attend to themselves;
+      unlike ``offset_-1`` of ``head_statistics``, which counts in real-token order, a constant matrix cannot know
+      where an input's previous real token is: the first token of a second segment attends to itself);
     - ``cls``: everything on slot 0 ([CLS]);
     - ``identity``: each token on itself."""
     if kind not in PATTERNS:

@@ -27,7 +27,7 @@ from .device import CHOICES, auto_precision, model_device
 from .layout import Encoded, encode, truncated_share
 from .models import cache_dir, describe, load_model
 from .references import trivial_metrics, trivial_reference
-from .head_stats import SCORES, head_scores, random_ranking, ranking_agreement, ranking_from_scores
+from .head_stats import SCORE_DEFINITION, SCORES, head_scores, random_ranking, ranking_agreement, ranking_from_scores
 from .probe import (ProbeConfig, averages_and_features, extract_features, load_features, rank_heads_by_gates,
                     replaced_counts, save_features, train_probe)
 from .runs import (ROOT, RunScopeError, absolute_data_dir, atomic_path, claim_run_folder, environment, peak_memory_gb,
@@ -80,6 +80,7 @@ class Profile:
     compare_rankings: tuple[str, ...] = ()
     compare_models: tuple[str, ...] = ()
     random_orders: int = 3
+    ranking_stability: bool = False  # also rank with another seed and on a disjoint subset (notebook 6)
 
     def __post_init__(self):
         if self.precision not in CHOICES:
@@ -105,7 +106,7 @@ PROFILES = {
                      train_examples=64, dev_examples=64, rank_examples=32, epochs=2, length_override=32,
                      curve_model="minilm-l3", curve_tasks=("sst2",), curve_sizes=(16, 64),
                      compare_rankings=("input_dependence", "variance", "random"), compare_models=("minilm-l3",),
-                     random_orders=2),
+                     random_orders=2, ranking_stability=True),
     "cpu": Profile("cpu", ("minilm-l3", "minilm-l6", "mpnet-base"), ("cola", "sst2", "mrpc", "mnli", "ner", "pos"),
                    seeds=(42, 43, 44), average_examples=1000, train_examples=1000, dev_examples=500,
                    # gates: one epoch over the probe's training subset (`make bench`: Spearman 0.87 against 2
@@ -134,11 +135,14 @@ PROFILES = {
 }
 
 
-def get_profile(name: str, models=None, tasks=None) -> Profile:
-    """A profile by name, optionally narrowed to some models / tasks (comma-separated or lists)."""
+def get_profile(name: str, models=None, tasks=None, ranking: str | None = None) -> Profile:
+    """A profile by name, optionally narrowed to some models / tasks (comma-separated or lists), optionally with
+    another head ranking for its partial sweep (``RANKINGS``)."""
     if name not in PROFILES:
         raise KeyError(f"unknown profile {name!r}; profiles: {', '.join(PROFILES)}")
     profile = PROFILES[name]
+    if ranking:
+        profile = replace(profile, ranking=ranking)
     split = lambda v: tuple(v.split(",")) if isinstance(v, str) else tuple(v)  # noqa: E731
     if models:
         profile = replace(profile, models=split(models))
@@ -180,9 +184,10 @@ def _precision_choice(model_name: str, rows: int) -> dict:
                           cache_file=cache_dir() / "precision.json")
 
 
-def task_data(task: str, split: str, n: int | None, seed: int = 0) -> TaskSplit:
-    """A split, cut to a random subset of n examples (fixed seed, so every step sees the same examples)."""
-    return load_task(task, split).sample(n, seed=seed)
+def task_data(task: str, split: str, n: int | None, seed: int = 0, skip: int = 0) -> TaskSplit:
+    """A split, cut to a random subset of n examples (fixed seed, so every step sees the same examples); with
+    `skip`, the n examples after the first `skip` of the same order (disjoint from the usual subset)."""
+    return load_task(task, split).sample(n, seed=seed, skip=skip)
 
 
 def encoded(model_name: str, data: TaskSplit, length: int) -> Encoded:
@@ -260,11 +265,13 @@ def _read_json(path: Path):
 
 
 def head_ranking(run_dir: Path, profile: Profile, model_name: str, task: str, method: str | None = None,
-                 order: int = 0) -> dict:
+                 order: int = 0, seed: int | None = None, subset: int = 0) -> dict:
     """Heads in the order the partial sweep replaces them (the first k go), by `method` (default: the profile's
     ``ranking``): "gates" sorts by trained gate, ascending (cached in <run>/ranking/<model>__<task>.json);
     "input_dependence" / "variance" by their score, ascending (``head_scores``); "random" is random order
-    number `order`. Returns {"ranking", "method", "seconds", ...}; "seconds" is what the ranking cost."""
+    number `order`. Returns {"ranking", "method", "seconds", ...}; "seconds" is what the ranking cost.
+    For the stability of the gates: `seed` (default the profile's first) sets the gates' and probe's init and
+    data order; `subset` 1 trains them on the `rank_examples` that follow the usual ones (disjoint from them)."""
     method = method or profile.ranking
     if method not in RANKINGS:
         raise ValueError(f"unknown ranking {method!r}; rankings: {', '.join(RANKINGS)}")
@@ -278,21 +285,23 @@ def head_ranking(run_dir: Path, profile: Profile, model_name: str, task: str, me
                 "scores": scores[method], "seconds": scores["seconds"]}
     avg = average_attention(run_dir, profile, model_name, task)
     n = profile.size(model_name, "rank_examples", task)
-    data = task_data(task, "train", n)
+    data = task_data(task, "train", n, skip=subset * n if subset else 0)
+    seed = profile.seeds[0] if seed is None else seed
     key = _fingerprint({"averages": avg.meta["key"], "examples": len(data), "data": data.checksum,
                         "epochs": profile.rank_epochs, "precision": precision_of(profile, model_name),
-                        **({"gate_lr": profile.gate_lr} if profile.gate_lr else {})})
-    path = Path(run_dir) / "ranking" / f"{_slug(model_name, task)}.json"
+                        "gate_lr": profile.gate_lr, "seed": seed})
+    variant = ((f"seed{seed}",) if seed != profile.seeds[0] else ()) + ((f"subset{subset}",) if subset else ())
+    path = Path(run_dir) / "ranking" / f"{_slug(model_name, task, *variant)}.json"
     found = _read_json(path)
     if found and found.get("fingerprint") == key:
         return {**found, "method": "gates"}
     model, _ = cached_model(model_name)
     result = rank_heads_by_gates(model, get_task(task), encoded(model_name, data, profile.length(task)), avg,
-                                 epochs=profile.rank_epochs,
+                                 epochs=profile.rank_epochs, seed=seed,
                                  config=ProbeConfig(precision=precision_of(profile, model_name), gate_lr=profile.gate_lr),
                                  progress=progress_enabled())
     result.update(fingerprint=key, model=model_name, task=task, examples=len(data), epochs=profile.rank_epochs,
-                  gate_lr=profile.gate_lr, method="gates")
+                  gate_lr=profile.gate_lr, seed=seed, subset=subset, method="gates")
     write_json(path, result)
     return result
 
@@ -304,7 +313,7 @@ def head_scores_of(run_dir: Path, profile: Profile, model_name: str, task: str) 
     avg = average_attention(run_dir, profile, model_name, task)
     data = task_data(task, "train", profile.size(model_name, "rank_examples", task))
     key = _fingerprint({"averages": avg.meta["key"], "examples": len(data), "data": data.checksum,
-                        "scores": SCORES})
+                        "scores": SCORES, "definition": SCORE_DEFINITION})
     path = Path(run_dir) / "ranking" / f"{_slug(model_name, task, 'scores')}.json"
     found = _read_json(path)
     if found and found.get("fingerprint") == key:
@@ -456,34 +465,54 @@ def ranking_comparison(run_dir: Path, profile: Profile, model_name: str, task: s
 
 
 def ranking_comparison_table(run_dir: Path, profile: Profile) -> pd.DataFrame:
-    """Headline metric of every sweep point of the compared models, under every ranking: the main sweep
-    (k = 0 and all heads with ranking "none", shared by every ranking) and <run>/ranking_sweep/. Columns:
-    model, task, ranking, seed, replaced_heads, dynamic_heads, total_heads, metric, value."""
+    """Headline metric of every sweep point of the compared models, under every ranking the profile compares:
+    the main sweep of the profile's seeds (k = 0 and all heads with ranking "none", shared by every ranking) and
+    what ``ranking_comparison`` returns (computed where missing; nothing left over from other settings counts).
+    Columns: model, task, ranking, seed, replaced_heads, dynamic_heads, total_heads, metric, value."""
     rows = []
-    for folder in ("probe", "ranking_sweep"):
-        for path in sorted((Path(run_dir) / folder).glob("*.json")):
-            r = _read_json(path)
-            if not r or r.get("predictor", "probe") != "probe" or r["model"] not in profile.compare_models \
-                    or r["task"] not in profile.tasks:
-                continue
-            k, total = r["replaced_heads"], r["total_heads"]
-            ranking = r.get("ranking", "gates") if 0 < k < total else "none"  # records before rankings were named
-            metric = get_task(r["task"]).metric
-            rows.append({"model": r["model"], "task": r["task"], "ranking": ranking, "seed": r["seed"],
-                         "replaced_heads": k, "dynamic_heads": total - k, "total_heads": total, "metric": metric,
-                         "value": r["metrics"][metric]})
+    main = [r for r in _main_records(run_dir, profile) if r.get("predictor", "probe") == "probe"]
+    for model_name in profile.compare_models:
+        for task in profile.tasks:
+            compared = ranking_comparison(run_dir, profile, model_name, task)
+            for r in [m for m in main if m["model"] == model_name and m["task"] == task] + compared:
+                k, total = r["replaced_heads"], r["total_heads"]
+                metric = get_task(task).metric
+                rows.append({"model": model_name, "task": task,
+                             "ranking": (r.get("ranking") or "gates") if 0 < k < total else "none", "seed": r["seed"],
+                             "replaced_heads": k, "dynamic_heads": total - k, "total_heads": total,
+                             "metric": metric, "value": r["metrics"][metric]})
     columns = ["model", "task", "ranking", "seed", "replaced_heads", "dynamic_heads", "total_heads", "metric", "value"]
     return pd.DataFrame(rows, columns=columns)
 
 
-def ranking_agreement_table(run_dir: Path, profile: Profile) -> pd.DataFrame:
-    """For every (model, task) of the profile: how each ranking of ``RANKINGS`` agrees with the gates (Spearman
-    correlation, overlap of the first halves) and what it cost (seconds; the gates' own cost beside it)."""
+def ranking_stability_table(run_dir: Path, profile: Profile) -> pd.DataFrame:
+    """For every (model, task): how the gate ranking agrees with itself (Spearman correlation, overlap of the first
+    halves) when trained with another seed (the profile's second: another init and data order) and on a disjoint
+    training subset (the `rank_examples` after the usual ones); the seconds each ranking took."""
     rows = []
     for model_name in profile.models:
         for task in profile.tasks:
+            main = head_ranking(run_dir, profile, model_name, task, "gates")
+            variants = {"another seed": {"seed": profile.seeds[1 % len(profile.seeds)]}, "disjoint subset": {"subset": 1}}
+            for name, change in variants.items():
+                other = head_ranking(run_dir, profile, model_name, task, "gates", **change)
+                rows.append({"model": model_name, "task": task, "compared_with": name,
+                             **ranking_agreement(main["ranking"], other["ranking"]),
+                             "examples": other["examples"], "seconds": round(other["seconds"], 2)})
+    return pd.DataFrame(rows)
+
+
+def ranking_agreement_table(run_dir: Path, profile: Profile) -> pd.DataFrame:
+    """For every (model, task) of the profile: how each ranking the profile compares (``compare_rankings``;
+    random: its first order) agrees with the gates (Spearman correlation, overlap of the first halves) and what it
+    cost (seconds; the gates' own cost beside it). Empty when the profile compares none."""
+    rows = []
+    for model_name in profile.models:
+        for task in profile.tasks:
+            if not profile.compare_rankings:
+                break
             gates = head_ranking(run_dir, profile, model_name, task, "gates")
-            for method in RANKINGS[1:]:
+            for method in (m for m in profile.compare_rankings if m != "gates"):
                 other = head_ranking(run_dir, profile, model_name, task, method)
                 rows.append({"model": model_name, "task": task, "ranking": "random0" if method == "random" else method,
                              **ranking_agreement(gates["ranking"], other["ranking"]),
@@ -605,7 +634,7 @@ def results_table(records: list[dict]) -> pd.DataFrame:
             rows.append({"model": r["model"], "task": r["task"], "replaced_heads": r["replaced_heads"],
                          "dynamic_heads": r["total_heads"] - r["replaced_heads"], "total_heads": r["total_heads"],
                          "seed": r["seed"], "metric": metric, "value": value,
-                         "predictor": r.get("predictor", "probe"),
+                         "predictor": r.get("predictor", "probe"), "ranking": r.get("ranking"),
                          "headline": metric == get_task(r["task"]).metric, "train_examples": r["train_examples"],
                          "dev_examples": r["dev_examples"], "L": r["L"],
                          "seconds": round(r["probe_seconds"] + r["feature_seconds"], 2), "note": r["data_note"]})
@@ -630,16 +659,18 @@ def runs_root() -> Path:
 def run_scope(profile: Profile) -> dict:
     """What a run covers; recorded in its run.json and compared before anything overwrites its results."""
     return {"profile": profile.name, "models": list(profile.models), "tasks": list(profile.tasks),
-            "seeds": list(profile.seeds)}
+            "seeds": list(profile.seeds), "ranking": profile.ranking}
 
 
 def run_name(profile: Profile) -> str:
     """`cpu` for the profile's whole grid; a narrowed run names what it covers, e.g. `cpu__minilm-l3__sst2`,
-    so it gets a folder of its own and never touches the results of the whole grid."""
+    so it gets a folder of its own and never touches the results of the whole grid; so does a run that ranks
+    the heads another way than its profile (`cpu__ranked-by-input_dependence`)."""
     full = PROFILES[profile.name]
+    ranked = () if profile.ranking == full.ranking else (f"ranked-by-{profile.ranking}",)
     if set(profile.models) == set(full.models) and set(profile.tasks) == set(full.tasks):
-        return profile.name
-    return _slug(profile.name, "-".join(profile.models), "-".join(profile.tasks))
+        return _slug(profile.name, *ranked)
+    return _slug(profile.name, "-".join(profile.models), "-".join(profile.tasks), *ranked)
 
 
 def open_run(run_dir, profile: Profile) -> Path:
@@ -757,7 +788,7 @@ def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None)
     absolute_data_dir()
     run_dir = open_run(run_dir, profile).resolve()
     params = {"profile": profile.name, "models": ",".join(profile.models), "tasks": ",".join(profile.tasks),
-              "run_dir": str(run_dir)}
+              "ranking": profile.ranking, "run_dir": str(run_dir)}
     data = os.environ.get("PAPA_DATA_DIR")
     recorded = {"scope": run_scope(profile), "profile": asdict(profile), "run_dir": repo_relative(run_dir),
                 "data_dir": repo_relative(data) if data else "Hugging Face Hub"}
@@ -789,13 +820,17 @@ def main(argv=None) -> None:
     parser.add_argument("--tasks", help="comma-separated subset of the profile's tasks")
     parser.add_argument("--run-dir", help="default runs/<run name>: runs/<profile> for the whole grid, "
                                           "runs/<profile>__<models>__<tasks> when narrowed")
+    parser.add_argument("--ranking", help=f"how the partial sweep orders the heads: {', '.join(RANKINGS)} "
+                                          "(default: the profile's, gates)")
     parser.add_argument("--notebooks", help="comma-separated subset, e.g. 01_average_attention")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        profile = get_profile(args.profile, args.models, args.tasks)
+        profile = get_profile(args.profile, args.models, args.tasks, args.ranking)
     except KeyError as e:
         sys.exit(str(e.args[0]))
+    except ValueError as e:
+        sys.exit(str(e))
     start = time.time()
     try:
         run_dir = run_notebooks(profile, args.run_dir, args.notebooks.split(",") if args.notebooks else None)

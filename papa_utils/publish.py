@@ -27,6 +27,7 @@ from .runs import ROOT, RunScopeError, atomic_path, covers, describe_scope, writ
 
 RESULT_FILES = ("probe_results.csv", "table1.md", "table1.tex", "claims.json", "learning_curves.csv",
                 "ranking_comparison.csv", "ranking_agreement.csv", "dev_statistics.npz")
+OPTIONAL_FILES = ("ranking_stability.csv",)  # only from profiles that ask for them
 
 
 class PublishError(RuntimeError):
@@ -63,7 +64,7 @@ def publish_run(run_dir: str | Path, root: Path = ROOT) -> Path:
                 f"{describe_scope(run['scope'])}, so publishing it would replace those results with fewer. "
                 f"Publish a run that covers at least as much (make figures PROFILE={name} without MODELS/TASKS).")
     with atomic_path(target, folder=True) as tmp:
-        for file in RESULT_FILES:
+        for file in RESULT_FILES + tuple(f for f in OPTIONAL_FILES if (run_dir / "results" / f).exists()):
             shutil.copy2(run_dir / "results" / file, tmp / file)
         write_json(tmp / "run.json", run)
     with atomic_path(root / "figures" / name, folder=True) as tmp:
@@ -157,6 +158,14 @@ def readme_block(name: str, root: Path = ROOT) -> str:
                   f"as good as the gates at a point when its mean is at least the gates' worst seed. Agreement and cost "
                   f"for every model × task of the run.", "",
                   ranking_markdown(ranking_verdict(comparison), agreement).rstrip()]
+    stability = _table(folder / "ranking_stability.csv")
+    if stability is not None and len(stability):
+        lines += ["", "Stability of the gate ranking (Spearman with the run's own ranking; mean over tasks, min to max):",
+                  "", "| model | another seed | a disjoint training subset |", "|---|---|---|"]
+        for model, part in stability.groupby("model", sort=False):
+            cells = [part[part.compared_with == c].spearman for c in ("another seed", "disjoint subset")]
+            lines.append(f"| {model} | " + " | ".join(f"{v.mean():+.2f} ({v.min():+.2f} to {v.max():+.2f})"
+                                                     for v in cells) + " |")
     return "\n".join(lines) + "\n"
 
 

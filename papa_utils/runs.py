@@ -95,15 +95,19 @@ class RunScopeError(RuntimeError):
 
 
 def covers(wide: dict, narrow: dict) -> bool:
-    """Whether a run over scope `wide` includes everything of a run over `narrow`: same profile, and every
-    model, task and seed of `narrow`."""
-    return wide["profile"] == narrow["profile"] and all(
+    """Whether a run over scope `wide` includes everything of a run over `narrow`: same profile, same head ranking
+    (scopes recorded before rankings had a choice are the gates'), and every model, task and seed of `narrow`."""
+    return wide["profile"] == narrow["profile"] and _ranking(wide) == _ranking(narrow) and all(
         set(narrow[part]) <= set(wide[part]) for part in ("models", "tasks", "seeds"))
+
+
+def _ranking(scope: dict) -> str:
+    return scope.get("ranking", "gates")
 
 
 def describe_scope(scope: dict) -> str:
     return (f"profile {scope['profile']}: models {', '.join(scope['models'])}; tasks {', '.join(scope['tasks'])}; "
-            f"seeds {', '.join(map(str, scope['seeds']))}")
+            f"seeds {', '.join(map(str, scope['seeds']))}; heads ranked by {_ranking(scope)}")
 
 
 def claim_run_folder(run_dir: str | Path, scope: dict) -> Path:

@@ -123,11 +123,15 @@ class TaskSplit:
             return self
         return self.rows(np.arange(n))
 
-    def sample(self, n: int | None, seed: int = 0) -> "TaskSplit":
-        """A random subset of n examples (fixed by `seed`), in random order."""
-        if n is None or n >= len(self.frame):
+    def sample(self, n: int | None, seed: int = 0, skip: int = 0) -> "TaskSplit":
+        """A random subset of n examples (fixed by `seed`), in random order: the first n of one random order of the
+        split, or with `skip` the n after the first `skip` (a subset disjoint from the first `skip` examples)."""
+        if skip and (n is None or skip + n > len(self.frame)):
+            raise ValueError(f"the {self.task.name} {self.split} split has {len(self.frame)} examples: it cannot give "
+                             f"{n} more after skipping {skip}; use a smaller subset")
+        if not skip and (n is None or n >= len(self.frame)):
             return self
-        return self.rows(np.random.RandomState(seed).permutation(len(self.frame))[:n])
+        return self.rows(np.random.RandomState(seed).permutation(len(self.frame))[skip: skip + n])
 
 
 def sha256_file(path: Path) -> str:

@@ -114,3 +114,18 @@ def test_teaching_notebook_refuses_unknown_names_at_once(data_dir, tmp_path, par
                                    cwd=str(ROOT / "notebooks"), progress_bar=False)
     assert message in str(failure.value)
     assert not (tmp_path / "figures").exists()  # it failed before computing anything
+
+
+def test_gate_ranking_stability_is_measured_with_another_seed_and_a_disjoint_subset(smoke):
+    profile, run_dir, _ = smoke
+    table = pd.read_csv(run_dir / "results" / "ranking_stability.csv")
+    assert len(table) == 2 * len(profile.tasks) and set(table.compared_with) == {"another seed", "disjoint subset"}
+    assert table.spearman.between(-1, 1).all() and (table.seconds > 0).all()
+    main = json.loads((run_dir / "ranking" / "minilm-l3__sst2.json").read_text())
+    seed = json.loads((run_dir / "ranking" / "minilm-l3__sst2__seed43.json").read_text())
+    subset = json.loads((run_dir / "ranking" / "minilm-l3__sst2__subset1.json").read_text())
+    assert (main["seed"], seed["seed"], subset["seed"]) == (42, 43, 42) and subset["subset"] == 1
+    n = profile.size("minilm-l3", "rank_examples", "sst2")
+    usual, disjoint = task_data("sst2", "train", n), task_data("sst2", "train", n, skip=n)
+    assert not set(usual.frame.index) & set(disjoint.frame.index) and len(disjoint) == n
+    assert main["gates"] != seed["gates"] != subset["gates"]

@@ -51,8 +51,7 @@ def test_uniform_head_has_maximal_entropy():
     assert torch.allclose(entropy[0, 0], torch.tensor(math.log(6)), atol=1e-6)
     assert torch.allclose(baseline[0], torch.tensor(math.log(6)), atol=1e-6)
     assert entropy[0, 1] == 0
-    # padding rows do not count: rows of 0 in padding slots would otherwise pull the mean down
-    assert torch.allclose(row_entropy(uniform)[0, 0, 0, 3], torch.tensor(0.0))
+    assert stats["entropy"][1] == 6 + 6  # only the real rows count
 
 
 def test_previous_token_head_puts_all_its_mass_on_offset_minus_one():
@@ -105,9 +104,8 @@ def test_substitute_rows_sum_to_one_over_real_keys():
     assert s[0, :, :, 3:5].abs().sum() == 0 and s[0, :, :, :, 3:5].abs().sum() == 0
 
 
-@pytest.mark.parametrize("kind,slot_mass", [("cls", "offset_to_slot0"), ("identity", "offset_+0"),
-                                            ("previous", "offset_-1"), ("uniform", "entropy")])
-def test_alternative_constant_matrices_through_the_mixing(kind, slot_mass):
+@pytest.mark.parametrize("kind", ["cls", "identity", "previous", "uniform"])
+def test_alternative_constant_matrices_through_the_mixing(kind):
     """The patterns as replace_heads applies them (mix_heads: masked, renormalised)."""
     mask = mask_of((3, 2), (8, 0))
     averages = AttentionAverages(torch.rand(LAYERS, HEADS, L, L), torch.ones(L, L), {})
@@ -122,7 +120,7 @@ def test_alternative_constant_matrices_through_the_mixing(kind, slot_mass):
     elif kind == "previous":  # every row with a previous real slot puts (almost) all of it there
         assert probs[1, 0, 4, 3] > 1 - 1e-5 and probs[0, 0, 5, 5] == pytest.approx(1.0)  # slot 4 is padding
     else:
-        assert mean[slot_mass] == pytest.approx(1.0)
+        assert mean["offset_+0"] == pytest.approx(1.0)
     assert torch.equal(constant_patterns("average", averages), averages.averages)
     with pytest.raises(ValueError, match="unknown constant pattern 'zeros'; patterns: average, uniform, previous"):
         constant_patterns("zeros", averages)
@@ -180,3 +178,64 @@ def test_hidden_state_change():
     change_one = hidden_state_change(model, uniform, [(0, 0)], [batch])
     change_all = hidden_state_change(model, uniform, "all", [batch])
     assert 0 < change_one < change_all
+
+
+def test_scores_over_several_batches_weigh_every_real_row_once():
+    """Two batches of different real lengths: the score is the mean over all their real rows, not the mean of the
+    two batch means."""
+    torch.manual_seed(1)
+    constants = torch.rand(1, 2, L, L)
+    masks = [mask_of((8, 0)), mask_of((2, 5), (2, 5))]  # 8 real rows; 2 x 3 real rows
+    attentions = [masked_uniform(m).expand(-1, 1, 2, -1, -1) for m in masks]
+    sums = [score_attention(a, constants, m) for a, m in zip(attentions, masks)]
+    total = sum(s["input_dependence"][0] for s in sums)
+    assert sum(s["input_dependence"][1] for s in sums) == 8 + 6
+    per_row = torch.cat([js_divergence(a, papa_substitute(constants, m)).permute(0, 3, 1, 2)[m.bool()]
+                         for a, m in zip(attentions, masks)])  # [real rows, layers, heads]
+    assert torch.allclose(total / 14, per_row.mean(0), atol=1e-6)
+
+
+def test_head_scores_accumulate_batches_like_one_batch():
+    model = tiny_model("bert")
+    batch = tiny_batch(16)
+    averages = compute_average_attention(model, [batch], progress=False)
+    whole = head_scores(model, averages, [batch])
+    parts = head_scores(model, averages, [{k: v[:1] for k, v in batch.items()}, {k: v[1:] for k, v in batch.items()}])
+    for name in whole:
+        assert torch.allclose(whole[name], parts[name], atol=1e-6)
+
+
+def test_key_groups_and_statistics_on_a_real_tokenizer(minilm_l3):
+    from papa_utils import encode, get_task, TaskSplit
+    from papa_utils.head_stats import head_statistics, key_groups
+    import pandas as pd
+
+    model, tokenizer = minilm_l3
+    frame = pd.DataFrame({"sentence1": ["It rains, again."], "sentence2": ["Yes!"], "label": [1], "idx": [0]})
+    data = encode(TaskSplit(get_task("mrpc"), "validation", frame, "test", "0" * 64), tokenizer, 16)
+    groups = key_groups(data.input_ids, data.attention_mask, tokenizer)
+    tokens = tokenizer.convert_ids_to_tokens(data.input_ids[0].tolist())
+    named = {name: [tokens[i] for i in mask[0].nonzero().flatten().tolist()] for name, mask in groups.items()}
+    assert named == {"cls": ["[CLS]"], "sep": ["[SEP]", "[SEP]"], "punctuation": [",", ".", "!"]}
+    stats = head_statistics(model, tokenizer, [data.model_inputs()])
+    assert stats["mass_cls"].shape == (3, 12)
+    total = stats["mass_cls"] + stats["mass_sep"] + stats["mass_punctuation"]
+    assert (total <= 1 + 1e-5).all() and (stats["entropy"] <= stats["uniform_entropy"] + 1e-5).all()
+
+
+@pytest.mark.parametrize("family", ["bert", "mpnet", "roberta"])
+def test_recomputed_attention_matches_the_models(family):
+    from papa_utils.head_stats import recompute_attention
+
+    model = tiny_model(family)
+    batch = tiny_batch(16, pad_id=1 if family == "roberta" else 0)
+    for layer, head in ((0, 0), (1, 5)):
+        by_hand, returned = recompute_attention(model, batch, layer, head)
+        assert torch.allclose(by_hand, returned, atol=1e-5)
+
+
+def test_recompute_attention_names_what_it_supports():
+    from papa_utils.head_stats import recompute_attention
+
+    with pytest.raises(NotImplementedError, match="knows BERT-style self-attention and MPNet, not DisentangledSelfAttention"):
+        recompute_attention(tiny_model("deberta"), tiny_batch(16), 0, 0)

@@ -164,7 +164,7 @@ def test_figures_tables_and_metadata_exist(smoke):
     assert meta["git_commit"] and meta["packages"]["torch"].startswith("2.13.0")
     assert isinstance(meta["dirty"], bool) and (meta["diff_sha256"] is None) == (not meta["dirty"])
     assert meta["scope"] == {"profile": "smoke", "models": ["minilm-l3"], "tasks": ["sst2", "mrpc", "ner"],
-                             "seeds": [42, 43]}
+                             "seeds": [42, 43], "ranking": "gates"}
     assert not meta["run_dir"].startswith("/") and (ROOT / meta["run_dir"]).resolve() == run_dir.resolve()
     assert list(meta["notebook_seconds"]) == NOTEBOOKS and NOTEBOOKS[0] == "00_anatomy_of_attention"
     for name in meta["notebook_seconds"]:
@@ -176,6 +176,8 @@ def test_a_narrowed_run_gets_its_own_folder():
     assert run_name(get_profile("cpu")) == "cpu"
     assert run_name(get_profile("cpu", models="minilm-l3", tasks="sst2,ner")) == "cpu__minilm-l3__sst2-ner"
     assert open_run("", get_profile("smoke", tasks="sst2")) == runs_root() / "smoke__minilm-l3__sst2"
+    assert run_name(get_profile("cpu", ranking="input_dependence")) == "cpu__ranked-by-input_dependence"
+    assert run_name(get_profile("cpu", tasks="sst2", ranking="random")) == "cpu__minilm-l3-minilm-l6-mpnet-base__sst2__ranked-by-random"
     assert str(runs_root()).startswith(tempfile.gettempdir())  # the tests' runs never go to the checkout
 
 
@@ -183,8 +185,8 @@ def test_a_narrowed_run_never_overwrites_a_wider_runs_results(smoke):
     profile, run_dir, _ = smoke
     files = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
     message = (f"run folder {run_dir} holds a run over profile smoke: models minilm-l3; tasks sst2, mrpc, ner; seeds "
-               f"42, 43. This run covers profile smoke: models minilm-l3; tasks sst2; seeds 42, 43, so it would "
-               f"overwrite those results with fewer. Leave RUN_DIR unset")
+               f"42, 43; heads ranked by gates. This run covers profile smoke: models minilm-l3; tasks sst2; seeds "
+               f"42, 43; heads ranked by gates, so it would overwrite those results with fewer. Leave RUN_DIR unset")
     with pytest.raises(SystemExit, match=re.escape(message)):
         main(["--profile", "smoke", "--tasks", "sst2", "--run-dir", str(run_dir)])
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == files
@@ -252,7 +254,7 @@ def test_publishing_is_an_explicit_step_that_never_narrows_published_results(smo
     published = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
     scope = json.loads((run_dir / "run.json").read_text())["scope"]
     with pytest.raises(RunScopeError, match=re.escape("results/smoke/ holds a run over profile smoke: models "
-                                                      "minilm-l3; tasks sst2, mrpc, ner; seeds 42, 43; the run in")):
+                                                      "minilm-l3; tasks sst2, mrpc, ner; seeds 42, 43; heads ranked by gates; the run in")):
         publish_run(copy_of_run("narrow", scope={**scope, "tasks": ["sst2"]}), root)
     with pytest.raises(PublishError, match="did not finish \\(its run.json has no wall time\\)"):
         publish_run(copy_of_run("unfinished", wall_seconds=None), root)
@@ -311,3 +313,16 @@ def test_every_result_keeps_the_per_example_counts_of_its_metric(smoke):
     heads = results[results.headline]
     assert set(saved) == {statistics_key(r.model, r.task, r.predictor, r.replaced_heads, r.seed)
                           for r in heads.itertuples()}
+
+
+def test_a_run_ranked_another_way_never_shares_a_folder_with_the_gates_run(smoke):
+    """The head ranking decides every partial result: a run with another ranking is another run."""
+    _, run_dir, _ = smoke
+    files = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
+    with pytest.raises(SystemExit, match=re.escape("heads ranked by gates. This run covers profile smoke: models "
+                                                   "minilm-l3; tasks sst2, mrpc, ner; seeds 42, 43; heads ranked by "
+                                                   "input_dependence")):
+        main(["--profile", "smoke", "--ranking", "input_dependence", "--run-dir", str(run_dir)])
+    assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == files
+    with pytest.raises(SystemExit, match="unknown ranking 'gate'; rankings: gates, input_dependence, variance, random"):
+        main(["--profile", "smoke", "--ranking", "gate"])

@@ -16,15 +16,17 @@
 #
 # Parameters: `model` (default: the profile's first model, the smallest; any name of `papa_utils.OFFLINE_MODELS`,
 # a local folder or a Hub id), `task` (default MRPC, a sentence-pair task), `examples` (the corpus for the
-# statistics).
+# statistics). The corpus is the start of the training subset the averages are built from, so the scores are
+# in-sample: a head is compared with an average that includes these very inputs.
 
 # %% parameters
 profile = "smoke"
 models = ""
 tasks = ""
+ranking = ""  # how the partial sweep orders the heads (empty: the profile's, gates)
 run_dir = ""  # empty: runs/<run name> ($PAPA_RUNS_DIR instead of runs/ when set)
 model = ""  # empty: the profile's first model
-task = "mrpc"
+task = ""  # empty: MRPC (a sentence pair) when the profile has it, else the profile's first task
 examples = 64  # corpus for the per-head statistics and scores
 
 # %%
@@ -40,8 +42,9 @@ from papa_utils.head_stats import (PATTERNS, attention_row_checks, constant_patt
 from papa_utils.pipeline import (average_attention, cached_model, encoded, example_attention, figures_dir,
                                  get_profile, open_run, task_data)
 
-profile = get_profile(profile, models or None, tasks or None)
+profile = get_profile(profile, models or None, tasks or None, ranking or None)
 model_name = model or profile.models[0]
+task = task or ("mrpc" if "mrpc" in profile.tasks else profile.tasks[0])
 spec = get_task(task)  # an unknown task fails here, listing the known ones
 net, tokenizer = cached_model(model_name)  # an unknown model fails here, listing the offline ones
 run_dir = open_run(run_dir, profile)
@@ -118,7 +121,9 @@ plot_one_input(attention, tokens, list(picked.values()), title=" / ".join(picked
 # *substitute*. Left: the substitute; middle: the head's real attention on this input; right: their difference.
 
 # %%
-averages = average_attention(run_dir, profile, model_name, task)
+# the run's own averages; they keep the baseline's features only when the run's probes will use them
+averages = average_attention(run_dir, profile, model_name, task,
+                             keep_features=model_name in profile.models and task in profile.tasks)
 mask = torch.tensor([1 if t else 0 for t in tokens])[None]
 substitute = papa_substitute(averages.averages, mask)[0]
 fig = plot_average_vs_input(substitute, attention, *heads[2], title=f"{model_name} {task}: layer {heads[2][0]} head {heads[2][1]}")
@@ -215,7 +220,7 @@ assert torch.allclose(my_score(a, s, m[0]), expected, atol=1e-5)
 print("exercise 3: correct")
 
 # %% [markdown]
-# **Exercise 4: predict which heads are most replaceable.** Before looking at section 5's ranking, use only the
+# **Exercise 4: predict which heads are most replaceable.** (No single right answer: the check reports.) Before looking at section 5's ranking, use only the
 # statistics of section 3 (entropy, mass on `[CLS]` / `[SEP]`, offsets) to pick the 10% of heads you expect to be
 # the least input-dependent. The check reports how many of them the score puts in its own first 10%, and how
 # many a random pick of the same size would get on average. (The pick below, "the heads that put the most mass on

@@ -21,6 +21,7 @@
 profile = "smoke"
 models = ""
 tasks = ""
+ranking = ""  # how the partial sweep orders the heads (empty: the profile's, gates)
 run_dir = ""  # empty: runs/<run name> ($PAPA_RUNS_DIR instead of runs/ when set)
 
 # %%
@@ -31,7 +32,7 @@ from papa_utils.figures import plot_attention_heatmaps, save_figure
 from papa_utils.pipeline import (average_attention, cached_model, example_attention, figures_dir, get_profile,
                                  open_run)
 
-profile = get_profile(profile, models or None, tasks or None)
+profile = get_profile(profile, models or None, tasks or None, ranking or None)
 run_dir = open_run(run_dir, profile)
 profile
 

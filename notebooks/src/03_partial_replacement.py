@@ -13,6 +13,7 @@
 profile = "smoke"
 models = ""
 tasks = ""
+ranking = ""  # how the partial sweep orders the heads (empty: the profile's, gates)
 run_dir = ""  # empty: runs/<run name> ($PAPA_RUNS_DIR instead of runs/ when set)
 
 # %%
@@ -27,7 +28,7 @@ from papa_utils.pipeline import (cached_model, figures_dir, get_profile, head_ra
                                  write_results)
 from papa_utils.probe import replaced_counts
 
-profile = get_profile(profile, models or None, tasks or None)
+profile = get_profile(profile, models or None, tasks or None, ranking or None)
 run_dir = open_run(run_dir, profile)
 
 # %%
@@ -59,11 +60,15 @@ fig
 half_heads_change(results).round(3)
 
 # %% [markdown]
-# ## The learned gates of the first model and task (low = leans on the constant matrix)
+# ## What ranked the heads, for the first model and task
+# The learned gates (low = leans on the constant matrix), or the score of another ranking (low = replaced first).
 
 # %%
 (model_name, task), ranking = next(iter(rankings.items()))
-fig, ax = plt.subplots(figsize=(4, 1.6))
-sns.heatmap(torch.tensor(ranking["gates"]).numpy(), ax=ax, cmap="coolwarm", center=0)
-ax.set(xlabel="head", ylabel="layer", title=f"gates, {model_name} {task}")
-fig
+values = ranking.get("gates", ranking.get("scores"))
+if values is not None:
+    fig, ax = plt.subplots(figsize=(4, 1.6))
+    sns.heatmap(torch.tensor(values).numpy(), ax=ax, cmap="coolwarm", center=0 if "gates" in ranking else None)
+    ax.set(xlabel="head", ylabel="layer", title=f"{ranking['method'].replace('_', ' ')}, {model_name} {task}")
+else:
+    print(f"{model_name} {task}: heads in a random order")

@@ -1,8 +1,8 @@
 # %% [markdown]
 # # 6. Can a cheap statistic replace the gates?
 #
-# Rebuilds `figures/ranking_comparison.{pdf,png}`, `results/ranking_comparison.csv` and
-# `results/ranking_agreement.csv` in the run folder.
+# Rebuilds `figures/ranking_comparison.{pdf,png}`, `results/ranking_comparison.csv`,
+# `results/ranking_agreement.csv` and (when the profile asks) `results/ranking_stability.csv` in the run folder.
 #
 # Notebook 3 replaces heads in the order of trained gates: one gate per head, trained jointly with a probe,
 # a backward pass through the whole backbone. Notebook 0 measures, for every head, how far its attention on
@@ -25,15 +25,16 @@
 profile = "smoke"
 models = ""
 tasks = ""
+ranking = ""  # how the partial sweep orders the heads (empty: the profile's, gates)
 run_dir = ""  # empty: runs/<run name> ($PAPA_RUNS_DIR instead of runs/ when set)
 
 # %%
 from papa_utils.analysis import ranking_markdown, ranking_points, ranking_verdict
 from papa_utils.figures import plot_ranking_comparison, save_figure
 from papa_utils.pipeline import (figures_dir, get_profile, open_run, ranking_agreement_table, ranking_comparison,
-                                 ranking_comparison_table, results_dir, save_table)
+                                 ranking_comparison_table, ranking_stability_table, results_dir, save_table)
 
-profile = get_profile(profile, models or None, tasks or None)
+profile = get_profile(profile, models or None, tasks or None, ranking or None)
 run_dir = open_run(run_dir, profile)
 print(f"main ranking: {profile.ranking}; compared: {', '.join(profile.compare_rankings)} "
       f"({profile.random_orders} random orders) on {', '.join(profile.compare_models) or 'no model'}")
@@ -48,6 +49,18 @@ print(f"main ranking: {profile.ranking}; compared: {', '.join(profile.compare_ra
 agreement = ranking_agreement_table(run_dir, profile)
 save_table(agreement, results_dir(run_dir) / "ranking_agreement.csv")
 agreement.round(3)
+
+# %% [markdown]
+# ## Is the gate ranking stable?
+# The same gates trained with another seed (another initialisation and data order), and on a disjoint training
+# subset of the same size: if these rankings disagree, the gates rank noise, and no other ranking can be
+# expected to agree with them either. (Only when the profile asks for it: two more rankings per model and task.)
+
+# %%
+if profile.ranking_stability:
+    stability = ranking_stability_table(run_dir, profile)
+    save_table(stability, results_dir(run_dir) / "ranking_stability.csv")
+    print(stability.round(3).to_string(index=False))
 
 # %% [markdown]
 # ## The sweep under each ranking
