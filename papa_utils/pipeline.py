@@ -61,7 +61,8 @@ class Profile:
     rank_epochs: int = 1
     gate_lr: float | None = None  # the gates' own learning rate in the head ranking (None: the probe's lr, 2e-5)
     epochs: int = 15
-    length_override: int | None = None  # one L for every task (None: each task's default, 64 or 128)
+    length_override: int | None = None  # one L for every task (None: `task_lengths`, else each task's default)
+    task_lengths: dict = field(default_factory=dict)  # task -> L (chosen from ``truncation_table`` and cost)
     protocol: str = "cached"  # probe protocol (ProbeConfig): "streaming" when features would not fit in memory
     precision: str = "auto"  # backbone passes: "fp32", "bf16", or "auto": the faster on this machine, per model
     # (``precision_of``; measured once, recorded in run.json)
@@ -90,7 +91,7 @@ class Profile:
                 raise ValueError(f"unknown ranking {name!r}; rankings: {', '.join(RANKINGS)}")
 
     def length(self, task: str) -> int:
-        return self.length_override or get_task(task).length
+        return self.length_override or self.task_lengths.get(task) or get_task(task).length
 
     def size(self, model_name: str, name: str, task: str | None = None) -> int | None:
         default = self.task_sizes.get(task, {}).get(name, getattr(self, name))
@@ -595,19 +596,21 @@ def learning_curve(run_dir: Path, profile: Profile, task: str) -> list[dict]:
     return records
 
 
-def truncation_table(profile: Profile, lengths=(64, 128), train_sample: int = 2000) -> pd.DataFrame:
-    """Per model (tokenizer) x task x L: the share of examples the PAPA layout truncates (``truncated_share``), on a
-    random sample of the training split and on the dev data the profile scores. For choosing L per task."""
+def truncation_table(profile: Profile, lengths=(64, 128)) -> pd.DataFrame:
+    """Per model (tokenizer) x task x L (`lengths` and the profile's own L of the task): the share of examples the
+    PAPA layout truncates (``truncated_share``) in the probe's training subset and in the dev data the profile
+    scores; `used` marks the profile's L. For choosing L per task."""
     rows = []
     for model_name in profile.models:
         tokenizer = cached_model(model_name)[1]
         for task in profile.tasks:
-            parts = {"train": task_data(task, "train", train_sample),
+            parts = {"train": task_data(task, "train", profile.size(model_name, "train_examples", task)),
                      "dev": task_data(task, "validation", profile.size(model_name, "dev_examples", task))}
-            for length in lengths:
-                rows.append({"model": model_name, "task": task, "L": length,
+            for length in sorted({*lengths, profile.length(task)}):
+                rows.append({"model": model_name, "task": task, "L": length, "used": length == profile.length(task),
                              **{f"{split}_truncated": round(truncated_share(data, tokenizer, length), 4)
-                                for split, data in parts.items()}, "dev_examples": len(parts["dev"])})
+                                for split, data in parts.items()},
+                             "train_examples": len(parts["train"]), "dev_examples": len(parts["dev"])})
     return pd.DataFrame(rows)
 
 

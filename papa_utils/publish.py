@@ -26,8 +26,10 @@ from .pipeline import PROFILES, Profile, read_statistics
 from .runs import ROOT, RunScopeError, atomic_path, covers, describe_scope, write_json
 
 RESULT_FILES = ("probe_results.csv", "table1.md", "table1.tex", "claims.json", "learning_curves.csv",
-                "ranking_comparison.csv", "ranking_agreement.csv", "dev_statistics.npz")
-OPTIONAL_FILES = ("ranking_stability.csv",)  # only from profiles that ask for them
+                "ranking_comparison.csv", "ranking_agreement.csv")
+# only from profiles that ask for them (stability), or from runs made since they exist (per-example statistics:
+# without them the CIs resample seeds only, and the README says so)
+OPTIONAL_FILES = ("ranking_stability.csv", "dev_statistics.npz", "truncation.csv")
 
 
 class PublishError(RuntimeError):
@@ -132,7 +134,10 @@ def readme_block(name: str, root: Path = ROOT) -> str:
     if "cola" in scope["tasks"] and len(scope["tasks"]) > 1:  # CoLA's MCCs sit near 0, where drops are noise
         columns.append(("here, without CoLA", claim_statements(check_claims(results[results.task != "cola"], statistics))))
     half = half_heads_change(results)
+    resampled = ("seeds and dev examples (paired bootstrap)" if statistics else
+                 "seeds only: this run kept no per-example dev statistics, so the noise of the dev set is not in them")
     lines += ["", "### Table 1: probing baseline vs. all heads constant (mean ± std over seeds, points)", "",
+              f"95% CIs on the relative drop and the learned-signal share resample {resampled}.", "",
               table1_markdown(table1(results, statistics)).rstrip(), "",
               "### The paper's claims, side by side", "",
               "| claim (Hassid et al. 2022) | paper | " + " | ".join(c for c, _ in columns) + " |",

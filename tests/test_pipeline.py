@@ -326,3 +326,26 @@ def test_a_run_ranked_another_way_never_shares_a_folder_with_the_gates_run(smoke
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == files
     with pytest.raises(SystemExit, match="unknown ranking 'gate'; rankings: gates, input_dependence, variance, random"):
         main(["--profile", "smoke", "--ranking", "gate"])
+
+
+def test_truncation_is_reported_at_the_profiles_length(smoke):
+    profile, run_dir, _ = smoke
+    table = pd.read_csv(run_dir / "results" / "truncation.csv")
+    assert set(table.L) == {32, 64, 128} and set(table[table.used].L) == {32}  # smoke: L = 32 for every task
+    for column in ("train_truncated", "dev_truncated"):
+        for _, part in table.groupby(["model", "task"]):
+            shares = part.sort_values("L")[column].to_numpy()
+            assert (np.diff(shares) <= 0).all() and ((shares >= 0) & (shares <= 1)).all()  # longer L cuts less
+    mrpc = table[(table.task == "mrpc") & (table.L == 32)].iloc[0]
+    assert mrpc.dev_truncated > 0.5 and mrpc.train_examples == 64  # 15 slots per sentence of a pair: most are cut
+
+
+def test_lengths_and_sizes_per_task():
+    from dataclasses import replace
+
+    profile = replace(get_profile("cpu"), length_override=None, task_lengths={"sst2": 128},
+                      task_sizes={"mnli": {"dev_examples": 3000}}, dev_examples=None)
+    assert [profile.length(t) for t in ("sst2", "cola", "ner")] == [128, 64, 128]  # else the task's default
+    assert replace(profile, length_override=32).length("sst2") == 32
+    assert profile.size("minilm-l3", "dev_examples", "mnli") == 3000 and profile.size("minilm-l3", "dev_examples", "cola") is None
+    assert profile.size("mpnet-base", "dev_examples", "mnli") == 400  # the model's own size wins

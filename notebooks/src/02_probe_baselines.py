@@ -30,7 +30,8 @@ import pandas as pd
 from papa_utils import describe
 from papa_utils.analysis import table1
 from papa_utils.figures import plot_dev_curves, save_figure
-from papa_utils.pipeline import cached_model, figures_dir, get_profile, open_run, probe_sweep, write_results
+from papa_utils.pipeline import (cached_model, figures_dir, get_profile, open_run, probe_sweep, results_dir,
+                                 save_table, truncation_table, write_results)
 
 profile = get_profile(profile, models or None, tasks or None, ranking or None)
 run_dir = open_run(run_dir, profile)
@@ -47,6 +48,16 @@ results = write_results(run_dir, profile)
 notes = {r["data_note"] for r in records if r["data_note"]}
 for note in notes:
     print("NOTE:", note)
+
+# %% [markdown]
+# ## How much of each input does the layout keep?
+# The PAPA layout gives a single sentence L/2 − 1 slots and each segment of a pair about L/2: the share of the
+# probe's training and dev examples it cuts, at this profile's L and at 64 and 128 (`results/truncation.csv`).
+
+# %%
+truncation = truncation_table(profile)
+save_table(truncation, results_dir(run_dir) / "truncation.csv")
+truncation.pivot_table(index=["task", "L"], columns="model", values="dev_truncated").round(3)
 
 # %% [markdown]
 # ## Baseline vs. all heads constant (mean ± std over seeds, task metric in points), with the references
