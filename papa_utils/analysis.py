@@ -430,7 +430,7 @@ def ranking_markdown(verdict: pd.DataFrame, agreement: pd.DataFrame) -> str:
     for r in verdict.itertuples():
         lines.append(f"| {r.ranking} | {r.points} | {r.mean_difference:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] | "
                      f"{r.as_good_as_gates} of {r.points} ({100 * r.share_as_good:.0f}%) |")
-    lines += ["", "| model | ranking | Spearman with the gates (mean over tasks; min..max) | first halves shared | "
+    lines += ["", "| model | ranking | Spearman with the gates (mean over tasks; min to max) | first halves shared | "
               "seconds (this ranking / the gates), per task |", "|---|---|---|---|---|"]
     for (model, ranking), part in agreement.groupby(["model", "ranking"], sort=False):
         lines.append(f"| {model} | {ranking} | {part.spearman.mean():+.2f} ({part.spearman.min():+.2f} to "

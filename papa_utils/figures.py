@@ -204,13 +204,11 @@ def plot_ranking_comparison(points):
                 ax.fill_between(line.dynamic_heads, line["min"], line["max"], alpha=0.15, color=color)
             ax.set_xscale("symlog", linthresh=1)
             ax.tick_params(labelsize=5)
-            ax.set_title(f"{model} {task}" if len(models) > 1 else task, fontsize=6)
-            if r == len(models) - 1:
-                ax.set_xlabel("input-dependent heads", fontsize=6)
-            if c == 0 and len(part):
-                ax.set_ylabel(part.metric.iloc[0].replace("_", " "), fontsize=6)
+            metric = part.metric.iloc[0].replace("_", " ") if len(part) else ""
+            ax.set_title(f"{model} {task}\n({metric})" if len(models) > 1 else f"{task} ({metric})", fontsize=6)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=7, frameon=False)
+    fig.supxlabel("input-dependent heads (0 = all heads constant; right end = the probing baseline)", fontsize=7)
     fig.tight_layout(rect=(0, 0, 1, 0.94))
     return fig
 

@@ -76,6 +76,8 @@ def publish_run(run_dir: str | Path, root: Path = ROOT) -> Path:
     return target
 
 
+# a run whose summed step times exceed its wall time by this factor found steps done by an earlier run
+RESUMED = 1.1
 # steps that not every run has, in the order the README names them
 STEP_LABELS = (("head_scores", "head scores (input dependence, variance)"),
                ("ranking_comparison", "sweeps under the compared rankings"), ("learning_curve", "learning curve"))
@@ -106,7 +108,10 @@ def readme_block(name: str, root: Path = ROOT) -> str:
              f"`{run['git_commit'][:7]}`{state}; torch {run['packages']['torch']}, transformers "
              f"{run['packages']['transformers']}).", "",
              f"- **Wall time {_minutes(run['wall_seconds'])}**; by notebook: "
-             + ", ".join(f"{nb[:2]} {_minutes(s)}" for nb, s in notebooks.items()) + ".",
+             + ", ".join(f"{nb[:2]} {_minutes(s)}" for nb, s in notebooks.items()) + "."
+             + (f" **This run resumed a run folder**: it found most steps done by an earlier run in the same folder, "
+                f"so its wall time covers only its own work; all steps together took "
+                f"{_minutes(sum(steps.values()))}." if sum(steps.values()) > RESUMED * run["wall_seconds"] else ""),
              f"- Summed over the grid: averages (the same pass also saves the baseline's training features) "
              f"{_minutes(steps['averages'])}, head ranking {_minutes(steps['ranking'])}, other backbone feature "
              f"passes {_minutes(steps['feature_passes'])}, probe training (the paper's probe and the attention-free "
