@@ -127,5 +127,26 @@ def test_gate_ranking_stability_is_measured_with_another_seed_and_a_disjoint_sub
     assert (main["seed"], seed["seed"], subset["seed"]) == (42, 43, 42) and subset["subset"] == 1
     n = profile.size("minilm-l3", "rank_examples", "sst2")
     usual, disjoint = task_data("sst2", "train", n), task_data("sst2", "train", n, skip=n)
-    assert not set(usual.frame.index) & set(disjoint.frame.index) and len(disjoint) == n
+    assert not set(usual.frame.idx) & set(disjoint.frame.idx) and len(disjoint) == n
     assert main["gates"] != seed["gates"] != subset["gates"]
+
+
+def test_records_left_over_from_other_settings_never_enter_the_comparison(smoke):
+    """A sweep record of a ranking the profile no longer compares (here a fourth random order) and a main-sweep
+    record of a seed outside the profile stay out of the table."""
+    from papa_utils.pipeline import ranking_comparison_table
+
+    profile, run_dir, _ = smoke
+    before = ranking_comparison_table(run_dir, profile)
+    source = run_dir / "ranking_sweep" / "minilm-l3__sst2__random1__k18__seed43.json"
+    stale = {run_dir / "ranking_sweep" / "minilm-l3__sst2__random3__k18__seed42.json": {"ranking": "random3"},
+             run_dir / "probe" / "minilm-l3__sst2__k18__seed7.json": {"ranking": "gates", "seed": 7}}
+    try:
+        for path, change in stale.items():
+            path.write_text(json.dumps({**json.loads(source.read_text()), **change}))
+        after = ranking_comparison_table(run_dir, profile)
+    finally:
+        for path in stale:
+            path.unlink()
+    pd.testing.assert_frame_equal(before, after)
+    assert set(before.ranking) == {"none", "gates", "input_dependence", "variance", "random0", "random1"}

@@ -228,8 +228,9 @@ def test_publishing_is_an_explicit_step_that_never_narrows_published_results(smo
     root.mkdir()
     (root / "README.md").write_text("intro\n<!-- results:smoke:start -->\nold\n<!-- results:smoke:end -->\nend\n")
     target = publish_run(run_dir, root)
-    assert sorted(p.name for p in target.iterdir()) == ["claims.json", "learning_curves.csv", "probe_results.csv",
-                                                        "run.json", "table1.md", "table1.tex"]
+    assert sorted(p.name for p in target.iterdir()) == [
+        "claims.json", "dev_statistics.npz", "learning_curves.csv", "probe_results.csv", "ranking_agreement.csv",
+        "ranking_comparison.csv", "ranking_stability.csv", "run.json", "table1.md", "table1.tex", "truncation.csv"]
     assert (root / "figures" / "smoke" / "performance_vs_dynamic_heads.png").stat().st_size > 5000
     recorded = json.loads((target / "run.json").read_text())
     assert recorded == json.loads((run_dir / "run.json").read_text()) and not recorded["run_dir"].startswith("/")
@@ -238,6 +239,9 @@ def test_publishing_is_an_explicit_step_that_never_narrows_published_results(smo
     assert "\nold\n" not in readme and readme.endswith("<!-- results:smoke:end -->\nend\n")
     for sentence in claim_statements(json.loads((target / "claims.json").read_text())).values():
         assert sentence in readme  # the README says what claims.json says
+    assert "resample seeds and dev examples (paired bootstrap)" in readme  # the run kept its dev statistics
+    assert "### Can a cheap statistic replace the gates?" in readme and "| input_dependence | 9 |" in readme
+    assert "Stability of the gate ranking" in readme and "resumed" not in readme
     for line in (target / "table1.md").read_text().splitlines():
         assert line in readme
     assert "### How the verdict moves with the probe's training data" in readme
