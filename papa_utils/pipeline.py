@@ -418,7 +418,7 @@ def probe_sweep(run_dir: Path, profile: Profile, model_name: str, task: str, cou
                                 heads=heads, train_features=features[0], dev_features=features[1],
                                 progress=progress_enabled())
                 done[predictor, seed] = {**common, "replaced_heads": k, "heads": heads, "seed": seed,
-                                         "ranking": ranking_name if 0 < k < total else None,
+                                         "ranking": ranking_name,
                                          "predictor": predictor, "metrics": r.metrics, "curve": r.curve,
                                          "probe_seconds": r.seconds, "feature_seconds": feature_seconds,
                                          "protocol": config.protocol, "dev_statistics": _listed(r.dev_statistics),

@@ -76,9 +76,11 @@ def test_mass_on_key_groups_and_counts_only_real_rows():
     cls[0, 0] = True
     sep = torch.zeros(1, L, dtype=torch.bool)
     sep[0, [3, L - 1]] = True
-    stats = attention_statistics(attention, mask, {"cls": cls, "sep": sep})
-    assert (stats["mass_cls"][0] / stats["mass_cls"][1]).item() == pytest.approx(1 / 6)
-    assert (stats["mass_sep"][0] / stats["mass_sep"][1]).item() == pytest.approx(2 / 6)
+    on_cls = torch.zeros_like(attention)
+    on_cls[..., 0] = mask[:, None, None, :].float()  # every real row on [CLS]
+    stats = attention_statistics(torch.cat([attention, on_cls], dim=2), mask, {"cls": cls, "sep": sep})
+    mass = {name: (stats[f"mass_{name}"][0] / stats[f"mass_{name}"][1])[0] for name in ("cls", "sep")}
+    assert mass["cls"].tolist() == pytest.approx([1 / 6, 1.0]) and mass["sep"].tolist() == pytest.approx([2 / 6, 0.0])
     assert stats["entropy"][1] == 6  # six real rows counted
 
 
