@@ -301,8 +301,8 @@ def head_ranking(run_dir: Path, profile: Profile, model_name: str, task: str, me
                                  epochs=profile.rank_epochs, seed=seed,
                                  config=ProbeConfig(precision=precision_of(profile, model_name), gate_lr=profile.gate_lr),
                                  progress=progress_enabled())
-    result.update(fingerprint=key, model=model_name, task=task, examples=len(data), epochs=profile.rank_epochs,
-                  gate_lr=profile.gate_lr, seed=seed, subset=subset, method="gates")
+    result.update(fingerprint=key, model=model_name, task=task, examples=len(data), data=data.checksum,
+                  epochs=profile.rank_epochs, gate_lr=profile.gate_lr, seed=seed, subset=subset, method="gates")
     write_json(path, result)
     return result
 
@@ -418,7 +418,7 @@ def probe_sweep(run_dir: Path, profile: Profile, model_name: str, task: str, cou
                                 heads=heads, train_features=features[0], dev_features=features[1],
                                 progress=progress_enabled())
                 done[predictor, seed] = {**common, "replaced_heads": k, "heads": heads, "seed": seed,
-                                         "ranking": ranking_name,
+                                         "ranking": ranking_name if 0 < k < total else None,
                                          "predictor": predictor, "metrics": r.metrics, "curve": r.curve,
                                          "probe_seconds": r.seconds, "feature_seconds": feature_seconds,
                                          "protocol": config.protocol, "dev_statistics": _listed(r.dev_statistics),

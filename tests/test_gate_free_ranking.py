@@ -128,7 +128,8 @@ def test_gate_ranking_stability_is_measured_with_another_seed_and_a_disjoint_sub
     n = profile.size("minilm-l3", "rank_examples", "sst2")
     usual, disjoint = task_data("sst2", "train", n), task_data("sst2", "train", n, skip=n)
     assert not set(usual.frame.idx) & set(disjoint.frame.idx) and len(disjoint) == n
-    assert main["gates"] != seed["gates"] != subset["gates"]
+    assert main["data"] == seed["data"] == usual.checksum and subset["data"] == disjoint.checksum
+    assert main["gates"] != seed["gates"] and main["gates"] != subset["gates"]
 
 
 def test_records_left_over_from_other_settings_never_enter_the_comparison(smoke):
