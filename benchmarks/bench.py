@@ -2,7 +2,7 @@
 
     make bench            # or: python benchmarks/bench.py [--quick]
 
-Prints Markdown tables (forward passes, probe protocol, bf16, head-ranking cost) and writes them, with
+Prints Markdown tables (forward passes, probe protocol, bf16, head-ranking stability and cost, auto precision) and writes them, with
 the raw timings, to results/bench.md and results/bench.json. Times are medians of repeated runs after a
 warm-up; the machine's matmul peak is measured in the same run.
 """
@@ -15,7 +15,6 @@ import time
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
 
 from papa_utils import describe, encode, get_task, load_model, load_task, replace_heads
 from papa_utils.device import backbone_precision
@@ -133,37 +132,52 @@ def bf16_metric_section(model_name: str, task: str, n_train: int, n_dev: int, ep
     return out
 
 
-def ranking_section(model_name: str, task: str, settings, reference) -> dict:
-    """Cost of the gate ranking and its agreement (Spearman over all heads' gates) with a longer run."""
+def ranking_section(model_name: str, task: str, n: int, settings, seeds=(42, 43)) -> dict:
+    """How stable each way of ranking the heads is, and what it costs: for every gate setting (gate lr, epochs,
+    backbone precision), gates trained on n examples with two seeds (another init and data order) and on a disjoint
+    subset of n examples; the input-dependence score on the two subsets. Agreement = Spearman correlation of the
+    heads' positions and overlap of the first halves (``head_stats.ranking_agreement``)."""
     from papa_utils import compute_average_attention
+    from papa_utils.head_stats import head_scores, ranking_agreement, ranking_from_scores
 
     model, tokenizer = load_model(model_name)
     spec = get_task(task)
-    pool = load_task(task, "train").sample(max(n for n, *_ in [*settings, reference]))
-    encoded = encode(pool, tokenizer, 64)
-    averages = compute_average_attention(model, encoded.batches(32), progress=False)
-
-    def rank(n, epochs, precision="fp32"):
-        subset = type(encoded)(encoded.input_ids[:n], encoded.attention_mask[:n],
-                               None if encoded.token_type_ids is None else encoded.token_type_ids[:n],
-                               encoded.labels[:n])
-        return rank_heads_by_gates(model, spec, subset, averages, epochs=epochs,
-                                   config=ProbeConfig(precision=precision))
-
-    ref = rank(*reference)
-    ref_gates = np.array(ref["gates"]).ravel()
-    total = len(ref_gates)
+    pool = load_task(task, "train")
+    subsets = [encode(pool.sample(n, skip=i * n), tokenizer, 64) for i in (0, 1)]
+    averages = compute_average_attention(model, subsets[0].batches(32), progress=False)
     rows = []
-    for n, epochs, precision in settings:
-        r = rank(n, epochs, precision)
-        gates = np.array(r["gates"]).ravel()
-        half_ref = {tuple(h) for h in ref["ranking"][: total // 2]}
-        half_got = {tuple(h) for h in r["ranking"][: total // 2]}
-        rows.append({"examples": n, "epochs": epochs, "precision": precision, "seconds": r["seconds"],
-                     "spearman_vs_reference": float(spearmanr(gates, ref_gates)[0]),
-                     "first_half_overlap": len(half_ref & half_got) / (total // 2)})
-    return {"model": model_name, "task": task, "reference": {"examples": reference[0], "epochs": reference[1],
-                                                             "seconds": ref["seconds"]}, "settings": rows}
+    for gate_lr, epochs, precision in settings:
+        config = ProbeConfig(precision=precision, gate_lr=gate_lr)
+        runs = [rank_heads_by_gates(model, spec, subsets[i], averages, epochs=epochs, seed=seed, config=config)
+                for i, seed in ((0, seeds[0]), (0, seeds[1]), (1, seeds[0]))]
+        seed_agree, subset_agree = ranking_agreement(runs[0]["ranking"], runs[1]["ranking"]), \
+            ranking_agreement(runs[0]["ranking"], runs[2]["ranking"])
+        rows.append({"ranking": "gates", "gate_lr": gate_lr or config.lr, "epochs": epochs, "precision": precision,
+                     "seconds": runs[0]["seconds"], "largest_gate": float(np.abs(np.array(runs[0]["gates"])).max()),
+                     "spearman_seeds": seed_agree["spearman"], "overlap_seeds": seed_agree["first_half_overlap"],
+                     "spearman_subsets": subset_agree["spearman"], "overlap_subsets": subset_agree["first_half_overlap"]})
+    scored = []
+    for data in subsets:
+        start = time.time()
+        scored.append((ranking_from_scores(head_scores(model, averages, data.batches(32))["input_dependence"]),
+                       time.time() - start))
+    agree = ranking_agreement(scored[0][0], scored[1][0])
+    rows.append({"ranking": "input_dependence", "gate_lr": None, "epochs": None, "precision": "fp32",
+                 "seconds": scored[0][1], "largest_gate": None, "spearman_seeds": 1.0, "overlap_seeds": 1.0,
+                 "spearman_subsets": agree["spearman"], "overlap_subsets": agree["first_half_overlap"]})
+    return {"model": model_name, "task": task, "examples": n, "seeds": list(seeds), "settings": rows}
+
+
+def precision_section(models, length: int = 64) -> list[dict]:
+    """What precision="auto" picks for each model on this machine, and the timings behind the choice."""
+    from papa_utils.device import auto_precision
+
+    out = []
+    for name in models:
+        model, _ = load_model(name)
+        c = model.config
+        out.append({"model": name, **auto_precision(c.hidden_size, c.intermediate_size, 32 * length)})
+    return out
 
 
 def markdown(report: dict) -> str:
@@ -195,16 +209,26 @@ def markdown(report: dict) -> str:
         speed = b["baseline_fp32_feature_seconds"] / b["baseline_bf16_feature_seconds"]
         lines.append(f"| {b['model']} | {b['task']} | {b['metric']} | {b['baseline_fp32']:.1f} / {b['baseline_bf16']:.1f} | "
                      f"{b['papa_fp32']:.1f} / {b['papa_bf16']:.1f} | {speed:.2f}x |")
-    r = report["ranking"]
-    lines += ["", f"## Head ranking: cost and agreement with a longer run ({r['model']}, {r['task']}; reference "
-              f"{r['reference']['examples']} examples x {r['reference']['epochs']} epochs, "
-              f"{r['reference']['seconds']:.0f} s, fp32)", "",
-              "| examples | epochs | backbone | seconds | Spearman of gates vs reference | overlap of the first half |",
-              "|---|---|---|---|---|---|"]
-    for s in r["settings"]:
-        lines.append(f"| {s['examples']} | {s['epochs']} | {s['precision']} | {s['seconds']:.1f} | {s['spearman_vs_reference']:.2f} | "
-                     f"{100 * s['first_half_overlap']:.0f}% |")
+    lines += ranking_markdown(report["ranking"])
+    lines += ["", "## precision=\"auto\": what it picks here (the model's own products, batch 32 x L 64; bf16 only below "
+              "0.9x the fp32 time)", "", "| model | processor | fp32 s | bf16 s | choice |", "|---|---|---|---|---|"]
+    for p in report["precision"]:
+        lines.append(f"| {p['model']} | {p['processor']} | {p['fp32_seconds']:.3f} | {p['bf16_seconds']:.3f} | "
+                     f"{p['choice']} |")
     return "\n".join(lines) + "\n"
+
+
+def ranking_markdown(r: dict) -> list[str]:
+    lines = ["", f"## Head ranking: stability and cost ({r['model']}, {r['task']}, {r['examples']} examples; seeds "
+             f"{r['seeds'][0]} vs {r['seeds'][1]}, and two disjoint subsets)", "",
+             "| ranking | gate lr | epochs | backbone | seconds | largest gate | Spearman across seeds (first halves) | "
+             "Spearman across subsets (first halves) |", "|---|---|---|---|---|---|---|---|"]
+    for s in r["settings"]:
+        gate = "–" if s["largest_gate"] is None else f"{s['largest_gate']:.2g}"
+        lines.append(f"| {s['ranking']} | {s['gate_lr'] or '–'} | {s['epochs'] or '–'} | {s['precision']} | "
+                     f"{s['seconds']:.1f} | {gate} | {s['spearman_seeds']:.2f} ({100 * s['overlap_seeds']:.0f}%) | "
+                     f"{s['spearman_subsets']:.2f} ({100 * s['overlap_subsets']:.0f}%) |")
+    return lines
 
 
 def main(argv=None) -> None:
@@ -226,11 +250,11 @@ def main(argv=None) -> None:
     bf16_runs = [("minilm-l6", "sst2", 1000, 500), ("minilm-l6", "mrpc", 1000, 500), ("mpnet-base", "sst2", 400, 400)]
     report["bf16_metrics"] = [bf16_metric_section(m, t, 64 if quick else n, 64 if quick else d, 1 if quick else 15)
                               for m, t, n, d in (bf16_runs[:1] if quick else bf16_runs)]
-    report["ranking"] = ranking_section("minilm-l6", "sst2",
-                                        [(32, 1, "fp32"), (32, 1, "bf16")] if quick else
-                                        [(125, 1, "fp32"), (250, 1, "fp32"), (500, 1, "fp32"), (1000, 1, "fp32"),
-                                         (1000, 1, "bf16")],
-                                        (64, 1) if quick else (1000, 2))
+    report["ranking"] = ranking_section("minilm-l6", "sst2", 32 if quick else 1000,
+                                        [(None, 1, "fp32"), (1e-2, 1, "fp32")] if quick else
+                                        [(None, 1, "fp32"), (None, 1, "bf16"), (1e-2, 1, "fp32"), (1e-2, 3, "fp32"),
+                                         (1e-1, 3, "fp32")])
+    report["precision"] = precision_section(models)
     report["seconds"] = time.time() - start
     text = markdown(report)
     print(text)
