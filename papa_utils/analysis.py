@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import warnings
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -121,9 +122,12 @@ def point_draws(results: pd.DataFrame, statistics: dict | None = None, replaced:
 
     rows = headline(results, None)
     predictor = _predictor(rows)
-    rng = np.random.default_rng(seed)
     out = {}
     for (model, task), part in rows.groupby(["model", "task"], sort=True):
+        # every point draws from generators named by what it is, so its replicates do not depend on which other
+        # points are there; the dev weights are named by the task and dev size only: models scored on the same dev
+        # examples share them, and the dev noise they share stays in the averages' CIs
+        rng = np.random.default_rng([seed, zlib.crc32(f"{model}|{task}|{replaced}".encode())])
         p = predictor.loc[part.index]
         total = part.total_heads.iloc[0]
         k = total if replaced == "all" else round(total / 2)
@@ -140,7 +144,8 @@ def point_draws(results: pd.DataFrame, statistics: dict | None = None, replaced:
             key in statistics for group in keys for key in group)
         if resampled:
             n_dev = len(statistics[floor_key])
-            weights = rng.poisson(1.0, (n, n_dev)).astype(np.float32)
+            dev_rng = np.random.default_rng([seed, zlib.crc32(task.encode()), n_dev])
+            weights = dev_rng.poisson(1.0, (n, n_dev)).astype(np.float32)
             replicate = lambda key: metric_from_statistics(metric, weights @ statistics[key].astype(np.float32))  # noqa
             values = [np.stack([replicate(key) for key in group], axis=1) for group in keys]  # [n, seeds] each
             floor_draws = replicate(floor_key)
@@ -155,11 +160,14 @@ def point_draws(results: pd.DataFrame, statistics: dict | None = None, replaced:
 
 
 def interval(samples, level: float = 0.95) -> tuple[float, float]:
-    """Percentile interval of bootstrap replicates, ignoring undefined (NaN) ones; NaN when none is defined."""
+    """Percentile interval of bootstrap replicates. Undefined (NaN) replicates, e.g. where a resampled baseline
+    falls to the floor, are left out only while they are fewer than one tail, (1 - level) / 2 of all: beyond that,
+    leaving them out would cut a tail off, and the interval is undefined (NaN)."""
     samples = np.asarray(samples, dtype=float)
-    samples = samples[~np.isnan(samples)]
-    if not len(samples):
+    undefined = np.isnan(samples)
+    if not len(samples) or undefined.mean() > (1 - level) / 2:
         return float("nan"), float("nan")
+    samples = samples[~undefined]
     low, high = np.quantile(samples, [(1 - level) / 2, (1 + level) / 2])
     return float(low), float(high)
 

@@ -286,6 +286,9 @@ def head_ranking(run_dir: Path, profile: Profile, model_name: str, task: str, me
                 "scores": scores[method], "seconds": scores["seconds"]}
     avg = average_attention(run_dir, profile, model_name, task)
     n = profile.size(model_name, "rank_examples", task)
+    if subset and n is None:
+        raise ValueError(f"a disjoint subset needs a subset size: {profile.name} ranks heads on the whole "
+                         f"{task} training split (rank_examples=None)")
     data = task_data(task, "train", n, skip=subset * n if subset else 0)
     seed = profile.seeds[0] if seed is None else seed
     key = _fingerprint({"averages": avg.meta["key"], "examples": len(data), "data": data.checksum,

@@ -220,3 +220,27 @@ def test_point_draws_resample_the_seeds_together():
     assert base.min() == 60 and base.max() == 80 and 0.2 < (base == 70).mean() < 0.35  # P(mean 70) = 7/27
     assert np.allclose(base - papa, 10) and (floor == 50).all()
     assert point["estimates"].tolist() == [70.0, 60.0, 50.0]
+
+
+def test_models_on_the_same_dev_set_share_its_resampling():
+    """Two models scored on the same dev examples get the same dev weights (their shared dev noise stays in the
+    averages), and a point's replicates do not depend on which other points are there."""
+    from papa_utils.analysis import point_draws
+
+    results, stats = toy_results_and_statistics(flipped=30)
+    other = results.assign(model="m2")
+    stats2 = {key.replace("m|", "m2|", 1): value for key, value in stats.items()}
+    both = point_draws(pd.concat([results, other], ignore_index=True), {**stats, **stats2}, "all", n=300)
+    alone = point_draws(results, stats, "all", n=300)
+    assert np.array_equal(both["m", "t"]["draws"], alone["m", "t"]["draws"])
+    # identical predictions and identical seeds: the same dev weights give the same baseline replicates
+    assert np.array_equal(both["m", "t"]["draws"][2], both["m2", "t"]["draws"][2])  # the floor: seedless
+
+
+def test_an_interval_with_too_many_undefined_replicates_is_undefined():
+    from papa_utils.analysis import interval
+
+    few = np.r_[np.arange(100.0), [np.nan] * 2]
+    assert interval(few) == pytest.approx((np.quantile(np.arange(100.0), 0.025), np.quantile(np.arange(100.0), 0.975)))
+    many = np.r_[np.arange(100.0), [np.nan] * 10]  # 9% undefined: more than a 2.5% tail
+    assert all(np.isnan(interval(many)))
