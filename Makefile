@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-PROFILE ?= cpu       # smoke (tests, ~1 min) | cpu (default, 95.7 min measured on 2 cores, target 90) | paper (GPU + Hub)
+PROFILE ?= cpu       # smoke (tests, ~1.5 min) | cpu (default, ~2.7 h on 2 cores measured in two parts, target 90 min) | paper (GPU + Hub)
 MODELS  ?=           # optional comma-separated subset of the profile's models
 TASKS   ?=           # optional comma-separated subset of the profile's tasks
 RANKING ?=           # optional: how the partial sweep orders the heads (gates, input_dependence, variance, random)
