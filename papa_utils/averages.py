@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .device import backbone_precision, model_device
+from .device import backbone_precision, inputs_on, model_device
 from .layout import pair_mask
 from .models import describe, model_name
 from .runs import atomic_path
@@ -128,8 +128,7 @@ def compute_average_attention(model, batches, *, task: str | None = None, data_c
     length = None
     try:
         for batch in tqdm(batches, desc="average attention", disable=not progress, leave=False):
-            inputs = {k: v.to(device) for k, v in batch.items()
-                      if k in ("input_ids", "attention_mask", "token_type_ids")}
+            inputs = inputs_on(batch, device)
             with backbone_precision(precision, device):
                 out = model(**inputs, output_attentions=True, output_hidden_states=on_hidden_states is not None)
             if on_hidden_states is not None:

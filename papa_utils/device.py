@@ -29,6 +29,14 @@ def model_device(model) -> torch.device:
     return next(model.parameters()).device
 
 
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def inputs_on(batch: dict, device) -> dict:
+    """The model inputs of a batch (ids, mask, token types; not its labels), moved to the model's device."""
+    return {k: v.to(device) for k, v in batch.items() if k in MODEL_INPUTS}
+
+
 def backbone_precision(precision: str = "fp32", device: torch.device | str | None = None):
     """Context for backbone passes on `device` (default: ``default_device()``): fp32 as is, or bf16 autocast."""
     if precision not in PRECISIONS:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .averages import AttentionAverages, check_batch_length
-from .device import model_device
+from .device import inputs_on, model_device
 from .layout import pair_mask
 from .models import describe
 from .replace import QK_PROJECTIONS, attention_modules, renormalise_rows, replace_heads
@@ -129,10 +129,6 @@ def _accumulate(sums: dict, batch: dict) -> None:
         sums[name] = (total, count) if old is None else (old[0] + total, old[1] + count)
 
 
-def _model_inputs(batch: dict, device) -> dict:
-    return {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-
-
 @torch.no_grad()
 def head_statistics(model, tokenizer, batches) -> dict[str, torch.Tensor]:
     """Per-head statistics over a corpus, each a [layers, heads] fp32 tensor averaged over real query rows:
@@ -143,7 +139,7 @@ def head_statistics(model, tokenizer, batches) -> dict[str, torch.Tensor]:
     device, sums = model_device(model), {}
     try:
         for batch in batches:
-            inputs = _model_inputs(batch, device)
+            inputs = inputs_on(batch, device)
             out = model(**inputs, output_attentions=True)
             mask = inputs["attention_mask"]
             groups = {k: v.to(device) for k, v in key_groups(inputs["input_ids"], mask, tokenizer).items()}
@@ -175,7 +171,7 @@ def head_scores(model, averages: AttentionAverages, batches) -> dict[str, torch.
     constants = averages.averages.to(device, torch.float32)
     try:
         for batch in batches:
-            inputs = _model_inputs(batch, device)
+            inputs = inputs_on(batch, device)
             check_batch_length(averages.length, inputs["input_ids"].shape[1])
             out = model(**inputs, output_attentions=True)
             _accumulate(sums, score_attention(out.attentions, constants, inputs["attention_mask"]))
@@ -257,7 +253,7 @@ def hidden_state_change(model, constants, heads, batches) -> float:
     device = model_device(model)
     total = count = 0.0
     for batch in batches:
-        inputs = _model_inputs(batch, device)
+        inputs = inputs_on(batch, device)
         before = model(**inputs).last_hidden_state.float()
         with replace_heads(model, constants, heads):
             after = model(**inputs).last_hidden_state.float()
@@ -293,7 +289,7 @@ def recompute_attention(model, inputs: dict, layer: int, head: int) -> tuple[tor
     + key mask (+ MPNet's relative position bias)), and the model's own, for comparison. BERT-style models and
     MPNet (the offline models)."""
     device = model_device(model)
-    inputs = _model_inputs(inputs, device)
+    inputs = inputs_on(inputs, device)
     out = model(**inputs, output_attentions=True, output_hidden_states=True)
     _, modules = attention_modules(model)
     module = modules[layer]

@@ -35,6 +35,7 @@ import pandas as pd
 import torch
 
 from papa_utils import describe, get_task
+from papa_utils.device import inputs_on, model_device
 from papa_utils.figures import plot_average_vs_input, plot_head_map, plot_one_input, save_figure
 from papa_utils.head_stats import (PATTERNS, attention_row_checks, constant_patterns, head_scores, head_statistics,
                                    heads_of_layer, hidden_state_change, js_divergence, papa_substitute,
@@ -64,7 +65,7 @@ print(f"{model_name}: {info['layers']} layers x {info['heads']} heads, hidden si
 # %%
 batch = next(corpus.batches(16))
 with torch.no_grad():
-    out = net(**{k: v.to(net.device) for k, v in batch.items() if k != "labels"}, output_attentions=True)
+    out = net(**inputs_on(batch, model_device(net)), output_attentions=True)
 print(attention_row_checks(out.attentions, batch["attention_mask"].to(net.device)))
 by_hand, returned = recompute_attention(net, batch, layer=0, head=0)
 print(f"layer 0 head 0 recomputed from q and k: largest difference {float((by_hand - returned).abs().max()):.2e}")
