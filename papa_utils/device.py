@@ -73,35 +73,39 @@ def processor_name(device: torch.device | str | None = None) -> str:
     return platform.processor() or platform.machine()
 
 
-def _time_products(shapes, dtype: torch.dtype, device: torch.device, repeats: int) -> float:
-    """Seconds for `repeats` rounds of the products a @ b of the given (rows, inner, columns) shapes (best of 3)."""
+def _time_products(shapes, precision: str, device: torch.device, repeats: int) -> float:
+    """Seconds for `repeats` rounds of the products a @ b of the given (rows, inner, columns) shapes (best of 3),
+    as a pass in `precision` runs them: fp32 operands, inside ``backbone_precision`` (bf16: autocast, so the
+    casts of the operands are timed too)."""
     g = torch.Generator(device="cpu").manual_seed(0)
-    pairs = [(torch.randn(r, k, generator=g).to(device, dtype), torch.randn(k, c, generator=g).to(device, dtype))
+    pairs = [(torch.randn(r, k, generator=g).to(device), torch.randn(k, c, generator=g).to(device))
              for r, k, c in shapes]
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for a, b in pairs:  # warm-up
-        a @ b
-    best = float("inf")
-    for _ in range(3):
-        sync()
-        start = time.perf_counter()
-        for _ in range(repeats):
-            for a, b in pairs:
-                a @ b
-        sync()
-        best = min(best, time.perf_counter() - start)
+    with torch.no_grad(), backbone_precision(precision, device):
+        for a, b in pairs:  # warm-up
+            a @ b
+        best = float("inf")
+        for _ in range(3):
+            sync()
+            start = time.perf_counter()
+            for _ in range(repeats):
+                for a, b in pairs:
+                    a @ b
+            sync()
+            best = min(best, time.perf_counter() - start)
     return best
 
 
 def auto_precision(hidden: int, intermediate: int, rows: int, device: torch.device | str | None = None,
                    cache_file: Path | None = None, repeats: int = 5) -> dict:
     """Which backbone precision is faster on this machine for a model of this size: times the model's own matrix
-    products (rows x hidden times the Q/K/V/output projections, and the feed-forward pair) in fp32 and in bf16,
-    and picks bf16 only when it takes less than ``BF16_MARGIN`` of the fp32 time. Returns {"choice",
-    "fp32_seconds", "bf16_seconds", "processor", "measured"}; with `cache_file` (JSON) the measurement is made
+    products (rows x hidden times the Q/K/V/output projections, and the feed-forward pair) in fp32 and in bf16
+    autocast (``_time_products``), and picks bf16 only when it takes less than ``BF16_MARGIN`` of the fp32 time.
+    Returns {"choice", "fp32_seconds", "bf16_seconds", "processor", "measured"}; with `cache_file` (JSON) the measurement is made
     once per processor, torch version and shape and read back afterwards ("measured": False)."""
     device = torch.device(device or default_device())
-    key = f"{device.type} | {processor_name(device)} | torch {torch.__version__} | {rows}x{hidden}x{intermediate}"
+    key = (f"{device.type} | {processor_name(device)} | torch {torch.__version__} | {rows}x{hidden}x{intermediate} "
+           f"| autocast")  # timings made before the casts were timed do not count
     cache = {}
     if cache_file is not None and Path(cache_file).exists():
         try:
@@ -111,8 +115,8 @@ def auto_precision(hidden: int, intermediate: int, rows: int, device: torch.devi
     if key in cache:
         return {**cache[key], "measured": False}
     shapes = [(rows, hidden, hidden)] * 4 + [(rows, hidden, intermediate), (rows, intermediate, hidden)]
-    fp32 = _time_products(shapes, torch.float32, device, repeats)
-    bf16 = _time_products(shapes, torch.bfloat16, device, repeats)
+    fp32 = _time_products(shapes, "fp32", device, repeats)
+    bf16 = _time_products(shapes, "bf16", device, repeats)
     found = {"choice": "bf16" if bf16 < BF16_MARGIN * fp32 else "fp32", "fp32_seconds": round(fp32, 6),
              "bf16_seconds": round(bf16, 6), "processor": processor_name(device)}
     if cache_file is not None:

@@ -22,7 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .averages import compute_average_attention
-from .device import PRECISIONS, backbone_precision, model_device
+from .device import PRECISIONS, autocast_dtype, backbone_precision, model_device
 from .layout import Encoded
 from .metrics import compute_metrics, example_statistics
 from .models import describe
@@ -47,7 +47,9 @@ class ProbeConfig:
     protocol: str = "cached"  # "reference": backbone re-run for every batch with dropout on (the authors' code);
     # "streaming": backbone re-run for every batch in eval mode (same numbers as "cached", for splits whose
     # features do not fit in memory, e.g. the paper profile on a GPU)
-    precision: str = "fp32"  # backbone passes in "fp32" or "bf16" (autocast, device.py); the probe trains in fp32
+    precision: str = "fp32"  # backbone passes in "fp32" or "bf16" (autocast, device.py)
+    probe_precision: str = "fp32"  # the probe's own products in "fp32" or "bf16" (autocast); its weights, the
+    # optimizer and the loss stay fp32 either way
     levels: str = "all"  # hidden-state levels the probe sees: "all" (the paper's probe) or "embeddings" (level 0
     # only, before any attention: the attention-free reference)
     gate_lr: float | None = None  # head ranking: the gates' own learning rate (None: `lr`, the paper's setting)
@@ -57,8 +59,10 @@ class ProbeConfig:
             raise ValueError(f"protocol must be one of {', '.join(map(repr, PROTOCOLS))}, got {self.protocol!r}")
         if self.levels not in LEVELS:
             raise ValueError(f"levels must be one of {', '.join(map(repr, LEVELS))}, got {self.levels!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {self.precision!r}")
+        for name in ("precision", "probe_precision"):
+            if getattr(self, name) not in PRECISIONS:
+                raise ValueError(f"{name} must be one of {', '.join(map(repr, PRECISIONS))}, "
+                                 f"got {getattr(self, name)!r}")
 
 
 class SentenceProbe(nn.Module):
@@ -72,7 +76,8 @@ class SentenceProbe(nn.Module):
     def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """states [B, N+1, L, D], mask [B, L] -> logits [B, C]."""
         weights = self.slot_weights[None] * mask[:, None, :].to(self.slot_weights.dtype)  # [B, N+1, L]
-        pooled = torch.einsum("blt,bltd->bld", weights, states.to(weights.dtype)).flatten(1)
+        dtype = autocast_dtype(weights)  # bf16 inside the probe's bf16 autocast, else fp32
+        pooled = torch.einsum("blt,bltd->bld", weights.to(dtype), states.to(dtype)).flatten(1)
         return self.classifier(self.dropout(torch.tanh(self.pool(pooled))))
 
 
@@ -84,7 +89,7 @@ class TokenProbe(nn.Module):
 
     def forward(self, states: torch.Tensor, mask=None) -> torch.Tensor:
         """states [M, N+1, D] of M tokens -> logits [M, C]."""
-        return self.classifier(torch.tanh(self.pool(states.to(self.pool.weight.dtype).flatten(1))))
+        return self.classifier(torch.tanh(self.pool(states.to(autocast_dtype(self.pool.weight)).flatten(1))))
 
 
 def make_probe(task: Task, model, length: int, dropout: float = 0.1, levels: str = "all") -> nn.Module:
@@ -144,29 +149,30 @@ class Features:
 
 
 class BatchBuffer:
-    """Two buffers, allocated once, that batches of cached (fp16) features are gathered and converted into.
+    """Two buffers, allocated once, that batches of cached (fp16) features are gathered and converted into
+    (fp32, or bf16 for a probe whose products run in bf16).
 
     A fresh fp32 batch is a new allocation of up to 40 MB (MPNet, L = 64, 16 examples): the allocator maps
     fresh pages for it every step, and those page faults cost several times the copy itself. The tensor returned
     is overwritten by the next call, so use it before asking for the next batch."""
 
-    def __init__(self, states: torch.Tensor, rows: int):
+    def __init__(self, states: torch.Tensor, rows: int, dtype: torch.dtype = torch.float32):
         self.gathered = torch.empty((rows, *states.shape[1:]), dtype=states.dtype)
-        self.full = torch.empty((rows, *states.shape[1:]), dtype=torch.float32)
+        self.full = torch.empty((rows, *states.shape[1:]), dtype=dtype)
 
     def _fit(self, states: torch.Tensor, n: int) -> None:
         if n > len(self.full):  # token tasks: batches differ in their number of labelled positions
-            self.__init__(states, max(n, 2 * len(self.full)))
+            self.__init__(states, max(n, 2 * len(self.full)), self.full.dtype)
 
     def take(self, states: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """fp32 copy of states[rows]."""
+        """Copy of states[rows] in the buffer's dtype."""
         n = len(rows)
         self._fit(states, n)
         torch.index_select(states, 0, rows, out=self.gathered[:n])
         return self.full[:n].copy_(self.gathered[:n])
 
     def slice(self, states: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-        """fp32 copy of states[start:stop]."""
+        """Copy of states[start:stop] in the buffer's dtype."""
         n = min(stop, len(states)) - start
         self._fit(states, n)
         return self.full[:n].copy_(states[start: start + n])
@@ -269,22 +275,32 @@ def evaluate(probe: nn.Module, task: Task, features: Features, data: Encoded, bu
 
 
 @torch.no_grad()
-def predict(probe: nn.Module, task: Task, features: Features, data: Encoded, buffer: BatchBuffer | None = None):
+def predict(probe: nn.Module, task: Task, features: Features, data: Encoded, buffer: BatchBuffer | None = None,
+            precision: str = "fp32"):
     """The probe's predictions on cached dev features, shaped like ``data.labels`` (numpy): class ids (scores
-    for regression); token tasks [n, L] with -100 where nothing is predicted."""
+    for regression); token tasks [n, L] with -100 where nothing is predicted. `precision`: of its products."""
     probe.eval()
     n = features.states.shape[0]
     batch_size = eval_rows(features.states)
-    buffer = buffer or BatchBuffer(features.states, batch_size)
-    logits = torch.cat([probe(buffer.slice(features.states, s, s + batch_size),
-                              None if features.mask is None else features.mask[s: s + batch_size])
-                        for s in range(0, n, batch_size)])
+    buffer = buffer or BatchBuffer(features.states, batch_size, PROBE_DTYPES[precision])
+    with backbone_precision(precision, _device_of(probe)):
+        logits = torch.cat([probe(buffer.slice(features.states, s, s + batch_size),
+                                  None if features.mask is None else features.mask[s: s + batch_size]).float()
+                            for s in range(0, n, batch_size)])
     predicted = logits.squeeze(-1) if task.is_regression else logits.argmax(-1)
     if task.token_task:  # back to [n, L] with -100 where nothing is predicted
         grid = torch.full_like(data.labels, -100)
         grid[features.example, features.slot] = predicted
         return grid.numpy()
     return predicted.numpy()
+
+
+# what cached features are converted to for the probe, by the precision of its products
+PROBE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
 
 
 @dataclass
@@ -324,8 +340,9 @@ def train_probe(model, task: Task, train: Encoded, dev: Encoded, *, seed: int = 
     optimizer = torch.optim.AdamW(probe.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
     generator = torch.Generator().manual_seed(seed)
     curve = []
-    train_buffer = BatchBuffer(train_features.states, config.batch_size) if config.protocol == "cached" else None
-    dev_buffer = None if streaming else BatchBuffer(dev_features.states, eval_rows(dev_features.states))
+    dtype = PROBE_DTYPES[config.probe_precision]
+    train_buffer = BatchBuffer(train_features.states, config.batch_size, dtype) if config.protocol == "cached" else None
+    dev_buffer = None if streaming else BatchBuffer(dev_features.states, eval_rows(dev_features.states), dtype)
     for epoch in tqdm(range(1, config.epochs + 1), desc=f"probe {task.name} seed {seed}", disable=not progress,
                       leave=False):
         probe.train()
@@ -348,7 +365,9 @@ def train_probe(model, task: Task, train: Encoded, dev: Encoded, *, seed: int = 
                     states, mask, labels = live.states, None, live.labels
                 else:
                     states, mask, labels = live.states, train.attention_mask[index], train.labels[index]
-            loss = _loss(task, probe(states, mask), labels)
+            with backbone_precision(config.probe_precision, _device_of(probe)):
+                logits = probe(states, mask)
+            loss = _loss(task, logits, labels)  # in fp32 (``_loss``)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(probe.parameters(), config.max_grad_norm)
@@ -358,7 +377,7 @@ def train_probe(model, task: Task, train: Encoded, dev: Encoded, *, seed: int = 
             dev_features = extract_features(model, task, dev, averages, heads, config.feature_batch_size,
                                             precision=config.precision)
             dev_features = dev_features.embeddings_only() if level0 else dev_features
-        predictions = predict(probe, task, dev_features, dev, buffer=dev_buffer)
+        predictions = predict(probe, task, dev_features, dev, buffer=dev_buffer, precision=config.probe_precision)
         curve.append({"epoch": epoch, "train_loss": float(np.mean(losses)),
                       **compute_metrics(task, predictions, dev.labels.numpy())})
     final = {k: v for k, v in curve[-1].items() if k not in ("epoch", "train_loss")}
@@ -417,6 +436,9 @@ def rank_heads_by_gates(model, task: Task, train: Encoded, averages, *, epochs: 
     return {"ranking": ranking, "gates": final.tolist(), "seconds": time.time() - start}
 
 
-def replaced_counts(total_heads: int, fractions=(0, 1 / 2, 7 / 8, 15 / 16, 1)) -> list[int]:
+SWEEP_FRACTIONS = (0, 1 / 2, 7 / 8, 15 / 16, 1)  # the paper's sweep over the share of heads replaced
+
+
+def replaced_counts(total_heads: int, fractions=SWEEP_FRACTIONS) -> list[int]:
     """Numbers of replaced heads for the sweep (BERT-base, 144 heads: 0, 72, 126, 135, 144)."""
     return sorted({int(round(f * total_heads)) for f in fractions})

@@ -4,6 +4,7 @@ import json
 from dataclasses import replace
 
 import pytest
+import torch
 
 from papa_utils import device
 from papa_utils.device import BF16_MARGIN, CHOICES, auto_precision
@@ -12,8 +13,8 @@ from papa_utils.device import BF16_MARGIN, CHOICES, auto_precision
 @pytest.mark.parametrize("ratio,choice", [(0.5, "bf16"), (BF16_MARGIN - 0.01, "bf16"), (BF16_MARGIN + 0.01, "fp32"),
                                           (1.6, "fp32")])
 def test_auto_precision_picks_bf16_only_when_clearly_faster(monkeypatch, ratio, choice):
-    times = {"torch.float32": 1.0, "torch.bfloat16": ratio}
-    monkeypatch.setattr(device, "_time_products", lambda shapes, dtype, dev, repeats: times[str(dtype)])
+    times = {"fp32": 1.0, "bf16": ratio}
+    monkeypatch.setattr(device, "_time_products", lambda shapes, precision, dev, repeats: times[precision])
     found = auto_precision(64, 256, 128, "cpu")
     assert found["choice"] == choice and found["fp32_seconds"] == 1.0 and found["bf16_seconds"] == ratio
     assert found["measured"]
@@ -22,9 +23,9 @@ def test_auto_precision_picks_bf16_only_when_clearly_faster(monkeypatch, ratio, 
 def test_auto_precision_measures_once_per_machine_and_shape(tmp_path, monkeypatch):
     calls = []
 
-    def timed(shapes, dtype, dev, repeats):
-        calls.append((tuple(shapes), str(dtype)))
-        return 1.0 if "float32" in str(dtype) else 0.5
+    def timed(shapes, precision, dev, repeats):
+        calls.append((tuple(shapes), precision))
+        return 1.0 if precision == "fp32" else 0.5
 
     monkeypatch.setattr(device, "_time_products", timed)
     cache = tmp_path / "precision.json"
@@ -41,6 +42,27 @@ def test_auto_precision_measures_once_per_machine_and_shape(tmp_path, monkeypatc
 def test_auto_precision_really_times_products():
     found = auto_precision(32, 64, 64, "cpu", repeats=1)
     assert found["choice"] in ("fp32", "bf16") and found["fp32_seconds"] > 0 and found["bf16_seconds"] > 0
+
+
+def test_the_bf16_timing_runs_its_products_under_autocast(monkeypatch):
+    """What a bf16 pass pays: fp32 operands cast by autocast, so the products come out in bf16."""
+    seen = []
+    original = device.backbone_precision
+
+    def spy(precision, dev=None):
+        seen.append((precision, torch.is_autocast_enabled("cpu")))
+        return original(precision, dev)
+
+    monkeypatch.setattr(device, "backbone_precision", spy)
+    out = {}
+    real_matmul = torch.Tensor.__matmul__
+    monkeypatch.setattr(torch.Tensor, "__matmul__", lambda a, b: out.setdefault(
+        (a.dtype, torch.is_autocast_enabled("cpu")), real_matmul(a, b)))
+    device._time_products([(4, 8, 8)], "bf16", torch.device("cpu"), 1)
+    device._time_products([(4, 8, 8)], "fp32", torch.device("cpu"), 1)
+    assert [p for p, _ in seen] == ["bf16", "fp32"]
+    assert out[torch.float32, True].dtype == torch.bfloat16  # fp32 operands, autocast on: bf16 products
+    assert out[torch.float32, False].dtype == torch.float32
 
 
 def test_a_profile_resolves_auto_per_model_and_keys_follow_the_choice(monkeypatch):
