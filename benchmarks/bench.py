@@ -1,9 +1,10 @@
 """Speed of the PAPA pipeline on this machine: every number is a ratio measured side by side in ONE run.
 
-    make bench            # or: python benchmarks/bench.py [--quick]
+    make bench            # or: python benchmarks/bench.py [--quick] [--only probe_settings,precision]
 
-Prints Markdown tables (forward passes, probe protocol, bf16, head-ranking stability and cost, auto precision) and writes them, with
-the raw timings, to results/bench.md and results/bench.json. Times are medians of repeated runs after a
+Prints Markdown tables (forward passes, probe protocol, bf16 backbone, probe settings with bf16 products,
+head-ranking stability and cost, auto precision) and writes them, with the raw timings, to results/bench.md and
+results/bench.json (results/bench_<sections>.* with --only). Times are medians of repeated runs after a
 warm-up; the machine's matmul peak is measured in the same run.
 """
 from __future__ import annotations
@@ -168,19 +169,89 @@ def ranking_section(model_name: str, task: str, n: int, settings, seeds=(42, 43)
     return {"model": model_name, "task": task, "examples": n, "seeds": list(seeds), "settings": rows}
 
 
-def precision_section(models, length: int = 64) -> list[dict]:
-    """What precision="auto" picks for each model on this machine, and the timings behind the choice."""
+def probe_settings_section(model_name: str, task: str, n_train: int, n_dev: int, length: int, settings,
+                           seeds=(42, 43, 44)) -> dict:
+    """The probe on the same cached features under each setting (lr, epochs, precision of its products): the
+    paper's 15 epochs at 2e-5 in fp32, fewer epochs at a higher lr, and the same in bf16. Seconds per probe (mean
+    over seeds) and the final metric (mean and spread over seeds)."""
+    model, tokenizer = load_model(model_name)
+    spec = get_task(task)
+    train = encode(load_task(task, "train").sample(n_train), tokenizer, length)
+    dev = encode(load_task(task, "validation").sample(n_dev), tokenizer, length)
+    features = [extract_features(model, spec, d) for d in (train, dev)]
+    rows = []
+    for lr, epochs, precision in settings:
+        config = ProbeConfig(lr=lr, epochs=epochs, probe_precision=precision)
+        runs = [train_probe(model, spec, train, dev, seed=seed, config=config, train_features=features[0],
+                            dev_features=features[1]) for seed in seeds]
+        values = [r.metrics[spec.metric] for r in runs]
+        rows.append({"lr": lr, "epochs": epochs, "precision": precision,
+                     "seconds": float(np.mean([r.seconds for r in runs])), "metric_mean": float(np.mean(values)),
+                     "metric_min": float(np.min(values)), "metric_max": float(np.max(values))})
+    return {"model": model_name, "task": task, "train": n_train, "dev": n_dev, "L": length, "metric": spec.metric,
+            "seeds": len(seeds), "settings": rows}
+
+
+def precision_section(models) -> list[dict]:
+    """What precision="auto" picks for each model on this machine, and the timings behind the choice: measured
+    afresh, at the shape the pipeline times (``pipeline.PRECISION_ROWS``)."""
     from papa_utils.device import auto_precision
+    from papa_utils.pipeline import PRECISION_ROWS
 
     out = []
     for name in models:
         model, _ = load_model(name)
         c = model.config
-        out.append({"model": name, **auto_precision(c.hidden_size, c.intermediate_size, 32 * length)})
+        out.append({"model": name, **auto_precision(c.hidden_size, c.intermediate_size, PRECISION_ROWS)})
     return out
 
 
 def markdown(report: dict) -> str:
+    lines = [f"Measured on {report.get('processor') or _processor()}, "
+             f"{report['threads']} threads, commit `{str(report['environment'].get('git_commit'))[:7]}`"
+             f"{' (sections: ' + ', '.join(report['sections']) + ')' if report.get('sections') else ''}.", ""]
+    if "forward" in report:
+        lines += forward_markdown(report)
+    if "probe_protocol" in report:
+        p = report["probe_protocol"]
+        lines += ["## Probe stage of one configuration: cached features (incl. their backbone pass) vs reference "
+                  "protocol", "",
+                  "| model | task | train / dev | epochs x seeds | cached | reference | speed-up | metric cached / "
+                  "reference (mean over seeds) |",
+                  "|---|---|---|---|---|---|---|---|",
+                  f"| {p['model']} | {p['task']} | {p['train']} / {p['dev']} | {p['epochs']} x {p['seeds']} | "
+                  f"{p['cached_seconds']:.1f} s | "
+                  f"{p['reference_seconds']:.1f} s | {p['reference_seconds'] / p['cached_seconds']:.1f}x | "
+                  f"{p['cached_metric']:.1f} / {p['reference_metric']:.1f} ({p['metric']}) |", ""]
+    if "bf16_metrics" in report:
+        lines += ["## bf16 backbone: effect on probe metrics (same seed, same data)", "",
+                  "| model | task | metric | baseline fp32 / bf16 | all heads constant fp32 / bf16 | feature pass "
+                  "speed-up |", "|---|---|---|---|---|---|"]
+        for b in report["bf16_metrics"]:
+            speed = b["baseline_fp32_feature_seconds"] / b["baseline_bf16_feature_seconds"]
+            lines.append(f"| {b['model']} | {b['task']} | {b['metric']} | {b['baseline_fp32']:.1f} / "
+                         f"{b['baseline_bf16']:.1f} | {b['papa_fp32']:.1f} / {b['papa_bf16']:.1f} | {speed:.2f}x |")
+    if "probe_settings" in report:
+        lines += probe_settings_markdown(report["probe_settings"])
+    if "ranking" in report:
+        lines += ranking_markdown(report["ranking"])
+    if "precision" in report:
+        lines += ["", "## precision=\"auto\": what it picks here (the model's own products, batch 32 x L 128, the "
+                  "bf16 ones under autocast; bf16 only below 0.9x the fp32 time)", "",
+                  "| model | processor | fp32 s | bf16 s | bf16 / fp32 | choice |", "|---|---|---|---|---|---|"]
+        for p in report["precision"]:
+            lines.append(f"| {p['model']} | {p['processor']} | {p['fp32_seconds']:.3f} | {p['bf16_seconds']:.3f} | "
+                         f"{p['bf16_seconds'] / p['fp32_seconds']:.2f}x | {p['choice']} |")
+    return "\n".join(lines) + "\n"
+
+
+def _processor() -> str:
+    from papa_utils.device import processor_name
+
+    return processor_name("cpu")
+
+
+def forward_markdown(report: dict) -> list[str]:
     lines = ["## Forward pass (batch 32, fp32 unless noted; ratio > 1 means the first is faster)", "",
              "| model | L | all replaced vs unmodified | half replaced vs unmodified | ours vs straightforward "
              "(all replaced) | bf16 vs fp32 (unmodified) | throughput vs matmul peak (fp32 / bf16) |",
@@ -191,31 +262,22 @@ def markdown(report: dict) -> str:
                      f"{f['unmodified'] / f['half_replaced']:.2f}x | {f['straightforward_all'] / f['all_replaced']:.2f}x"
                      f" | {f['unmodified'] / f['sdpa_bf16']:.2f}x | {100 * f['gflops_fp32'] / peak32:.0f}% / "
                      f"{100 * f['gflops_bf16'] / peak16:.0f}% |")
-    lines += ["", f"Matmul peak measured in this run: {peak32:.0f} GFLOP/s fp32, {peak16:.0f} GFLOP/s bf16 "
-              f"(best square product, n = 1024 to 3072). Unmodified = the faster of transformers' eager and SDPA attention.", ""]
-    p = report["probe_protocol"]
-    lines += ["## Probe stage of one configuration: cached features (incl. their backbone pass) vs reference protocol", "",
-              "| model | task | train / dev | epochs x seeds | cached | reference | speed-up | metric cached / reference "
-              "(mean over seeds) |",
-              "|---|---|---|---|---|---|---|---|",
-              f"| {p['model']} | {p['task']} | {p['train']} / {p['dev']} | {p['epochs']} x {p['seeds']} | "
-              f"{p['cached_seconds']:.1f} s | "
-              f"{p['reference_seconds']:.1f} s | {p['reference_seconds'] / p['cached_seconds']:.1f}x | "
-              f"{p['cached_metric']:.1f} / {p['reference_metric']:.1f} ({p['metric']}) |", ""]
-    lines += ["## bf16 backbone: effect on probe metrics (same seed, same data)", "",
-              "| model | task | metric | baseline fp32 / bf16 | all heads constant fp32 / bf16 | feature pass speed-up |",
-              "|---|---|---|---|---|---|"]
-    for b in report["bf16_metrics"]:
-        speed = b["baseline_fp32_feature_seconds"] / b["baseline_bf16_feature_seconds"]
-        lines.append(f"| {b['model']} | {b['task']} | {b['metric']} | {b['baseline_fp32']:.1f} / {b['baseline_bf16']:.1f} | "
-                     f"{b['papa_fp32']:.1f} / {b['papa_bf16']:.1f} | {speed:.2f}x |")
-    lines += ranking_markdown(report["ranking"])
-    lines += ["", "## precision=\"auto\": what it picks here (the model's own products, batch 32 x L 64; bf16 only below "
-              "0.9x the fp32 time)", "", "| model | processor | fp32 s | bf16 s | choice |", "|---|---|---|---|---|"]
-    for p in report["precision"]:
-        lines.append(f"| {p['model']} | {p['processor']} | {p['fp32_seconds']:.3f} | {p['bf16_seconds']:.3f} | "
-                     f"{p['choice']} |")
-    return "\n".join(lines) + "\n"
+    return lines + ["", f"Matmul peak measured in this run: {peak32:.0f} GFLOP/s fp32, {peak16:.0f} GFLOP/s bf16 "
+                    f"(best square product, n = 1024 to 3072). Unmodified = the faster of transformers' eager and SDPA "
+                    f"attention.", ""]
+
+
+def probe_settings_markdown(sections: list[dict]) -> list[str]:
+    lines = ["", "## Probe settings on the same cached features: epochs and lr, and bf16 products (mean over seeds)", "",
+             "| model | task | train / dev, L | lr | epochs | probe products | seconds per probe | vs the paper's | "
+             "metric (min to max) |", "|---|---|---|---|---|---|---|---|---|"]
+    for p in sections:
+        reference = p["settings"][0]["seconds"]
+        for s in p["settings"]:
+            lines.append(f"| {p['model']} | {p['task']} | {p['train']} / {p['dev']}, {p['L']} | {s['lr']:g} | "
+                         f"{s['epochs']} | {s['precision']} | {s['seconds']:.1f} | {reference / s['seconds']:.2f}x | "
+                         f"{s['metric_mean']:.1f} ({s['metric_min']:.1f} to {s['metric_max']:.1f}) {p['metric']} |")
+    return lines
 
 
 def ranking_markdown(r: dict) -> list[str]:
@@ -231,34 +293,62 @@ def ranking_markdown(r: dict) -> list[str]:
     return lines
 
 
+SECTIONS = ("forward", "probe_protocol", "bf16_metrics", "probe_settings", "ranking", "precision")
+
+
+def measure(name: str, quick: bool, models):
+    """One section of the report, at full size or (quick) tiny sizes."""
+    if name == "forward":
+        return [forward_section(m, L, 32, 1 if quick else 3) for m in models for L in ([64] if quick else [64, 128])]
+    if name == "probe_protocol":
+        return probe_protocol_section("minilm-l6", "sst2", 64 if quick else 512, 64 if quick else 300,
+                                      1 if quick else 15, (42,) if quick else (42, 43, 44))
+    if name == "bf16_metrics":
+        runs = [("minilm-l6", "sst2", 1000, 500), ("minilm-l6", "mrpc", 1000, 500), ("mpnet-base", "sst2", 400, 400)]
+        return [bf16_metric_section(m, t, 64 if quick else n, 64 if quick else d, 1 if quick else 15)
+                for m, t, n, d in (runs[:1] if quick else runs)]
+    if name == "probe_settings":  # the paper's probe; the cpu profile's; the same with bf16 products
+        settings = [(2e-5, 15, "fp32"), (1e-4, 5, "fp32"), (1e-4, 5, "bf16")]
+        runs = [("minilm-l6", "cola", 4000, 1043, 64), ("mpnet-base", "cola", 1000, 500, 64)]
+        return [probe_settings_section(m, t, 64 if quick else n, 64 if quick else d, L,
+                                       [(lr, 1 if quick else e, p) for lr, e, p in settings],
+                                       (42,) if quick else (42, 43, 44))
+                for m, t, n, d, L in (runs[:1] if quick else runs)]
+    if name == "ranking":
+        return ranking_section("minilm-l6", "sst2", 32 if quick else 1000,
+                               [(None, 1, "fp32"), (1e-2, 1, "fp32")] if quick else
+                               [(None, 1, "fp32"), (None, 1, "bf16"), (1e-2, 1, "fp32"), (1e-2, 3, "fp32"),
+                                (1e-1, 3, "fp32")])
+    if name == "precision":
+        return precision_section(models)
+    raise ValueError(f"unknown section {name!r}; sections: {', '.join(SECTIONS)}")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check that the script runs")
+    parser.add_argument("--only", help=f"comma-separated sections to measure ({', '.join(SECTIONS)}); their "
+                                       f"report goes to results/bench_<sections>.md, beside the full one")
     args = parser.parse_args(argv)
+    sections = args.only.split(",") if args.only else list(SECTIONS)
+    for name in sections:
+        if name not in SECTIONS:
+            parser.error(f"unknown section {name!r}; sections: {', '.join(SECTIONS)}")
     torch.manual_seed(0)
     quick = args.quick
     models = ["minilm-l6"] if quick else ["minilm-l6", "mpnet-base"]
-    lengths = [64] if quick else [64, 128]
-    repeats = 1 if quick else 3
     start = time.time()
-    report = {"environment": environment(), "threads": torch.get_num_threads(),
+    report = {"environment": environment(), "processor": _processor(), "threads": torch.get_num_threads(),
+              "sections": sections if args.only else None,
               "matmul_peak_gflops": {"fp32": matmul_peak_gflops(torch.float32),
                                      "bf16": matmul_peak_gflops(torch.bfloat16)}}
-    report["forward"] = [forward_section(m, L, 32, repeats) for m in models for L in lengths]
-    report["probe_protocol"] = probe_protocol_section("minilm-l6", "sst2", 64 if quick else 512, 64 if quick else 300,
-                                                      1 if quick else 15, (42,) if quick else (42, 43, 44))
-    bf16_runs = [("minilm-l6", "sst2", 1000, 500), ("minilm-l6", "mrpc", 1000, 500), ("mpnet-base", "sst2", 400, 400)]
-    report["bf16_metrics"] = [bf16_metric_section(m, t, 64 if quick else n, 64 if quick else d, 1 if quick else 15)
-                              for m, t, n, d in (bf16_runs[:1] if quick else bf16_runs)]
-    report["ranking"] = ranking_section("minilm-l6", "sst2", 32 if quick else 1000,
-                                        [(None, 1, "fp32"), (1e-2, 1, "fp32")] if quick else
-                                        [(None, 1, "fp32"), (None, 1, "bf16"), (1e-2, 1, "fp32"), (1e-2, 3, "fp32"),
-                                         (1e-1, 3, "fp32")])
-    report["precision"] = precision_section(models)
+    for name in sections:
+        report[name] = measure(name, quick, models)
     report["seconds"] = time.time() - start
     text = markdown(report)
     print(text)
-    out = ROOT / "results" / ("bench_quick" if quick else "bench")
+    name = "bench" + ("_quick" if quick else "") + ("_" + "-".join(sections) if args.only else "")
+    out = ROOT / "results" / name
     write_json(out.with_suffix(".json"), report)
     with atomic_path(out.with_suffix(".md")) as tmp:
         tmp.write_text(text)

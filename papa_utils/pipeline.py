@@ -29,7 +29,7 @@ from .models import cache_dir, describe, load_model
 from .references import trivial_metrics, trivial_reference
 from .head_stats import SCORE_DEFINITION, SCORES, head_scores, random_ranking, ranking_agreement, ranking_from_scores
 from .probe import (ProbeConfig, averages_and_features, extract_features, load_features, rank_heads_by_gates,
-                    replaced_counts, save_features, train_probe)
+                    SWEEP_FRACTIONS, replaced_counts, save_features, train_probe)
 from .runs import (ROOT, RunScopeError, absolute_data_dir, atomic_path, claim_run_folder, environment, peak_memory_gb,
                    progress_enabled, repo_relative, write_json)
 from .tasks import TaskSplit, get_task, load_task
@@ -61,14 +61,15 @@ class Profile:
     rank_epochs: int = 1
     gate_lr: float | None = None  # the gates' own learning rate in the head ranking (None: the probe's lr, 2e-5)
     epochs: int = 15
+    probe_lr: float = 2e-5  # the paper's; a higher lr with fewer epochs where the learning curves allow it
     length_override: int | None = None  # one L for every task (None: `task_lengths`, else each task's default)
     task_lengths: dict = field(default_factory=dict)  # task -> L (chosen from ``truncation_table`` and cost)
     protocol: str = "cached"  # probe protocol (ProbeConfig): "streaming" when features would not fit in memory
     precision: str = "auto"  # backbone passes: "fp32", "bf16", or "auto": the faster on this machine, per model
     # (``precision_of``; measured once, recorded in run.json)
     task_sizes: dict = field(default_factory=dict)  # task -> {size field: n}, e.g. a cap on a large dev split
-    model_sizes: dict = field(default_factory=dict)  # model -> {size field: n}, e.g. smaller for a big model
-    # (a model's sizes win over a task's, which win over the defaults above)
+    model_sizes: dict = field(default_factory=dict)  # model -> {size field: n}: caps for a big model
+    # (a task's sizes replace the defaults above; a model's cap both)
     # learning curve (notebook 5): one cheap model, baseline and full PAPA at growing training sizes
     curve_model: str | None = None
     curve_tasks: tuple[str, ...] = ()
@@ -82,6 +83,9 @@ class Profile:
     compare_models: tuple[str, ...] = ()
     random_orders: int = 3
     ranking_stability: bool = False  # also rank with another seed and on a disjoint subset (notebook 6)
+    # model -> the shares of heads its sweep replaces, where not the paper's five (``probe.SWEEP_FRACTIONS``);
+    # Table 1 and the claims need 0, 1/2 and 1
+    model_fractions: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.precision not in CHOICES:
@@ -94,8 +98,14 @@ class Profile:
         return self.length_override or self.task_lengths.get(task) or get_task(task).length
 
     def size(self, model_name: str, name: str, task: str | None = None) -> int | None:
-        default = self.task_sizes.get(task, {}).get(name, getattr(self, name))
-        return self.model_sizes.get(model_name, {}).get(name, default)
+        """The task's size (else the profile's), capped by the model's (None: the whole split, no cap)."""
+        value = self.task_sizes.get(task, {}).get(name, getattr(self, name))
+        cap = self.model_sizes.get(model_name, {}).get(name)
+        return value if cap is None else cap if value is None else min(value, cap)
+
+    def sweep_counts(self, model_name: str, total_heads: int) -> list[int]:
+        """How many heads each configuration of `model_name`'s sweep replaces (``probe.replaced_counts``)."""
+        return replaced_counts(total_heads, self.model_fractions.get(model_name, SWEEP_FRACTIONS))
 
     def sizes(self, model_name: str, task: str | None = None) -> dict:
         return {name: self.size(model_name, name, task) for name in SIZE_FIELDS}
@@ -108,24 +118,31 @@ PROFILES = {
                      curve_model="minilm-l3", curve_tasks=("sst2",), curve_sizes=(16, 64),
                      compare_rankings=("input_dependence", "variance", "random"), compare_models=("minilm-l3",),
                      random_orders=2, ranking_stability=True),
+    # Issue 13's settings, each measured on this 2-core Intel Xeon (README, "Choosing the cpu profile's settings"):
+    # - dev: the whole split (MNLI matched: 3,000) for the MiniLMs. MPNet's pass costs ~46 ms per example at L = 64
+    #   against 8.3 (MiniLM-L6) and 3.5 (L3): its dev sets are capped at 500 and its sweep has k = 0, 1/2 and all
+    #   (what Table 1 and the claims use), else the run would take ~110 min instead of ~85;
+    # - training: 4,000 examples where the learning curve still climbs (CoLA, MNLI), 1,000 elsewhere; MPNet 1,000;
+    # - probe: 5 epochs at lr 1e-4 instead of 15 at 2e-5, the same final metric within noise where both were run
+    #   (MiniLM-L6 CoLA 14.6 vs 12.2 MCC, MNLI 55.7 vs 54.8; MPNet CoLA 41.6 vs 43.6) at a third of the cost;
+    # - L: 128 where L = 64 truncates a fifth or more of the dev examples and the split is small (SST-2 22%, MRPC
+    #   31-34%); MNLI (27%) stays at 64, where its 3,000 dev and 4,000 training examples cost half as much;
+    # - heads ranked by input dependence: as good as the gates within the noise (d19ef5c run), the same ranking from
+    #   two disjoint subsets, no seed, a single pass. Gates, when asked for (RANKING=gates), train for 3 epochs at
+    #   a gate lr of 1e-2: Spearman 0.82 between two seeds on MiniLM-L6 SST-2 (`make bench`), 0.22 at 1 epoch and 2e-5;
+    # - precision auto: fp32 on this host, where bf16 products take 1.8x the time.
     "cpu": Profile("cpu", ("minilm-l3", "minilm-l6", "mpnet-base"), ("cola", "sst2", "mrpc", "mnli", "ner", "pos"),
-                   seeds=(42, 43, 44), average_examples=1000, train_examples=1000, dev_examples=500,
-                   # gates: one epoch over the probe's training subset (`make bench`: Spearman 0.87 against 2
-                   # epochs, 0.48 with half the examples). Backbone passes in bf16: in fp32 the run took 94.6 min
-                   # (69f2c14); `make bench` measured bf16 feature passes 1.8x and ranking 1.6x faster, with probe
-                   # metrics within 0.1 points and the same gate agreement (Spearman 0.87)
-                   rank_examples=1000, epochs=15, length_override=64, precision="bf16",
-                   model_sizes={"mpnet-base": {"average_examples": 400, "train_examples": 400, "dev_examples": 400,
-                                               "rank_examples": 400}},
-                   # learning curve on the cheapest model, one seed: measured at 8,000 examples, NER ~160 s and MNLI
-                   # ~150 s per size (two feature passes of ~40 s, probes 10-30 s), so about 13 min for these sizes
-                   curve_model="minilm-l3", curve_tasks=("cola", "sst2", "mnli", "ner"),
-                   curve_sizes=(250, 1000, 4000, 8000),
-                   # gate-free rankings against the gates (notebook 6) on the two MiniLMs: ~45 min measured-by-
-                   # estimate from the d19ef5c run's step times (a pass and three probes per point); MPNet's 15
-                   # extra points per task would add ~93 min, over this profile's budget
-                   compare_rankings=("input_dependence", "variance", "random"),
-                   compare_models=("minilm-l3", "minilm-l6"), random_orders=3),
+                   seeds=(42, 43, 44), average_examples=1000, train_examples=1000, dev_examples=None,
+                   task_sizes={"cola": {"average_examples": 4000, "train_examples": 4000},
+                               "mnli": {"average_examples": 4000, "train_examples": 4000, "dev_examples": 3000}},
+                   model_sizes={"mpnet-base": {"average_examples": 1000, "train_examples": 1000, "dev_examples": 500,
+                                               "rank_examples": 250}},
+                   model_fractions={"mpnet-base": (0, 1 / 2, 1)},
+                   rank_examples=500, rank_epochs=3, gate_lr=1e-2, epochs=5, probe_lr=1e-4,
+                   task_lengths={"cola": 64, "sst2": 128, "mrpc": 128, "mnli": 64, "ner": 64, "pos": 64},
+                   precision="auto", ranking="input_dependence", ranking_stability=True,
+                   # learning curve on the cheapest model, one seed, where the training size matters
+                   curve_model="minilm-l3", curve_tasks=("cola", "mnli", "ner"), curve_sizes=(1000, 4000, 8000)),
     # full splits on a GPU with the Hub: hidden states of whole splits do not fit in memory, so the backbone
     # streams (eval mode) for every batch; gates train for as long as the probe. No learning curve: its cached
     # features of 8,000 examples would take ~20 GB for BERT-base at L = 128 (the cpu profile has one)
@@ -169,11 +186,16 @@ def precision_of(profile: Profile, model_name: str) -> str:
     return profile.precision if profile.precision != "auto" else precision_choice(profile, model_name)["choice"]
 
 
+# the rows of the products timed for precision="auto": a feature pass's batch, 32 examples of L = 128. Fixed, so
+# that a model's choice on a machine does not depend on which tasks a run covers
+PRECISION_ROWS = 32 * 128
+
+
 def precision_choice(profile: Profile, model_name: str) -> dict:
-    """``device.auto_precision`` for a model: its own matrix products at the feature passes' batch (32 examples of
-    the profile's longest L), timed once per machine and cached in the model cache folder (precision.json)."""
-    rows = 32 * max(profile.length(t) for t in profile.tasks)
-    return _precision_choice(model_name, rows)
+    """``device.auto_precision`` for a model: its own matrix products at a feature pass's batch
+    (``PRECISION_ROWS``), timed once per machine and cached in the model cache folder (precision.json), so every
+    step and notebook of a run reads the same choice. The probe's products follow the same choice."""
+    return _precision_choice(model_name, PRECISION_ROWS)
 
 
 @lru_cache(maxsize=None)
@@ -183,6 +205,15 @@ def _precision_choice(model_name: str, rows: int) -> dict:
     intermediate = getattr(model.config, "intermediate_size", None) or getattr(model.config, "hidden_dim")
     return auto_precision(info["hidden"], intermediate, rows, model_device(model),
                           cache_file=cache_dir() / "precision.json")
+
+
+def probe_config(profile: Profile, model_name: str, **changes) -> ProbeConfig:
+    """How the profile trains a probe (and the gates) on `model_name`: its epochs, lr, protocol and gate lr; the
+    backbone's precision (``precision_of``), which the probe's own products follow (the same rule: bf16 only
+    where this machine's products are faster in it)."""
+    precision = precision_of(profile, model_name)
+    return replace(ProbeConfig(epochs=profile.epochs, lr=profile.probe_lr, protocol=profile.protocol,
+                               precision=precision, probe_precision=precision, gate_lr=profile.gate_lr), **changes)
 
 
 def task_data(task: str, split: str, n: int | None, seed: int = 0, skip: int = 0) -> TaskSplit:
@@ -271,8 +302,9 @@ def head_ranking(run_dir: Path, profile: Profile, model_name: str, task: str, me
     ``ranking``): "gates" sorts by trained gate, ascending (cached in <run>/ranking/<model>__<task>.json);
     "input_dependence" / "variance" by their score, ascending (``head_scores``); "random" is random order
     number `order`. Returns {"ranking", "method", "seconds", ...}; "seconds" is what the ranking cost.
-    For the stability of the gates: `seed` (default the profile's first) sets the gates' and probe's init and
-    data order; `subset` 1 trains them on the `rank_examples` that follow the usual ones (disjoint from them)."""
+    For a ranking's stability: `subset` 1 makes it from the `rank_examples` that follow the usual ones (disjoint
+    from them, ``rank_data``); for the gates, `seed` (default the profile's first) sets the gates' and probe's
+    init and data order."""
     method = method or profile.ranking
     if method not in RANKINGS:
         raise ValueError(f"unknown ranking {method!r}; rankings: {', '.join(RANKINGS)}")
@@ -281,19 +313,17 @@ def head_ranking(run_dir: Path, profile: Profile, model_name: str, task: str, me
         return {"ranking": random_ranking(info["layers"], info["heads"], seed=order), "method": method,
                 "order": order, "seconds": 0.0}
     if method != "gates":
-        scores = head_scores_of(run_dir, profile, model_name, task)
+        scores = head_scores_of(run_dir, profile, model_name, task, subset)
         return {"ranking": ranking_from_scores(torch.tensor(scores[method])), "method": method,
-                "scores": scores[method], "seconds": scores["seconds"]}
+                "scores": scores[method], "seconds": scores["seconds"], "examples": scores["examples"],
+                "data": scores.get("data"), "subset": subset}
     avg = average_attention(run_dir, profile, model_name, task)
-    n = profile.size(model_name, "rank_examples", task)
-    if subset and n is None:
-        raise ValueError(f"a disjoint subset needs a subset size: {profile.name} ranks heads on the whole "
-                         f"{task} training split (rank_examples=None)")
-    data = task_data(task, "train", n, skip=subset * n if subset else 0)
+    data = rank_data(profile, model_name, task, subset)
     seed = profile.seeds[0] if seed is None else seed
+    config = probe_config(profile, model_name)
     key = _fingerprint({"averages": avg.meta["key"], "examples": len(data), "data": data.checksum,
-                        "epochs": profile.rank_epochs, "precision": precision_of(profile, model_name),
-                        "gate_lr": profile.gate_lr, "seed": seed})
+                        "epochs": profile.rank_epochs, "precision": config.precision, "lr": config.lr,
+                        "probe_precision": config.probe_precision, "gate_lr": profile.gate_lr, "seed": seed})
     variant = ((f"seed{seed}",) if seed != profile.seeds[0] else ()) + ((f"subset{subset}",) if subset else ())
     path = Path(run_dir) / "ranking" / f"{_slug(model_name, task, *variant)}.json"
     found = _read_json(path)
@@ -301,8 +331,7 @@ def head_ranking(run_dir: Path, profile: Profile, model_name: str, task: str, me
         return {**found, "method": "gates"}
     model, _ = cached_model(model_name)
     result = rank_heads_by_gates(model, get_task(task), encoded(model_name, data, profile.length(task)), avg,
-                                 epochs=profile.rank_epochs, seed=seed,
-                                 config=ProbeConfig(precision=precision_of(profile, model_name), gate_lr=profile.gate_lr),
+                                 epochs=profile.rank_epochs, seed=seed, config=config,
                                  progress=progress_enabled())
     result.update(fingerprint=key, model=model_name, task=task, examples=len(data), data=data.checksum,
                   epochs=profile.rank_epochs, gate_lr=profile.gate_lr, seed=seed, subset=subset, method="gates")
@@ -310,15 +339,27 @@ def head_ranking(run_dir: Path, profile: Profile, model_name: str, task: str, me
     return result
 
 
-def head_scores_of(run_dir: Path, profile: Profile, model_name: str, task: str) -> dict:
+def rank_data(profile: Profile, model_name: str, task: str, subset: int = 0) -> TaskSplit:
+    """The training examples a head ranking is made from: the `rank_examples` of the usual order, or with
+    `subset` 1 the as many that follow them (disjoint, for the ranking's stability)."""
+    n = profile.size(model_name, "rank_examples", task)
+    if subset and n is None:
+        raise ValueError(f"a disjoint subset needs a subset size: {profile.name} ranks heads on the whole "
+                         f"{task} training split (rank_examples=None)")
+    return task_data(task, "train", n, skip=subset * n if subset else 0)
+
+
+def head_scores_of(run_dir: Path, profile: Profile, model_name: str, task: str, subset: int = 0) -> dict:
     """Input-dependence and variance scores ([layers][heads] lists) of every head of (model, task), over the
-    gates' training examples, against the run's constant matrices, in fp32; cached in
-    <run>/ranking/<model>__<task>__scores.json with the seconds they took."""
+    ranking's training examples (``rank_data``; `subset` 1: a disjoint set of as many), against the run's
+    constant matrices, in fp32; cached in <run>/ranking/<model>__<task>__scores[__subset1].json with the
+    seconds they took."""
     avg = average_attention(run_dir, profile, model_name, task)
-    data = task_data(task, "train", profile.size(model_name, "rank_examples", task))
+    data = rank_data(profile, model_name, task, subset)
     key = _fingerprint({"averages": avg.meta["key"], "examples": len(data), "data": data.checksum,
                         "scores": SCORES, "definition": SCORE_DEFINITION})
-    path = Path(run_dir) / "ranking" / f"{_slug(model_name, task, 'scores')}.json"
+    variant = (f"subset{subset}",) if subset else ()
+    path = Path(run_dir) / "ranking" / f"{_slug(model_name, task, 'scores', *variant)}.json"
     found = _read_json(path)
     if found and found.get("fingerprint") == key:
         return found
@@ -326,7 +367,8 @@ def head_scores_of(run_dir: Path, profile: Profile, model_name: str, task: str) 
     start = time.time()
     scores = head_scores(model, avg, encoded(model_name, data, profile.length(task)).batches(32))
     result = {**{name: scores[name].tolist() for name in SCORES}, "seconds": round(time.time() - start, 2),
-              "method": "scores", "fingerprint": key, "model": model_name, "task": task, "examples": len(data)}
+              "method": "scores", "fingerprint": key, "model": model_name, "task": task, "examples": len(data),
+              "data": data.checksum, "subset": subset}
     write_json(path, result)
     return result
 
@@ -371,7 +413,7 @@ def probe_sweep(run_dir: Path, profile: Profile, model_name: str, task: str, cou
     avg = average_attention(run_dir, profile, model_name, task)
     train_data = task_data(task, "train", profile.size(model_name, "train_examples", task))
     dev_data = task_data(task, "validation", profile.size(model_name, "dev_examples", task))
-    config = ProbeConfig(epochs=profile.epochs, protocol=profile.protocol, precision=precision_of(profile, model_name))
+    config = probe_config(profile, model_name)
     data_key = {"train": [train_data.checksum, len(train_data)], "dev": [dev_data.checksum, len(dev_data)], "L": length}
     common = {"model": model_name, "task": task, "total_heads": total, "train_examples": len(train_data),
               "dev_examples": len(dev_data), "L": length, "data_note": train_data.note}
@@ -490,20 +532,29 @@ def ranking_comparison_table(run_dir: Path, profile: Profile) -> pd.DataFrame:
 
 
 def ranking_stability_table(run_dir: Path, profile: Profile) -> pd.DataFrame:
-    """For every (model, task): how the gate ranking agrees with itself (Spearman correlation, overlap of the first
-    halves) when trained with another seed (the profile's second: another init and data order) and on a disjoint
-    training subset (the `rank_examples` after the usual ones); the seconds each ranking took."""
+    """For every (model, task): how the profile's ranking agrees with itself (Spearman correlation, overlap of
+    the first halves) when made from a disjoint training subset (the `rank_examples` after the usual ones) and,
+    for the gates, when trained with another seed (the profile's second: another init and data order; a score
+    has no seed). The gates also on `compare_models` when they are compared but not the profile's ranking. A
+    random order has no stability to measure. Columns: ranking, model, task, compared_with, spearman,
+    first_half_overlap, examples, seconds (what the other ranking took)."""
     rows = []
     for model_name in profile.models:
-        for task in profile.tasks:
-            main = head_ranking(run_dir, profile, model_name, task, "gates")
-            variants = {"another seed": {"seed": profile.seeds[1 % len(profile.seeds)]}, "disjoint subset": {"subset": 1}}
-            for name, change in variants.items():
-                other = head_ranking(run_dir, profile, model_name, task, "gates", **change)
-                rows.append({"model": model_name, "task": task, "compared_with": name,
-                             **ranking_agreement(main["ranking"], other["ranking"]),
-                             "examples": other["examples"], "seconds": round(other["seconds"], 2)})
-    return pd.DataFrame(rows)
+        methods = [profile.ranking] + (["gates"] if profile.ranking != "gates" and "gates" in profile.compare_rankings
+                                       and model_name in profile.compare_models else [])
+        for method in (m for m in methods if m != "random"):
+            variants = {"disjoint subset": {"subset": 1}}
+            if method == "gates":
+                variants = {"another seed": {"seed": profile.seeds[1 % len(profile.seeds)]}, **variants}
+            for task in profile.tasks:
+                main = head_ranking(run_dir, profile, model_name, task, method)
+                for name, change in variants.items():
+                    other = head_ranking(run_dir, profile, model_name, task, method, **change)
+                    rows.append({"ranking": method, "model": model_name, "task": task, "compared_with": name,
+                                 **ranking_agreement(main["ranking"], other["ranking"]),
+                                 "examples": other["examples"], "seconds": round(other["seconds"], 2)})
+    columns = ["ranking", "model", "task", "compared_with", "spearman", "first_half_overlap", "examples", "seconds"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def ranking_agreement_table(run_dir: Path, profile: Profile) -> pd.DataFrame:
@@ -521,7 +572,8 @@ def ranking_agreement_table(run_dir: Path, profile: Profile) -> pd.DataFrame:
                 rows.append({"model": model_name, "task": task, "ranking": "random0" if method == "random" else method,
                              **ranking_agreement(gates["ranking"], other["ranking"]),
                              "seconds": round(other["seconds"], 2), "gates_seconds": round(gates["seconds"], 2)})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["model", "task", "ranking", "spearman", "first_half_overlap", "seconds",
+                                       "gates_seconds"])
 
 
 def learning_curve(run_dir: Path, profile: Profile, task: str) -> list[dict]:
@@ -541,7 +593,7 @@ def learning_curve(run_dir: Path, profile: Profile, task: str) -> list[dict]:
     order = np.random.RandomState(0).permutation(len(pool))  # as task_data's subsets: the first n of one order
     largest = pool.rows(order[:sizes[-1]])
     dev_data = task_data(task, "validation", profile.size(model_name, "dev_examples", task))
-    config = ProbeConfig(epochs=profile.epochs, protocol="cached", precision=precision_of(profile, model_name))
+    config = probe_config(profile, model_name, protocol="cached")
     runs = {("probe", 0): config, ("probe", total): config, ("attention_free", 0): replace(config, levels="embeddings")}
     train = dev = None
     records = []
@@ -798,6 +850,9 @@ def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None)
     data = os.environ.get("PAPA_DATA_DIR")
     recorded = {"scope": run_scope(profile), "profile": asdict(profile), "run_dir": repo_relative(run_dir),
                 "data_dir": repo_relative(data) if data else "Hugging Face Hub"}
+    if profile.precision == "auto":  # resolved once, before any step: what each model's passes and probes run in,
+        # and the timings behind the choice (every notebook reads the same cached measurement)
+        recorded["precision_choice"] = {m: precision_choice(profile, m) for m in profile.models}
     write_json(run_dir / "run.json", {**recorded, **environment()})  # no wall time yet: not finished
     started, seconds, cache_gb = time.time(), {}, []
     for name in notebooks or NOTEBOOKS:
@@ -808,8 +863,6 @@ def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None)
         seconds[name] = round(time.time() - start, 1)
         cache_gb.append(feature_cache_gb(run_dir))  # largest right after notebook 1, which fills it
         print(f"{name}: {seconds[name]:.0f} s", flush=True)
-    if profile.precision == "auto":  # what each model's passes ran in, and the timings behind the choice
-        recorded["precision_choice"] = {m: precision_choice(profile, m) for m in profile.models}
     meta = {**recorded, "notebooks": list(seconds), "notebook_seconds": seconds,
             "wall_seconds": round(time.time() - started, 1), "step_seconds": timing(run_dir, profile),
             "peak_memory_gb": peak_memory_gb(), "feature_cache_gb": {"largest": max(cache_gb, default=0.0),

@@ -23,6 +23,7 @@ import pandas as pd
 from .analysis import (check_claims, claim_statements, curve_markdown, curve_summary, half_heads_change,
                        ranking_markdown, ranking_verdict, table1, table1_markdown)
 from .pipeline import PROFILES, Profile, read_statistics
+from .probe import SWEEP_FRACTIONS
 from .runs import ROOT, RunScopeError, atomic_path, covers, describe_scope, write_json
 
 RESULT_FILES = ("probe_results.csv", "table1.md", "table1.tex", "claims.json", "learning_curves.csv",
@@ -60,7 +61,7 @@ def publish_run(run_dir: str | Path, root: Path = ROOT) -> Path:
     target = root / "results" / name
     if (target / "run.json").exists():
         published = json.loads((target / "run.json").read_text())["scope"]
-        if not covers(run["scope"], published):
+        if not covers(run["scope"], published) and not _replaces_an_older_definition(run["scope"], published):
             raise RunScopeError(
                 f"results/{name}/ holds a run over {describe_scope(published)}; the run in {run_dir} covers only "
                 f"{describe_scope(run['scope'])}, so publishing it would replace those results with fewer. "
@@ -74,6 +75,14 @@ def publish_run(run_dir: str | Path, root: Path = ROOT) -> Path:
             shutil.copy2(figure, tmp / figure.name)
     write_readme_block(name, root)
     return target
+
+
+def _replaces_an_older_definition(scope: dict, published: dict) -> bool:
+    """A run of the profile as it is defined now (its own head ranking) that covers every model, task and seed of
+    the published run may replace a run made when the profile ranked heads another way."""
+    own = PROFILES.get(scope["profile"])
+    return own is not None and scope.get("ranking") == own.ranking and covers(scope, {**published,
+                                                                                       "ranking": own.ranking})
 
 
 # a run whose summed step times exceed its wall time by this factor found steps done by an earlier run
@@ -95,6 +104,7 @@ def readme_block(name: str, root: Path = ROOT) -> str:
     results = pd.read_csv(folder / "probe_results.csv")
     statistics = read_statistics(folder)
     steps, notebooks, p, scope = run["step_seconds"], run["notebook_seconds"], run["profile"], run["scope"]
+    sized = Profile(**p)
     grid = PROFILES[name] if name in PROFILES else Profile(**p)  # the profile's whole grid, to tell a narrowed run
     full = {"models": grid.models, "tasks": grid.tasks}
     narrowed = "".join(f" {part.upper()}={','.join(scope[part])}" for part in ("models", "tasks")
@@ -120,15 +130,20 @@ def readme_block(name: str, root: Path = ROOT) -> str:
              f"- Peak resident memory of the largest process: {run['peak_memory_gb']:.1f} GiB. Baseline features saved "
              f"on disk: {run['feature_cache_gb']['largest']:.1f} GiB at most, {run['feature_cache_gb']['at_the_end']:.1f} "
              f"GiB left at the end.", "",
-             f"Sizes (examples; random subsets with a fixed seed; L = {p['length_override'] or 'task default'}; "
-             f"{p['epochs']} epochs; seeds {', '.join(map(str, p['seeds']))}; backbone in {p['precision']}):",
-             "", f"| model | averages | probe train | dev | head ranking ({p['rank_epochs']} epoch) |",
+             f"Sizes (examples; random subsets with a fixed seed; L = {_lengths(sized, scope['tasks'])}; probe "
+             f"{sized.epochs} epochs at lr {sized.probe_lr:g}; seeds {', '.join(map(str, sized.seeds))}; "
+             f"{_precision(run)}):",
+             "", f"| model | averages | probe train | dev | head ranking ({_ranking_label(sized)}) |",
              "|---|---|---|---|---|"]
-    sized = Profile(**p)
     for model in scope["models"]:
         lines.append(f"| {model} | " + " | ".join(_size_cell(sized, model, name, scope["tasks"]) for name in
                                                  ("average_examples", "train_examples", "dev_examples",
                                                   "rank_examples")) + " |")
+    partial = [f"{m}: {', '.join(_share(f) for f in fractions)}" for m, fractions in sized.model_fractions.items()
+               if m in scope["models"]]
+    if partial:
+        lines += ["", f"Shares of the heads replaced: {', '.join(_share(f) for f in SWEEP_FRACTIONS)}, except "
+                      f"{'; '.join(partial)} (Table 1 and the claims need 0, ½ and all)."]
     if p.get("curve_model") and p.get("curve_tasks"):
         lines += ["", f"Learning curve (notebook 5): {p['curve_model']} on {', '.join(p['curve_tasks'])}, training sizes "
                       f"{', '.join(map(str, p['curve_sizes']))} (the whole split where smaller), seeds "
@@ -170,13 +185,45 @@ def readme_block(name: str, root: Path = ROOT) -> str:
                   ranking_markdown(ranking_verdict(comparison), agreement).rstrip()]
     stability = _table(folder / "ranking_stability.csv")
     if stability is not None and len(stability):
-        lines += ["", "Stability of the gate ranking (Spearman with the run's own ranking; mean over tasks, min to max):",
-                  "", "| model | another seed | a disjoint training subset |", "|---|---|---|"]
-        for model, part in stability.groupby("model", sort=False):
+        if "ranking" not in stability:  # made before other rankings than the gates had a stability
+            stability.insert(0, "ranking", "gates")
+        lines += ["", "### How stable the head ranking is (notebook 6)", "",
+                  "Spearman correlation with the run's own ranking; mean over tasks (min to max). A score has no seed.",
+                  "", "| ranking | model | another seed | a disjoint training subset |", "|---|---|---|---|"]
+        for (ranking, model), part in stability.groupby(["ranking", "model"], sort=False):
             cells = [part[part.compared_with == c].spearman for c in ("another seed", "disjoint subset")]
-            lines.append(f"| {model} | " + " | ".join(f"{v.mean():+.2f} ({v.min():+.2f} to {v.max():+.2f})"
-                                                     for v in cells) + " |")
+            lines.append(f"| {ranking} | {model} | " + " | ".join(
+                f"{v.mean():+.2f} ({v.min():+.2f} to {v.max():+.2f})" if len(v) else "—" for v in cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _share(fraction: float) -> str:
+    return {0: "0", 1: "all", 0.5: "½", 0.875: "⅞", 0.9375: "15/16"}.get(round(fraction, 4), f"{fraction:g}")
+
+
+def _lengths(profile: Profile, tasks) -> str:
+    """L per task, e.g. "64 (sst2 128, mnli 128)": the most common L and the tasks with another."""
+    lengths = {t: profile.length(t) for t in tasks}
+    usual = max(set(lengths.values()), key=list(lengths.values()).count)
+    other = [f"{t} {n}" for t, n in lengths.items() if n != usual]
+    return str(usual) + (f" ({', '.join(other)})" if other else "")
+
+
+def _precision(run: dict) -> str:
+    """Which precision the backbone passes and the probe's products ran in: with "auto", each model's choice and
+    the product timings behind it (``device.auto_precision``, recorded in run.json)."""
+    chosen = run.get("precision_choice")
+    if not chosen:
+        return f"backbone in {run['profile']['precision']}"
+    parts = [f"{m} {c['choice']} (bf16 products {c['bf16_seconds'] / c['fp32_seconds']:.2f}x the fp32 time)"
+             for m, c in chosen.items()]
+    return f"precision auto on {next(iter(chosen.values()))['processor']}: {', '.join(parts)}"
+
+
+def _ranking_label(profile: Profile) -> str:
+    if profile.ranking != "gates":
+        return profile.ranking.replace("_", " ")
+    return f"gates, {profile.rank_epochs} epoch{'s' if profile.rank_epochs > 1 else ''} at lr {profile.gate_lr or profile.probe_lr:g}"
 
 
 def _size_cell(profile: Profile, model: str, name: str, tasks) -> str:

@@ -176,7 +176,8 @@ def test_a_narrowed_run_gets_its_own_folder():
     assert run_name(get_profile("cpu")) == "cpu"
     assert run_name(get_profile("cpu", models="minilm-l3", tasks="sst2,ner")) == "cpu__minilm-l3__sst2-ner"
     assert open_run("", get_profile("smoke", tasks="sst2")) == runs_root() / "smoke__minilm-l3__sst2"
-    assert run_name(get_profile("cpu", ranking="input_dependence")) == "cpu__ranked-by-input_dependence"
+    assert run_name(get_profile("cpu", ranking="gates")) == "cpu__ranked-by-gates"  # its profile ranks by input dependence
+    assert run_name(get_profile("cpu", ranking="input_dependence")) == "cpu"
     assert run_name(get_profile("cpu", tasks="sst2", ranking="random")) == "cpu__minilm-l3-minilm-l6-mpnet-base__sst2__ranked-by-random"
     assert str(runs_root()).startswith(tempfile.gettempdir())  # the tests' runs never go to the checkout
 
@@ -241,7 +242,8 @@ def test_publishing_is_an_explicit_step_that_never_narrows_published_results(smo
         assert sentence in readme  # the README says what claims.json says
     assert "resample seeds and dev examples (paired bootstrap)" in readme  # the run kept its dev statistics
     assert "### Can a cheap statistic replace the gates?" in readme and "| input_dependence | 9 |" in readme
-    assert "Stability of the gate ranking" in readme and "resumed" not in readme
+    assert "### How stable the head ranking is" in readme and "| gates | minilm-l3 | " in readme
+    assert "resumed" not in readme
     for line in (target / "table1.md").read_text().splitlines():
         assert line in readme
     assert "### How the verdict moves with the probe's training data" in readme
@@ -263,7 +265,16 @@ def test_publishing_is_an_explicit_step_that_never_narrows_published_results(smo
     with pytest.raises(PublishError, match="did not finish \\(its run.json has no wall time\\)"):
         publish_run(copy_of_run("unfinished", wall_seconds=None), root)
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == published  # nothing was touched
+    with pytest.raises(RunScopeError, match="heads ranked by gates; the run in .* covers only .* heads ranked by "
+                                            "input_dependence"):  # not the profile's own ranking
+        publish_run(copy_of_run("ranked", scope={**scope, "ranking": "input_dependence"}), root)
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == published  # nothing was touched
     publish_run(copy_of_run("same"), root)  # the same scope again (e.g. a rerun at a newer commit) is fine
+    # results made when the profile ranked heads another way give way to a run of the profile as it is now
+    older = json.loads((target / "run.json").read_text())
+    (target / "run.json").write_text(json.dumps({**older, "scope": {**scope, "ranking": "variance"}}))
+    publish_run(copy_of_run("now"), root)
+    assert json.loads((target / "run.json").read_text())["scope"]["ranking"] == "gates"
 
 
 def test_references_stand_beside_every_baseline(smoke):
@@ -352,4 +363,8 @@ def test_lengths_and_sizes_per_task():
     assert [profile.length(t) for t in ("sst2", "cola", "ner")] == [128, 64, 128]  # else the task's default
     assert replace(profile, length_override=32).length("sst2") == 32
     assert profile.size("minilm-l3", "dev_examples", "mnli") == 3000 and profile.size("minilm-l3", "dev_examples", "cola") is None
-    assert profile.size("mpnet-base", "dev_examples", "mnli") == 400  # the model's own size wins
+    big = replace(profile, model_sizes={"mpnet-base": {"dev_examples": 1000, "train_examples": 500}},
+                  task_sizes={"mnli": {"dev_examples": 3000, "train_examples": 4000}, "mrpc": {"dev_examples": 400}})
+    # a model's size caps the task's and the profile's (None: the whole split), never raises them
+    assert [big.size("mpnet-base", "dev_examples", t) for t in ("mnli", "mrpc", "cola")] == [1000, 400, 1000]
+    assert big.size("mpnet-base", "train_examples", "mnli") == 500 and big.size("minilm-l3", "train_examples", "mnli") == 4000

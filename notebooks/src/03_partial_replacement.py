@@ -13,7 +13,7 @@
 profile = "smoke"
 models = ""
 tasks = ""
-ranking = ""  # how the partial sweep orders the heads (empty: the profile's, gates)
+ranking = ""  # how the partial sweep orders the heads (empty: the profile's)
 run_dir = ""  # empty: runs/<run name> ($PAPA_RUNS_DIR instead of runs/ when set)
 
 # %%
@@ -26,7 +26,6 @@ from papa_utils.analysis import half_heads_change, seed_summary, table1
 from papa_utils.figures import plot_performance_vs_dynamic_heads, save_figure
 from papa_utils.pipeline import (cached_model, figures_dir, get_profile, head_ranking, open_run, probe_sweep,
                                  write_results)
-from papa_utils.probe import replaced_counts
 
 profile = get_profile(profile, models or None, tasks or None, ranking or None)
 run_dir = open_run(run_dir, profile)
@@ -37,8 +36,8 @@ for model_name in profile.models:
     info = describe(cached_model(model_name)[0])
     for task in profile.tasks:
         rankings[model_name, task] = ranking = head_ranking(run_dir, profile, model_name, task)
-        probe_sweep(run_dir, profile, model_name, task, replaced_counts(info["layers"] * info["heads"]),
-                    ranking["ranking"])
+        counts = profile.sweep_counts(model_name, info["layers"] * info["heads"])  # the profile's shares of heads
+        probe_sweep(run_dir, profile, model_name, task, counts, ranking["ranking"])
 results = write_results(run_dir, profile)
 
 # %% [markdown]

@@ -25,7 +25,7 @@
 profile = "smoke"
 models = ""
 tasks = ""
-ranking = ""  # how the partial sweep orders the heads (empty: the profile's, gates)
+ranking = ""  # how the partial sweep orders the heads (empty: the profile's)
 run_dir = ""  # empty: runs/<run name> ($PAPA_RUNS_DIR instead of runs/ when set)
 
 # %%

@@ -20,12 +20,17 @@
 # Read the verdict table first: a ranking is *as good as the gates* at a point when its mean is at least the
 # gates' worst seed. If random orders are as good as the gates too, the choice of heads does not matter at
 # these probe sizes, whatever the ranking.
+#
+# The comparison runs when the profile names rankings to compare (the `smoke` profile does). The `cpu` profile
+# no longer does: its run made the verdict once (input dependence as good as the gates within the noise, at the
+# `d19ef5c` run's settings; see the README), its main sweep now ranks by input dependence, and here it measures
+# only how stable that ranking is.
 
 # %% parameters
 profile = "smoke"
 models = ""
 tasks = ""
-ranking = ""  # how the partial sweep orders the heads (empty: the profile's, gates)
+ranking = ""  # how the partial sweep orders the heads (empty: the profile's)
 run_dir = ""  # empty: runs/<run name> ($PAPA_RUNS_DIR instead of runs/ when set)
 
 # %%
@@ -51,10 +56,11 @@ save_table(agreement, results_dir(run_dir) / "ranking_agreement.csv")
 agreement.round(3)
 
 # %% [markdown]
-# ## Is the gate ranking stable?
-# The same gates trained with another seed (another initialisation and data order), and on a disjoint training
-# subset of the same size: if these rankings disagree, the gates rank noise, and no other ranking can be
-# expected to agree with them either. (Only when the profile asks for it: two more rankings per model and task.)
+# ## Is the head ranking stable?
+# The profile's ranking made again from a disjoint training subset of the same size and, for the gates, trained
+# with another seed (another initialisation and data order; a score has no seed): if these rankings disagree,
+# the ranking orders noise, and no other ranking can be expected to agree with it either. (Only when the profile
+# asks for it: one or two more rankings per model and task.)
 
 # %%
 if profile.ranking_stability:
