@@ -309,7 +309,8 @@ def measure(name: str, quick: bool, models):
                 for m, t, n, d in (runs[:1] if quick else runs)]
     if name == "probe_settings":  # the paper's probe; the cpu profile's; the same with bf16 products
         settings = [(2e-5, 15, "fp32"), (1e-4, 5, "fp32"), (1e-4, 5, "bf16")]
-        runs = [("minilm-l6", "cola", 4000, 1043, 64), ("mpnet-base", "cola", 1000, 500, 64)]
+        runs = [("minilm-l6", "cola", 4000, 1043, 64), ("minilm-l6", "mnli", 4000, 3000, 64),
+                ("mpnet-base", "cola", 1000, 500, 64)]
         return [probe_settings_section(m, t, 64 if quick else n, 64 if quick else d, L,
                                        [(lr, 1 if quick else e, p) for lr, e, p in settings],
                                        (42,) if quick else (42, 43, 44))

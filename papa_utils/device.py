@@ -2,7 +2,8 @@
 
 Every pass (averages, features, ranking, probe, example attention) asks this module: the device a model
 lives on, the autocast context for a precision name, and the dtype autocast gives inside that context.
-Sums, losses and the probe stay fp32 whatever the backbone's precision.
+Sums, losses and the probe's weights stay fp32 whatever the precision; the probe's products follow the backbone's
+choice (``probe.ProbeConfig.probe_precision``).
 """
 from __future__ import annotations
 

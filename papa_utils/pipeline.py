@@ -57,9 +57,9 @@ class Profile:
     average_examples: int | None = None  # training examples averaged into the constant matrices
     train_examples: int | None = None  # probe training subset
     dev_examples: int | None = None
-    rank_examples: int | None = None  # training examples for the gate ranking
+    rank_examples: int | None = None  # training examples a head ranking is made from (gates or scores)
     rank_epochs: int = 1
-    gate_lr: float | None = None  # the gates' own learning rate in the head ranking (None: the probe's lr, 2e-5)
+    gate_lr: float | None = None  # the gates' own learning rate in the head ranking (None: `probe_lr`)
     epochs: int = 15
     probe_lr: float = 2e-5  # the paper's; a higher lr with fewer epochs where the learning curves allow it
     length_override: int | None = None  # one L for every task (None: `task_lengths`, else each task's default)
@@ -93,6 +93,9 @@ class Profile:
         for name in (self.ranking, *self.compare_rankings):
             if name not in RANKINGS:
                 raise ValueError(f"unknown ranking {name!r}; rankings: {', '.join(RANKINGS)}")
+        if self.compare_rankings and self.ranking != "gates" and "gates" not in self.compare_rankings:
+            raise ValueError(f"notebook 6 compares rankings with the gates: with ranking {self.ranking!r}, add "
+                             f"'gates' to compare_rankings {self.compare_rankings}, or compare none")
 
     def length(self, task: str) -> int:
         return self.length_override or self.task_lengths.get(task) or get_task(task).length
@@ -159,8 +162,11 @@ def get_profile(name: str, models=None, tasks=None, ranking: str | None = None) 
     if name not in PROFILES:
         raise KeyError(f"unknown profile {name!r}; profiles: {', '.join(PROFILES)}")
     profile = PROFILES[name]
-    if ranking:
-        profile = replace(profile, ranking=ranking)
+    if ranking:  # the gates, which notebook 6 compares every ranking with, take the place of the new main ranking
+        compared = tuple("gates" if m == ranking else m for m in profile.compare_rankings)
+        if profile.compare_rankings and ranking != "gates" and "gates" not in compared:
+            compared = ("gates",) + compared
+        profile = replace(profile, ranking=ranking, compare_rankings=compared)
     split = lambda v: tuple(v.split(",")) if isinstance(v, str) else tuple(v)  # noqa: E731
     if models:
         profile = replace(profile, models=split(models))
@@ -208,9 +214,9 @@ def _precision_choice(model_name: str, rows: int) -> dict:
 
 
 def probe_config(profile: Profile, model_name: str, **changes) -> ProbeConfig:
-    """How the profile trains a probe (and the gates) on `model_name`: its epochs, lr, protocol and gate lr; the
-    backbone's precision (``precision_of``), which the probe's own products follow (the same rule: bf16 only
-    where this machine's products are faster in it)."""
+    """How the profile trains a probe on `model_name`: its epochs, lr, protocol and gate lr (for the gates'
+    ranking, whose probe runs inside the backbone's pass); the backbone's precision (``precision_of``), which the
+    probe's own products follow (the same rule: bf16 only where this machine's products are faster in it)."""
     precision = precision_of(profile, model_name)
     return replace(ProbeConfig(epochs=profile.epochs, lr=profile.probe_lr, protocol=profile.protocol,
                                precision=precision, probe_precision=precision, gate_lr=profile.gate_lr), **changes)
@@ -323,7 +329,7 @@ def head_ranking(run_dir: Path, profile: Profile, model_name: str, task: str, me
     config = probe_config(profile, model_name)
     key = _fingerprint({"averages": avg.meta["key"], "examples": len(data), "data": data.checksum,
                         "epochs": profile.rank_epochs, "precision": config.precision, "lr": config.lr,
-                        "probe_precision": config.probe_precision, "gate_lr": profile.gate_lr, "seed": seed})
+                        "gate_lr": profile.gate_lr, "seed": seed})  # the gates' probe runs in the backbone's pass
     variant = ((f"seed{seed}",) if seed != profile.seeds[0] else ()) + ((f"subset{subset}",) if subset else ())
     path = Path(run_dir) / "ranking" / f"{_slug(model_name, task, *variant)}.json"
     found = _read_json(path)
@@ -496,7 +502,7 @@ def ranking_comparison(run_dir: Path, profile: Profile, model_name: str, task: s
     random orders ("random0", "random1", ...) with one seed each (the profile's seeds in turn). Cached in
     <run>/ranking_sweep/."""
     info = describe(cached_model(model_name)[0])
-    counts = replaced_counts(info["layers"] * info["heads"])[1:-1]
+    counts = profile.sweep_counts(model_name, info["layers"] * info["heads"])[1:-1]
     records = []
     for method in profile.compare_rankings:
         if method == profile.ranking:
@@ -700,8 +706,11 @@ def results_table(records: list[dict]) -> pd.DataFrame:
 
 
 def _main_records(run_dir: Path, profile: Profile) -> list[dict]:
+    """The main sweep's records of the profile's models, tasks, seeds and shares of heads (a point left in the
+    folder by a sweep with other shares does not count)."""
     return [r for path in sorted((Path(run_dir) / "probe").glob("*.json")) if (r := _read_json(path))
-            and r["model"] in profile.models and r["task"] in profile.tasks and r["seed"] in profile.seeds]
+            and r["model"] in profile.models and r["task"] in profile.tasks and r["seed"] in profile.seeds
+            and r["replaced_heads"] in profile.sweep_counts(r["model"], r["total_heads"])]
 
 
 def all_results(run_dir: Path, profile: Profile) -> pd.DataFrame:
@@ -880,7 +889,7 @@ def main(argv=None) -> None:
     parser.add_argument("--run-dir", help="default runs/<run name>: runs/<profile> for the whole grid, "
                                           "runs/<profile>__<models>__<tasks> when narrowed")
     parser.add_argument("--ranking", help=f"how the partial sweep orders the heads: {', '.join(RANKINGS)} "
-                                          "(default: the profile's, gates)")
+                                          "(default: the profile's)")
     parser.add_argument("--notebooks", help="comma-separated subset, e.g. 01_average_attention")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -16,6 +16,7 @@ import json
 import re
 import shutil
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -61,7 +62,7 @@ def publish_run(run_dir: str | Path, root: Path = ROOT) -> Path:
     target = root / "results" / name
     if (target / "run.json").exists():
         published = json.loads((target / "run.json").read_text())["scope"]
-        if not covers(run["scope"], published) and not _replaces_an_older_definition(run["scope"], published):
+        if not covers(run["scope"], published) and not _replaces_an_older_definition(run, published):
             raise RunScopeError(
                 f"results/{name}/ holds a run over {describe_scope(published)}; the run in {run_dir} covers only "
                 f"{describe_scope(run['scope'])}, so publishing it would replace those results with fewer. "
@@ -77,18 +78,24 @@ def publish_run(run_dir: str | Path, root: Path = ROOT) -> Path:
     return target
 
 
-def _replaces_an_older_definition(scope: dict, published: dict) -> bool:
-    """A run of the profile as it is defined now (its own head ranking) that covers every model, task and seed of
-    the published run may replace a run made when the profile ranked heads another way."""
-    own = PROFILES.get(scope["profile"])
-    return own is not None and scope.get("ranking") == own.ranking and covers(scope, {**published,
-                                                                                       "ranking": own.ranking})
+def _replaces_an_older_definition(run: dict, published: dict) -> bool:
+    """A run of the profile exactly as it is defined now (every setting, its own head ranking included) that
+    covers every model, task and seed of the published run may replace a run made when the profile ranked heads
+    another way."""
+    own = PROFILES.get(run["scope"]["profile"])
+    return own is not None and _settings(run["profile"]) == _settings(asdict(own)) and covers(
+        run["scope"], {**published, "ranking": own.ranking})
+
+
+def _settings(profile: dict) -> str:
+    """A profile's settings, without what a run may narrow (models, tasks), as JSON would record them."""
+    return json.dumps({k: v for k, v in profile.items() if k not in ("models", "tasks")}, sort_keys=True)
 
 
 # a run whose summed step times exceed its wall time by this factor found steps done by an earlier run
 RESUMED = 1.1
 # steps that not every run has, in the order the README names them
-STEP_LABELS = (("head_scores", "head scores (input dependence, variance)"),
+STEP_LABELS = (("head_scores", "head scores (input dependence, variance; with their stability subsets)"),
                ("ranking_comparison", "sweeps under the compared rankings"), ("learning_curve", "learning curve"))
 
 
@@ -123,7 +130,9 @@ def readme_block(name: str, root: Path = ROOT) -> str:
                 f"so its wall time covers only its own work; all steps together took "
                 f"{_minutes(sum(steps.values()))}." if sum(steps.values()) > RESUMED * run["wall_seconds"] else ""),
              f"- Summed over the grid: averages (the same pass also saves the baseline's training features) "
-             f"{_minutes(steps['averages'])}, head ranking {_minutes(steps['ranking'])}, other backbone feature "
+             f"{_minutes(steps['averages'])}, "
+             + (f"head ranking (gates) {_minutes(steps['ranking'])}, " if steps["ranking"] else "")
+             + f"other backbone feature "
              f"passes {_minutes(steps['feature_passes'])}, probe training (the paper's probe and the attention-free "
              f"one) {_minutes(steps['probe_training'])}"
              + "".join(f", {label} {_minutes(steps[key])}" for key, label in STEP_LABELS if steps.get(key)) + ".",
@@ -188,7 +197,8 @@ def readme_block(name: str, root: Path = ROOT) -> str:
         if "ranking" not in stability:  # made before other rankings than the gates had a stability
             stability.insert(0, "ranking", "gates")
         lines += ["", "### How stable the head ranking is (notebook 6)", "",
-                  "Spearman correlation with the run's own ranking; mean over tasks (min to max). A score has no seed.",
+                  "Spearman correlation between a ranking and the same ranking made again (another seed; a disjoint "
+                  "training subset of the same size); mean over tasks (min to max). A score has no seed.",
                   "", "| ranking | model | another seed | a disjoint training subset |", "|---|---|---|---|"]
         for (ranking, model), part in stability.groupby(["ranking", "model"], sort=False):
             cells = [part[part.compared_with == c].spearman for c in ("another seed", "disjoint subset")]

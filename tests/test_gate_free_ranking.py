@@ -69,7 +69,7 @@ def test_the_main_results_hold_the_gates_ranking_only(smoke):
 
 
 def test_the_profiles_ranking_decides_the_main_sweep(data_dir, tmp_path):
-    profile = replace(get_profile("smoke", tasks="sst2"), ranking="input_dependence", seeds=(42,), epochs=1)
+    profile = replace(get_profile("smoke", tasks="sst2", ranking="input_dependence"), seeds=(42,), epochs=1)
     order = head_ranking(tmp_path, profile, "minilm-l3", "sst2")  # as notebook 3 runs the main sweep
     assert order["method"] == "input_dependence"
     [record] = probe_sweep(tmp_path, profile, "minilm-l3", "sst2", [18], order["ranking"])
@@ -151,3 +151,53 @@ def test_records_left_over_from_other_settings_never_enter_the_comparison(smoke)
             path.unlink()
     pd.testing.assert_frame_equal(before, after)
     assert set(before.ranking) == {"none", "gates", "input_dependence", "variance", "random0", "random1"}
+
+
+def test_a_score_ranking_is_checked_on_a_disjoint_subset_and_has_no_seed(smoke, tmp_path):
+    """The cpu profile's path: ranked by input dependence, notebook 6 remakes the ranking from the next
+    `rank_examples` (disjoint) and compares; the gates come in only when they are compared."""
+    import shutil
+
+    from papa_utils.pipeline import ranking_stability_table
+
+    profile, smoke_dir, _ = smoke
+    run_dir = tmp_path / "run"
+    shutil.copytree(smoke_dir / "averages", run_dir / "averages")
+    scored = replace(profile, ranking="input_dependence", compare_rankings=())
+    table = ranking_stability_table(run_dir, scored)
+    assert list(table.ranking.unique()) == ["input_dependence"] and set(table.compared_with) == {"disjoint subset"}
+    assert len(table) == len(profile.tasks) and table.spearman.between(-1, 1).all()
+    n = profile.size("minilm-l3", "rank_examples", "sst2")
+    main = json.loads((run_dir / "ranking" / "minilm-l3__sst2__scores.json").read_text())
+    subset = json.loads((run_dir / "ranking" / "minilm-l3__sst2__scores__subset1.json").read_text())
+    assert main["data"] == task_data("sst2", "train", n).checksum
+    assert subset["data"] == task_data("sst2", "train", n, skip=n).checksum and subset["subset"] == 1
+    assert main["input_dependence"] != subset["input_dependence"]  # other examples, other scores
+    assert not list((run_dir / "ranking").glob("minilm-l3__sst2.json"))  # no gates were trained
+    compared = replace(scored, compare_rankings=("gates",), compare_models=("minilm-l3",), tasks=("sst2",))
+    both = ranking_stability_table(run_dir, compared)
+    assert list(both.ranking) == ["input_dependence", "gates", "gates"]
+    assert list(both.compared_with) == ["disjoint subset", "another seed", "disjoint subset"]
+
+
+def test_a_profile_that_compares_rankings_compares_them_with_the_gates():
+    with pytest.raises(ValueError, match="add 'gates' to compare_rankings \\('variance', 'random'\\), or compare none"):
+        replace(get_profile("smoke"), ranking="input_dependence", compare_rankings=("variance", "random"))
+
+
+def test_main_sweep_points_outside_the_profiles_shares_stay_out_of_the_results(smoke):
+    """A point left in the folder by a sweep with more shares of heads (here k = 7/8 for a profile whose sweep now
+    stops at 1/2) is not part of the results."""
+    from papa_utils.pipeline import all_results
+
+    profile, run_dir, _ = smoke
+    fewer = replace(profile, model_fractions={"minilm-l3": (0, 1 / 2, 1)})
+    assert set(all_results(run_dir, profile).replaced_heads) == {0, 18, 32, 34, 36}
+    assert set(all_results(run_dir, fewer).replaced_heads) == {0, 18, 36}
+
+
+def test_asking_for_another_ranking_keeps_the_gates_in_the_comparison():
+    assert get_profile("smoke").compare_rankings == ("input_dependence", "variance", "random")
+    assert get_profile("smoke", ranking="input_dependence").compare_rankings == ("gates", "variance", "random")
+    assert get_profile("smoke", ranking="gates").compare_rankings == ("input_dependence", "variance", "random")
+    assert get_profile("cpu", ranking="gates").compare_rankings == ()  # it compares none

@@ -273,6 +273,9 @@ def test_publishing_is_an_explicit_step_that_never_narrows_published_results(smo
     # results made when the profile ranked heads another way give way to a run of the profile as it is now
     older = json.loads((target / "run.json").read_text())
     (target / "run.json").write_text(json.dumps({**older, "scope": {**scope, "ranking": "variance"}}))
+    run_settings = json.loads((run_dir / "run.json").read_text())["profile"]
+    with pytest.raises(RunScopeError, match="heads ranked by variance"):  # made under another definition
+        publish_run(copy_of_run("then", profile={**run_settings, "epochs": 15}), root)
     publish_run(copy_of_run("now"), root)
     assert json.loads((target / "run.json").read_text())["scope"]["ranking"] == "gates"
 

@@ -4,14 +4,14 @@
 # Rebuilds `figures/ranking_comparison.{pdf,png}`, `results/ranking_comparison.csv`,
 # `results/ranking_agreement.csv` and (when the profile asks) `results/ranking_stability.csv` in the run folder.
 #
-# Notebook 3 replaces heads in the order of trained gates: one gate per head, trained jointly with a probe,
+# The paper replaces heads in the order of trained gates: one gate per head, trained jointly with a probe,
 # a backward pass through the whole backbone. Notebook 0 measures, for every head, how far its attention on
 # each input is from the constant matrix that would replace it (the *input-dependence score*: the mean
 # Jensen–Shannon divergence between its rows and their PAPA substitutes), with one forward pass and no
 # training. If the heads with the lowest score are the ones that can go, the gates are not needed.
 #
 # For every (model, task) this notebook compares four orders of the heads:
-# - **gates** (the paper's, the main sweep of notebook 3);
+# - **gates** (the paper's);
 # - **input dependence** (ascending: the least input-dependent heads are replaced first);
 # - **variance**: the mean squared distance of a head's rows from their substitute, the statistic of later work
 #   that freezes the heads whose attention varies least across inputs;
