@@ -156,7 +156,7 @@ def readme_block(name: str, root: Path = ROOT) -> str:
     if p.get("curve_model") and p.get("curve_tasks"):
         lines += ["", f"Learning curve (notebook 5): {p['curve_model']} on {', '.join(p['curve_tasks'])}, training sizes "
                       f"{', '.join(map(str, p['curve_sizes']))} (the whole split where smaller), seeds "
-                      f"{', '.join(map(str, p['curve_seeds']))}, the dev subsets above."]
+                      f"{', '.join(map(str, p['curve_seeds']))}, the dev sets above."]
     claims = json.loads((folder / "claims.json").read_text())
     said = claim_statements(claims)
     columns = [("here, all points", said)]
