@@ -32,6 +32,8 @@ from .tasks import Task
 
 
 PROTOCOLS = ("cached", "reference", "streaming")
+# what cached features are converted to for the probe, by the precision of its products
+PROBE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 LEVELS = ("all", "embeddings")
 
 
@@ -47,9 +49,9 @@ class ProbeConfig:
     protocol: str = "cached"  # "reference": backbone re-run for every batch with dropout on (the authors' code);
     # "streaming": backbone re-run for every batch in eval mode (same numbers as "cached", for splits whose
     # features do not fit in memory, e.g. the paper profile on a GPU)
-    precision: str = "fp32"  # backbone passes in "fp32" or "bf16" (autocast, device.py)
+    precision: str = "fp32"  # backbone passes in "fp32", "bf16" or "fp16" (autocast, device.py)
     probe_precision: str = "fp32"  # the probe's own products in "fp32" or "bf16" (autocast); its weights, the
-    # optimizer and the loss stay fp32 either way
+    # optimizer and the loss stay fp32 either way (no fp16: its gradients would need loss scaling)
     levels: str = "all"  # hidden-state levels the probe sees: "all" (the paper's probe) or "embeddings" (level 0
     # only, before any attention: the attention-free reference)
     gate_lr: float | None = None  # head ranking: the gates' own learning rate (None: `lr`, the paper's setting)
@@ -59,10 +61,9 @@ class ProbeConfig:
             raise ValueError(f"protocol must be one of {', '.join(map(repr, PROTOCOLS))}, got {self.protocol!r}")
         if self.levels not in LEVELS:
             raise ValueError(f"levels must be one of {', '.join(map(repr, LEVELS))}, got {self.levels!r}")
-        for name in ("precision", "probe_precision"):
-            if getattr(self, name) not in PRECISIONS:
-                raise ValueError(f"{name} must be one of {', '.join(map(repr, PRECISIONS))}, "
-                                 f"got {getattr(self, name)!r}")
+        for name, valid in (("precision", PRECISIONS), ("probe_precision", tuple(PROBE_DTYPES))):
+            if getattr(self, name) not in valid:
+                raise ValueError(f"{name} must be one of {', '.join(map(repr, valid))}, got {getattr(self, name)!r}")
 
 
 class SentenceProbe(nn.Module):
@@ -141,28 +142,29 @@ class Features:
         return torch.cat([torch.arange(a, b) for a, b in zip(starts.tolist(), stops.tolist())])
 
     def select(self, index: torch.Tensor, buffer: "BatchBuffer | None" = None):
-        """Probe inputs (fp32) and labels of the examples in `index`."""
+        """Probe inputs (fp32, or the buffer's dtype and device) and labels of the examples in `index`; mask
+        and labels on the states' device."""
         rows = self.rows(index)
         states = self.states[rows].float() if buffer is None else buffer.take(self.states, rows)
-        mask = None if self.mask is None else self.mask[index]
-        return states, mask, self.labels[rows]
+        mask = None if self.mask is None else self.mask[index].to(states.device)
+        return states, mask, self.labels[rows].to(states.device)
 
 
 class BatchBuffer:
-    """Two buffers, allocated once, that batches of cached (fp16) features are gathered and converted into
-    (fp32, or bf16 for a probe whose products run in bf16).
+    """Two buffers, allocated once, that batches of cached (fp16, CPU) features are gathered into and converted
+    into (fp32, or bf16 for a probe whose products run in bf16), the second on the probe's `device`.
 
     A fresh fp32 batch is a new allocation of up to 40 MB (MPNet, L = 64, 16 examples): the allocator maps
     fresh pages for it every step, and those page faults cost several times the copy itself. The tensor returned
     is overwritten by the next call, so use it before asking for the next batch."""
 
-    def __init__(self, states: torch.Tensor, rows: int, dtype: torch.dtype = torch.float32):
-        self.gathered = torch.empty((rows, *states.shape[1:]), dtype=states.dtype)
-        self.full = torch.empty((rows, *states.shape[1:]), dtype=dtype)
+    def __init__(self, states: torch.Tensor, rows: int, dtype: torch.dtype = torch.float32, device=None):
+        self.gathered = torch.empty((rows, *states.shape[1:]), dtype=states.dtype, device=states.device)
+        self.full = torch.empty((rows, *states.shape[1:]), dtype=dtype, device=device or states.device)
 
     def _fit(self, states: torch.Tensor, n: int) -> None:
         if n > len(self.full):  # token tasks: batches differ in their number of labelled positions
-            self.__init__(states, max(n, 2 * len(self.full)), self.full.dtype)
+            self.__init__(states, max(n, 2 * len(self.full)), self.full.dtype, self.full.device)
 
     def take(self, states: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """Copy of states[rows] in the buffer's dtype."""
@@ -186,13 +188,16 @@ def labelled_rows(states: torch.Tensor, labels: torch.Tensor):
 
 
 def features_of(task: Task, data: Encoded, states: torch.Tensor, offset: int = 0, index=None) -> Features:
-    """Features from the states of examples data[index] (default: data[offset : offset + len(states)])."""
+    """Features from the states of examples data[index] (default: data[offset : offset + len(states)]), all on
+    the states' device."""
     if index is None:
         index = torch.arange(offset, offset + states.shape[0])
+    index = index.to(states.device)
+    labels = data.labels.to(states.device)[index] if states.device != data.labels.device else data.labels[index]
     if task.token_task:
-        rows, labels, example, slot = labelled_rows(states, data.labels[index])
+        rows, labels, example, slot = labelled_rows(states, labels)
         return Features(rows, labels, example=index[example], slot=slot)
-    return Features(states, data.labels[index], mask=data.attention_mask[index])
+    return Features(states, labels, mask=data.attention_mask.to(states.device)[index])
 
 
 def concat(parts: list[Features]) -> Features:
@@ -280,23 +285,51 @@ def predict(probe: nn.Module, task: Task, features: Features, data: Encoded, buf
     """The probe's predictions on cached dev features, shaped like ``data.labels`` (numpy): class ids (scores
     for regression); token tasks [n, L] with -100 where nothing is predicted. `precision`: of its products."""
     probe.eval()
+    device = _device_of(probe)
     n = features.states.shape[0]
     batch_size = eval_rows(features.states)
-    buffer = buffer or BatchBuffer(features.states, batch_size, PROBE_DTYPES[precision])
-    with backbone_precision(precision, _device_of(probe)):
+    buffer = buffer or BatchBuffer(features.states, batch_size, PROBE_DTYPES[precision], device)
+    with backbone_precision(precision, device):
         logits = torch.cat([probe(buffer.slice(features.states, s, s + batch_size),
-                                  None if features.mask is None else features.mask[s: s + batch_size]).float()
-                            for s in range(0, n, batch_size)])
+                                  None if features.mask is None else features.mask[s: s + batch_size].to(device))
+                            .float().cpu() for s in range(0, n, batch_size)])
+    return _predictions(task, logits, data, features.example, features.slot)
+
+
+def _predictions(task: Task, logits: torch.Tensor, data: Encoded, example=None, slot=None):
+    """Predictions shaped like ``data.labels`` (numpy) from the probe's logits (CPU) on every dev example (token
+    tasks: on the labelled positions `example`, `slot`)."""
     predicted = logits.squeeze(-1) if task.is_regression else logits.argmax(-1)
     if task.token_task:  # back to [n, L] with -100 where nothing is predicted
         grid = torch.full_like(data.labels, -100)
-        grid[features.example, features.slot] = predicted
+        grid[example.cpu(), slot.cpu()] = predicted
         return grid.numpy()
     return predicted.numpy()
 
 
-# what cached features are converted to for the probe, by the precision of its products
-PROBE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+@torch.no_grad()
+def predict_streaming(model, probe: nn.Module, task: Task, data: Encoded, config: "ProbeConfig", averages=None,
+                      heads=()):
+    """The probe's predictions on `data` with the backbone run again batch by batch (eval mode, `heads`
+    replaced) and nothing kept but the logits: a whole split's hidden states never sit in memory."""
+    probe.eval()
+    device = model_device(model)
+    logits, examples, slots = [], [], []
+    with _maybe_replaced(model, averages, heads):
+        for start in range(0, len(data), config.feature_batch_size):
+            with backbone_precision(config.precision, device):
+                states = hidden_states(model, data.model_inputs(slice(start, start + config.feature_batch_size)))
+            live = features_of(task, data, states.half(), offset=start)
+            live = live.embeddings_only() if config.levels == "embeddings" else live
+            with backbone_precision(config.probe_precision, device):
+                logits.append(probe(live.states, live.mask).float().cpu())
+            if task.token_task:
+                examples.append(live.example)
+                slots.append(live.slot)
+    return _predictions(task, torch.cat(logits), data, *((torch.cat(examples), torch.cat(slots))
+                                                          if task.token_task else ()))
+
+
 
 
 def _device_of(module: nn.Module) -> torch.device:
@@ -336,13 +369,15 @@ def train_probe(model, task: Task, train: Encoded, dev: Encoded, *, seed: int = 
         train_features = None if train_features is None else train_features.embeddings_only()
         dev_features = None if dev_features is None else dev_features.embeddings_only()
     torch.manual_seed(seed)
-    probe = make_probe(task, model, train.length, config.dropout, config.levels)
+    device = model_device(model)  # the probe trains where the backbone runs; cached features stay on the CPU
+    probe = make_probe(task, model, train.length, config.dropout, config.levels).to(device)
     optimizer = torch.optim.AdamW(probe.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
     generator = torch.Generator().manual_seed(seed)
     curve = []
     dtype = PROBE_DTYPES[config.probe_precision]
-    train_buffer = BatchBuffer(train_features.states, config.batch_size, dtype) if config.protocol == "cached" else None
-    dev_buffer = None if streaming else BatchBuffer(dev_features.states, eval_rows(dev_features.states), dtype)
+    train_buffer = (BatchBuffer(train_features.states, config.batch_size, dtype, device)
+                    if config.protocol == "cached" else None)
+    dev_buffer = None if streaming else BatchBuffer(dev_features.states, eval_rows(dev_features.states), dtype, device)
     for epoch in tqdm(range(1, config.epochs + 1), desc=f"probe {task.name} seed {seed}", disable=not progress,
                       leave=False):
         probe.train()
@@ -355,17 +390,14 @@ def train_probe(model, task: Task, train: Encoded, dev: Encoded, *, seed: int = 
             else:
                 model.train(config.protocol == "reference")
                 with (torch.no_grad(), _maybe_replaced(model, averages, heads),
-                      backbone_precision(config.precision, model_device(model))):
-                    live = features_of(task, train, hidden_states(model, train.model_inputs(index)).half().cpu(),
-                                       index=index)
+                      backbone_precision(config.precision, device)):
+                    live = features_of(task, train, hidden_states(model, train.model_inputs(index)).half(),
+                                       index=index)  # on the model's device, as the probe
                 model.eval()
                 if level0:
                     live = live.embeddings_only()
-                if task.token_task:
-                    states, mask, labels = live.states, None, live.labels
-                else:
-                    states, mask, labels = live.states, train.attention_mask[index], train.labels[index]
-            with backbone_precision(config.probe_precision, _device_of(probe)):
+                states, mask, labels = live.states, live.mask, live.labels
+            with backbone_precision(config.probe_precision, device):
                 logits = probe(states, mask)
             loss = _loss(task, logits, labels)  # in fp32 (``_loss``)
             optimizer.zero_grad(set_to_none=True)
@@ -373,11 +405,8 @@ def train_probe(model, task: Task, train: Encoded, dev: Encoded, *, seed: int = 
             nn.utils.clip_grad_norm_(probe.parameters(), config.max_grad_norm)
             optimizer.step()
             losses.append(loss.item())
-        if streaming:
-            dev_features = extract_features(model, task, dev, averages, heads, config.feature_batch_size,
-                                            precision=config.precision)
-            dev_features = dev_features.embeddings_only() if level0 else dev_features
-        predictions = predict(probe, task, dev_features, dev, buffer=dev_buffer, precision=config.probe_precision)
+        predictions = (predict_streaming(model, probe, task, dev, config, averages, heads) if streaming else
+                       predict(probe, task, dev_features, dev, buffer=dev_buffer, precision=config.probe_precision))
         curve.append({"epoch": epoch, "train_loss": float(np.mean(losses)),
                       **compute_metrics(task, predictions, dev.labels.numpy())})
     final = {k: v for k, v in curve[-1].items() if k not in ("epoch", "train_loss")}
