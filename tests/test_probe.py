@@ -185,8 +185,10 @@ def test_probe_config_is_immutable_and_checked():
         assert inspect.signature(fn).parameters["config"].default is None  # no instance shared between calls
     with pytest.raises(ValueError, match="protocol must be one of 'cached', 'reference', 'streaming', got 'live'"):
         ProbeConfig(protocol="live")
-    with pytest.raises(ValueError, match="precision must be one of 'fp32', 'bf16', got 'fp16'"):
-        ProbeConfig(precision="fp16")
+    with pytest.raises(ValueError, match="^precision must be one of 'fp32', 'bf16', 'fp16', got 'fp8'$"):
+        ProbeConfig(precision="fp8")
+    with pytest.raises(ValueError, match="^probe_precision must be one of 'fp32', 'bf16', got 'fp16'$"):
+        ProbeConfig(probe_precision="fp16")  # fp16 gradients would need loss scaling
 
 
 def test_features_of_the_first_examples():

@@ -1,0 +1,240 @@
+"""The grid's cells as jobs: each (model, task) cell runs its steps (``pipeline.cell_steps``: averages ->
+baseline -> ranking -> sweep, and what notebooks 5 and 6 compute for it) as one job through submitit, into the shared run folder, whose cached and atomic
+step results make parallel cells safe; the notebooks then run on the submitting machine, find every step done,
+and draw.
+
+Executors (``EXECUTORS``): "inprocess" (the default: no jobs, the notebooks compute every step themselves),
+"local" (each cell a separate process on this machine, at most `workers` at a time, through submitit's local
+executor) and "slurm" (each cell a Slurm job; options from a YAML file and/or key=value pairs, ``slurm_options``).
+
+A cell is done when its marker <run>/cells/<model>__<task>.json holds the profile's settings (``cell_key``);
+a rerun submits only the cells that are not done. A failed or timed-out job is reported with its cell and the
+path of its log.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from .device import accelerator_count
+from .runs import write_json
+
+log = logging.getLogger("papa_utils")
+
+EXECUTORS = ("inprocess", "local", "slurm")
+SLURM_COMMANDS = ("sbatch", "srun", "sacct", "scancel")  # what submitit calls: submit, run, watch, cancel
+
+# Slurm options (YAML keys and `--slurm key=value`): submitit's generic names, and Slurm's own for the rest
+SLURM_KEYS = {"partition": "slurm_partition", "account": "slurm_account", "qos": "slurm_qos",
+              "constraint": "slurm_constraint", "gpus_per_node": "gpus_per_node", "cpus_per_task": "cpus_per_task",
+              "mem_gb": "mem_gb", "timeout_min": "timeout_min", "additional": "slurm_additional_parameters"}
+# one cell of the paper profile on one GPU: BERT-large on MNLI is the longest (README, "Running the paper profile")
+SLURM_DEFAULTS = {"gpus_per_node": 1, "cpus_per_task": 8, "mem_gb": 64, "timeout_min": 48 * 60}
+LOCAL_TIMEOUT_MIN = 24 * 60
+
+
+class ExecutorError(RuntimeError):
+    """An executor that cannot run here, or options it does not know."""
+
+
+class CellsFailed(RuntimeError):
+    """Some cells' jobs failed or timed out; the message names each with its log."""
+
+
+def check_executor(name: str) -> str:
+    """`name` if it is an executor that can run here, else an ExecutorError that says what to do."""
+    if name not in EXECUTORS:
+        raise ExecutorError(f"unknown executor {name!r}; executors: {', '.join(EXECUTORS)}")
+    if name == "slurm":
+        missing = [c for c in SLURM_COMMANDS if shutil.which(c) is None]
+        if missing:
+            raise ExecutorError(
+                f"EXECUTOR=slurm needs Slurm's {', '.join(f'`{c}`' for c in missing)} command"
+                f"{'s' if len(missing) > 1 else ''}, not found on PATH here. Run from a Slurm login node, or run "
+                f"the same jobs as local processes with EXECUTOR=local (`--executor local`).")
+    return name
+
+
+def slurm_options(config_file: str | Path | None = None, pairs=()) -> dict:
+    """submitit parameters for Slurm jobs: ``SLURM_DEFAULTS``, then the YAML file's keys, then `pairs`
+    ("key=value" strings, e.g. from the SLURM_* make variables); keys as in ``SLURM_KEYS``."""
+    given = {}
+    if config_file:
+        import yaml
+
+        path = Path(config_file).expanduser()
+        if not path.exists():
+            raise ExecutorError(f"Slurm options file {path} does not exist (SLURM_CONFIG / --slurm-config)")
+        given = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(given, dict):
+            raise ExecutorError(f"Slurm options file {path} must be a mapping of options, e.g. `partition: gpu`")
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ExecutorError(f"Slurm option {pair!r} is not key=value (e.g. partition=gpu)")
+        if value == "":
+            continue  # an unset make variable
+        given[key.strip()] = yaml_value(value.strip())
+    unknown = sorted(set(given) - set(SLURM_KEYS))
+    if unknown:
+        raise ExecutorError(f"unknown Slurm option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                            f"options: {', '.join(SLURM_KEYS)} (`additional` takes any other sbatch option as a "
+                            f"mapping)")
+    options = {**SLURM_DEFAULTS, **given}
+    return {SLURM_KEYS[k]: v for k, v in options.items()}
+
+
+def yaml_value(text: str):
+    """A command-line value read as YAML reads it (numbers become numbers)."""
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def cell_name(model_name: str, task: str) -> str:
+    return f"{model_name.replace('/', '--')}__{task}"
+
+
+def cell_key(profile) -> dict:
+    """What a finished cell was computed under: the profile's settings except which models and tasks it covers."""
+    settings = asdict(profile)
+    for name in ("models", "tasks", "curve_tasks", "compare_models"):
+        settings.pop(name)
+    return json.loads(json.dumps(settings, default=str))
+
+
+def marker_path(run_dir: Path, model_name: str, task: str) -> Path:
+    return Path(run_dir) / "cells" / f"{cell_name(model_name, task)}.json"
+
+
+def cell_done(run_dir: Path, profile, model_name: str, task: str) -> bool:
+    try:
+        found = json.loads(marker_path(run_dir, model_name, task).read_text())
+    except (OSError, ValueError):
+        return False
+    return found.get("settings") == cell_key(profile)
+
+
+def run_cell(steps, run_dir: str, profile, model_name: str, task: str, threads: int | None = None) -> dict:
+    """One job: `steps(run_dir, profile, model_name, task)` (``pipeline.cell_steps``, which returns the device it
+    ran on) into the run folder, then the cell's marker. Returns the marker."""
+    import torch
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if threads:
+        torch.set_num_threads(threads)
+    start = time.time()
+    device = steps(Path(run_dir), profile, model_name, task)
+    marker = {"model": model_name, "task": task, "settings": cell_key(profile), "started": round(start, 1),
+              "finished": round(time.time(), 1), "seconds": round(time.time() - start, 1), "host": platform.node(),
+              "device": str(device),
+              "job_id": os.environ.get("SLURM_JOB_ID") or os.environ.get("SUBMITIT_LOCAL_JOB_ID") or str(os.getpid())}
+    write_json(marker_path(run_dir, model_name, task), marker)
+    return marker
+
+
+def _executor(kind: str, folder: Path, options: dict, gpus: int):
+    import submitit
+
+    if kind == "local":  # one GPU per job where there are GPUs (``visible_gpus`` in turn), else none
+        executor = submitit.LocalExecutor(folder=str(folder))
+        executor.update_parameters(timeout_min=options.get("timeout_min", LOCAL_TIMEOUT_MIN),
+                                   signal_delay_s=options.get("signal_delay_s", 30), gpus_per_node=1 if gpus else 0)
+    else:
+        executor = submitit.AutoExecutor(folder=str(folder), cluster=kind)
+        executor.update_parameters(name="papa-cell", **options)
+    return executor
+
+
+def run_cells(steps, run_dir: Path, profile, executor: str, workers: int = 2, options: dict | None = None,
+              poll_seconds: float | None = None) -> dict:
+    """Submit every cell of `profile` that is not done as a job of `executor` ("local": at most `workers` at a
+    time; "slurm": all at once, Slurm queues them) running `steps` (``run_cell``), and wait for them. Returns {cell name: marker} of the cells
+    this call ran. Raises CellsFailed naming each failed or timed-out cell with its log."""
+    run_dir = Path(run_dir)
+    check_executor(executor)
+    if executor == "inprocess":
+        return {}
+    options = dict(options or {})
+    cells = [(m, t) for m in profile.models for t in profile.tasks]
+    todo = [c for c in cells if not cell_done(run_dir, profile, *c)]
+    print(f"{len(cells) - len(todo)} of {len(cells)} cells done; submitting {len(todo)} to {executor}"
+          + (f" ({workers} at a time)" if executor == "local" else ""), flush=True)
+    if not todo:
+        return {}
+    _prepare_models(profile)
+    jobs_dir = run_dir / "jobs"
+    gpus = accelerator_count() if executor == "local" else 0
+    submitter = _executor(executor, jobs_dir, options, gpus)
+    threads = max(1, (os.cpu_count() or 1) // workers) if executor == "local" else None
+    poll = poll_seconds if poll_seconds is not None else (1.0 if executor == "local" else 30.0)
+    limit = workers if executor == "local" else len(todo)
+    pending, running, finished, failed = list(todo), {}, {}, {}
+    try:
+        while pending or running:
+            while pending and len(running) < limit:
+                cell = pending.pop(0)
+                if gpus:  # one GPU per local job, in turn
+                    submitter.update_parameters(visible_gpus=((len(finished) + len(failed) + len(running)) % gpus,))
+                job = submitter.submit(run_cell, steps, str(run_dir), profile, *cell, threads)
+                running[cell] = (job, time.time())
+                print(f"  {cell[0]} x {cell[1]}: job {job.job_id}, log {job.paths.stderr}", flush=True)
+            for cell, (job, started) in list(running.items()):
+                if not job.done():
+                    continue
+                del running[cell]
+                error = job.exception()
+                if error is None:
+                    finished[cell_name(*cell)] = marker = job.result()
+                    print(f"  {cell[0]} x {cell[1]}: done in {marker['seconds']:.0f} s", flush=True)
+                else:
+                    failed[cell] = (job, _first_line(error))
+                    print(f"  {cell[0]} x {cell[1]}: {job.state}: {_first_line(error)}", flush=True)
+            if running:
+                time.sleep(poll)
+    except KeyboardInterrupt:
+        for job, _ in running.values():
+            job.cancel(check=False)
+        raise
+    if failed:
+        lines = [f"- {m} x {t}: {job.state}, {why}; log: {job.paths.stderr}" for (m, t), (job, why) in failed.items()]
+        raise CellsFailed(f"{len(failed)} of {len(todo)} submitted cells did not finish:\n" + "\n".join(lines) +
+                          f"\n{len(cells) - len(failed)} of {len(cells)} cells are done and kept; run the same "
+                          f"command again to resubmit only the unfinished ones.")
+    return finished
+
+
+def _first_line(error: BaseException) -> str:
+    """The error a job's function raised (the last line of the traceback submitit reports), else its message."""
+    text = str(error).strip().splitlines()
+    raised = [line for line in text if line and not line.startswith((" ", "Traceback", "-", "Job ", "has not",
+                                                                     "Error stream", "You can check", "or at paths"))]
+    return (raised[-1] if raised else text[0] if text else type(error).__name__)[:300]
+
+
+def _prepare_models(profile) -> None:
+    """Build the locally made models (``models.TINY_RANDOM``) once, before jobs that load them in parallel."""
+    from .models import TINY_RANDOM, tiny_random_folder
+
+    for name in profile.models:
+        if name in TINY_RANDOM:
+            tiny_random_folder(name)
+
+
+def cell_records(run_dir: Path) -> dict:
+    """The markers of a run's finished cells, for run.json: {cell name: {seconds, started, finished, host,
+    device, job_id}}."""
+    records = {}
+    for path in sorted((Path(run_dir) / "cells").glob("*.json")):
+        try:
+            found = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        records[path.stem] = {k: found.get(k) for k in ("seconds", "started", "finished", "host", "device", "job_id")}
+    return records

@@ -1,0 +1,152 @@
+"""The grid's cells as jobs (papa_utils.executor): local processes through submitit, Slurm through a stand-in for
+its commands (tests/fake_slurm.py); failures and time-outs reported by cell with their log; a rerun submits only
+the cells that are not done; clear errors for an executor that cannot run here. The cells' steps are a stub
+(``stub_steps``), so these tests check the executor, not the pipeline (tests/test_paper_dry.py runs both)."""
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import cloudpickle
+import pytest
+
+import fake_slurm
+from papa_utils import executor, pipeline
+from papa_utils.executor import CellsFailed, ExecutorError, cell_done, run_cells, slurm_options
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the jobs unpickle stub_steps without tests/ on their path
+PROFILE = replace(pipeline.PROFILES["smoke"], models=("model-a", "model-b"), tasks=("sst2", "mrpc"))
+
+
+def stub_steps(run_dir, profile, model_name, task):
+    """A cell that fails where run_dir/fail/<model>__<task> exists, sleeps where .../sleep/... does (2 s for every
+    cell with run_dir/slow), else notes that it ran (run_dir/ran/<model>__<task>, one line per run)."""
+    name = f"{model_name}__{task}"
+    if (run_dir / "fail" / name).exists():
+        raise RuntimeError(f"simulated failure in {name}")
+    if (run_dir / "sleep" / name).exists():
+        time.sleep(120)
+    if (run_dir / "slow").exists():
+        time.sleep(2)
+    (run_dir / "ran").mkdir(exist_ok=True)
+    with open(run_dir / "ran" / name, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    return "cpu"
+
+
+def ran(run_dir):
+    return {p.name: len(p.read_text().split()) for p in (run_dir / "ran").glob("*")}
+
+
+def flag(run_dir, kind, cell):
+    (run_dir / kind).mkdir(exist_ok=True)
+    (run_dir / kind / cell).touch()
+
+
+def test_a_failed_cell_is_reported_with_its_log_and_a_rerun_submits_only_it(tmp_path, capsys):
+    flag(tmp_path, "fail", "model-b__sst2")
+    with pytest.raises(CellsFailed) as failed:
+        run_cells(stub_steps, tmp_path, PROFILE, "local", workers=2, poll_seconds=0.2)
+    message = str(failed.value)
+    log = tmp_path / "jobs" / message.split("; log: ")[1].split("\n")[0].split("/jobs/")[1]
+    assert message.startswith("1 of 4 submitted cells did not finish:\n- model-b x sst2: ")
+    assert "RuntimeError: simulated failure in model-b__sst2; log: " in message
+    assert message.endswith("3 of 4 cells are done and kept; run the same command again to resubmit only the "
+                            "unfinished ones.")
+    assert "simulated failure in model-b__sst2" in log.read_text()  # the log named is the job's own
+    assert ran(tmp_path) == {"model-a__sst2": 1, "model-a__mrpc": 1, "model-b__mrpc": 1}
+    assert [cell_done(tmp_path, PROFILE, m, t) for m in PROFILE.models for t in PROFILE.tasks] == [True, True, False, True]
+
+    (tmp_path / "fail" / "model-b__sst2").unlink()
+    capsys.readouterr()
+    finished = run_cells(stub_steps, tmp_path, PROFILE, "local", workers=2, poll_seconds=0.2)
+    assert list(finished) == ["model-b__sst2"]
+    assert "3 of 4 cells done; submitting 1 to local (2 at a time)" in capsys.readouterr().out
+    assert ran(tmp_path) == {"model-a__sst2": 1, "model-a__mrpc": 1, "model-b__mrpc": 1, "model-b__sst2": 1}
+    assert run_cells(stub_steps, tmp_path, PROFILE, "local") == {}  # all done: nothing submitted
+    # other settings make every cell not done
+    assert not cell_done(tmp_path, replace(PROFILE, epochs=3), "model-a", "sst2")
+
+
+def test_local_workers_run_cells_at_the_same_time_in_separate_processes(tmp_path):
+    (tmp_path / "slow").touch()
+    finished = run_cells(stub_steps, tmp_path, PROFILE, "local", workers=2, poll_seconds=0.2)
+    assert len(finished) == 4 and len({m["job_id"] for m in finished.values()}) == 4
+    assert os.getpid() not in {int(line) for p in (tmp_path / "ran").glob("*") for line in p.read_text().split()}
+    spans = sorted((m["started"], m["finished"]) for m in finished.values())
+    assert any(a[1] > b[0] for a, b in zip(spans, spans[1:])), spans  # two jobs overlapped
+
+
+def test_a_timed_out_cell_is_reported_with_its_log(tmp_path):
+    flag(tmp_path, "sleep", "model-a__mrpc")
+    profile = replace(PROFILE, models=("model-a",))
+    start = time.time()
+    with pytest.raises(CellsFailed) as failed:
+        run_cells(stub_steps, tmp_path, profile, "local", workers=2, options={"timeout_min": 0.1, "signal_delay_s": 1},
+                  poll_seconds=0.2)
+    assert time.time() - start < 60
+    message = str(failed.value)
+    assert message.startswith("1 of 2 submitted cells did not finish:\n- model-a x mrpc: ")
+    assert "; log: " + str(tmp_path / "jobs") in message
+
+
+def test_an_unknown_executor_lists_the_valid_ones():
+    with pytest.raises(SystemExit, match="^unknown executor 'lsf'; executors: inprocess, local, slurm$"):
+        pipeline.main(["--profile", "smoke", "--executor", "lsf"])
+
+
+def test_slurm_without_slurm_names_the_missing_commands_and_the_local_alternative(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(SystemExit, match=r"^EXECUTOR=slurm needs Slurm's `sbatch`, `srun`, `sacct`, `scancel` "
+                                         r"commands, not found on PATH here\. Run from a Slurm login node, or run "
+                                         r"the same jobs as local processes with EXECUTOR=local \(`--executor local`\)\.$"):
+        pipeline.main(["--profile", "smoke", "--executor", "slurm"])
+    (tmp_path / "sbatch").write_text("")
+    (tmp_path / "sbatch").chmod(0o755)
+    with pytest.raises(ExecutorError, match="needs Slurm's `srun`, `sacct`, `scancel` commands"):
+        executor.check_executor("slurm")
+
+
+def test_slurm_options_come_from_a_yaml_file_and_key_value_pairs(tmp_path):
+    config = tmp_path / "slurm.yaml"
+    config.write_text("partition: gpu\nmem_gb: 32\nadditional:\n  constraint: a100\n")
+    options = slurm_options(config, ["mem_gb=80", "timeout_min=", "account=papa"])
+    assert options == {"gpus_per_node": 1, "cpus_per_task": 8, "mem_gb": 80, "timeout_min": 2880,
+                       "slurm_partition": "gpu", "slurm_account": "papa",
+                       "slurm_additional_parameters": {"constraint": "a100"}}
+    with pytest.raises(ExecutorError, match=r"^unknown Slurm option 'gpus'; options: partition, account, qos, "
+                                            r"constraint, gpus_per_node, cpus_per_task, mem_gb, timeout_min, additional"):
+        slurm_options(None, ["gpus=2"])
+    with pytest.raises(ExecutorError, match=r"^Slurm options file .*nowhere.yaml does not exist"):
+        slurm_options(tmp_path / "nowhere.yaml")
+    with pytest.raises(ExecutorError, match=r"^Slurm option 'partition' is not key=value \(e\.g\. partition=gpu\)$"):
+        slurm_options(None, ["partition"])
+
+
+def test_cells_run_as_slurm_jobs_with_the_options_given(tmp_path, monkeypatch, capsys):
+    """Through a stand-in for Slurm's commands: the sbatch scripts carry the options, each cell is a job, a
+    failed job is reported by cell with its log, and a rerun resubmits only it."""
+    monkeypatch.setenv("PATH", f"{fake_slurm.install(tmp_path / 'slurm')}{os.pathsep}{os.environ['PATH']}")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    flag(run_dir, "fail", "model-a__mrpc")
+    options = slurm_options(None, ["partition=gpu", "gpus_per_node=2", "mem_gb=48", "timeout_min=90"])
+    with pytest.raises(CellsFailed) as failed:
+        run_cells(stub_steps, run_dir, PROFILE, "slurm", options=options, poll_seconds=0.2)
+    message = str(failed.value)
+    assert message.startswith("1 of 4 submitted cells did not finish:\n- model-a x mrpc: ")
+    assert "RuntimeError: simulated failure in model-a__mrpc; log: " in message
+    assert "submitting 4 to slurm\n" in capsys.readouterr().out
+    scripts = sorted((tmp_path / "slurm" / "state").glob("*.sh"))
+    assert len(scripts) == 4
+    text = scripts[0].read_text()
+    for line in ("#SBATCH --partition=gpu", "#SBATCH --gpus-per-node=2", "#SBATCH --mem=48GB", "#SBATCH --time=90",
+                 "#SBATCH --cpus-per-task=8", "#SBATCH --job-name=papa-cell"):
+        assert line in text, text
+    assert ran(run_dir) == {"model-a__sst2": 1, "model-b__sst2": 1, "model-b__mrpc": 1}
+    (run_dir / "fail" / "model-a__mrpc").unlink()
+    assert list(run_cells(stub_steps, run_dir, PROFILE, "slurm", options=options, poll_seconds=0.2)) == ["model-a__mrpc"]
+    assert len(list((tmp_path / "slurm" / "state").glob("*.sh"))) == 5
+    markers = [Path(run_dir / "cells" / f"{m}__{t}.json") for m in PROFILE.models for t in PROFILE.tasks]
+    assert all(p.exists() for p in markers)

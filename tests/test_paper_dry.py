@@ -1,0 +1,68 @@
+"""The paper profile's whole path on this machine: `make figures PROFILE=paper-dry EXECUTOR=local` (the CLI it
+calls), i.e. the paper's protocol (streaming probe, fp32, gates, whole splits) on tiny random BERT, RoBERTa and
+DeBERTa v1 built into a local models folder and loaded from it as Hub ids are, each (model, task) cell a job of
+submitit's local executor with two workers, then the notebooks, which must find every step done."""
+import json
+import os
+
+import pandas as pd
+import pytest
+
+from papa_utils import pipeline
+from papa_utils.models import TINY_RANDOM
+from papa_utils.tasks import load_task
+
+STEP_FOLDERS = ("averages", "probe", "ranking")
+
+
+@pytest.fixture(scope="module")
+def dry_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("paper_dry")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PAPA_MODELS_DIR", str(folder / "models"))  # the tiny models are built here, not in the cache
+        patch.setenv("PAPA_PROGRESS", "0")
+        pipeline.main(["--profile", "paper-dry", "--executor", "local", "--workers", "2",
+                       "--run-dir", str(folder / "run")])
+    return folder / "run"
+
+
+def test_every_cell_ran_as_a_job_and_two_ran_at_once(dry_run):
+    run = json.loads((dry_run / "run.json").read_text())
+    assert run["executor"] == "local" and "wall_seconds" in run
+    cells = run["cells"]
+    assert sorted(cells) == sorted(f"{m.replace('/', '--')}__{t}" for m in TINY_RANDOM for t in ("cola", "mrpc"))
+    assert {c["device"] for c in cells.values()} == {"cpu"}
+    assert len({c["job_id"] for c in cells.values()}) == 6 and str(os.getpid()) not in {c["job_id"] for c in cells.values()}
+    spans = sorted((c["started"], c["finished"]) for c in cells.values())
+    assert any(a[1] > b[0] for a, b in zip(spans, spans[1:])), spans  # at least two workers at the same time
+    assert run["precision"] == {m: {"asked": "fp32", "used": "fp32"} for m in TINY_RANDOM}
+
+
+def test_the_notebooks_found_every_step_done(dry_run):
+    """Nothing under the step folders was written after the last cell's job finished."""
+    finished = max(json.loads(p.read_text())["finished"] for p in (dry_run / "cells").glob("*.json"))
+    steps = [p for folder in STEP_FOLDERS for p in (dry_run / folder).glob("*") if p.is_file()]
+    assert len(steps) > 6 * 5
+    late = [p.name for p in steps if p.stat().st_mtime > finished + 1]
+    assert late == []
+
+
+def test_the_paper_protocol_on_whole_splits(dry_run):
+    results = pd.read_csv(dry_run / "results" / "probe_results.csv")
+    probe = results[(results.predictor == "probe") & results.headline]
+    assert set(probe.model) == set(TINY_RANDOM) and set(probe.task) == {"cola", "mrpc"}
+    assert set(probe.replaced_heads) == {0, 4, 7, 8} and set(probe.seed) == {42, 43}  # 2 layers x 4 heads
+    for task in ("cola", "mrpc"):
+        rows = probe[probe.task == task]
+        assert set(rows.train_examples) == {len(load_task(task, "train"))}
+        assert set(rows.dev_examples) == {len(load_task(task, "validation"))}
+    record = json.loads(next((dry_run / "probe").glob("*k4__seed42.json")).read_text())
+    assert record["protocol"] == "streaming" and record["ranking"] == "gates"
+    gates = json.loads(next((dry_run / "ranking").glob("*.json")).read_text())
+    assert gates["method"] == "gates" and len(gates["ranking"]) == 8
+    assert (dry_run / "results" / "table1.md").exists() and (dry_run / "results" / "claims.json").exists()
+    # Hub ids have a "/": figures of every model and task are files of the figures folder, not in folders of their own
+    figures = list((dry_run / "figures").iterdir())
+    assert all(p.is_file() for p in figures)
+    assert {f"average_attention_{m.replace('/', '--')}_{t}.png" for m in TINY_RANDOM for t in ("cola", "mrpc")} <= {
+        p.name for p in figures}
