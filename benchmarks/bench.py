@@ -3,7 +3,7 @@
     make bench            # or: python benchmarks/bench.py [--quick] [--only probe_settings,precision]
 
 Prints Markdown tables (forward passes, probe protocol, bf16 backbone, probe settings with bf16 products,
-head-ranking stability and cost, auto precision) and writes them, with the raw timings, to results/bench.md and
+head-ranking stability and cost, auto precision, the paper profile's cost per cell) and writes them, with the raw timings, to results/bench.md and
 results/bench.json (results/bench_<sections>.* with --only). Times are medians of repeated runs after a
 warm-up; the machine's matmul peak is measured in the same run.
 """
@@ -206,6 +206,98 @@ def precision_section(models) -> list[dict]:
     return out
 
 
+# the paper's models by size (hidden, layers, feed-forward): BERT, RoBERTa and DeBERTa v1 share them; DeBERTa's
+# relative attention adds work this count leaves out
+PAPER_SIZES = {"base": (768, 12, 3072), "large": (1024, 24, 4096)}
+# an assumed sustained rate for the GPU column: what transformers' own benchmark reports for bert-base-uncased
+# (batch 8, L = 128, fp32, 0.018 s on a TITAN RTX: 8 x 22.4 GFLOP / 0.018 s = 10 TFLOPS); not measured here
+GPU_TFLOPS = 10.0
+# the official training and dev splits (MNLI: matched dev) the paper profile runs on from the Hub; the staged MNLI
+# training data here are a 19,739-pair subset
+PAPER_SPLITS = {"cola": (8551, 1043), "sst2": (67349, 872), "mrpc": (3668, 408), "mnli": (392702, 9815),
+                "ner": (14041, 3250), "pos": (14041, 3250)}
+
+
+def layer_gflop(hidden: int, layers: int, inner: int, length: int) -> float:
+    """Multiply-adds x 2 of one example through `layers` encoder layers (as ``forward_gflop``)."""
+    return layers * 2 * (4 * length * hidden * hidden + 2 * length * hidden * inner + 2 * length * length * hidden) / 1e9
+
+
+def paper_cost_section(quick: bool) -> dict:
+    """What one cell of the paper profile costs, from the dry run's path: (1) one paper-dry cell run through
+    ``pipeline.cell_steps`` with every backbone call counted (examples, with or without gradients) and timed, next
+    to ``pipeline.cell_passes``'s count for it; (2) that count for every paper cell (whole splits), in GFLOP,
+    in days on this machine at the rate of a BERT-base-sized model measured here (MPNet-base, L = 128, batch 32,
+    fp32), and in hours of a GPU sustaining ``GPU_TFLOPS``."""
+    import tempfile
+    from pathlib import Path
+
+    from papa_utils import pipeline
+
+    profile = pipeline.get_profile("paper-dry")
+    model_name, task = profile.models[0], "mrpc"
+    model, _ = pipeline.cached_model(model_name)
+    counted = {"forward": 0, "forward_backward": 0}
+
+    def count(module, args, kwargs):
+        counted["forward_backward" if torch.is_grad_enabled() else "forward"] += kwargs["input_ids"].shape[0]
+
+    info = describe(model)
+    total = info["layers"] * info["heads"]
+    hook = model.register_forward_pre_hook(count, with_kwargs=True)
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            start = time.time()
+            pipeline.cell_steps(Path(folder), profile, model_name, task)
+            seconds = time.time() - start
+    finally:
+        hook.remove()
+    dry = {"model": model_name, "task": task, "seconds": seconds, "counted": counted,
+           "predicted": pipeline.cell_passes(profile, model_name, task, total, len(load_task(task, "train")),
+                                             len(load_task(task, "validation")))}
+    # this machine's rate on a BERT-base-sized model
+    mpnet, tokenizer = load_model("minilm-l6" if quick else "mpnet-base")
+    batch = encode(load_task("mrpc", "validation").head(32), tokenizer, 128).model_inputs()
+    with torch.no_grad():
+        per_batch = timed(lambda: mpnet(**batch), 1 if quick else 3)
+    cpu_gflops = forward_gflop(mpnet, 128) * 32 / per_batch
+    paper = pipeline.get_profile("paper")
+    cells = []
+    for size, (hidden, layers, inner) in PAPER_SIZES.items():
+        for t, (n_train, n_dev) in PAPER_SPLITS.items():
+            passes = pipeline.cell_passes(paper, f"bert-{size}", t, layers * hidden // 64, n_train, n_dev)
+            length = paper.length(t)
+            # backward ~ twice the forward: a gate example costs three forward passes
+            gflop = layer_gflop(hidden, layers, inner, length) * (passes["forward"] + 3 * passes["forward_backward"])
+            cells.append({"size": size, "task": t, "L": length, "train": n_train, "dev": n_dev, **passes,
+                          "gflop": gflop, "cpu_days": gflop / cpu_gflops / 86400,
+                          "gpu_hours": gflop / (GPU_TFLOPS * 1e3) / 3600})
+    return {"dry_cell": dry, "cpu_gflops": cpu_gflops, "rate_model": "minilm-l6" if quick else "mpnet-base",
+            "gpu_tflops": GPU_TFLOPS, "cells": cells}
+
+
+def paper_cost_markdown(r: dict) -> list[str]:
+    d = r["dry_cell"]
+    lines = ["", "## The paper profile: cost per cell (README, \"Running the paper profile\")", "",
+             f"One paper-dry cell ({d['model']} x {d['task']}, whole splits, streaming, "
+             f"{d['seconds']:.0f} s here): {d['counted']['forward']:,} examples through the backbone without "
+             f"gradients and {d['counted']['forward_backward']:,} with (the gates) counted; `pipeline.cell_passes` "
+             f"predicts {d['predicted']['forward']:,} and {d['predicted']['forward_backward']:,}.", "",
+             f"Every paper cell by the same count (15 epochs, 3 seeds, 5 sweep points + the attention-free probe, "
+             f"gates for 15 epochs), as BERT of its size; days on this machine at {r['cpu_gflops']:.0f} GFLOPS "
+             f"(measured: {r['rate_model']}, L 128, batch 32, fp32); hours of a GPU sustaining "
+             f"{r['gpu_tflops']:.0f} TFLOPS (assumed).", "",
+             "| size | task | L | train / dev | examples forward | with backward | PFLOP | days here | GPU hours |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for c in r["cells"]:
+        lines.append(f"| {c['size']} | {c['task']} | {c['L']} | {c['train']:,} / {c['dev']:,} | {c['forward']:,} | "
+                     f"{c['forward_backward']:,} | {c['gflop'] / 1e6:,.0f} | {c['cpu_days']:,.0f} | "
+                     f"{c['gpu_hours']:,.1f} |")
+    total = sum(c["gpu_hours"] for c in r["cells"]) * 3  # BERT, RoBERTa, DeBERTa of each size
+    lines += ["", f"The grid (BERT, RoBERTa and DeBERTa of both sizes): {total:,.0f} GPU hours at that rate."]
+    return lines
+
+
 def markdown(report: dict) -> str:
     lines = [f"Measured on {report.get('processor') or _processor()}, "
              f"{report['threads']} threads, commit `{str(report['environment'].get('git_commit'))[:7]}`"
@@ -235,6 +327,8 @@ def markdown(report: dict) -> str:
         lines += probe_settings_markdown(report["probe_settings"])
     if "ranking" in report:
         lines += ranking_markdown(report["ranking"])
+    if "paper_cost" in report:
+        lines += paper_cost_markdown(report["paper_cost"])
     if "precision" in report:
         lines += ["", "## precision=\"auto\": what it picks here (the model's own products, batch 32 x L 128, the "
                   "bf16 ones under autocast; bf16 only below 0.9x the fp32 time)", "",
@@ -293,7 +387,7 @@ def ranking_markdown(r: dict) -> list[str]:
     return lines
 
 
-SECTIONS = ("forward", "probe_protocol", "bf16_metrics", "probe_settings", "ranking", "precision")
+SECTIONS = ("forward", "probe_protocol", "bf16_metrics", "probe_settings", "ranking", "precision", "paper_cost")
 
 
 def measure(name: str, quick: bool, models):
@@ -322,6 +416,8 @@ def measure(name: str, quick: bool, models):
                                 (1e-1, 3, "fp32")])
     if name == "precision":
         return precision_section(models)
+    if name == "paper_cost":
+        return paper_cost_section(quick)
     raise ValueError(f"unknown section {name!r}; sections: {', '.join(SECTIONS)}")
 
 

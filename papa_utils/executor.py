@@ -180,12 +180,13 @@ def run_cells(steps, run_dir: Path, profile, executor: str, workers: int = 2, op
         while pending or running:
             while pending and len(running) < limit:
                 cell = pending.pop(0)
-                if gpus:  # one GPU per local job, in turn
-                    submitter.update_parameters(visible_gpus=((len(finished) + len(failed) + len(running)) % gpus,))
+                gpu = _least_used([g for _, g in running.values()], gpus) if gpus else None
+                if gpu is not None:  # one GPU per local job: the one fewest running jobs use
+                    submitter.update_parameters(visible_gpus=(gpu,))
                 job = submitter.submit(run_cell, steps, str(run_dir), profile, *cell, threads)
-                running[cell] = (job, time.time())
+                running[cell] = (job, gpu)
                 print(f"  {cell[0]} x {cell[1]}: job {job.job_id}, log {job.paths.stderr}", flush=True)
-            for cell, (job, started) in list(running.items()):
+            for cell, (job, _) in list(running.items()):
                 if not job.done():
                     continue
                 del running[cell]
@@ -208,6 +209,11 @@ def run_cells(steps, run_dir: Path, profile, executor: str, workers: int = 2, op
                           f"\n{len(cells) - len(failed)} of {len(cells)} cells are done and kept; run the same "
                           f"command again to resubmit only the unfinished ones.")
     return finished
+
+
+def _least_used(used: list, count: int) -> int:
+    """The GPU (0 .. count - 1) that the fewest running jobs use; the lowest of those."""
+    return min(range(count), key=lambda g: (used.count(g), g))
 
 
 def _first_line(error: BaseException) -> str:

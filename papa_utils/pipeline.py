@@ -732,6 +732,29 @@ def cell_steps(run_dir: Path, profile: Profile, model_name: str, task: str) -> t
     return model_device(model)
 
 
+def cell_passes(profile: Profile, model_name: str, task: str, total_heads: int, train_split: int,
+                dev_split: int) -> dict:
+    """How many examples one cell's steps (``cell_steps``) put through the backbone, for a profile with the
+    streaming protocol and the gates' ranking (the paper's): the averages pass; for each sweep point (and the
+    attention-free probe at k = 0), every seed and epoch, the training and dev examples; the gates, forward and
+    backward, for each ranking epoch. `train_split` / `dev_split`: the whole splits' sizes (the profile's sizes
+    cap them). Returns {"forward": examples, "forward_backward": examples}; ``bench.py --only paper_cost`` checks
+    it against a counted run."""
+    if profile.protocol != "streaming" or profile.ranking != "gates" or profile.compare_rankings:
+        raise ValueError(f"cell_passes counts the paper's path (streaming, gates, no compared rankings); profile "
+                         f"{profile.name} has protocol {profile.protocol!r}, ranking {profile.ranking!r}")
+
+    def size(name, whole):
+        n = profile.size(model_name, name, task)
+        return whole if n is None else min(n, whole)
+
+    probes = len(profile.sweep_counts(model_name, total_heads)) + 1
+    rankings = 1 + (2 if profile.ranking_stability else 0)  # another seed and a disjoint subset
+    return {"forward": size("average_examples", train_split) + probes * len(profile.seeds) * profile.epochs
+            * (size("train_examples", train_split) + size("dev_examples", dev_split)),
+            "forward_backward": rankings * profile.rank_epochs * size("rank_examples", train_split)}
+
+
 def truncation_table(profile: Profile, lengths=(64, 128)) -> pd.DataFrame:
     """Per model (tokenizer) x task x L (`lengths` and the profile's own L of the task): the share of examples the
     PAPA layout truncates (``truncated_share``) in the probe's training subset and in the dev data the profile
@@ -922,10 +945,12 @@ def feature_cache_gb(run_dir: Path) -> float:
     return round(sum(p.stat().st_size for p in (Path(run_dir) / "features").glob("*")) / 1024 ** 3, 3)
 
 
-def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None, executor: str = "inprocess") -> Path:
+def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None, executor: str = "inprocess",
+                  cells_seconds: float | None = None) -> Path:
     """Execute the notebooks in order with papermill into the run folder (``open_run``): executed copies,
     results and figures all go there. With an `executor` other than "inprocess", the cells' steps were run as
-    jobs first (``executor.run_cells``) and the notebooks find them done. Returns the run folder."""
+    jobs first (``executor.run_cells``, which took `cells_seconds`) and the notebooks find them done. Returns the
+    run folder."""
     import papermill
 
     absolute_data_dir()
@@ -949,8 +974,8 @@ def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None,
         seconds[name] = round(time.time() - start, 1)
         cache_gb.append(feature_cache_gb(run_dir))  # largest right after notebook 1, which fills it
         print(f"{name}: {seconds[name]:.0f} s", flush=True)
-    if executor != "inprocess":  # where and how long each cell's job ran
-        recorded["cells"] = cell_records(run_dir)
+    if executor != "inprocess":  # where and how long each cell's job ran, and how long this run waited for them
+        recorded.update(cells=cell_records(run_dir), cells_wall_seconds=cells_seconds)
     meta = {**recorded, "notebooks": list(seconds), "notebook_seconds": seconds,
             "wall_seconds": round(time.time() - started, 1), "step_seconds": timing(run_dir, profile),
             "peak_memory_gb": peak_memory_gb(), "feature_cache_gb": {"largest": max(cache_gb, default=0.0),
@@ -996,8 +1021,10 @@ def main(argv=None) -> None:
         absolute_data_dir()
         # the steps by their module's name (not __main__'s), so that a job can import them
         steps = importlib.import_module("papa_utils.pipeline").cell_steps
+        cells_start = time.time()
         run_cells(steps, run_dir, profile, executor, args.workers, options)
-        run_dir = run_notebooks(profile, run_dir, args.notebooks.split(",") if args.notebooks else None, executor)
+        run_dir = run_notebooks(profile, run_dir, args.notebooks.split(",") if args.notebooks else None, executor,
+                                round(time.time() - cells_start, 1))
     except (RunScopeError, CellsFailed) as e:
         sys.exit(str(e))
     print(f"profile {profile.name}: done in {time.time() - start:.0f} s; results and figures in "

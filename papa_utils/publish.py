@@ -120,6 +120,8 @@ def readme_block(name: str, root: Path = ROOT) -> str:
         state = "; whether the tree had uncommitted changes was not recorded"
     else:
         state = f" with uncommitted changes (diff sha256 `{run['diff_sha256'][:12]}`)" if run["dirty"] else ""
+    executor = run.get("executor", "inprocess")
+    narrowed += f" EXECUTOR={executor}" if executor != "inprocess" else ""
     lines = [f"Produced by `make figures PROFILE={name}{narrowed}` then `make publish RUN_DIR={run['run_dir']}`, "
              f"with `PAPA_DATA_DIR={run['data_dir']}`, on {run['cpus']} CPU cores (commit "
              f"`{run['git_commit'][:7]}`{state}; torch {run['packages']['torch']}, transformers "
@@ -129,6 +131,7 @@ def readme_block(name: str, root: Path = ROOT) -> str:
              + (f" **This run resumed a run folder**: it found most steps done by an earlier run in the same folder, "
                 f"so its wall time covers only its own work; all steps together took "
                 f"{_minutes(sum(steps.values()))}." if sum(steps.values()) > RESUMED * run["wall_seconds"] else ""),
+             *([_cells_line(run)] if run.get("cells") else []),
              f"- Summed over the grid: averages (the same pass also saves the baseline's training features) "
              f"{_minutes(steps['averages'])}, "
              + (f"head ranking (gates) {_minutes(steps['ranking'])}, " if steps["ranking"] else "")
@@ -207,6 +210,19 @@ def readme_block(name: str, root: Path = ROOT) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _cells_line(run: dict) -> str:
+    """How the cells' jobs ran (``executor.run_cells``), from run.json."""
+    cells = run["cells"].values()
+    seconds = [c["seconds"] or 0 for c in cells]
+    hosts = sorted({c["host"] for c in cells if c.get("host")})
+    devices = sorted({c["device"] for c in cells if c.get("device")})
+    waited = run.get("cells_wall_seconds")
+    return (f"- **Cells as jobs** (`EXECUTOR={run['executor']}`): {len(seconds)} cells, {_minutes(sum(seconds))} of "
+            f"job time in all, the longest {_minutes(max(seconds))}, on {', '.join(hosts)} ({', '.join(devices)})"
+            + (f"; this run waited {_minutes(waited)} for the cells it submitted, before the notebooks"
+               if waited is not None else "") + ".")
+
+
 def _share(fraction: float) -> str:
     return {0: "0", 1: "all", 0.5: "½", 0.875: "⅞", 0.9375: "15/16"}.get(round(fraction, 4), f"{fraction:g}")
 
@@ -245,8 +261,12 @@ def _size_cell(profile: Profile, model: str, name: str, tasks) -> str:
 
 
 def _table(path: Path):
-    """A result table, or None when this run has none (a run made before that table existed)."""
-    return pd.read_csv(path) if path.exists() else None
+    """A result table, or None when this run has none (a run made before that table existed, or a profile without
+    that step, e.g. the paper's without a learning curve: an empty file)."""
+    try:
+        return pd.read_csv(path) if path.exists() else None
+    except pd.errors.EmptyDataError:
+        return None
 
 
 def write_readme_block(name: str, root: Path = ROOT) -> bool:

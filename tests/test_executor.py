@@ -21,7 +21,8 @@ PROFILE = replace(pipeline.PROFILES["smoke"], models=("model-a", "model-b"), tas
 
 def stub_steps(run_dir, profile, model_name, task):
     """A cell that fails where run_dir/fail/<model>__<task> exists, sleeps where .../sleep/... does (2 s for every
-    cell with run_dir/slow), else notes that it ran (run_dir/ran/<model>__<task>, one line per run)."""
+    cell with run_dir/slow), else notes that it ran (run_dir/ran/<model>__<task>, one line per run: its process id
+    and the GPUs it was given)."""
     name = f"{model_name}__{task}"
     if (run_dir / "fail" / name).exists():
         raise RuntimeError(f"simulated failure in {name}")
@@ -31,12 +32,12 @@ def stub_steps(run_dir, profile, model_name, task):
         time.sleep(2)
     (run_dir / "ran").mkdir(exist_ok=True)
     with open(run_dir / "ran" / name, "a") as f:
-        f.write(f"{os.getpid()}\n")
+        f.write(f"{os.getpid()} {os.environ.get('CUDA_VISIBLE_DEVICES', '-')}\n")
     return "cpu"
 
 
 def ran(run_dir):
-    return {p.name: len(p.read_text().split()) for p in (run_dir / "ran").glob("*")}
+    return {p.name: len(p.read_text().splitlines()) for p in (run_dir / "ran").glob("*")}
 
 
 def flag(run_dir, kind, cell):
@@ -73,7 +74,8 @@ def test_local_workers_run_cells_at_the_same_time_in_separate_processes(tmp_path
     (tmp_path / "slow").touch()
     finished = run_cells(stub_steps, tmp_path, PROFILE, "local", workers=2, poll_seconds=0.2)
     assert len(finished) == 4 and len({m["job_id"] for m in finished.values()}) == 4
-    assert os.getpid() not in {int(line) for p in (tmp_path / "ran").glob("*") for line in p.read_text().split()}
+    assert os.getpid() not in {int(line.split()[0]) for p in (tmp_path / "ran").glob("*")
+                               for line in p.read_text().splitlines()}
     spans = sorted((m["started"], m["finished"]) for m in finished.values())
     assert any(a[1] > b[0] for a, b in zip(spans, spans[1:])), spans  # two jobs overlapped
 
@@ -150,3 +152,20 @@ def test_cells_run_as_slurm_jobs_with_the_options_given(tmp_path, monkeypatch, c
     assert len(list((tmp_path / "slurm" / "state").glob("*.sh"))) == 5
     markers = [Path(run_dir / "cells" / f"{m}__{t}.json") for m in PROFILE.models for t in PROFILE.tasks]
     assert all(p.exists() for p in markers)
+
+
+def test_local_jobs_on_a_machine_with_gpus_never_share_one(tmp_path, monkeypatch):
+    """Three GPUs, two workers, four cells: each job sees one GPU (CUDA_VISIBLE_DEVICES), and two jobs that run at
+    the same time never see the same one."""
+    monkeypatch.setattr(executor, "accelerator_count", lambda: 3)
+    (tmp_path / "slow").touch()
+    finished = run_cells(stub_steps, tmp_path, PROFILE, "local", workers=2, poll_seconds=0.2)
+    seen = {p.name: p.read_text().split()[1] for p in (tmp_path / "ran").glob("*")}
+    assert set(seen.values()) <= {"0", "1", "2"} and len(set(seen.values())) >= 2
+    spans = [(m["started"], m["finished"], seen[name]) for name, m in finished.items()]
+    for i, a in enumerate(spans):
+        for b in spans[i + 1:]:
+            if a[0] < b[1] and b[0] < a[1]:  # ran at the same time
+                assert a[2] != b[2], spans
+    assert executor._least_used([0, 1], 4) == 2 and executor._least_used([1], 4) == 0
+    assert executor._least_used([0, 1, 2, 3, 0], 4) == 1

@@ -66,3 +66,19 @@ def test_the_paper_protocol_on_whole_splits(dry_run):
     assert all(p.is_file() for p in figures)
     assert {f"average_attention_{m.replace('/', '--')}_{t}.png" for m in TINY_RANDOM for t in ("cola", "mrpc")} <= {
         p.name for p in figures}
+
+
+def test_results_from_the_jobs_come_back_into_results_by_publishing(dry_run, tmp_path):
+    """`make publish RUN_DIR=<run>` after a run whose cells ran as jobs: results/<profile>/ and the README block."""
+    from papa_utils.publish import publish_run
+
+    (tmp_path / "README.md").write_text("<!-- results:paper-dry:start -->\n<!-- results:paper-dry:end -->\n")
+    published = publish_run(dry_run, root=tmp_path)
+    assert published == tmp_path / "results" / "paper-dry"
+    assert (published / "probe_results.csv").read_text() == (dry_run / "results" / "probe_results.csv").read_text()
+    block = (tmp_path / "README.md").read_text()
+    assert "Produced by `make figures PROFILE=paper-dry EXECUTOR=local` then `make publish RUN_DIR=" in block
+    assert "- **Cells as jobs** (`EXECUTOR=local`): 6 cells, " in block and "this run waited " in block
+    for model in TINY_RANDOM:
+        assert f"| {model} | whole split | whole split | whole split | whole split |" in block
+    assert (tmp_path / "figures" / "paper-dry" / "performance_vs_dynamic_heads.png").exists()
