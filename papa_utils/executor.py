@@ -122,18 +122,18 @@ def cell_done(run_dir: Path, profile, model_name: str, task: str) -> bool:
 
 
 def run_cell(steps, run_dir: str, profile, model_name: str, task: str, threads: int | None = None) -> dict:
-    """One job: `steps(run_dir, profile, model_name, task)` (``pipeline.cell_steps``, which returns the device it
-    ran on) into the run folder, then the cell's marker. Returns the marker."""
+    """One job: `steps(run_dir, profile, model_name, task)` (``pipeline.cell_steps``, which returns where it ran:
+    device, precision) into the run folder, then the cell's marker. Returns the marker."""
     import torch
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if threads:
         torch.set_num_threads(threads)
     start = time.time()
-    device = steps(Path(run_dir), profile, model_name, task)
+    where = steps(Path(run_dir), profile, model_name, task)
     marker = {"model": model_name, "task": task, "settings": cell_key(profile), "started": round(start, 1),
               "finished": round(time.time(), 1), "seconds": round(time.time() - start, 1), "host": platform.node(),
-              "device": str(device),
+              **where,
               "job_id": os.environ.get("SLURM_JOB_ID") or os.environ.get("SUBMITIT_LOCAL_JOB_ID") or str(os.getpid())}
     write_json(marker_path(run_dir, model_name, task), marker)
     return marker
@@ -235,12 +235,13 @@ def _prepare_models(profile) -> None:
 
 def cell_records(run_dir: Path) -> dict:
     """The markers of a run's finished cells, for run.json: {cell name: {seconds, started, finished, host,
-    device, job_id}}."""
+    device, precision, job_id}}."""
     records = {}
     for path in sorted((Path(run_dir) / "cells").glob("*.json")):
         try:
             found = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        records[path.stem] = {k: found.get(k) for k in ("seconds", "started", "finished", "host", "device", "job_id")}
+        records[path.stem] = {k: found.get(k) for k in ("seconds", "started", "finished", "host", "device",
+                                                        "precision", "job_id")}
     return records

@@ -707,11 +707,12 @@ def learning_curve(run_dir: Path, profile: Profile, task: str) -> list[dict]:
     return records
 
 
-def cell_steps(run_dir: Path, profile: Profile, model_name: str, task: str) -> torch.device:
+def cell_steps(run_dir: Path, profile: Profile, model_name: str, task: str) -> dict:
     """Every step of one (model, task) cell, in the order the notebooks need them: averages (notebook 1) ->
     baseline and full PAPA (2) -> the head ranking and the sweep (3) -> the ranking's stability and the compared
     rankings (6) -> the learning curve where the cell has one (5). Each step is cached, so the notebooks find
-    them done; this is what a job of ``executor.run_cells`` runs. Returns the device the model ran on."""
+    them done; this is what a job of ``executor.run_cells`` runs. Returns where it ran: {"device": the model's,
+    "precision": its passes' (``precision_of``, decided where the job runs)}."""
     model, _ = cached_model(model_name)
     info = describe(model)
     total = info["layers"] * info["heads"]
@@ -729,7 +730,7 @@ def cell_steps(run_dir: Path, profile: Profile, model_name: str, task: str) -> t
             ranking_comparison(run_dir, profile, model_name, task)
     if model_name == profile.curve_model and task in profile.curve_tasks:
         learning_curve(run_dir, profile, task)
-    return model_device(model)
+    return {"device": str(model_device(model)), "precision": precision_of(profile, model_name)}
 
 
 def cell_passes(profile: Profile, model_name: str, task: str, total_heads: int, train_split: int,

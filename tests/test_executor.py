@@ -33,7 +33,7 @@ def stub_steps(run_dir, profile, model_name, task):
     (run_dir / "ran").mkdir(exist_ok=True)
     with open(run_dir / "ran" / name, "a") as f:
         f.write(f"{os.getpid()} {os.environ.get('CUDA_VISIBLE_DEVICES', '-')}\n")
-    return "cpu"
+    return {"device": "cpu"}
 
 
 def ran(run_dir):

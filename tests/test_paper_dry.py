@@ -31,7 +31,7 @@ def test_every_cell_ran_as_a_job_and_two_ran_at_once(dry_run):
     assert run["executor"] == "local" and "wall_seconds" in run
     cells = run["cells"]
     assert sorted(cells) == sorted(f"{m.replace('/', '--')}__{t}" for m in TINY_RANDOM for t in ("cola", "mrpc"))
-    assert {c["device"] for c in cells.values()} == {"cpu"}
+    assert {c["device"] for c in cells.values()} == {"cpu"} and {c["precision"] for c in cells.values()} == {"fp32"}
     assert len({c["job_id"] for c in cells.values()}) == 6 and str(os.getpid()) not in {c["job_id"] for c in cells.values()}
     spans = sorted((c["started"], c["finished"]) for c in cells.values())
     assert any(a[1] > b[0] for a, b in zip(spans, spans[1:])), spans  # at least two workers at the same time
