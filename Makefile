@@ -13,6 +13,7 @@ WORKERS ?= 2         # EXECUTOR=local: cells at the same time
 SLURM_CONFIG ?=      # EXECUTOR=slurm: a YAML file of Slurm options (README); the SLURM_* variables below override it
 SLURM_PARTITION ?=
 SLURM_ACCOUNT ?=
+SLURM_QOS ?=
 SLURM_GPUS ?=        # GPUs per job (default 1)
 SLURM_CPUS ?=        # CPUs per job (default 8)
 SLURM_MEM ?=         # GB per job (default 64)
@@ -42,6 +43,7 @@ figures: setup-mpnet  # results, tables and figures go into the run folder, neve
 	  $(if $(strip $(SLURM_CONFIG)),--slurm-config $(strip $(SLURM_CONFIG))) \
 	  $(if $(strip $(SLURM_PARTITION)),--slurm partition=$(strip $(SLURM_PARTITION))) \
 	  $(if $(strip $(SLURM_ACCOUNT)),--slurm account=$(strip $(SLURM_ACCOUNT))) \
+	  $(if $(strip $(SLURM_QOS)),--slurm qos=$(strip $(SLURM_QOS))) \
 	  $(if $(strip $(SLURM_GPUS)),--slurm gpus_per_node=$(strip $(SLURM_GPUS))) \
 	  $(if $(strip $(SLURM_CPUS)),--slurm cpus_per_task=$(strip $(SLURM_CPUS))) \
 	  $(if $(strip $(SLURM_MEM)),--slurm mem_gb=$(strip $(SLURM_MEM))) \

@@ -237,21 +237,12 @@ def paper_cost_section(quick: bool) -> dict:
     profile = pipeline.get_profile("paper-dry")
     model_name, task = profile.models[0], "mrpc"
     model, _ = pipeline.cached_model(model_name)
-    counted = {"forward": 0, "forward_backward": 0}
-
-    def count(module, args, kwargs):
-        counted["forward_backward" if torch.is_grad_enabled() else "forward"] += kwargs["input_ids"].shape[0]
-
     info = describe(model)
     total = info["layers"] * info["heads"]
-    hook = model.register_forward_pre_hook(count, with_kwargs=True)
-    try:
-        with tempfile.TemporaryDirectory() as folder:
-            start = time.time()
-            pipeline.cell_steps(Path(folder), profile, model_name, task)
-            seconds = time.time() - start
-    finally:
-        hook.remove()
+    with tempfile.TemporaryDirectory() as folder, pipeline.counting_backbone_examples(model) as counted:
+        start = time.time()
+        pipeline.cell_steps(Path(folder), profile, model_name, task)
+        seconds = time.time() - start
     dry = {"model": model_name, "task": task, "seconds": seconds, "counted": counted,
            "predicted": pipeline.cell_passes(profile, model_name, task, total, len(load_task(task, "train")),
                                              len(load_task(task, "validation")))}

@@ -36,7 +36,7 @@ SLURM_KEYS = {"partition": "slurm_partition", "account": "slurm_account", "qos":
               "mem_gb": "mem_gb", "timeout_min": "timeout_min", "additional": "slurm_additional_parameters"}
 # one cell of the paper profile on one GPU: BERT-large on MNLI is the longest (README, "Running the paper profile")
 SLURM_DEFAULTS = {"gpus_per_node": 1, "cpus_per_task": 8, "mem_gb": 64, "timeout_min": 48 * 60}
-LOCAL_TIMEOUT_MIN = 24 * 60
+LOCAL_TIMEOUT_MIN = 60 * 24 * 60  # no limit in practice: a local job runs until its cell is done
 
 
 class ExecutorError(RuntimeError):
@@ -61,9 +61,14 @@ def check_executor(name: str) -> str:
     return name
 
 
+SLURM_TYPES = {"gpus_per_node": int, "cpus_per_task": int, "mem_gb": (int, float), "timeout_min": int,
+               "additional": dict}  # the others are names (text)
+
+
 def slurm_options(config_file: str | Path | None = None, pairs=()) -> dict:
     """submitit parameters for Slurm jobs: ``SLURM_DEFAULTS``, then the YAML file's keys, then `pairs`
-    ("key=value" strings, e.g. from the SLURM_* make variables); keys as in ``SLURM_KEYS``."""
+    ("key=value" strings, e.g. from the SLURM_* make variables); keys as in ``SLURM_KEYS``, values checked
+    (``SLURM_TYPES``: numbers where Slurm takes numbers, e.g. timeout_min in minutes, not "48:00:00")."""
     given = {}
     if config_file:
         import yaml
@@ -80,14 +85,36 @@ def slurm_options(config_file: str | Path | None = None, pairs=()) -> dict:
             raise ExecutorError(f"Slurm option {pair!r} is not key=value (e.g. partition=gpu)")
         if value == "":
             continue  # an unset make variable
-        given[key.strip()] = yaml_value(value.strip())
+        key, value = key.strip(), value.strip()
+        given[key] = _number(value) if key in SLURM_TYPES and key != "additional" else (
+            yaml_value(value) if key == "additional" else value)  # names stay text ("0123" is an account)
     unknown = sorted(set(given) - set(SLURM_KEYS))
     if unknown:
         raise ExecutorError(f"unknown Slurm option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
                             f"options: {', '.join(SLURM_KEYS)} (`additional` takes any other sbatch option as a "
                             f"mapping)")
+    for key, value in given.items():
+        kind = SLURM_TYPES.get(key, str)
+        if kind is str:
+            given[key] = value = str(value)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            what = {int: "a whole number", dict: "a mapping of sbatch options", str: "a name"}.get(kind, "a number")
+            raise ExecutorError(f"Slurm option {key} must be {what}"
+                                f"{' of minutes' if key == 'timeout_min' else ''}{' of GB' if key == 'mem_gb' else ''}"
+                                f", got {value!r}")
     options = {**SLURM_DEFAULTS, **given}
     return {SLURM_KEYS[k]: v for k, v in options.items()}
+
+
+def _number(text: str):
+    """A number written on the command line (an int where it is one), else the text, for the type check."""
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text
 
 
 def yaml_value(text: str):
@@ -121,16 +148,22 @@ def cell_done(run_dir: Path, profile, model_name: str, task: str) -> bool:
     return found.get("settings") == cell_key(profile)
 
 
-def run_cell(steps, run_dir: str, profile, model_name: str, task: str, threads: int | None = None) -> dict:
-    """One job: `steps(run_dir, profile, model_name, task)` (``pipeline.cell_steps``, which returns where it ran:
-    device, precision) into the run folder, then the cell's marker. Returns the marker."""
+def run_cell(steps, run_dir: str, profile, model_name: str, task: str, threads: int | None = None,
+             precision: str | None = None) -> dict:
+    """One job: `steps(run_dir, profile, model_name, task, precision)` (``pipeline.cell_steps``, which returns
+    where it ran: device, precision) into the run folder, then the cell's marker. `precision`: the model's, as the
+    submitting process decided it for every job and notebook of the run. Returns the marker."""
     import torch
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    os.environ["PAPA_PROGRESS"] = "0"  # no progress bars in a job's log
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    if os.environ.get("PAPA_DEVICE", "").startswith("cuda:") and visible and "," not in visible:
+        os.environ["PAPA_DEVICE"] = "cuda"  # a local job sees its one GPU as cuda:0
     if threads:
         torch.set_num_threads(threads)
     start = time.time()
-    where = steps(Path(run_dir), profile, model_name, task)
+    where = steps(Path(run_dir), profile, model_name, task, precision)
     marker = {"model": model_name, "task": task, "settings": cell_key(profile), "started": round(start, 1),
               "finished": round(time.time(), 1), "seconds": round(time.time() - start, 1), "host": platform.node(),
               **where,
@@ -152,38 +185,68 @@ def _executor(kind: str, folder: Path, options: dict, gpus: int):
     return executor
 
 
+def job_path(run_dir: Path, model_name: str, task: str) -> Path:
+    """Which job a cell was last submitted as (executor, job id): a rerun waits for it while it is queued or
+    running instead of submitting the cell again."""
+    return Path(run_dir) / "cells" / f"{cell_name(model_name, task)}.job"
+
+
+def _still_active(run_dir: Path, jobs_dir: Path, executor: str, cell):
+    """The Slurm job a cell was submitted as, when it is still queued or running (a rerun after the submitting
+    process died), else None. Local jobs end with the process that started them."""
+    if executor != "slurm":
+        return None
+    try:
+        found = json.loads(job_path(run_dir, *cell).read_text())
+    except (OSError, ValueError):
+        return None
+    import submitit
+
+    job = submitit.SlurmJob(folder=jobs_dir, job_id=str(found["job_id"]))
+    return None if job.done() else job  # done: its result is there, or Slurm says it is no longer queued or running
+
+
 def run_cells(steps, run_dir: Path, profile, executor: str, workers: int = 2, options: dict | None = None,
-              poll_seconds: float | None = None) -> dict:
+              poll_seconds: float | None = None, precisions: dict | None = None) -> dict:
     """Submit every cell of `profile` that is not done as a job of `executor` ("local": at most `workers` at a
-    time; "slurm": all at once, Slurm queues them) running `steps` (``run_cell``), and wait for them. Returns {cell name: marker} of the cells
-    this call ran. Raises CellsFailed naming each failed or timed-out cell with its log."""
+    time, each with a GPU no running job uses where there are GPUs; "slurm": all at once, Slurm queues them)
+    running `steps` (``run_cell``) with each model's precision from `precisions`, and wait for them; a cell whose
+    Slurm job from an earlier submission is still queued or running is waited for, not submitted again. Returns
+    {cell name: marker} of the cells this call waited for. Raises CellsFailed naming each failed or timed-out cell
+    with its log; Ctrl-C cancels the jobs it waits for."""
     run_dir = Path(run_dir)
     check_executor(executor)
     if executor == "inprocess":
         return {}
-    options = dict(options or {})
+    options, precisions = dict(options or {}), dict(precisions or {})
     cells = [(m, t) for m in profile.models for t in profile.tasks]
     todo = [c for c in cells if not cell_done(run_dir, profile, *c)]
-    print(f"{len(cells) - len(todo)} of {len(cells)} cells done; submitting {len(todo)} to {executor}"
-          + (f" ({workers} at a time)" if executor == "local" else ""), flush=True)
+    jobs_dir = run_dir / "jobs"
+    running = {c: (job, None) for c in todo if (job := _still_active(run_dir, jobs_dir, executor, c))}
+    pending = [c for c in todo if c not in running]
+    print(f"{len(cells) - len(todo)} of {len(cells)} cells done"
+          + (f"; {len(running)} still queued or running from an earlier submission, waiting for them" if running else "")
+          + f"; submitting {len(pending)} to {executor}" + (f" ({workers} at a time)" if executor == "local" else ""),
+          flush=True)
     if not todo:
         return {}
     _prepare_models(profile)
-    jobs_dir = run_dir / "jobs"
-    gpus = accelerator_count() if executor == "local" else 0
-    submitter = _executor(executor, jobs_dir, options, gpus)
+    gpus = visible_gpus() if executor == "local" else []
+    submitter = _executor(executor, jobs_dir, options, len(gpus))
     threads = max(1, (os.cpu_count() or 1) // workers) if executor == "local" else None
     poll = poll_seconds if poll_seconds is not None else (1.0 if executor == "local" else 30.0)
     limit = workers if executor == "local" else len(todo)
-    pending, running, finished, failed = list(todo), {}, {}, {}
+    finished, failed = {}, {}
     try:
         while pending or running:
             while pending and len(running) < limit:
                 cell = pending.pop(0)
-                gpu = _least_used([g for _, g in running.values()], gpus) if gpus else None
+                gpu = _least_used([g for _, g in running.values() if g is not None], gpus) if gpus else None
                 if gpu is not None:  # one GPU per local job: the one fewest running jobs use
                     submitter.update_parameters(visible_gpus=(gpu,))
-                job = submitter.submit(run_cell, steps, str(run_dir), profile, *cell, threads)
+                job = submitter.submit(run_cell, steps, str(run_dir), profile, *cell, threads, precisions.get(cell[0]))
+                write_json(job_path(run_dir, *cell), {"executor": executor, "job_id": job.job_id,
+                                                      "submitted": round(time.time(), 1)})
                 running[cell] = (job, gpu)
                 print(f"  {cell[0]} x {cell[1]}: job {job.job_id}, log {job.paths.stderr}", flush=True)
             for cell, (job, _) in list(running.items()):
@@ -195,25 +258,57 @@ def run_cells(steps, run_dir: Path, profile, executor: str, workers: int = 2, op
                     finished[cell_name(*cell)] = marker = job.result()
                     print(f"  {cell[0]} x {cell[1]}: done in {marker['seconds']:.0f} s", flush=True)
                 else:
-                    failed[cell] = (job, _first_line(error))
-                    print(f"  {cell[0]} x {cell[1]}: {job.state}: {_first_line(error)}", flush=True)
+                    failed[cell] = (job, _why(job, error, executor))
+                    print(f"  {cell[0]} x {cell[1]}: {failed[cell][1]}", flush=True)
             if running:
-                time.sleep(poll)
+                _pause(poll)
     except KeyboardInterrupt:
         for job, _ in running.values():
             job.cancel(check=False)
+        print(f"interrupted: cancelled {len(running)} job(s); finished cells are kept", flush=True)
         raise
     if failed:
-        lines = [f"- {m} x {t}: {job.state}, {why}; log: {job.paths.stderr}" for (m, t), (job, why) in failed.items()]
-        raise CellsFailed(f"{len(failed)} of {len(todo)} submitted cells did not finish:\n" + "\n".join(lines) +
+        lines = [f"- {m} x {t}: {why}; log: {job.paths.stderr}" for (m, t), (job, why) in failed.items()]
+        raise CellsFailed(f"{len(failed)} of {len(todo)} cells did not finish:\n" + "\n".join(lines) +
                           f"\n{len(cells) - len(failed)} of {len(cells)} cells are done and kept; run the same "
                           f"command again to resubmit only the unfinished ones.")
     return finished
 
 
-def _least_used(used: list, count: int) -> int:
-    """The GPU (0 .. count - 1) that the fewest running jobs use; the lowest of those."""
-    return min(range(count), key=lambda g: (used.count(g), g))
+def _pause(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def visible_gpus() -> list[int]:
+    """The GPUs local jobs may be given, as CUDA_VISIBLE_DEVICES numbers them for the whole machine (the
+    submitting process's own CUDA_VISIBLE_DEVICES when it is set, so a job never gets a GPU it was not allowed)."""
+    count = accelerator_count()
+    listed = [g.strip() for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
+    if not listed:
+        return list(range(count))
+    if not all(g.isdigit() for g in listed):
+        raise ExecutorError(f"CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']} names GPUs that local jobs "
+                            f"cannot be given (submitit takes GPU numbers): list them by number, e.g. 0,1")
+    return [int(g) for g in listed][:count]
+
+
+def _why(job, error: BaseException, executor: str) -> str:
+    """Why a job did not finish: the error its cell raised, or that it stopped before finishing (with Slurm's
+    state: TIMEOUT, CANCELLED, OUT_OF_MEMORY, ...)."""
+    from submitit.core.utils import FailedJobError
+
+    raised = _first_line(error)
+    if isinstance(error, FailedJobError) and "UncompletedJobError" not in raised:
+        return f"failed: {raised}"
+    if "timed-out" in raised:  # submitit's own words when the time limit stopped the job
+        return "timed out"
+    state = f"{job.state}: " if executor == "slurm" else ""
+    return f"stopped before it finished ({state}timed out, cancelled or killed)"
+
+
+def _least_used(used: list, gpus: list) -> int:
+    """The GPU of `gpus` that the fewest running jobs use; the first of those."""
+    return min(gpus, key=lambda g: (used.count(g), gpus.index(g)))
 
 
 def _first_line(error: BaseException) -> str:
@@ -225,12 +320,12 @@ def _first_line(error: BaseException) -> str:
 
 
 def _prepare_models(profile) -> None:
-    """Build the locally made models (``models.TINY_RANDOM``) once, before jobs that load them in parallel."""
-    from .models import TINY_RANDOM, tiny_random_folder
+    """Build the models made on this machine (offline names, ``models.TINY_RANDOM``) once, before jobs that load
+    them in parallel (``models.ensure_model``); Hub models are fetched by the jobs (the Hub's cache locks)."""
+    from .models import ensure_model
 
     for name in profile.models:
-        if name in TINY_RANDOM:
-            tiny_random_folder(name)
+        ensure_model(name)
 
 
 def cell_records(run_dir: Path) -> dict:

@@ -215,6 +215,15 @@ def _build_tiny_random(family: str, folder: Path) -> None:
     tokenizer.save_pretrained(folder)
 
 
+def ensure_model(name: str) -> None:
+    """Build a model that is made on this machine, once: an offline name (converted or unpacked into the cache)
+    or a ``TINY_RANDOM`` one; a Hub id or a folder needs nothing here."""
+    if name in TINY_RANDOM:
+        tiny_random_folder(name)
+    elif name in OFFLINE_MODELS:
+        model_folder(name)
+
+
 def tiny_random_folder(name: str) -> Path:
     """The folder of a ``TINY_RANDOM`` model in ``models_dir``, built once."""
     return _build_atomically(models_dir() / name, lambda folder: _build_tiny_random(TINY_RANDOM[name], folder))
@@ -239,8 +248,7 @@ def load_model(name: str, attn_implementation: str = "eager", device: str | None
     from transformers import AutoModel, AutoTokenizer
 
     offline = ", ".join(OFFLINE_MODELS)
-    if name in TINY_RANDOM:
-        tiny_random_folder(name)
+    ensure_model(name)
     if name in OFFLINE_MODELS:
         source = model_folder(name)
     elif Path(name).expanduser().is_dir():

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib
 import json
 import logging
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -24,7 +24,7 @@ import torch
 
 from .analysis import statistics_key
 from .averages import AttentionAverages, compute_average_attention
-from .device import CHOICES, auto_precision, model_device, precision_problem
+from .device import CHOICES, auto_precision, inputs_on, model_device, precision_problem
 from .executor import EXECUTORS, CellsFailed, ExecutorError, cell_records, check_executor, run_cells, slurm_options
 from .layout import Encoded, encode, truncated_share
 from .models import TINY_RANDOM, cache_dir, describe, load_model
@@ -197,11 +197,24 @@ def cached_model(name: str):
     return load_model(name)
 
 
+# precisions decided by the process that submitted this one's job (``cell_steps``): a job on another machine uses
+# the run's decision, not its own, so that the notebooks find the steps it made
+DECIDED_PRECISIONS: dict[str, str] = {}
+
+
+def asked_precision(profile: Profile, model_name: str) -> str:
+    """The precision the profile asks for `model_name`: its own, or with "auto" the faster on this machine
+    (``precision_choice``)."""
+    return profile.precision if profile.precision != "auto" else precision_choice(profile, model_name)["choice"]
+
+
 def precision_of(profile: Profile, model_name: str) -> str:
-    """The backbone precision of `model_name`'s passes in this profile: the profile's, or with "auto" the faster
-    on this machine (``precision_choice``); fp32 where the model cannot run in that precision
-    (``precision_fallback``)."""
-    wanted = profile.precision if profile.precision != "auto" else precision_choice(profile, model_name)["choice"]
+    """The backbone precision of `model_name`'s passes in this profile: what it asks for (``asked_precision``),
+    fp32 where the model cannot run in that (``precision_fallback``); in a job, what the submitting process
+    decided (``DECIDED_PRECISIONS``)."""
+    if model_name in DECIDED_PRECISIONS:
+        return DECIDED_PRECISIONS[model_name]
+    wanted = asked_precision(profile, model_name)
     return "fp32" if precision_fallback(model_name, wanted) else wanted
 
 
@@ -223,7 +236,7 @@ def precision_record(profile: Profile) -> dict:
     the one its passes use, and why they differ where they do."""
     record = {}
     for model_name in profile.models:
-        wanted = profile.precision if profile.precision != "auto" else precision_choice(profile, model_name)["choice"]
+        wanted = asked_precision(profile, model_name)
         record[model_name] = {"asked": wanted, "used": precision_of(profile, model_name)}
         if precision_fallback(model_name, wanted):
             record[model_name]["fallback"] = precision_fallback(model_name, wanted)
@@ -707,12 +720,14 @@ def learning_curve(run_dir: Path, profile: Profile, task: str) -> list[dict]:
     return records
 
 
-def cell_steps(run_dir: Path, profile: Profile, model_name: str, task: str) -> dict:
+def cell_steps(run_dir: Path, profile: Profile, model_name: str, task: str, precision: str | None = None) -> dict:
     """Every step of one (model, task) cell, in the order the notebooks need them: averages (notebook 1) ->
     baseline and full PAPA (2) -> the head ranking and the sweep (3) -> the ranking's stability and the compared
     rankings (6) -> the learning curve where the cell has one (5). Each step is cached, so the notebooks find
-    them done; this is what a job of ``executor.run_cells`` runs. Returns where it ran: {"device": the model's,
-    "precision": its passes' (``precision_of``, decided where the job runs)}."""
+    them done; this is what a job of ``executor.run_cells`` runs, with `precision` as the submitting process
+    decided it (``precision_of`` there). Returns where it ran: {"device": the model's, "precision": its passes'}."""
+    if precision is not None:
+        DECIDED_PRECISIONS[model_name] = precision
     model, _ = cached_model(model_name)
     info = describe(model)
     total = info["layers"] * info["heads"]
@@ -754,6 +769,22 @@ def cell_passes(profile: Profile, model_name: str, task: str, total_heads: int, 
     return {"forward": size("average_examples", train_split) + probes * len(profile.seeds) * profile.epochs
             * (size("train_examples", train_split) + size("dev_examples", dev_split)),
             "forward_backward": rankings * profile.rank_epochs * size("rank_examples", train_split)}
+
+
+@contextmanager
+def counting_backbone_examples(model):
+    """Count the examples every call of `model` gets, inside the block: {"forward": without gradients,
+    "forward_backward": with them (the gates)}; what ``cell_passes`` predicts."""
+    counted = {"forward": 0, "forward_backward": 0}
+
+    def count(module, args, kwargs):
+        counted["forward_backward" if torch.is_grad_enabled() else "forward"] += kwargs["input_ids"].shape[0]
+
+    hook = model.register_forward_pre_hook(count, with_kwargs=True)
+    try:
+        yield counted
+    finally:
+        hook.remove()
 
 
 def truncation_table(profile: Profile, lengths=(64, 128)) -> pd.DataFrame:
@@ -923,10 +954,8 @@ def example_attention(model_name: str, task: str, length: int, index: int = 0):
 
     model, tokenizer = cached_model(model_name)
     e = encode(load_task(task, "validation").head(index + 1), tokenizer, length)
-    device = model_device(model)
     with torch.no_grad():
-        out = model(**{k: v.to(device) for k, v in e.model_inputs(slice(index, index + 1)).items()},
-                    output_attentions=True)
+        out = model(**inputs_on(e.model_inputs(slice(index, index + 1)), model_device(model)), output_attentions=True)
     mask = e.attention_mask[index]
     tokens = [t if m else "" for t, m in zip(tokenizer.convert_ids_to_tokens(e.input_ids[index].tolist()),
                                              mask.tolist())]
@@ -1020,10 +1049,10 @@ def main(argv=None) -> None:
     try:
         run_dir = open_run(args.run_dir, profile).resolve()
         absolute_data_dir()
-        # the steps by their module's name (not __main__'s), so that a job can import them
-        steps = importlib.import_module("papa_utils.pipeline").cell_steps
         cells_start = time.time()
-        run_cells(steps, run_dir, profile, executor, args.workers, options)
+        if executor != "inprocess":  # decided here, once, for every job and notebook of the run
+            run_cells(cell_steps, run_dir, profile, executor, args.workers, options,
+                      precisions={m: precision_of(profile, m) for m in profile.models})
         run_dir = run_notebooks(profile, run_dir, args.notebooks.split(",") if args.notebooks else None, executor,
                                 round(time.time() - cells_start, 1))
     except (RunScopeError, CellsFailed) as e:
@@ -1033,5 +1062,7 @@ def main(argv=None) -> None:
           flush=True)
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # run the module's own main, so that what jobs unpickle is papa_utils.pipeline's
+    from papa_utils.pipeline import main as module_main
+
+    module_main()

@@ -22,7 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .averages import compute_average_attention
-from .device import PRECISIONS, autocast_dtype, backbone_precision, model_device
+from .device import PRECISIONS, autocast_dtype, backbone_precision, inputs_on, model_device
 from .layout import Encoded
 from .metrics import compute_metrics, example_statistics
 from .models import describe
@@ -105,7 +105,7 @@ def make_probe(task: Task, model, length: int, dropout: float = 0.1, levels: str
 def hidden_states(model, inputs: dict) -> torch.Tensor:
     """All N+1 hidden-state levels stacked: [B, N+1, L, D], on the model's device."""
     device = model_device(model)
-    out = model(**{k: v.to(device) for k, v in inputs.items()}, output_hidden_states=True)
+    out = model(**inputs_on(inputs, device), output_hidden_states=True)
     return torch.stack(out.hidden_states, dim=1)
 
 
@@ -192,12 +192,12 @@ def features_of(task: Task, data: Encoded, states: torch.Tensor, offset: int = 0
     the states' device."""
     if index is None:
         index = torch.arange(offset, offset + states.shape[0])
-    index = index.to(states.device)
-    labels = data.labels.to(states.device)[index] if states.device != data.labels.device else data.labels[index]
+    index = index.cpu()  # the batch's rows are taken on the CPU, then only they move
+    labels = data.labels[index].to(states.device)
     if task.token_task:
         rows, labels, example, slot = labelled_rows(states, labels)
-        return Features(rows, labels, example=index[example], slot=slot)
-    return Features(states, labels, mask=data.attention_mask.to(states.device)[index])
+        return Features(rows, labels, example=index.to(states.device)[example], slot=slot)
+    return Features(states, labels, mask=data.attention_mask[index].to(states.device))
 
 
 def concat(parts: list[Features]) -> Features:
@@ -285,7 +285,7 @@ def predict(probe: nn.Module, task: Task, features: Features, data: Encoded, buf
     """The probe's predictions on cached dev features, shaped like ``data.labels`` (numpy): class ids (scores
     for regression); token tasks [n, L] with -100 where nothing is predicted. `precision`: of its products."""
     probe.eval()
-    device = _device_of(probe)
+    device = model_device(probe)
     n = features.states.shape[0]
     batch_size = eval_rows(features.states)
     buffer = buffer or BatchBuffer(features.states, batch_size, PROBE_DTYPES[precision], device)
@@ -330,10 +330,6 @@ def predict_streaming(model, probe: nn.Module, task: Task, data: Encoded, config
                                                           if task.token_task else ()))
 
 
-
-
-def _device_of(module: nn.Module) -> torch.device:
-    return next(module.parameters()).device
 
 
 @dataclass
@@ -424,6 +420,8 @@ def rank_heads_by_gates(model, task: Task, train: Encoded, averages, *, epochs: 
     info = describe(model)
     torch.manual_seed(seed)
     device = model_device(model)
+    # the gates' gradients go back through the backbone: in fp16 they would need loss scaling, so fp16 runs in fp32
+    precision = "fp32" if config.precision == "fp16" else config.precision
     gates = nn.Parameter(torch.zeros(info["layers"], info["heads"], device=device))
     probe = make_probe(task, model, train.length, config.dropout).to(device)
     optimizer = torch.optim.AdamW([{"params": list(probe.parameters())},
@@ -443,7 +441,7 @@ def rank_heads_by_gates(model, task: Task, train: Encoded, averages, *, epochs: 
                 for s in tqdm(range(0, len(train), config.batch_size), desc=f"rank heads {task.name}",
                               disable=not progress, leave=False):
                     index = order[s: s + config.batch_size]
-                    with backbone_precision(config.precision, device):
+                    with backbone_precision(precision, device):
                         states = hidden_states(model, train.model_inputs(index))
                     states = states.float()
                     labels, mask = train.labels[index].to(device), train.attention_mask[index].to(device)

@@ -41,7 +41,7 @@ def atomic_path(path: str | Path, folder: bool = False):
     through here."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{platform.node()}.{os.getpid()}.tmp")  # unique across the nodes of a cluster
     _remove(tmp)
     if folder:
         tmp.mkdir()

@@ -4,9 +4,11 @@ The model goes to the ``meta`` device (shapes, no data); ``ModelDeviceGuard`` is
 - fails, naming the operation, when a tensor on the model's device meets a CPU tensor in one operation (a
   0-dim CPU scalar is allowed, as it is on a GPU), or when a matrix product (the model's or the probe's) runs
   on the CPU while the model is on its device;
-- stands in for copying results back to the CPU: ``.cpu()``, ``.to("cpu")``, ``.item()``, ``.tolist()``,
-  ``.numpy()`` and truth values of meta tensors give zeros of the right shape on the CPU, so a path runs to its
-  end and writes its results (whose values mean nothing);
+- stands in for copying results back to the CPU: ``.cpu()``, ``.to("cpu")``, ``.item()``, ``.tolist()`` and
+  truth values of meta tensors give zeros of the right shape on the CPU, so a path runs to its end and writes its
+  results (whose values mean nothing); ``.numpy()`` of a tensor on the model's device fails, as on a GPU;
+- records the integer tensors (ids, masks, labels, indices) moved to the model's device (``moved``: their shapes),
+  so a test can tell a batch's rows from a whole split copied for every batch;
 and ``autocast_stub`` replaces ``torch.autocast`` to record the device type each autocast was opened for (a
 real autocast on "meta" does not exist) and to report it as enabled to ``device.autocast_dtype``.
 """
@@ -24,7 +26,7 @@ PRODUCTS = {torch.nn.functional.linear, torch.matmul, torch.einsum, torch.bmm, t
 # copies between devices are what moving to and from the model's device is made of
 TRANSFERS = {T.to, T.cpu, T.copy_, T.cuda, T.__repr__, T.__format__, T.device.__get__,
              torch._has_compatible_shallow_copy_type}  # (nn.Module.to)
-COPY_OUT = {T.cpu, T.item, T.tolist, T.numpy, T.__bool__, T.__int__, T.__float__, T.__index__}
+COPY_OUT = {T.cpu, T.item, T.tolist, T.__bool__, T.__int__, T.__float__, T.__index__}  # not numpy: it fails on a GPU
 
 
 class DeviceMixError(AssertionError):
@@ -49,6 +51,7 @@ class ModelDeviceGuard(TorchFunctionMode):
         super().__init__()
         self.device = torch.device(device)
         self.checked = 0
+        self.moved = []
 
     def __enter__(self):
         from torch.fx.experimental import _config
@@ -68,12 +71,18 @@ class ModelDeviceGuard(TorchFunctionMode):
         kwargs = kwargs or {}
         first = args[0] if args else None
         if isinstance(first, torch.Tensor) and first.device == self.device:
+            if func is T.numpy:
+                raise DeviceMixError(f"numpy() of a tensor on the model's device ({self.device}): bring it to the CPU "
+                                     f"first")
             if func in COPY_OUT:
                 return func(_on_cpu(first), *args[1:], **kwargs)
             if func is T.to and _target_device(args, kwargs) == torch.device("cpu"):
                 dtypes = [a for a in (*args[1:], kwargs.get("dtype")) if isinstance(a, torch.dtype)]
                 return _on_cpu(first).to(dtypes[0]) if dtypes else _on_cpu(first)
         self.checked += 1
+        if (func is T.to and isinstance(first, torch.Tensor) and first.device != self.device
+                and _target_device(args, kwargs) == self.device and not first.is_floating_point()):
+            self.moved.append(tuple(first.shape))
         if func not in TRANSFERS:
             tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
             devices = {t.device for t in tensors if t.dim() > 0 or t.device == self.device}

@@ -43,10 +43,23 @@ def assert_on_cpu(*tensors):
 
 @pytest.fixture
 def guarded(monkeypatch):
-    """Run code as if on an accelerator: yields the autocasts opened (device type, dtype)."""
+    """Run code as if on an accelerator: yields the autocasts opened (device type, dtype), with the guard as
+    `.guard` (its ``moved``: integer tensors moved to the model's device)."""
     with autocast_stub(monkeypatch) as opened, ModelDeviceGuard("meta") as guard:
-        yield opened
+        yield Opened(opened, guard)
     assert guard.checked > 0
+
+
+class Opened(list):
+    def __init__(self, opened, guard):
+        super().__init__()
+        self.opened, self.guard = opened, guard
+
+    def __iter__(self):
+        return iter(self.opened)
+
+    def __eq__(self, other):
+        return list(self.opened) == other
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
@@ -77,18 +90,24 @@ def test_the_probe_trains_on_the_models_device(protocol, task, precision, guarde
     token = get_task(task).token_task
     train, dev = toy_data(8, token), toy_data(6, token, seed=1)
     avg = compute_average_attention(model, train.batches(4), progress=False)
-    config = ProbeConfig(epochs=1, batch_size=4, protocol=protocol, precision=precision, probe_precision=precision)
+    config = ProbeConfig(epochs=1, batch_size=4, feature_batch_size=4, protocol=protocol, precision=precision,
+                         probe_precision=precision)
     result = train_probe(model, get_task(task), train, dev, config=config, averages=avg, heads="all")
     assert set(result.metrics) and len(result.curve) == 1
-    assert set(guarded) <= {("meta", torch.bfloat16)}
+    assert set(guarded) == ({("meta", torch.bfloat16)} if precision == "bf16" else set())
+    # only a batch's ids, masks and labels move to the device, never a whole split's (8 training examples)
+    assert guarded.guard.moved and len(train.labels) not in {shape[0] for shape in guarded.guard.moved}
 
 
-def test_the_gates_train_on_the_models_device(guarded):
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_the_gates_train_on_the_models_device(precision, guarded):
+    """In fp16 the gates' backbone runs in fp32: their gradients go back through it, unscaled."""
     model = on_meta(tiny_model("bert"))
     train = toy_data(8)
     avg = compute_average_attention(model, train.batches(4), progress=False)
-    result = rank_heads_by_gates(model, get_task("sst2"), train, avg, config=ProbeConfig(batch_size=4))
+    result = rank_heads_by_gates(model, get_task("sst2"), train, avg, config=ProbeConfig(batch_size=4, precision=precision))
     assert len(result["ranking"]) == LAYERS * HEADS and len(result["gates"]) == LAYERS
+    assert set(guarded) == ({("meta", torch.bfloat16)} if precision == "bf16" else set())
 
 
 @pytest.fixture

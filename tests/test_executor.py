@@ -19,8 +19,9 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the jobs unpickle
 PROFILE = replace(pipeline.PROFILES["smoke"], models=("model-a", "model-b"), tasks=("sst2", "mrpc"))
 
 
-def stub_steps(run_dir, profile, model_name, task):
-    """A cell that fails where run_dir/fail/<model>__<task> exists, sleeps where .../sleep/... does (2 s for every
+def stub_steps(run_dir, profile, model_name, task, precision=None):
+    """A cell that fails where run_dir/fail/<model>__<task> exists, sleeps where .../sleep/... does, waits while
+    .../hold/... does (2 s for every
     cell with run_dir/slow), else notes that it ran (run_dir/ran/<model>__<task>, one line per run: its process id
     and the GPUs it was given)."""
     name = f"{model_name}__{task}"
@@ -28,11 +29,15 @@ def stub_steps(run_dir, profile, model_name, task):
         raise RuntimeError(f"simulated failure in {name}")
     if (run_dir / "sleep" / name).exists():
         time.sleep(120)
+    for _ in range(600):  # held while run_dir/hold/<cell> exists (at most 2 min)
+        if not (run_dir / "hold" / name).exists():
+            break
+        time.sleep(0.2)
     if (run_dir / "slow").exists():
         time.sleep(2)
     (run_dir / "ran").mkdir(exist_ok=True)
     with open(run_dir / "ran" / name, "a") as f:
-        f.write(f"{os.getpid()} {os.environ.get('CUDA_VISIBLE_DEVICES', '-')}\n")
+        f.write(f"{os.getpid()} {os.environ.get('CUDA_VISIBLE_DEVICES') or '-'} {precision}\n")
     return {"device": "cpu"}
 
 
@@ -51,8 +56,8 @@ def test_a_failed_cell_is_reported_with_its_log_and_a_rerun_submits_only_it(tmp_
         run_cells(stub_steps, tmp_path, PROFILE, "local", workers=2, poll_seconds=0.2)
     message = str(failed.value)
     log = tmp_path / "jobs" / message.split("; log: ")[1].split("\n")[0].split("/jobs/")[1]
-    assert message.startswith("1 of 4 submitted cells did not finish:\n- model-b x sst2: ")
-    assert "RuntimeError: simulated failure in model-b__sst2; log: " in message
+    assert message.startswith("1 of 4 cells did not finish:\n- model-b x sst2: failed: RuntimeError: simulated "
+                              "failure in model-b__sst2; log: ")
     assert message.endswith("3 of 4 cells are done and kept; run the same command again to resubmit only the "
                             "unfinished ones.")
     assert "simulated failure in model-b__sst2" in log.read_text()  # the log named is the job's own
@@ -89,8 +94,7 @@ def test_a_timed_out_cell_is_reported_with_its_log(tmp_path):
                   poll_seconds=0.2)
     assert time.time() - start < 60
     message = str(failed.value)
-    assert message.startswith("1 of 2 submitted cells did not finish:\n- model-a x mrpc: ")
-    assert "; log: " + str(tmp_path / "jobs") in message
+    assert message.startswith("1 of 2 cells did not finish:\n- model-a x mrpc: timed out; log: " + str(tmp_path / "jobs"))
 
 
 def test_an_unknown_executor_lists_the_valid_ones():
@@ -124,6 +128,15 @@ def test_slurm_options_come_from_a_yaml_file_and_key_value_pairs(tmp_path):
         slurm_options(tmp_path / "nowhere.yaml")
     with pytest.raises(ExecutorError, match=r"^Slurm option 'partition' is not key=value \(e\.g\. partition=gpu\)$"):
         slurm_options(None, ["partition"])
+    with pytest.raises(ExecutorError, match=r"^Slurm option timeout_min must be a whole number of minutes, got "
+                                            r"'48:00:00'$"):
+        slurm_options(None, ["timeout_min=48:00:00"])  # (YAML would read it as 172800, in base 60)
+    with pytest.raises(ExecutorError, match=r"^Slurm option additional must be a mapping of sbatch options, got 'a100'$"):
+        slurm_options(None, ["additional=a100"])
+    assert slurm_options(None, ["account=0123"])["slurm_account"] == "0123"  # a name stays text
+    config.write_text("mem_gb: lots\n")
+    with pytest.raises(ExecutorError, match=r"^Slurm option mem_gb must be a number of GB, got 'lots'$"):
+        slurm_options(config)
 
 
 def test_cells_run_as_slurm_jobs_with_the_options_given(tmp_path, monkeypatch, capsys):
@@ -137,8 +150,8 @@ def test_cells_run_as_slurm_jobs_with_the_options_given(tmp_path, monkeypatch, c
     with pytest.raises(CellsFailed) as failed:
         run_cells(stub_steps, run_dir, PROFILE, "slurm", options=options, poll_seconds=0.2)
     message = str(failed.value)
-    assert message.startswith("1 of 4 submitted cells did not finish:\n- model-a x mrpc: ")
-    assert "RuntimeError: simulated failure in model-a__mrpc; log: " in message
+    assert message.startswith("1 of 4 cells did not finish:\n- model-a x mrpc: failed: RuntimeError: simulated "
+                              "failure in model-a__mrpc; log: ")
     assert "submitting 4 to slurm\n" in capsys.readouterr().out
     scripts = sorted((tmp_path / "slurm" / "state").glob("*.sh"))
     assert len(scripts) == 4
@@ -167,5 +180,77 @@ def test_local_jobs_on_a_machine_with_gpus_never_share_one(tmp_path, monkeypatch
         for b in spans[i + 1:]:
             if a[0] < b[1] and b[0] < a[1]:  # ran at the same time
                 assert a[2] != b[2], spans
-    assert executor._least_used([0, 1], 4) == 2 and executor._least_used([1], 4) == 0
-    assert executor._least_used([0, 1, 2, 3, 0], 4) == 1
+    four = [0, 1, 2, 3]
+    assert executor._least_used([0, 1], four) == 2 and executor._least_used([1], four) == 0
+    assert executor._least_used([0, 1, 2, 3, 0], four) == 1 and executor._least_used([3], [3, 5]) == 5
+
+
+def test_each_job_gets_the_precision_the_submitting_process_decided(tmp_path):
+    run_cells(stub_steps, tmp_path, PROFILE, "local", workers=2, poll_seconds=0.2,
+              precisions={"model-a": "bf16", "model-b": "fp32"})
+    given = {p.name: p.read_text().split()[2] for p in (tmp_path / "ran").glob("*")}
+    assert given == {"model-a__sst2": "bf16", "model-a__mrpc": "bf16", "model-b__sst2": "fp32", "model-b__mrpc": "fp32"}
+
+
+def test_ctrl_c_cancels_the_running_jobs(tmp_path, monkeypatch, capsys):
+    for cell in ("model-a__sst2", "model-a__mrpc"):
+        flag(tmp_path, "hold", cell)
+    monkeypatch.setattr(executor, "_pause", lambda s: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        run_cells(stub_steps, tmp_path, PROFILE, "local", workers=2)
+    assert "interrupted: cancelled 2 job(s); finished cells are kept" in capsys.readouterr().out
+    monkeypatch.undo()
+    for cell in ("model-a__sst2", "model-a__mrpc"):
+        (tmp_path / "hold" / cell).unlink()
+    time.sleep(3)  # a job that was not cancelled would finish now
+    assert not (tmp_path / "ran").exists() and not list((tmp_path / "cells").glob("*.json"))
+
+
+def test_a_rerun_waits_for_slurm_jobs_still_running_instead_of_submitting_them_again(tmp_path, monkeypatch, capsys):
+    """The submitting process dies (killed) while a Slurm job runs; the rerun finds the job queued or running and
+    waits for it."""
+    import signal
+    import subprocess
+
+    monkeypatch.setenv("PATH", f"{fake_slurm.install(tmp_path / 'slurm')}{os.pathsep}{os.environ['PATH']}")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    flag(run_dir, "hold", "model-b__mrpc")
+    script = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_executor as t; "
+              f"from pathlib import Path; t.run_cells(t.stub_steps, Path({str(run_dir)!r}), t.PROFILE, 'slurm', "
+              f"options=t.slurm_options(), poll_seconds=0.2)")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(300):  # until the three other cells are done and the held one was submitted
+        if len(list((run_dir / "cells").glob("*.json"))) == 3 and (run_dir / "cells" / "model-b__mrpc.job").exists():
+            break
+        time.sleep(0.2)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    submitted = len(list((tmp_path / "slurm" / "state").glob("*.sh")))
+    assert submitted == 4
+
+    def release():
+        time.sleep(2)
+        (run_dir / "hold" / "model-b__mrpc").unlink()
+
+    import threading
+
+    threading.Thread(target=release).start()
+    finished = run_cells(stub_steps, run_dir, PROFILE, "slurm", options=slurm_options(), poll_seconds=0.2)
+    assert "3 of 4 cells done; 1 still queued or running from an earlier submission, waiting for them; submitting 0 " \
+           "to slurm" in capsys.readouterr().out
+    assert list(finished) == ["model-b__mrpc"]
+    assert len(list((tmp_path / "slurm" / "state").glob("*.sh"))) == 4  # nothing submitted again
+    assert ran(run_dir)["model-b__mrpc"] == 1
+
+
+def test_local_jobs_get_gpus_as_the_submitting_process_may_use_them(monkeypatch):
+    monkeypatch.setattr(executor, "accelerator_count", lambda: 2)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert executor.visible_gpus() == [2, 3]  # the machine's numbers, not 0 and 1
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert executor.visible_gpus() == [0, 1]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-5f2a,GPU-77c1")
+    with pytest.raises(ExecutorError, match=r"^CUDA_VISIBLE_DEVICES=GPU-5f2a,GPU-77c1 names GPUs that local jobs "
+                                            r"cannot be given \(submitit takes GPU numbers\): list them by number"):
+        executor.visible_gpus()

@@ -18,12 +18,24 @@ STEP_FOLDERS = ("averages", "probe", "ranking")
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("paper_dry")
+    notebooks = pipeline.run_notebooks
+
+    def run_notebooks_after_a_snapshot(profile, run_dir, *args, **kwargs):  # what the jobs left, to the nanosecond
+        (folder / "steps_before_notebooks.json").write_text(json.dumps(step_files(run_dir)))
+        return notebooks(profile, run_dir, *args, **kwargs)
+
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PAPA_MODELS_DIR", str(folder / "models"))  # the tiny models are built here, not in the cache
         patch.setenv("PAPA_PROGRESS", "0")
+        patch.setattr(pipeline, "run_notebooks", run_notebooks_after_a_snapshot)
         pipeline.main(["--profile", "paper-dry", "--executor", "local", "--workers", "2",
                        "--run-dir", str(folder / "run")])
     return folder / "run"
+
+
+def step_files(run_dir) -> dict:
+    return {str(p.relative_to(run_dir)): p.stat().st_mtime_ns for folder in STEP_FOLDERS
+            for p in sorted((run_dir / folder).glob("*")) if p.is_file()}
 
 
 def test_every_cell_ran_as_a_job_and_two_ran_at_once(dry_run):
@@ -39,12 +51,13 @@ def test_every_cell_ran_as_a_job_and_two_ran_at_once(dry_run):
 
 
 def test_the_notebooks_found_every_step_done(dry_run):
-    """Nothing under the step folders was written after the last cell's job finished."""
-    finished = max(json.loads(p.read_text())["finished"] for p in (dry_run / "cells").glob("*.json"))
-    steps = [p for folder in STEP_FOLDERS for p in (dry_run / folder).glob("*") if p.is_file()]
-    assert len(steps) > 6 * 5
-    late = [p.name for p in steps if p.stat().st_mtime > finished + 1]
-    assert late == []
+    """The step files after the notebooks are exactly those the jobs left, none written again: 6 averages, 6
+    gate rankings, and per cell 4 sweep points x 2 seeds + the attention-free and trivial references x 2 seeds."""
+    before = json.loads((dry_run.parent / "steps_before_notebooks.json").read_text())
+    assert step_files(dry_run) == before
+    assert sum(name.startswith("averages/") for name in before) == 6
+    assert sum(name.startswith("ranking/") for name in before) == 6
+    assert sum(name.startswith("probe/") for name in before) == 6 * (4 * 2 + 2 * 2)
 
 
 def test_the_paper_protocol_on_whole_splits(dry_run):
@@ -82,3 +95,27 @@ def test_results_from_the_jobs_come_back_into_results_by_publishing(dry_run, tmp
     for model in TINY_RANDOM:
         assert f"| {model} | whole split | whole split | whole split | whole split |" in block
     assert (tmp_path / "figures" / "paper-dry" / "performance_vs_dynamic_heads.png").exists()
+
+
+def test_the_cost_model_counts_what_a_cell_runs_through_the_backbone(tmp_path, monkeypatch):
+    """``cell_passes`` (the README's per-cell cost) against a cell's backbone calls, counted: a paper-dry cell on
+    capped splits, with and without the ranking's stability (another seed, a disjoint subset)."""
+    from dataclasses import replace
+
+    monkeypatch.setenv("PAPA_MODELS_DIR", str(tmp_path / "models"))
+    pipeline.cached_model.cache_clear()
+    model_name, task = "papa-dry/bert-tiny-random", "mrpc"
+    base = replace(pipeline.get_profile("paper-dry"), models=(model_name,), tasks=(task,),
+                   task_sizes={task: {"average_examples": 48, "train_examples": 40, "dev_examples": 24,
+                                      "rank_examples": 20}}, rank_epochs=2)
+    try:
+        for profile in (base, replace(base, ranking_stability=True)):
+            model = pipeline.cached_model(model_name)[0]
+            with pipeline.counting_backbone_examples(model) as counted:
+                pipeline.cell_steps(tmp_path / f"run_{profile.ranking_stability}", profile, model_name, task)
+            predicted = pipeline.cell_passes(profile, model_name, task, 8, len(load_task(task, "train")),
+                                             len(load_task(task, "validation")))
+            assert counted == predicted
+        assert predicted == {"forward": 48 + 5 * 2 * 1 * (40 + 24), "forward_backward": 3 * 2 * 20}
+    finally:
+        pipeline.cached_model.cache_clear()
