@@ -76,9 +76,10 @@ def slurm_options(config_file: str | Path | None = None, pairs=()) -> dict:
         path = Path(config_file).expanduser()
         if not path.exists():
             raise ExecutorError(f"Slurm options file {path} does not exist (SLURM_CONFIG / --slurm-config)")
-        given = yaml.safe_load(path.read_text()) or {}
+        given = yaml.load(path.read_text(), Loader=yaml.BaseLoader) or {}  # text as written: no base-60 48:00:00
         if not isinstance(given, dict):
             raise ExecutorError(f"Slurm options file {path} must be a mapping of options, e.g. `partition: gpu`")
+        given = {k: _number(v) if k in SLURM_TYPES and isinstance(v, str) else v for k, v in given.items()}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 COMMANDS = ("sbatch", "srun", "sacct", "scancel")
@@ -15,6 +16,8 @@ COMMANDS = ("sbatch", "srun", "sacct", "scancel")
 def install(folder: Path) -> Path:
     bin_dir = Path(folder) / "bin"
     (Path(folder) / "state").mkdir(parents=True, exist_ok=True)
+    # job ids unique across installs, as Slurm's are: submitit's watcher remembers the states of ids it has seen
+    (Path(folder) / "state" / "first_id").write_text(str(1000 + time.time_ns() // 1000 % 10 ** 9))
     bin_dir.mkdir(parents=True, exist_ok=True)
     for command in COMMANDS:
         path = bin_dir / command
@@ -30,11 +33,12 @@ def _state() -> Path:
 def sbatch(args):
     script = Path(args[-1])
     ids = sorted(int(p.stem) for p in _state().glob("*.sh"))
-    job = str((ids[-1] + 1) if ids else 1000)
+    job = str((ids[-1] + 1) if ids else int((_state() / "first_id").read_text()))
     (_state() / f"{job}.sh").write_text(script.read_text())
     env = {**os.environ, "SLURM_JOB_ID": job, "SLURM_NTASKS": "1", "SLURM_JOB_NUM_NODES": "1", "SLURM_NODEID": "0",
            "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_JOB_NODELIST": "localhost"}
-    runner = (f"bash {script}; code=$?; [ -e {_state()}/{job}.cancelled ] || "
+    # run the copy, as Slurm does: submitit renames the file it submitted as soon as sbatch returns
+    runner = (f"bash {_state()}/{job}.sh; code=$?; [ -e {_state()}/{job}.cancelled ] || "
               f"if [ $code = 0 ]; then echo COMPLETED > {_state()}/{job}.state; "
               f"else echo FAILED > {_state()}/{job}.state; fi")
     (_state() / f"{job}.state").write_text("RUNNING\n")

@@ -90,7 +90,7 @@ def test_a_timed_out_cell_is_reported_with_its_log(tmp_path):
     profile = replace(PROFILE, models=("model-a",))
     start = time.time()
     with pytest.raises(CellsFailed) as failed:
-        run_cells(stub_steps, tmp_path, profile, "local", workers=2, options={"timeout_min": 0.1, "signal_delay_s": 1},
+        run_cells(stub_steps, tmp_path, profile, "local", workers=2, options={"timeout_min": 0.25, "signal_delay_s": 1},
                   poll_seconds=0.2)
     assert time.time() - start < 60
     message = str(failed.value)
@@ -137,6 +137,13 @@ def test_slurm_options_come_from_a_yaml_file_and_key_value_pairs(tmp_path):
     config.write_text("mem_gb: lots\n")
     with pytest.raises(ExecutorError, match=r"^Slurm option mem_gb must be a number of GB, got 'lots'$"):
         slurm_options(config)
+    config.write_text("timeout_min: 48:00:00\naccount: 0123\n")  # not base 60, not octal
+    with pytest.raises(ExecutorError, match=r"^Slurm option timeout_min must be a whole number of minutes, got "
+                                            r"'48:00:00'$"):
+        slurm_options(config)
+    config.write_text("timeout_min: 90\naccount: 0123\nmem_gb: 7.5\n")
+    assert {k: v for k, v in slurm_options(config).items() if k in ("timeout_min", "slurm_account", "mem_gb")} == {
+        "timeout_min": 90, "slurm_account": "0123", "mem_gb": 7.5}
 
 
 def test_cells_run_as_slurm_jobs_with_the_options_given(tmp_path, monkeypatch, capsys):
