@@ -79,16 +79,14 @@ def slurm_options(config_file: str | Path | None = None, pairs=()) -> dict:
         given = yaml.load(path.read_text(), Loader=yaml.BaseLoader) or {}  # text as written: no base-60 48:00:00
         if not isinstance(given, dict):
             raise ExecutorError(f"Slurm options file {path} must be a mapping of options, e.g. `partition: gpu`")
-        given = {k: _number(v) if k in SLURM_TYPES and isinstance(v, str) else v for k, v in given.items()}
+        given = {k: _as_written(k, v) for k, v in given.items()}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
             raise ExecutorError(f"Slurm option {pair!r} is not key=value (e.g. partition=gpu)")
         if value == "":
             continue  # an unset make variable
-        key, value = key.strip(), value.strip()
-        given[key] = _number(value) if key in SLURM_TYPES and key != "additional" else (
-            yaml_value(value) if key == "additional" else value)  # names stay text ("0123" is an account)
+        given[key.strip()] = _as_written(key.strip(), value.strip())
     unknown = sorted(set(given) - set(SLURM_KEYS))
     if unknown:
         raise ExecutorError(f"unknown Slurm option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
@@ -107,8 +105,20 @@ def slurm_options(config_file: str | Path | None = None, pairs=()) -> dict:
     return {SLURM_KEYS[k]: v for k, v in options.items()}
 
 
+def _as_written(key: str, value):
+    """An option's value as written (text from the file's BaseLoader or the command line): a number for the numeric
+    keys, a mapping for `additional` (YAML on the command line), text for names ("0123" is an account)."""
+    if not isinstance(value, str):
+        return value
+    if key == "additional":
+        import yaml
+
+        return yaml.safe_load(value)
+    return _number(value) if key in SLURM_TYPES else value
+
+
 def _number(text: str):
-    """A number written on the command line (an int where it is one), else the text, for the type check."""
+    """A number (an int where it is one), else the text, for the type check."""
     try:
         return int(text)
     except ValueError:
@@ -116,13 +126,6 @@ def _number(text: str):
             return float(text)
         except ValueError:
             return text
-
-
-def yaml_value(text: str):
-    """A command-line value read as YAML reads it (numbers become numbers)."""
-    import yaml
-
-    return yaml.safe_load(text)
 
 
 def cell_name(model_name: str, task: str) -> str:

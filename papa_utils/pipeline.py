@@ -1055,7 +1055,7 @@ def main(argv=None) -> None:
                       precisions={m: precision_of(profile, m) for m in profile.models})
         run_dir = run_notebooks(profile, run_dir, args.notebooks.split(",") if args.notebooks else None, executor,
                                 round(time.time() - cells_start, 1))
-    except (RunScopeError, CellsFailed) as e:
+    except (RunScopeError, CellsFailed, ExecutorError) as e:  # (ExecutorError: e.g. GPUs local jobs cannot be given)
         sys.exit(str(e))
     print(f"profile {profile.name}: done in {time.time() - start:.0f} s; results and figures in "
           f"{repo_relative(run_dir)}/; publish them as the README's with `make publish RUN_DIR={repo_relative(run_dir)}`",
