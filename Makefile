@@ -20,7 +20,7 @@ SLURM_MEM ?=         # GB per job (default 64)
 SLURM_TIME ?=        # minutes per job (default 2880)
 export PAPA_CACHE_DIR ?= $(HOME)/.cache/papa
 
-.PHONY: setup setup-mpnet figures publish test bench scrub clean
+.PHONY: setup setup-mpnet figures publish test test-all bench scrub clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,8 +52,11 @@ figures: setup-mpnet  # results, tables and figures go into the run folder, neve
 publish: setup  # copy a finished run to results/<profile>/ and figures/<profile>/, regenerate the README block
 	$(PY) -m papa_utils.publish $(or $(strip $(RUN_DIR)),runs/$(strip $(PROFILE)))
 
-test: setup-mpnet
-	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider -q
+test: setup-mpnet  # the fast tier: every unit test and the smoke run's pipeline, about 2.5 minutes
+	$(PY) -m pytest tests -m "not slow" -p no:cacheprovider -q
+
+test-all: setup-mpnet  # fast + slow tiers + every notebook through nbval (what CI runs), about 15 minutes
+	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider -q --durations=20
 
 bench: setup-mpnet  # speed ratios measured side by side in one run -> results/bench.md
 	$(PY) benchmarks/bench.py

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -196,8 +197,22 @@ def _read_local(task: Task, split: str, root: Path) -> TaskSplit:
             f"or place the Hub's parquet file there as {file_split}.parquet."
         )
     rel = path.relative_to(root).as_posix()
+    stat = path.stat()
+    frame, actual = _read_verified(task.name, str(path), rel, stat.st_size, stat.st_mtime_ns)
+    if path.name == "train_subset.parquet":
+        note = (f"MNLI train is the local subset {rel}: {len(frame):,} of the {OFFICIAL_MNLI_TRAIN:,} official pairs "
+                f"(two random samples); results are not comparable with full-MNLI training")
+        log.warning(note)
+    # a shallow copy: pandas copies on write, so a caller's change never reaches the cached frame
+    return TaskSplit(task, split, frame.copy(deep=False), str(path), actual, note)
+
+
+@lru_cache(maxsize=32)
+def _read_verified(task_name: str, path: str, rel: str, size: int, mtime_ns: int) -> tuple[pd.DataFrame, str]:
+    """A local Parquet file read once per process and version of the file (its size and modification time are
+    part of the key): checksum against data/checksums.json, then the task's schema. Errors are never cached."""
     expected = _expected_checksums().get(rel)
-    actual = sha256_file(path)
+    actual = sha256_file(Path(path))
     if expected and actual not in expected:
         raise DataError(
             f"checksum mismatch for {path}: sha256 {actual}, expected {' or '.join(expected)} (data/checksums.json). "
@@ -210,12 +225,8 @@ def _read_local(task: Task, split: str, root: Path) -> TaskSplit:
     except Exception as e:  # pyarrow raises several types for damaged files
         raise DataError(f"cannot read {path} as Parquet ({e.__class__.__name__}: {e}); the file is damaged; "
                         f"copy it again from the staged data or the Hub.") from None
-    _check_schema(task, frame, str(path))
-    if path.name == "train_subset.parquet":
-        note = (f"MNLI train is the local subset {rel}: {len(frame):,} of the {OFFICIAL_MNLI_TRAIN:,} official pairs "
-                f"(two random samples); results are not comparable with full-MNLI training")
-        log.warning(note)
-    return TaskSplit(task, split, frame, str(path), actual, note)
+    _check_schema(get_task(task_name), frame, path)
+    return frame, actual
 
 
 def _read_hub(task: Task, split: str) -> TaskSplit:

@@ -1,18 +1,74 @@
-"""The paper profile's whole path on this machine: `make figures PROFILE=paper-dry EXECUTOR=local` (the CLI it
-calls), i.e. the paper's protocol (streaming probe, fp32, gates, whole splits) on tiny random BERT, RoBERTa and
-DeBERTa v1 built into a local models folder and loaded from it as Hub ids are, each (model, task) cell a job of
-submitit's local executor with two workers, then the notebooks, which must find every step done."""
+"""The paper profile's path on this machine. Fast tier: the profile's settings, and one cell of two tiny families
+run as jobs of submitit's local executor on capped splits. Slow tier: the whole of `make figures PROFILE=paper-dry
+EXECUTOR=local` (the CLI it calls), i.e. the paper's protocol (streaming probe, fp32, gates, whole splits) on tiny
+random BERT, RoBERTa and DeBERTa v1 built into a local models folder and loaded from it as Hub ids are, each
+(model, task) cell a job with two workers, then the notebooks, which must find every step done."""
 import json
 import os
+from dataclasses import replace
 
 import pandas as pd
 import pytest
 
 from papa_utils import pipeline
+from papa_utils.executor import cell_done, run_cells
 from papa_utils.models import TINY_RANDOM
 from papa_utils.tasks import load_task
 
 STEP_FOLDERS = ("averages", "probe", "ranking")
+
+
+def test_the_dry_run_is_the_paper_profiles_protocol_on_whole_splits():
+    """What the slow tier's whole dry run would otherwise be the only check of: paper-dry is the paper profile's
+    protocol, with no size anywhere (whole splits), cheaper only in L, seeds and epochs."""
+    paper, dry = pipeline.get_profile("paper"), pipeline.get_profile("paper-dry")
+    assert dry.models == tuple(TINY_RANDOM) and set(TINY_RANDOM.values()) == {"bert", "roberta", "deberta"}
+    assert dry.tasks == ("cola", "mrpc")
+    for name in ("protocol", "precision", "ranking", "compare_rankings", "ranking_stability", "curve_model",
+                 "task_sizes", "model_sizes", "model_fractions", "probe_lr"):
+        assert getattr(dry, name) == getattr(paper, name), name
+    assert (dry.protocol, dry.precision, dry.ranking) == ("streaming", "fp32", "gates")
+    for model in dry.models:
+        for task in dry.tasks:
+            assert dry.sizes(model, task) == dict.fromkeys(pipeline.SIZE_FIELDS), (model, task)
+    assert (dry.length_override, dry.seeds, dry.epochs, dry.rank_epochs) == (32, (42, 43), 1, 1)
+
+
+def test_one_cell_of_two_families_runs_the_paper_path_as_local_jobs(tmp_path, monkeypatch):
+    """MRPC on tiny BERT and RoBERTa (capped splits), each cell a job of the local executor, two at a time: both
+    ran in processes of their own, at the same time, and left every step of the paper's path (averages, streaming
+    probes at k = 0, 4, 7, 8 and the references, gates), which the steps run again here (as the notebooks run
+    them) find done."""
+    monkeypatch.setenv("PAPA_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("PAPA_PROGRESS", "0")
+    pipeline.cached_model.cache_clear()
+    models = tuple(TINY_RANDOM)[:2]
+    profile = replace(pipeline.get_profile("paper-dry"), models=models, tasks=("mrpc",),
+                      task_sizes={"mrpc": {"average_examples": 48, "train_examples": 40, "dev_examples": 24,
+                                           "rank_examples": 20}})
+    run_dir = tmp_path / "run"
+    try:
+        finished = run_cells(pipeline.cell_steps, run_dir, profile, "local", workers=2,
+                             precisions={m: "fp32" for m in models})
+        assert sorted(finished) == sorted(f"{m.replace('/', '--')}__mrpc" for m in models)
+        assert all(cell_done(run_dir, profile, m, "mrpc") for m in models)
+        assert {m["device"] for m in finished.values()} == {"cpu"} and {m["precision"] for m in finished.values()} == {"fp32"}
+        assert len({m["job_id"] for m in finished.values()}) == 2 and str(os.getpid()) not in {
+            m["job_id"] for m in finished.values()}
+        [a, b] = sorted((m["started"], m["finished"]) for m in finished.values())
+        assert a[1] > b[0], (a, b)  # the two workers ran at the same time
+        jobs_left = step_files(run_dir)
+        assert sum(name.startswith("averages/") for name in jobs_left) == 2
+        assert sum(name.startswith("ranking/") for name in jobs_left) == 2
+        assert sum(name.startswith("probe/") for name in jobs_left) == 2 * (4 * 2 + 2 * 2)
+        record = json.loads(next((run_dir / "probe").glob("*k4__seed42.json")).read_text())
+        assert record["protocol"] == "streaming" and record["ranking"] == "gates" and record["dev_examples"] == 24
+        assert json.loads(next((run_dir / "ranking").glob("*.json")).read_text())["method"] == "gates"
+        for model in models:  # what the notebooks call finds every step done: nothing is written again
+            pipeline.cell_steps(run_dir, profile, model, "mrpc")
+        assert step_files(run_dir) == jobs_left
+    finally:
+        pipeline.cached_model.cache_clear()
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +94,7 @@ def step_files(run_dir) -> dict:
             for p in sorted((run_dir / folder).glob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_every_cell_ran_as_a_job_and_two_ran_at_once(dry_run):
     run = json.loads((dry_run / "run.json").read_text())
     assert run["executor"] == "local" and "wall_seconds" in run
@@ -50,6 +107,7 @@ def test_every_cell_ran_as_a_job_and_two_ran_at_once(dry_run):
     assert run["precision"] == {m: {"asked": "fp32", "used": "fp32"} for m in TINY_RANDOM}
 
 
+@pytest.mark.slow
 def test_the_notebooks_found_every_step_done(dry_run):
     """The step files after the notebooks are exactly those the jobs left, none written again: 6 averages, 6
     gate rankings, and per cell 4 sweep points x 2 seeds + the attention-free and trivial references x 2 seeds."""
@@ -60,6 +118,7 @@ def test_the_notebooks_found_every_step_done(dry_run):
     assert sum(name.startswith("probe/") for name in before) == 6 * (4 * 2 + 2 * 2)
 
 
+@pytest.mark.slow
 def test_the_paper_protocol_on_whole_splits(dry_run):
     results = pd.read_csv(dry_run / "results" / "probe_results.csv")
     probe = results[(results.predictor == "probe") & results.headline]
@@ -81,6 +140,7 @@ def test_the_paper_protocol_on_whole_splits(dry_run):
         p.name for p in figures}
 
 
+@pytest.mark.slow
 def test_results_from_the_jobs_come_back_into_results_by_publishing(dry_run, tmp_path):
     """`make publish RUN_DIR=<run>` after a run whose cells ran as jobs: results/<profile>/ and the README block."""
     from papa_utils.publish import publish_run

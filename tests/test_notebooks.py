@@ -1,0 +1,105 @@
+"""The notebooks' code checked in-process, without a kernel: every name a notebook imports from papa_utils exists,
+every name it uses is defined, and the teaching notebook's setup runs (and refuses unknown names at once) as its
+cells would. nbval executes every notebook in the slow tier (`make test-all`)."""
+import ast
+import builtins
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+TEACHING = ROOT / "notebooks" / "00_anatomy_of_attention.ipynb"
+
+
+def code_cells(path: Path) -> list:
+    """The code cells of a notebook, with their tags."""
+    return [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+
+
+def source(cell) -> str:
+    """A cell's code with IPython's magics and shell lines left out."""
+    return "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+
+
+def package_imports(tree: ast.AST) -> list[tuple[str, str]]:
+    """(module, name) for every `from papa_utils[.module] import name` in a syntax tree."""
+    return [(node.module, alias.name) for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+            and node.module and node.module.split(".")[0] == "papa_utils" for alias in node.names]
+
+
+def undefined_names(code: str) -> set[str]:
+    """Names a notebook's code reads that nothing in it defines (assignment, import, def, class, loop or
+    comprehension target, function argument) and that are not builtins: what a renamed or removed helper leaves."""
+    tree = ast.parse(code)
+    defined, read = set(dir(builtins)), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (read if isinstance(node.ctx, ast.Load) else defined).add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, ast.arg):
+            defined.add(node.arg)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            defined.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return read - defined
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_name_a_notebook_imports_from_the_package_exists(path):
+    import importlib
+
+    code = "\n".join(source(c) for c in code_cells(path))
+    imports = package_imports(ast.parse(code))
+    assert imports, f"{path.name} imports nothing from papa_utils"
+    missing = [f"{module}.{name}" for module, name in imports
+               if not hasattr(importlib.import_module(module), name)]
+    assert missing == [], f"{path.name} imports names papa_utils does not have"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_name_a_notebook_uses_is_defined_in_it(path):
+    code = "\n".join(source(c) for c in code_cells(path))
+    assert undefined_names(code) == set()
+
+
+def test_the_name_checks_catch_a_renamed_helper():
+    """The two checks above on a notebook whose helper was renamed in the package: both fail."""
+    import importlib
+
+    code = "from papa_utils.head_stats import js_divergence_renamed\nscore = js_divergence(1, 2)\n"
+    [(module, name)] = package_imports(ast.parse(code))
+    assert not hasattr(importlib.import_module(module), name)
+    assert undefined_names(code) == {"js_divergence"}
+
+
+def teaching_setup(**parameters) -> dict:
+    """Notebook 0's parameters cell with `parameters` injected (as papermill injects them), then its setup cell,
+    run in one namespace in this process; returns that namespace."""
+    cells = code_cells(TEACHING)
+    [index] = [i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", [])]
+    namespace = {}
+    exec(compile(source(cells[index]), "parameters", "exec"), namespace)
+    namespace.update(parameters)
+    exec(compile(source(cells[index + 1]), "setup", "exec"), namespace)
+    return namespace
+
+
+def test_the_teaching_notebooks_setup_runs_in_process(data_dir, tmp_path):
+    found = teaching_setup(run_dir=str(tmp_path))
+    assert found["model_name"] == "minilm-l3" and found["task"] == "mrpc" and found["length"] == 32
+    assert len(found["corpus"]) == found["examples"] == 64
+    assert found["info"]["layers"] == 3 and found["info"]["heads"] == 12
+    assert found["figures"] == tmp_path / "figures"
+
+
+@pytest.mark.parametrize("parameters,message", [
+    ({"model": "minilm-l4"}, "not an offline model name (minilm-l3, minilm-l6, mpnet-base)"),
+    ({"task": "sst3"}, "unknown task 'sst3'; known tasks: cola, sst2, mrpc"),
+])
+def test_the_teaching_notebook_refuses_unknown_names_at_once(data_dir, tmp_path, parameters, message):
+    with pytest.raises(Exception) as failure:
+        teaching_setup(run_dir=str(tmp_path), **parameters)
+    assert message in str(failure.value)
+    assert not (tmp_path / "figures").exists()  # it failed before computing anything
