@@ -32,11 +32,31 @@ def masked_uniform(mask):
 
 
 def test_js_divergence_known_values():
-    p = torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.3, 0.7]])
-    q = torch.tensor([[0.0, 1.0], [0.5, 0.5], [0.7, 0.3]])
-    expected_last = 0.5 * (0.3 * math.log(0.3 / 0.5) + 0.7 * math.log(0.7 / 0.5)) * 2
-    assert torch.allclose(js_divergence(p, q), torch.tensor([math.log(2), 0.0, expected_last]), atol=1e-6)
-    assert torch.allclose(js_divergence(p, q), js_divergence(q, p))
+    """Rows chosen so that no one-sided KL divergence (to the mixture or to the other row) gives the same numbers:
+    the two halves of JS differ (1 vs a uniform row) and a row with a zero where the other has mass stays finite."""
+    p = torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.3, 0.7], [1.0, 0.0]])
+    q = torch.tensor([[0.0, 1.0], [0.5, 0.5], [0.7, 0.3], [0.5, 0.5]])
+    expected_third = 0.5 * (0.3 * math.log(0.3 / 0.5) + 0.7 * math.log(0.7 / 0.5)) * 2
+    kl_p = math.log(1 / 0.75)  # [1, 0] against the mixture [0.75, 0.25]
+    kl_q = 0.5 * math.log(0.5 / 0.75) + 0.5 * math.log(0.5 / 0.25)
+    expected = torch.tensor([math.log(2), 0.0, expected_third, (kl_p + kl_q) / 2])
+    assert torch.allclose(js_divergence(p, q), expected, atol=1e-6)
+    assert torch.allclose(js_divergence(q, p), expected, atol=1e-6)
+
+
+def test_js_divergence_equals_scipys_on_random_rows():
+    """Against scipy's Jensen-Shannon distance (squared, natural log) on random rows with zeros in them: symmetric,
+    between 0 and log 2."""
+    from scipy.spatial.distance import jensenshannon
+
+    g = torch.Generator().manual_seed(3)
+    p, q = torch.rand(64, 9, generator=g), torch.rand(64, 9, generator=g) ** 4
+    p[p < 0.3] = 0  # zeros where the other row has mass
+    p, q = p / p.sum(-1, keepdim=True), q / q.sum(-1, keepdim=True)
+    expected = torch.tensor(jensenshannon(p.double().numpy(), q.double().numpy(), axis=-1) ** 2, dtype=torch.float32)
+    assert torch.allclose(js_divergence(p, q), expected, atol=1e-6)
+    assert torch.allclose(js_divergence(q, p), expected, atol=1e-6)
+    assert (expected > 0.01).all() and (expected <= math.log(2)).all()
 
 
 def test_uniform_head_has_maximal_entropy():
@@ -155,6 +175,34 @@ def test_input_dependence_on_a_model_is_zero_against_its_own_attention():
     scores = head_scores(model, averages, [other])
     assert scores["input_dependence"].shape == (LAYERS, HEADS) and scores["input_dependence"].dtype == torch.float32
     assert (scores["input_dependence"] > 1e-4).all() and (scores["variance"] > 0).all()
+
+
+def test_input_dependence_is_the_mean_js_divergence_of_real_rows_from_the_substitute():
+    """``head_scores`` on a model against an independent computation: the Jensen-Shannon divergence of each real
+    row of the model's attention from the same row of renorm(C * m m^T) (from scipy's relative entropy, in float64),
+    averaged over every real row."""
+    from scipy.special import rel_entr
+
+    def jensen_shannon(p, q):
+        m = (p + q) / 2
+        return (rel_entr(p, m).sum() + rel_entr(q, m).sum()) / 2
+
+    model = tiny_model("bert")
+    batch = tiny_batch(16)
+    averages = compute_average_attention(model, [batch], progress=False)  # every slot pair has mass
+    scores = head_scores(model, averages, [batch])["input_dependence"]
+    with torch.no_grad():
+        attentions = model(**batch, output_attentions=True).attentions
+    mask = batch["attention_mask"]
+    substitute = (averages.averages[None] * (mask[:, :, None] * mask[:, None, :])[:, None, None]).double()
+    substitute = substitute / substitute.sum(-1, keepdim=True).clamp_min(1e-30)  # [B, layers, heads, L, L]
+    for layer, a in enumerate(attentions):
+        for head in range(HEADS):
+            rows = [(b, i) for b in range(3) for i in range(16) if mask[b, i]]
+            js = [jensen_shannon(a[b, head, i].double().numpy(), substitute[b, layer, head, i].numpy())
+                  for b, i in rows]
+            assert abs(scores[layer, head].item() - sum(js) / len(js)) <= 1e-5, (layer, head)
+    assert (scores > 1e-4).all()  # the examples differ from their average
 
 
 def test_input_dependence_refuses_averages_of_another_model_or_length():

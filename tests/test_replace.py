@@ -267,3 +267,29 @@ def test_mpnet_replaced_layers_skip_the_softmax(monkeypatch):
         model(**batch)
     assert len(calls) == LAYERS - 1  # layers without a replaced head run unchanged
     assert all("forward" not in m.__dict__ for m in attention_modules(model)[1])  # restored
+
+
+def test_a_gate_weighs_a_heads_own_attention_and_one_minus_it_the_constant(family):
+    """With gates, a head attends with sigmoid(gate) x its own probabilities + (1 - sigmoid(gate)) x its renormalised
+    constant matrix: probabilities at sigmoid = 3/4 computed independently from the model's own attention and the
+    substitute renorm(C * m m^T); gates far above 0 leave the model as it is, gates far below 0 are full PAPA. (An
+    inverted mix would read the gate ranking backwards.)"""
+    from papa_utils.head_stats import papa_substitute
+
+    model = tiny_model(family)
+    batch = batch_for(model)
+    constants = random_constants()
+    own = run(model, batch)
+    with replace_heads(model, constants, heads="all"):
+        papa = run(model, batch).last_hidden_state
+    three_quarters = torch.full((LAYERS, HEADS), torch.log(torch.tensor(3.0)).item())  # sigmoid(log 3) = 3/4
+    with replace_heads(model, constants, heads=[(0, h) for h in range(HEADS)], gates=three_quarters):
+        gated = run(model, batch).attentions[0]  # layer 0 sees the model's own inputs
+    substitute = papa_substitute(constants, batch["attention_mask"])[:, 0]  # [B, heads, L, L]
+    expected = 0.75 * own.attentions[0] + 0.25 * substitute
+    rows = real(batch)[:, None, :, None].expand_as(expected)  # real query rows
+    assert (gated - expected)[rows].abs().max().item() <= 1e-5
+    for value, reference in ((30.0, own.last_hidden_state), (-30.0, papa)):
+        with replace_heads(model, constants, heads="all", gates=torch.full((LAYERS, HEADS), value)):
+            out = run(model, batch).last_hidden_state
+        assert (out - reference)[real(batch)].abs().max().item() <= 1e-5, value
