@@ -69,8 +69,9 @@ def start_smoke_run() -> None:
     with open(log, "w") as out:
         SMOKE_RUN["process"] = subprocess.Popen(smoke_command(), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
                                                 env={**os.environ, "PAPA_PROGRESS": "0", "OMP_NUM_THREADS": "1"})
+    SMOKE_RUN["threads"] = torch.get_num_threads()
     torch.set_num_threads(1)  # two cores: one for the run, one for the tests meanwhile (more threads than cores
-    # would slow both many times over)
+    # would slow both many times over); every thread again once the run is done (``smoke``)
 
 
 def pytest_collection_modifyitems(items):
@@ -103,6 +104,7 @@ def smoke(data_dir):
 
     start_smoke_run()
     code = SMOKE_RUN["process"].wait()
+    torch.set_num_threads(SMOKE_RUN["threads"])
     if code != 0:
         pytest.fail(f"the smoke run ({' '.join(smoke_command()[1:])}) failed with exit code {code}; its log "
                     f"ends:\n" + "\n".join(SMOKE_RUN["log"].read_text().splitlines()[-40:]))
