@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-PROFILE ?= cpu       # smoke (the tests run its notebooks 1-6, ~1.5 min) | cpu (default, 71 min from a fresh clone on 2 cores, measured at 1f4112d) | paper (GPU + Hub) | paper-dry (the paper's path on tiny random models)
+PROFILE ?= cpu       # smoke (~2 min; the tests run its notebooks 1-6) | cpu (default, 71 min from a fresh clone on 2 cores) | paper (GPU + Hub) | paper-dry (the paper's path on tiny random models)
 MODELS  ?=           # optional comma-separated subset of the profile's models
 TASKS   ?=           # optional comma-separated subset of the profile's tasks
 RANKING ?=           # optional: how the partial sweep orders the heads (gates, input_dependence, variance, random)
@@ -52,10 +52,10 @@ figures: setup-mpnet  # results, tables and figures go into the run folder, neve
 publish: setup  # copy a finished run to results/<profile>/ and figures/<profile>/, regenerate the README block
 	$(PY) -m papa_utils.publish $(or $(strip $(RUN_DIR)),runs/$(strip $(PROFILE)))
 
-test: setup-mpnet  # the fast tier: every unit test and the smoke run's pipeline, about 2.5 minutes
+test: setup-mpnet  # the fast tier: unit tests, the smoke run's pipeline, paper-dry cells as jobs, about 2 minutes
 	$(PY) -m pytest tests -m "not slow" -p no:cacheprovider -q
 
-test-all: setup-mpnet  # fast + slow tiers + every notebook through nbval (what CI runs), about 15 minutes
+test-all: setup-mpnet  # fast + slow tiers + every notebook through nbval (what CI runs), about 9 minutes
 	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider -q --durations=20
 
 bench: setup-mpnet  # speed ratios measured side by side in one run -> results/bench.md

@@ -197,21 +197,23 @@ def _read_local(task: Task, split: str, root: Path) -> TaskSplit:
             f"or place the Hub's parquet file there as {file_split}.parquet."
         )
     rel = path.relative_to(root).as_posix()
-    stat = path.stat()
-    frame, actual = _read_verified(task.name, str(path), rel, stat.st_size, stat.st_mtime_ns)
+    stat = path.stat()  # the file's identity: a rewritten file (even with its old time restored) is read again
+    expected = tuple(_expected_checksums().get(rel) or ())
+    frame, actual = _read_verified(task.name, str(path), expected,
+                                   (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns))
     if path.name == "train_subset.parquet":
         note = (f"MNLI train is the local subset {rel}: {len(frame):,} of the {OFFICIAL_MNLI_TRAIN:,} official pairs "
                 f"(two random samples); results are not comparable with full-MNLI training")
         log.warning(note)
-    # a shallow copy: pandas copies on write, so a caller's change never reaches the cached frame
+    # a shallow copy: pandas (3.x, pinned) copies on write, so a caller's change never reaches the cached frame
     return TaskSplit(task, split, frame.copy(deep=False), str(path), actual, note)
 
 
-@lru_cache(maxsize=32)
-def _read_verified(task_name: str, path: str, rel: str, size: int, mtime_ns: int) -> tuple[pd.DataFrame, str]:
-    """A local Parquet file read once per process and version of the file (its size and modification time are
-    part of the key): checksum against data/checksums.json, then the task's schema. Errors are never cached."""
-    expected = _expected_checksums().get(rel)
+@lru_cache(maxsize=16)
+def _read_verified(task_name: str, path: str, expected: tuple, identity: tuple) -> tuple[pd.DataFrame, str]:
+    """A local Parquet file checked against its `expected` sha256 values (data/checksums.json; none: read
+    unverified, with a warning), read, and checked against the task's schema: once per process for each version
+    of the file (`identity`: inode, size, times) and of its expected values. Errors are never cached."""
     actual = sha256_file(Path(path))
     if expected and actual not in expected:
         raise DataError(

@@ -1,4 +1,5 @@
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -44,55 +45,65 @@ def checkout_state():
     return state
 
 
-SMOKE_RUN = {}  # the session's smoke run: its process, log and the checkout's state when it started
+SMOKE_RUN = {}  # the session's smoke run: its process, run folder, log and the checkout's state when it started
 
 
-def smoke_command() -> list[str]:
-    """`make figures PROFILE=smoke` for notebooks 1 to 6, which compute every step and write the results, into
-    $PAPA_RUNS_DIR/smoke. The teaching notebook 0 computes nothing later notebooks use: it runs in the slow tier
-    (``teaching_run``, and nbval, whose notebooks, run later as saved, find every step done there)."""
+def smoke_command(run_dir: Path) -> list[str]:
+    """The smoke profile's notebooks 1 to 6 through the pipeline's CLI (what `make figures PROFILE=smoke` runs,
+    without the teaching notebook), into `run_dir`. Notebooks 1 to 6 compute every step and write the results;
+    the teaching notebook 0 computes nothing they use and runs in the slow tier (``teaching_run``, and nbval)."""
     from papa_utils.pipeline import NOTEBOOKS
 
-    return [sys.executable, "-m", "papa_utils.pipeline", "--profile", "smoke", "--notebooks", ",".join(NOTEBOOKS[1:])]
+    return [sys.executable, "-m", "papa_utils.pipeline", "--profile", "smoke", "--run-dir", str(run_dir),
+            "--notebooks", ",".join(NOTEBOOKS[1:])]
 
 
 def start_smoke_run() -> None:
-    """Start the smoke run in the background (its notebooks run in kernels of their own), once."""
+    """Start the smoke run in the background (its notebooks run in kernels of their own), once, into
+    $PAPA_RUNS_DIR/smoke, where nbval's notebooks (run later, as saved) find its steps done. From then on this
+    process computes on one thread and the run on one (its OMP_NUM_THREADS): two cores, and more threads than
+    cores would slow both many times over. The tests that compare their numbers with the run's exactly
+    compute on one thread as its kernels did."""
     if SMOKE_RUN or not Path(os.environ.get("PAPA_DATA_DIR") or "/nonexistent").is_dir():
         return
     from papa_utils.pipeline import runs_root
 
+    run_dir = (runs_root() / "smoke").resolve()
     log = runs_root() / "smoke.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    SMOKE_RUN["state"] = checkout_state()
-    SMOKE_RUN["log"] = log
+    state = checkout_state()
     with open(log, "w") as out:
-        SMOKE_RUN["process"] = subprocess.Popen(smoke_command(), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                                env={**os.environ, "PAPA_PROGRESS": "0", "OMP_NUM_THREADS": "1"})
-    SMOKE_RUN["threads"] = torch.get_num_threads()
-    torch.set_num_threads(1)  # two cores: one for the run, one for the tests meanwhile (more threads than cores
-    # would slow both many times over); every thread again once the run is done (``smoke``)
+        process = subprocess.Popen(smoke_command(run_dir), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "PAPA_PROGRESS": "0", "OMP_NUM_THREADS": "1"})
+    torch.set_num_threads(1)
+    SMOKE_RUN.update(process=process, run_dir=run_dir, log=log, state=state)
 
 
-def pytest_collection_modifyitems(items):
-    """When some tests read the smoke run, it starts now, in the background, and those tests go last (before the
-    notebooks nbval runs, which find its steps done): every other test runs while it computes."""
+@pytest.hookimpl(trylast=True)  # after -m / -k have deselected what will not run
+def pytest_collection_modifyitems(config, items):
+    """When some of the tests that will run read the smoke run, it starts now, in the background, and those tests
+    go last (before the notebooks nbval runs, which find its steps done): every other test runs meanwhile."""
     def needs_smoke(item):
         return "smoke" in getattr(item, "fixturenames", ())
 
     reading = [i for i in items if needs_smoke(i)]
-    if not reading:
+    if not reading or config.option.collectonly:
         return
     notebooks = [i for i in items if i.path.suffix == ".ipynb"]
     items[:] = [i for i in items if not needs_smoke(i) and i not in notebooks] + reading + notebooks
     start_smoke_run()
 
 
+@pytest.hookimpl(tryfirst=True)  # before the run folders are removed
 def pytest_sessionfinish(session, exitstatus):
     process = SMOKE_RUN.get("process")
     if process is not None and process.poll() is None:  # the session ended before the run (e.g. Ctrl-C)
-        process.kill()
-        process.wait()
+        process.send_signal(signal.SIGINT)  # papermill shuts its kernel down on an interrupt
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 @pytest.fixture(scope="session")
@@ -100,16 +111,18 @@ def smoke(data_dir):
     """The smoke run of the session (``start_smoke_run``), waited for: its profile, run folder and results."""
     import pandas as pd
 
-    from papa_utils.pipeline import get_profile, runs_root
+    from papa_utils.pipeline import get_profile
 
     start_smoke_run()
+    if "process" not in SMOKE_RUN:
+        pytest.fail("the smoke run did not start (see the error above)")
     code = SMOKE_RUN["process"].wait()
-    torch.set_num_threads(SMOKE_RUN["threads"])
     if code != 0:
-        pytest.fail(f"the smoke run ({' '.join(smoke_command()[1:])}) failed with exit code {code}; its log "
-                    f"ends:\n" + "\n".join(SMOKE_RUN["log"].read_text().splitlines()[-40:]))
-    run_dir = (runs_root() / "smoke").resolve()
-    assert checkout_state() == SMOKE_RUN["state"]  # the run (and every test meanwhile) wrote only outside the checkout
+        pytest.fail(f"the smoke run ({' '.join(smoke_command(SMOKE_RUN['run_dir'])[1:])}) failed with exit code "
+                    f"{code}; its log ends:\n" + "\n".join(SMOKE_RUN["log"].read_text().splitlines()[-80:]))
+    changed = sorted(set(checkout_state().items()) ^ set(SMOKE_RUN["state"].items()))
+    assert changed == [], f"the smoke run, or a test that ran meanwhile, wrote into the checkout: {changed[:5]}"
+    run_dir = SMOKE_RUN["run_dir"]
     return get_profile("smoke"), run_dir, pd.read_csv(run_dir / "results" / "probe_results.csv")
 
 
@@ -118,6 +131,10 @@ def teaching_run(data_dir, tmp_path_factory):
     """The teaching notebook (00) of the smoke profile through papermill, in a run folder of its own."""
     from papa_utils.pipeline import get_profile, run_notebooks
 
-    return run_notebooks(get_profile("smoke"), tmp_path_factory.mktemp("teaching"), notebooks=["00_anatomy_of_attention"])
+    before = checkout_state()
+    run_dir = run_notebooks(get_profile("smoke"), tmp_path_factory.mktemp("teaching"),
+                            notebooks=["00_anatomy_of_attention"])
+    assert checkout_state() == before  # the notebook writes only into its run folder, never into the checkout
+    return run_dir
 
 

@@ -180,7 +180,8 @@ def test_cells_run_as_slurm_jobs_with_the_options_given(tmp_path, monkeypatch, c
 
 def test_local_jobs_on_a_machine_with_gpus_never_share_one(tmp_path, monkeypatch):
     """Three GPUs, two workers, two cells: each job sees one GPU (CUDA_VISIBLE_DEVICES), and the two jobs, which
-    run at the same time, never see the same one; a job submitted later gets the GPU the fewest running jobs use."""
+    run at the same time, never see the same one; which GPU a job submitted later gets (the one the fewest running
+    jobs use) is checked on ``_least_used`` below."""
     monkeypatch.setattr(executor, "accelerator_count", lambda: 3)
     (tmp_path / "slow").touch()
     finished = run_cells(stub_steps, tmp_path, replace(PROFILE, models=("model-a",)), "local", workers=2,

@@ -23,7 +23,7 @@ def test_ranking_comparison_covers_every_ranking_point_and_seed(smoke):
     assert profile.compare_models == ("minilm-l3",) and profile.random_orders == 2
     expected = {("minilm-l3", t, r, k, s) for t in profile.tasks for k in PARTIAL
                 for r, seeds in (("gates", profile.seeds), ("input_dependence", profile.seeds),
-                                 ("random0", (42,)), ("random1", (43,)))
+                                 ("variance", profile.seeds), ("random0", (42,)), ("random1", (43,)))
                 for s in seeds}
     expected |= {("minilm-l3", t, "none", k, s) for t in profile.tasks for k in (0, 36) for s in profile.seeds}
     got = list(table[["model", "task", "ranking", "replaced_heads", "seed"]].itertuples(index=False, name=None))
@@ -32,8 +32,8 @@ def test_ranking_comparison_covers_every_ranking_point_and_seed(smoke):
         low, high = metric_range(metric)
         assert part.value.between(low, high).all()
     agreement = pd.read_csv(run_dir / "results" / "ranking_agreement.csv")
-    assert len(agreement) == len(profile.tasks) * 2
-    assert set(agreement.ranking) == {"input_dependence", "random0"}
+    assert len(agreement) == len(profile.tasks) * 3
+    assert set(agreement.ranking) == {"input_dependence", "variance", "random0"}
     assert agreement.spearman.between(-1, 1).all() and agreement.first_half_overlap.between(0, 1).all()
     assert (agreement[agreement.ranking != "random0"].seconds > 0).all()
     assert (agreement[agreement.ranking == "random0"].seconds == 0).all() and (agreement.gates_seconds > 0).all()
@@ -154,7 +154,7 @@ def test_records_left_over_from_other_settings_never_enter_the_comparison(smoke)
         for path in stale:
             path.unlink()
     pd.testing.assert_frame_equal(before, after)
-    assert set(before.ranking) == {"none", "gates", "input_dependence", "random0", "random1"}
+    assert set(before.ranking) == {"none", "gates", "input_dependence", "variance", "random0", "random1"}
 
 
 def test_a_score_ranking_is_checked_on_a_disjoint_subset_and_has_no_seed(smoke, tmp_path):
@@ -201,8 +201,7 @@ def test_main_sweep_points_outside_the_profiles_shares_stay_out_of_the_results(s
 
 
 def test_asking_for_another_ranking_keeps_the_gates_in_the_comparison():
-    assert get_profile("smoke").compare_rankings == ("input_dependence", "random")
-    assert get_profile("smoke", ranking="input_dependence").compare_rankings == ("gates", "random")
-    assert get_profile("smoke", ranking="gates").compare_rankings == ("input_dependence", "random")
-    assert get_profile("smoke", ranking="variance").compare_rankings == ("gates", "input_dependence", "random")
+    assert get_profile("smoke").compare_rankings == ("input_dependence", "variance", "random")
+    assert get_profile("smoke", ranking="input_dependence").compare_rankings == ("gates", "variance", "random")
+    assert get_profile("smoke", ranking="gates").compare_rankings == ("input_dependence", "variance", "random")
     assert get_profile("cpu", ranking="gates").compare_rankings == ()  # it compares none

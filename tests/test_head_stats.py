@@ -201,7 +201,8 @@ def test_input_dependence_is_the_mean_js_divergence_of_real_rows_from_the_substi
             rows = [(b, i) for b in range(3) for i in range(16) if mask[b, i]]
             js = [jensen_shannon(a[b, head, i].double().numpy(), substitute[b, layer, head, i].numpy())
                   for b, i in rows]
-            assert abs(scores[layer, head].item() - sum(js) / len(js)) <= 1e-5, (layer, head)
+            expected = sum(js) / len(js)  # about 2e-3: one-sided KL to the mixture is about 1.4% off
+            assert abs(scores[layer, head].item() - expected) <= 1e-3 * expected, (layer, head)
     assert (scores > 1e-4).all()  # the examples differ from their average
 
 

@@ -3,6 +3,7 @@ every name it uses is defined, and the teaching notebook's setup runs (and refus
 cells would. nbval executes every notebook in the slow tier (`make test-all`)."""
 import ast
 import builtins
+import json
 from pathlib import Path
 
 import nbformat
@@ -103,3 +104,22 @@ def test_the_teaching_notebook_refuses_unknown_names_at_once(data_dir, tmp_path,
         teaching_setup(run_dir=str(tmp_path), **parameters)
     assert message in str(failure.value)
     assert not (tmp_path / "figures").exists()  # it failed before computing anything
+
+
+def test_a_run_executes_every_notebook_in_order_with_the_runs_parameters(tmp_path, monkeypatch):
+    """`make figures` (``run_notebooks`` without a subset) executes all seven committed notebooks, in order, into
+    the run folder, each with the run's parameters; run.json lists them. (papermill is stubbed: the order and
+    the parameters are what is checked here; the notebooks themselves run in the smoke run and under nbval.)"""
+    from papa_utils import pipeline
+
+    calls = []
+    monkeypatch.setattr("papermill.execute_notebook", lambda source, out, parameters, **k: calls.append(
+        (Path(source).stem, Path(out).parent, parameters)))
+    profile = pipeline.get_profile("smoke")
+    run_dir = pipeline.run_notebooks(profile, tmp_path / "run")
+    assert pipeline.NOTEBOOKS == [p.stem for p in NOTEBOOKS]  # every committed notebook, in file order
+    assert [name for name, _, _ in calls] == pipeline.NOTEBOOKS
+    assert {folder for _, folder, _ in calls} == {run_dir}
+    assert all(p == {"profile": "smoke", "models": "minilm-l3", "tasks": "sst2,mrpc,ner", "ranking": "gates",
+                     "run_dir": str(run_dir)} for _, _, p in calls)
+    assert json.loads((run_dir / "run.json").read_text())["notebooks"] == pipeline.NOTEBOOKS

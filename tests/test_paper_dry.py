@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from papa_utils import pipeline
-from papa_utils.executor import cell_done, run_cells
+from papa_utils.executor import cell_done, cell_records, run_cells
 from papa_utils.models import TINY_RANDOM
 from papa_utils.tasks import load_task
 
@@ -24,8 +24,10 @@ def test_the_dry_run_is_the_paper_profiles_protocol_on_whole_splits():
     paper, dry = pipeline.get_profile("paper"), pipeline.get_profile("paper-dry")
     assert dry.models == tuple(TINY_RANDOM) and set(TINY_RANDOM.values()) == {"bert", "roberta", "deberta"}
     assert dry.tasks == ("cola", "mrpc")
-    for name in ("protocol", "precision", "ranking", "compare_rankings", "ranking_stability", "curve_model",
-                 "task_sizes", "model_sizes", "model_fractions", "probe_lr"):
+    for name in ("protocol", "precision", "ranking", "compare_rankings", "compare_models", "random_orders",
+                 "ranking_stability", "curve_model", "curve_tasks", "curve_sizes", "task_sizes", "model_sizes",
+                 "model_fractions", "probe_lr", "gate_lr", "average_examples", "train_examples", "dev_examples",
+                 "rank_examples"):
         assert getattr(dry, name) == getattr(paper, name), name
     assert (dry.protocol, dry.precision, dry.ranking) == ("streaming", "fp32", "gates")
     for model in dry.models:
@@ -35,14 +37,15 @@ def test_the_dry_run_is_the_paper_profiles_protocol_on_whole_splits():
 
 
 def test_one_cell_of_two_families_runs_the_paper_path_as_local_jobs(tmp_path, monkeypatch):
-    """MRPC on tiny BERT and RoBERTa (capped splits), each cell a job of the local executor, two at a time: both
-    ran in processes of their own, at the same time, and left every step of the paper's path (averages, streaming
-    probes at k = 0, 4, 7, 8 and the references, gates), which the steps run again here (as the notebooks run
-    them) find done."""
+    """MRPC on tiny BERT and DeBERTa v1 (the two ways heads are replaced: the attention registry and the dropout
+    hook; capped splits), each cell a job of the local executor, two at a time: both ran in processes of their
+    own, at the same time, and left every step of the paper's path (averages, streaming probes at k = 0, 4, 7, 8
+    and the references, gates), which the steps run again here (as the notebooks run them) find done."""
     monkeypatch.setenv("PAPA_MODELS_DIR", str(tmp_path / "models"))
     monkeypatch.setenv("PAPA_PROGRESS", "0")
     pipeline.cached_model.cache_clear()
-    models = tuple(TINY_RANDOM)[:2]
+    models = tuple(m for m, family in TINY_RANDOM.items() if family in ("bert", "deberta"))
+    assert len(models) == 2
     profile = replace(pipeline.get_profile("paper-dry"), models=models, tasks=("mrpc",),
                       task_sizes={"mrpc": {"average_examples": 48, "train_examples": 40, "dev_examples": 24,
                                            "rank_examples": 20}})
@@ -52,6 +55,7 @@ def test_one_cell_of_two_families_runs_the_paper_path_as_local_jobs(tmp_path, mo
                              precisions={m: "fp32" for m in models})
         assert sorted(finished) == sorted(f"{m.replace('/', '--')}__mrpc" for m in models)
         assert all(cell_done(run_dir, profile, m, "mrpc") for m in models)
+        assert sorted(cell_records(run_dir)) == sorted(finished)  # what run.json records of the cells
         assert {m["device"] for m in finished.values()} == {"cpu"} and {m["precision"] for m in finished.values()} == {"fp32"}
         assert len({m["job_id"] for m in finished.values()}) == 2 and str(os.getpid()) not in {
             m["job_id"] for m in finished.values()}

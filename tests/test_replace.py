@@ -270,23 +270,30 @@ def test_mpnet_replaced_layers_skip_the_softmax(monkeypatch):
 
 
 def test_a_gate_weighs_a_heads_own_attention_and_one_minus_it_the_constant(family):
-    """With gates, a head attends with sigmoid(gate) x its own probabilities + (1 - sigmoid(gate)) x its renormalised
-    constant matrix: probabilities at sigmoid = 3/4 computed independently from the model's own attention and the
-    substitute renorm(C * m m^T); gates far above 0 leave the model as it is, gates far below 0 are full PAPA. (An
-    inverted mix would read the gate ranking backwards.)"""
-    from papa_utils.head_stats import papa_substitute
-
+    """With gates, a listed head attends with sigmoid(gate) x its own probabilities + (1 - sigmoid(gate)) x its
+    renormalised constant matrix: layer 0's probabilities, with a gate of its own for each of four scattered heads,
+    computed independently from the model's own attention and renorm(C * m m^T); unlisted heads keep their own.
+    Gates far above 0 leave the model as it is, far below 0 are full PAPA. (An inverted mix would read the gate
+    ranking backwards.)"""
     model = tiny_model(family)
     batch = batch_for(model)
     constants = random_constants()
     own = run(model, batch)
     with replace_heads(model, constants, heads="all"):
         papa = run(model, batch).last_hidden_state
-    three_quarters = torch.full((LAYERS, HEADS), torch.log(torch.tensor(3.0)).item())  # sigmoid(log 3) = 3/4
-    with replace_heads(model, constants, heads=[(0, h) for h in range(HEADS)], gates=three_quarters):
+    gates = torch.randn(LAYERS, HEADS, generator=torch.Generator().manual_seed(2)) * 2
+    listed = [1, 4, 5, 9]
+    with replace_heads(model, constants, heads=[(0, h) for h in listed], gates=gates):
         gated = run(model, batch).attentions[0]  # layer 0 sees the model's own inputs
-    substitute = papa_substitute(constants, batch["attention_mask"])[:, 0]  # [B, heads, L, L]
-    expected = 0.75 * own.attentions[0] + 0.25 * substitute
+    m = batch["attention_mask"].float()
+    pairs = (m[:, :, None] * m[:, None, :])[:, None]  # [B, 1, L, L]
+    substitute = constants[0][None] * pairs
+    substitute = substitute / substitute.sum(-1, keepdim=True).clamp_min(1e-12)  # [B, heads, L, L]
+    weight = torch.ones(HEADS)  # how much of its own attention each head keeps: all of it for unlisted heads
+    weight[listed] = torch.sigmoid(gates[0, listed])
+    assert 0.05 < weight[listed].min() and weight[listed].max() < 0.95  # gates neither open nor closed
+    weight = weight[None, :, None, None]
+    expected = weight * own.attentions[0] + (1 - weight) * substitute
     rows = real(batch)[:, None, :, None].expand_as(expected)  # real query rows
     assert (gated - expected)[rows].abs().max().item() <= 1e-5
     for value, reference in ((30.0, own.last_hidden_state), (-30.0, papa)):

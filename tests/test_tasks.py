@@ -81,6 +81,36 @@ def test_checksum_mismatch_is_refused(copied_data):
         load_task("cola", "validation")
 
 
+def test_a_split_is_read_once_per_version_of_its_file_and_of_the_manifest(copied_data, monkeypatch):
+    """Loaded twice, a split is read and hashed once, and a caller's change to its frame never reaches the next
+    load. The file changed in place (same size, its modification time put back) is read again, and refused; so
+    is it when the manifest stops listing it (read unverified: a damaged Parquet file)."""
+    import os
+
+    import papa_utils.tasks as tasks
+
+    path = copied_data / "glue/cola/validation.parquet"
+    hashed, sha256_file = [], tasks.sha256_file
+    monkeypatch.setattr(tasks, "sha256_file", lambda p: hashed.append(p) or sha256_file(p))
+    first = load_task("cola", "validation")
+    first.frame.loc[0, "sentence"] = "changed by a caller"
+    second = load_task("cola", "validation")
+    assert len(hashed) == 1 and second.frame.loc[0, "sentence"] != "changed by a caller"
+    assert second.checksum == first.checksum
+    times = os.stat(path)
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))
+    assert os.stat(path).st_size == times.st_size and os.stat(path).st_mtime_ns == times.st_mtime_ns
+    with pytest.raises(DataError, match="checksum mismatch"):
+        load_task("cola", "validation")
+    monkeypatch.setattr(tasks, "_expected_checksums", lambda: {})
+    with pytest.raises(DataError, match="as Parquet .*the file is damaged"):
+        load_task("cola", "validation")
+    assert len(hashed) == 3
+
+
 @pytest.fixture
 def unlisted(monkeypatch):
     """Files the checksum manifest does not list (e.g. a user's own Hub download) are read unverified."""
