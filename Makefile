@@ -55,7 +55,7 @@ publish: setup  # copy a finished run to results/<profile>/ and figures/<profile
 test: setup-mpnet  # the fast tier: unit tests, the smoke run's pipeline, paper-dry cells as jobs, about 2 minutes
 	$(PY) -m pytest tests -m "not slow" -p no:cacheprovider -q
 
-test-all: setup-mpnet  # fast + slow tiers + every notebook through nbval (what CI runs), about 9 minutes
+test-all: setup-mpnet  # fast + slow tiers + every notebook through nbval (what CI runs), about 8 minutes
 	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider -q --durations=20
 
 bench: setup-mpnet  # speed ratios measured side by side in one run -> results/bench.md
