@@ -123,18 +123,18 @@ PROFILES = {
                      curve_model="minilm-l3", curve_tasks=("sst2",), curve_sizes=(16, 64),
                      compare_rankings=("input_dependence", "random"), compare_models=("minilm-l3",),
                      random_orders=2, ranking_stability=True),
-    # Issue 13's settings, each measured on this 2-core Intel Xeon (README, "Choosing the cpu profile's settings"):
+    # The settings, each measured on this 2-core Intel Xeon (README, "Choosing the cpu profile's settings"):
     # - dev: the whole split (MNLI matched: 3,000) for the MiniLMs. MPNet's pass costs ~46 ms per example at L = 64
     #   against 8.3 (MiniLM-L6) and 3.5 (L3): its dev sets are capped at 500 and its sweep has k = 0, 1/2 and all
     #   (what Table 1 and the claims use); with whole splits and five points it would take ~125 min by the same
-    #   per-example estimate, which put this setting at ~85 (the run at 1f4112d took 71.1 min);
+    #   per-example estimate, which put this setting at ~85 (the published run took 71.1 min);
     # - training: 4,000 examples where the learning curve still climbs (CoLA, MNLI), 1,000 elsewhere; MPNet 1,000;
     # - probe: 5 epochs at lr 1e-4 instead of 15 at 2e-5, the same final metric within noise where both were run
     #   (`make bench`, three seeds: MiniLM-L6 CoLA 13.7 vs 10.7 MCC, MNLI 54.3 vs 53.2; MPNet CoLA 35.5 vs 33.7)
     #   at a third of the cost;
     # - L: 128 where L = 64 truncates a fifth or more of the dev examples and the split is small (SST-2 22%, MRPC
     #   31-34%); MNLI (27%) stays at 64, where its 3,000 dev and 4,000 training examples cost half as much;
-    # - heads ranked by input dependence: as good as the gates within the noise (d19ef5c run), the same ranking from
+    # - heads ranked by input dependence: as good as the gates within the noise (the run published before), the same ranking from
     #   two disjoint subsets, no seed, a single pass. Gates, when asked for (RANKING=gates), train for 3 epochs at
     #   a gate lr of 1e-2: Spearman 0.82 between two seeds on MiniLM-L6 SST-2 (`make bench`), 0.22 at 1 epoch and 2e-5;
     # - precision auto: fp32 on this host, where bf16 products take 1.8-2.0x the time (under autocast).
