@@ -3,6 +3,7 @@ every name it uses is defined, and the teaching notebook's setup runs (and refus
 cells would. nbval executes every notebook in the slow tier (`make test-all`)."""
 import ast
 import builtins
+import importlib
 import json
 from pathlib import Path
 
@@ -49,8 +50,6 @@ def undefined_names(code: str) -> set[str]:
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_every_name_a_notebook_imports_from_the_package_exists(path):
-    import importlib
-
     code = "\n".join(source(c) for c in code_cells(path))
     imports = package_imports(ast.parse(code))
     assert imports, f"{path.name} imports nothing from papa_utils"
@@ -67,8 +66,6 @@ def test_every_name_a_notebook_uses_is_defined_in_it(path):
 
 def test_the_name_checks_catch_a_renamed_helper():
     """The two checks above on a notebook whose helper was renamed in the package: both fail."""
-    import importlib
-
     code = "from papa_utils.head_stats import js_divergence_renamed\nscore = js_divergence(1, 2)\n"
     [(module, name)] = package_imports(ast.parse(code))
     assert not hasattr(importlib.import_module(module), name)

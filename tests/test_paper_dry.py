@@ -1,4 +1,4 @@
-"""The paper profile's path on this machine. Fast tier: the profile's settings, and one cell of two tiny families
+"""The paper profile's path on this machine. Fast tier: the profile's settings, and the MRPC cells of two tiny families
 run as jobs of submitit's local executor on capped splits. Slow tier: the whole of `make figures PROFILE=paper-dry
 EXECUTOR=local` (the CLI it calls), i.e. the paper's protocol (streaming probe, fp32, gates, whole splits) on tiny
 random BERT, RoBERTa and DeBERTa v1 built into a local models folder and loaded from it as Hub ids are, each
