@@ -7,6 +7,7 @@ PROFILE ?= cpu       # smoke (~2 min; the tests run its notebooks 1-6) | cpu (de
 MODELS  ?=           # optional comma-separated subset of the profile's models
 TASKS   ?=           # optional comma-separated subset of the profile's tasks
 RANKING ?=           # optional: how the partial sweep orders the heads (gates, input_dependence, variance, random)
+PASSES  ?= packed    # backbone passes over real tokens only (packed) or over the whole layout (padded, the reference)
 RUN_DIR ?=           # optional run folder; default runs/<profile>, or runs/<profile>__<models>__<tasks> when narrowed
 EXECUTOR ?=          # optional: how each (model, task) cell's steps run: inprocess (default) | local | slurm (README, "Running the paper profile")
 WORKERS ?= 2         # EXECUTOR=local: cells at the same time
@@ -38,7 +39,7 @@ setup-mpnet: $(VENV)/.mpnet
 figures: setup-mpnet  # results, tables and figures go into the run folder, never over published ones
 	$(PY) -m papa_utils.pipeline --profile $(strip $(PROFILE)) $(if $(strip $(RUN_DIR)),--run-dir $(strip $(RUN_DIR))) \
 	  $(if $(strip $(MODELS)),--models $(strip $(MODELS))) $(if $(strip $(TASKS)),--tasks $(strip $(TASKS))) \
-	  $(if $(strip $(RANKING)),--ranking $(strip $(RANKING))) \
+	  $(if $(strip $(RANKING)),--ranking $(strip $(RANKING))) --passes $(strip $(PASSES)) \
 	  $(if $(strip $(EXECUTOR)),--executor $(strip $(EXECUTOR)) --workers $(strip $(WORKERS))) \
 	  $(if $(strip $(SLURM_CONFIG)),--slurm-config $(strip $(SLURM_CONFIG))) \
 	  $(if $(strip $(SLURM_PARTITION)),--slurm partition=$(strip $(SLURM_PARTITION))) \

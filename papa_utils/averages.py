@@ -13,9 +13,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .device import backbone_precision, inputs_on, model_device
+from .device import backbone_precision, model_device
 from .layout import pair_mask
 from .models import describe, model_name
+from .packing import as_batch, run_backbone
 from .runs import atomic_path
 
 
@@ -92,15 +93,27 @@ class AverageAccumulator:
         self.counts: torch.Tensor | None = None
         self.examples = 0
 
-    def add(self, attentions, token_mask: torch.Tensor) -> None:
-        """attentions: per layer [B, heads, L, L] probabilities; token_mask: [B, L] real tokens."""
-        pm = pair_mask(token_mask)  # [B, 1, L, L]
-        stacked = torch.stack([a.detach().to(torch.float32) for a in attentions], dim=1)  # [B, N, H, L, L]
-        batch_sum = (stacked * pm[:, None]).sum(0)
+    def add(self, attentions, token_mask: torch.Tensor, slots: torch.Tensor | None = None,
+            length: int | None = None) -> None:
+        """attentions: per layer [B, heads, W, W] probabilities; token_mask: [B, W] real tokens. For the whole
+        layout W = L; for a packed batch (``papa_utils.packing``) position i holds slot slots[b, i] of a layout of
+        `length` L, and each probability is added into its (slot_i, slot_j) cell of the L x L grid."""
+        pm = pair_mask(token_mask)  # [B, 1, W, W]
+        stacked = torch.stack([a.detach().to(torch.float32) for a in attentions], dim=1)  # [B, N, H, W, W]
         if self.sums is None:
-            self.sums, self.counts = torch.zeros_like(batch_sum), torch.zeros_like(pm[0, 0])
-        self.sums += batch_sum
-        self.counts += pm[:, 0].sum(0)
+            n = length or token_mask.shape[1]
+            self.sums = stacked.new_zeros(*stacked.shape[1:3], n, n)
+            self.counts = stacked.new_zeros(n, n)
+        if slots is None:
+            self.sums += (stacked * pm[:, None]).sum(0)
+            self.counts += pm[:, 0].sum(0)
+        else:
+            n = self.counts.shape[0]
+            slots = slots.to(stacked.device)
+            cell = (slots[:, :, None] * n + slots[:, None, :]).flatten()  # [B * W * W] cells of the grid
+            weighted = (stacked * pm[:, None]).permute(1, 2, 0, 3, 4).reshape(-1, cell.numel())  # [N * H, B*W*W]
+            self.sums.view(-1, n * n).index_add_(1, cell, weighted)
+            self.counts.view(-1).index_add_(0, cell, pm.flatten())
         self.examples += token_mask.shape[0]
 
     def result(self, meta: dict) -> AttentionAverages:
@@ -118,9 +131,12 @@ def compute_average_attention(model, batches, *, task: str | None = None, data_c
     attention_mask, optional token_type_ids, all of length L). The model runs in eval mode; with
     precision="bf16" under CPU autocast (the sums stay fp32).
 
+    `batches` may also be packed (``papa_utils.packing.backbone_batches``): each probability then goes into the
+    cell of its two slots, and the averages are the same as from the whole layout.
+
     With `on_hidden_states`, the same pass also returns every batch's hidden states: it is called, batch by
-    batch in order, with all N+1 levels stacked [B, N+1, L, D] (this is how the probe's baseline features
-    come for free with the averages)."""
+    batch in order, with the ``Batch`` and all N+1 levels stacked [B, N+1, W, D] (this is how the probe's
+    baseline features come for free with the averages)."""
     was_training = model.training
     model.eval()
     acc = AverageAccumulator()
@@ -128,13 +144,17 @@ def compute_average_attention(model, batches, *, task: str | None = None, data_c
     length = None
     try:
         for batch in tqdm(batches, desc="average attention", disable=not progress, leave=False):
-            inputs = inputs_on(batch, device)
+            batch = as_batch(batch)
+            if length is not None and batch.length != length:
+                raise ValueError(f"batches of one average must share one layout length L, got {length} and "
+                                 f"{batch.length}")
             with backbone_precision(precision, device):
-                out = model(**inputs, output_attentions=True, output_hidden_states=on_hidden_states is not None)
+                out = run_backbone(model, batch, output_attentions=True,
+                                   output_hidden_states=on_hidden_states is not None)
             if on_hidden_states is not None:
-                on_hidden_states(torch.stack(out.hidden_states, dim=1))
-            length = inputs["input_ids"].shape[1]
-            acc.add(out.attentions, inputs["attention_mask"])
+                on_hidden_states(batch, torch.stack(out.hidden_states, dim=1))
+            length = batch.length
+            acc.add(out.attentions, batch.token_mask.to(device), batch.slots if batch.packed else None, length)
     finally:
         model.train(was_training)
     return acc.result({"model": model_name(model), "task": task, "length": length,

@@ -29,6 +29,7 @@ from .averages import AttentionAverages, check_batch_length
 from .device import inputs_on, model_device
 from .layout import pair_mask
 from .models import describe
+from .packing import as_batch, run_backbone
 from .replace import QK_PROJECTIONS, attention_modules, renormalise_rows, replace_heads
 
 OFFSETS = (-1, 0, 1)
@@ -52,11 +53,17 @@ def js_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return ((kl_p + kl_q) / 2).clamp_min(0)
 
 
-def papa_substitute(constants: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+def papa_substitute(constants: torch.Tensor, token_mask: torch.Tensor, slots: torch.Tensor | None = None) -> torch.Tensor:
     """What replaces each head on each example: renorm(C * m m^T), [B, layers, heads, L, L] from constants
-    [layers, heads, L, L] and the token mask [B, L]."""
-    pm = pair_mask(token_mask)[:, :, None]  # [B, 1, 1, L, L]
-    return renormalise_rows(constants.to(torch.float32)[None] * pm)
+    [layers, heads, L, L] and the token mask [B, L]. For a packed batch (``papa_utils.packing``), whose position i
+    holds slot slots[b, i], the matrix is C[slot_i, slot_j]: [B, layers, heads, W, W]."""
+    pm = pair_mask(token_mask)[:, :, None]  # [B, 1, 1, W, W]
+    constants = constants.to(torch.float32)
+    if slots is None:
+        return renormalise_rows(constants[None] * pm)
+    slots = slots.to(constants.device)
+    gathered = constants[:, :, slots[:, :, None], slots[:, None, :]].permute(2, 0, 1, 3, 4)  # [B, N, H, W, W]
+    return renormalise_rows(gathered * pm)
 
 
 def _row_mean(values: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -138,21 +145,22 @@ def head_statistics(model, tokenizer, batches) -> dict[str, torch.Tensor]:
     model.eval()
     device, sums = model_device(model), {}
     try:
-        for batch in batches:
-            inputs = inputs_on(batch, device)
-            out = model(**inputs, output_attentions=True)
-            mask = inputs["attention_mask"]
-            groups = {k: v.to(device) for k, v in key_groups(inputs["input_ids"], mask, tokenizer).items()}
+        for batch in map(as_batch, batches):  # real-token statistics: the same from packed and padded batches
+            out = run_backbone(model, batch, output_attentions=True)
+            mask = batch.token_mask.to(device)
+            groups = {k: v.to(device) for k, v in key_groups(batch.inputs["input_ids"], mask, tokenizer).items()}
             _accumulate(sums, attention_statistics(out.attentions, mask, groups))
     finally:
         model.train(was_training)
     return _finish(sums)
 
 
-def score_attention(attentions, constants: torch.Tensor, token_mask: torch.Tensor) -> dict:
-    """Sums and row counts of the input-dependence scores of one batch (see ``head_scores``)."""
+def score_attention(attentions, constants: torch.Tensor, token_mask: torch.Tensor,
+                    slots: torch.Tensor | None = None) -> dict:
+    """Sums and row counts of the input-dependence scores of one batch (see ``head_scores``; `slots` of a packed
+    batch as in ``papa_substitute``)."""
     a = _stack(attentions)
-    s = papa_substitute(constants.to(a.device), token_mask)
+    s = papa_substitute(constants.to(a.device), token_mask, slots)
     real = token_mask.bool()
     return {"input_dependence": _row_mean(js_divergence(a, s), real),
             "variance": _row_mean(((a - s) ** 2).sum(-1), real)}
@@ -163,18 +171,19 @@ def head_scores(model, averages: AttentionAverages, batches) -> dict[str, torch.
     """How far each head's attention is from its PAPA substitute, over `batches`: ``input_dependence`` (mean
     Jensen-Shannon divergence of real rows, natural log) and ``variance`` (mean squared distance of real rows),
     each [layers, heads] fp32. The model runs in fp32 (no autocast) in eval mode; averages built for another
-    model or L are refused (``AveragesMismatchError``)."""
+    model or L are refused (``AveragesMismatchError``). `batches`: padded dicts or ``Batch``es, packed or not
+    (``papa_utils.packing``)."""
     was_training = model.training
     model.eval()
     device, sums = model_device(model), {}
     averages.check_compatible(model)
     constants = averages.averages.to(device, torch.float32)
     try:
-        for batch in batches:
-            inputs = inputs_on(batch, device)
-            check_batch_length(averages.length, inputs["input_ids"].shape[1])
-            out = model(**inputs, output_attentions=True)
-            _accumulate(sums, score_attention(out.attentions, constants, inputs["attention_mask"]))
+        for batch in map(as_batch, batches):
+            check_batch_length(averages.length, batch.length)
+            out = run_backbone(model, batch, output_attentions=True)
+            _accumulate(sums, score_attention(out.attentions, constants, batch.token_mask.to(device),
+                                              batch.slots if batch.packed else None))
     finally:
         model.train(was_training)
     if not sums:
@@ -252,13 +261,12 @@ def hidden_state_change(model, constants, heads, batches) -> float:
     ("all" or (layer, head) pairs) attend with `constants` (``AttentionAverages`` or [layers, heads, L, L])."""
     device = model_device(model)
     total = count = 0.0
-    for batch in batches:
-        inputs = inputs_on(batch, device)
-        before = model(**inputs).last_hidden_state.float()
+    for batch in map(as_batch, batches):
+        before = run_backbone(model, batch).last_hidden_state.float()
         with replace_heads(model, constants, heads):
-            after = model(**inputs).last_hidden_state.float()
+            after = run_backbone(model, batch).last_hidden_state.float()
         change = (after - before).norm(dim=-1) / before.norm(dim=-1).clamp_min(1e-12)
-        real = inputs["attention_mask"].bool()
+        real = batch.token_mask.to(device).bool()
         total += float(change[real].sum())
         count += float(real.sum())
     return total / max(count, 1.0)

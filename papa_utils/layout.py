@@ -34,6 +34,7 @@ class Encoded:
     token_type_ids: torch.Tensor | None
     labels: torch.Tensor
     words: torch.Tensor | None = None  # token tasks: [n, L] index of the word whose label a slot holds, else -1
+    pad_id: int = 0  # the tokenizer's padding id (what padding slots hold)
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
@@ -46,7 +47,7 @@ class Encoded:
         """The first n examples."""
         cut = lambda t: None if t is None else t[:n]  # noqa: E731
         return Encoded(cut(self.input_ids), cut(self.attention_mask), cut(self.token_type_ids), cut(self.labels),
-                       cut(self.words))
+                       cut(self.words), self.pad_id)
 
     def model_inputs(self, index=slice(None)) -> dict[str, torch.Tensor]:
         out = {"input_ids": self.input_ids[index], "attention_mask": self.attention_mask[index]}
@@ -143,7 +144,8 @@ def encode(data: TaskSplit, tokenizer, length: int | None = None) -> Encoded:
     uses_types = "token_type_ids" in tokenizer.model_input_names
     return Encoded(as_tensor(ids), as_tensor(mask), as_tensor(types) if uses_types else None,
                    torch.tensor(labels, dtype=torch.float32 if task.is_regression else torch.long)
-                   if not task.token_task else as_tensor(labels), as_tensor(words) if task.token_task else None)
+                   if not task.token_task else as_tensor(labels), as_tensor(words) if task.token_task else None,
+                   tokenizer.pad_token_id)
 
 
 def truncated_share(data: TaskSplit, tokenizer, length: int, room: int = 512) -> float:

@@ -27,6 +27,7 @@ from .averages import AttentionAverages, compute_average_attention
 from .device import CHOICES, auto_precision, inputs_on, model_device, precision_problem
 from .executor import EXECUTORS, CellsFailed, ExecutorError, cell_records, check_executor, run_cells, slurm_options
 from .layout import Encoded, encode, truncated_share
+from .packing import backbone_batches, check_passes
 from .models import TINY_RANDOM, cache_dir, describe, load_model
 from .references import trivial_metrics, trivial_reference
 from .head_stats import SCORE_DEFINITION, SCORES, head_scores, random_ranking, ranking_agreement, ranking_from_scores
@@ -88,8 +89,12 @@ class Profile:
     # model -> the shares of heads its sweep replaces, where not the paper's five (``probe.SWEEP_FRACTIONS``);
     # Table 1 and the claims need 0, 1/2 and 1
     model_fractions: dict = field(default_factory=dict)
+    # backbone passes over real tokens only ("packed", ``papa_utils.packing``) or the whole layout ("padded", the
+    # reference); a run made one way never reuses steps made the other way (``averages_key``)
+    passes: str = "packed"
 
     def __post_init__(self):
+        check_passes(self.passes)
         if self.precision not in CHOICES:
             raise ValueError(f"unknown precision {self.precision!r}; precisions: {', '.join(CHOICES)}")
         for name in (self.ranking, *self.compare_rankings):
@@ -167,12 +172,14 @@ PROFILES = {
 }
 
 
-def get_profile(name: str, models=None, tasks=None, ranking: str | None = None) -> Profile:
+def get_profile(name: str, models=None, tasks=None, ranking: str | None = None, passes: str | None = None) -> Profile:
     """A profile by name, optionally narrowed to some models / tasks (comma-separated or lists), optionally with
-    another head ranking for its partial sweep (``RANKINGS``)."""
+    another head ranking for its partial sweep (``RANKINGS``) or other backbone passes (``packing.PASSES``)."""
     if name not in PROFILES:
         raise KeyError(f"unknown profile {name!r}; profiles: {', '.join(PROFILES)}")
     profile = PROFILES[name]
+    if passes:
+        profile = replace(profile, passes=check_passes(passes))
     if ranking:  # the gates, which notebook 6 compares every ranking with, take the place of the new main ranking
         compared = tuple("gates" if m == ranking else m for m in profile.compare_rankings)
         if profile.compare_rankings and ranking != "gates" and "gates" not in compared:
@@ -271,7 +278,7 @@ def probe_config(profile: Profile, model_name: str, **changes) -> ProbeConfig:
     precision = precision_of(profile, model_name)
     return replace(ProbeConfig(epochs=profile.epochs, lr=profile.probe_lr, protocol=profile.protocol,
                                precision=precision, probe_precision=precision if precision in PROBE_DTYPES else "fp32",
-                               gate_lr=profile.gate_lr), **changes)
+                               gate_lr=profile.gate_lr, passes=profile.passes), **changes)
 
 
 def task_data(task: str, split: str, n: int | None, seed: int = 0, skip: int = 0) -> TaskSplit:
@@ -289,11 +296,13 @@ def averages_path(run_dir: Path, model_name: str, task: str, length: int) -> Pat
 
 
 def averages_key(profile: Profile, model_name: str, task: str, data: TaskSplit) -> str:
-    """What the constant matrices of (model, task) are built from: model, exactly which examples, L and the
-    backbone's precision. Never timings or notes, so identical averages keep every result built on them."""
+    """What the constant matrices of (model, task) are built from: model, exactly which examples, L, the
+    backbone's precision and passes. Never timings or notes, so identical averages keep every result built on
+    them; every later step's key includes this one, so no step made with packed passes serves a padded run or the
+    other way round."""
     return _fingerprint({"step": "averages", "model": model_name, "task": task, "data": data.checksum,
                          "examples": len(data), "L": profile.length(task),
-                         "precision": precision_of(profile, model_name)})
+                         "precision": precision_of(profile, model_name), "passes": profile.passes})
 
 
 def average_attention(run_dir: Path, profile: Profile, model_name: str, task: str,
@@ -318,12 +327,12 @@ def average_attention(run_dir: Path, profile: Profile, model_name: str, task: st
         # the probe trains on these very examples: keep the pass's hidden states as the baseline's features
         result, features = averages_and_features(model, get_task(task), encoded(model_name, data, length),
                                                  progress=progress_enabled(), precision=precision,
-                                                 data_checksum=data.checksum)
+                                                 data_checksum=data.checksum, passes=profile.passes)
         save_features(features, baseline_features_path(run_dir, model_name, task, length),
-                      baseline_features_meta(model_name, data, length, precision))
+                      baseline_features_meta(model_name, data, length, precision, profile.passes))
     else:
-        result = compute_average_attention(model, encoded(model_name, data, length).batches(32), task=task,
-                                           data_checksum=data.checksum, progress=progress_enabled(),
+        result = compute_average_attention(model, backbone_batches(encoded(model_name, data, length), 32, profile.passes),
+                                           task=task, data_checksum=data.checksum, progress=progress_enabled(),
                                            precision=precision)
     result.meta.update(key=key, seconds=round(time.time() - start, 2), data_note=data.note)
     result.save(path)
@@ -335,8 +344,9 @@ def baseline_features_path(run_dir: Path, model_name: str, task: str, length: in
     return Path(run_dir) / "features" / f"{_slug(model_name, task, 'k0', 'train', f'L{length}')}.pt"
 
 
-def baseline_features_meta(model_name: str, data: TaskSplit, length: int, precision: str) -> dict:
-    return {"model": model_name, "data": data.checksum, "examples": len(data), "L": length, "precision": precision}
+def baseline_features_meta(model_name: str, data: TaskSplit, length: int, precision: str, passes: str) -> dict:
+    return {"model": model_name, "data": data.checksum, "examples": len(data), "L": length, "precision": precision,
+            "passes": passes}
 
 
 def _slug(*parts) -> str:
@@ -423,7 +433,8 @@ def head_scores_of(run_dir: Path, profile: Profile, model_name: str, task: str, 
         return found
     model, _ = cached_model(model_name)
     start = time.time()
-    scores = head_scores(model, avg, encoded(model_name, data, profile.length(task)).batches(32))
+    scores = head_scores(model, avg, backbone_batches(encoded(model_name, data, profile.length(task)), 32,
+                                                      profile.passes))
     result = {**{name: scores[name].tolist() for name in SCORES}, "seconds": round(time.time() - start, 2),
               "method": "scores", "fingerprint": key, "model": model_name, "task": task, "examples": len(data),
               "data": data.checksum, "subset": subset}
@@ -510,10 +521,11 @@ def probe_sweep(run_dir: Path, profile: Profile, model_name: str, task: str, cou
                 if k == 0:  # saved by the averages pass when it ran over the same examples (memory-mapped)
                     features[0] = load_features(baseline_features_path(run_dir, model_name, task, length),
                                                 baseline_features_meta(model_name, train_data, length,
-                                                                       config.precision))
+                                                                       config.precision, config.passes))
                 features = [found if found is not None else
                             extract_features(model, spec, data, avg, heads, progress=progress_enabled(),
-                                             desc=f"{model_name} {task} k={k} {part}", precision=config.precision)
+                                             desc=f"{model_name} {task} k={k} {part}", precision=config.precision,
+                                             passes=config.passes)
                             for found, part, data in zip(features, ("train", "dev"), (train, dev))]
             feature_seconds = time.time() - start
             for predictor, seed in missing:
@@ -694,7 +706,7 @@ def learning_curve(run_dir: Path, profile: Profile, task: str) -> list[dict]:
                         heads = replaced_heads(k, total)
                         features = [extract_features(model, spec, part, avg, heads, progress=progress_enabled(),
                                                      desc=f"curve {model_name} {task} k={k} {name}",
-                                                     precision=config.precision)
+                                                     precision=config.precision, passes=config.passes)
                                     for name, part in (("train", train), ("dev", dev))]
                     feature_seconds = time.time() - start
                     r = train_probe(model, spec, train.head(n), dev, seed=seed, config=cfg, averages=avg,
@@ -856,7 +868,7 @@ def runs_root() -> Path:
 def run_scope(profile: Profile) -> dict:
     """What a run covers; recorded in its run.json and compared before anything overwrites its results."""
     return {"profile": profile.name, "models": list(profile.models), "tasks": list(profile.tasks),
-            "seeds": list(profile.seeds), "ranking": profile.ranking}
+            "seeds": list(profile.seeds), "ranking": profile.ranking, "passes": profile.passes}
 
 
 def run_name(profile: Profile) -> str:
@@ -865,6 +877,7 @@ def run_name(profile: Profile) -> str:
     the heads another way than its profile (`cpu__ranked-by-input_dependence`)."""
     full = PROFILES[profile.name]
     ranked = () if profile.ranking == full.ranking else (f"ranked-by-{profile.ranking}",)
+    ranked += () if profile.passes == full.passes else (f"{profile.passes}-passes",)
     if set(profile.models) == set(full.models) and set(profile.tasks) == set(full.tasks):
         return _slug(profile.name, *ranked)
     return _slug(profile.name, "-".join(profile.models), "-".join(profile.tasks), *ranked)
@@ -986,7 +999,7 @@ def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None,
     absolute_data_dir()
     run_dir = open_run(run_dir, profile).resolve()
     params = {"profile": profile.name, "models": ",".join(profile.models), "tasks": ",".join(profile.tasks),
-              "ranking": profile.ranking, "run_dir": str(run_dir)}
+              "ranking": profile.ranking, "passes": profile.passes, "run_dir": str(run_dir)}
     data = os.environ.get("PAPA_DATA_DIR")
     recorded = {"scope": run_scope(profile), "profile": asdict(profile), "run_dir": repo_relative(run_dir),
                 "data_dir": repo_relative(data) if data else "Hugging Face Hub", "executor": executor}
@@ -1024,6 +1037,8 @@ def main(argv=None) -> None:
                                           "runs/<profile>__<models>__<tasks> when narrowed")
     parser.add_argument("--ranking", help=f"how the partial sweep orders the heads: {', '.join(RANKINGS)} "
                                           "(default: the profile's)")
+    parser.add_argument("--passes", help="backbone passes: packed (real tokens only, the default) or padded (the whole "
+                                         "layout, the reference)")
     parser.add_argument("--notebooks", help="comma-separated subset, e.g. 01_average_attention")
     parser.add_argument("--executor", default="inprocess",
                         help=f"how each (model, task) cell's steps run: {', '.join(EXECUTORS)} (default inprocess: "
@@ -1036,7 +1051,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        profile = get_profile(args.profile, args.models, args.tasks, args.ranking)
+        profile = get_profile(args.profile, args.models, args.tasks, args.ranking, args.passes)
         executor = check_executor(args.executor)
         options = slurm_options(args.slurm_config, args.slurm) if executor == "slurm" else {}
         if args.workers < 1:

@@ -7,10 +7,13 @@ Cross-entropy (MSE for regression); AdamW lr 2e-5 constant, weight decay 0, grad
 
 By default the backbone runs once in eval mode: its hidden states for every example are cached (fp16) and
 every epoch and seed reuses them. ``protocol="reference"`` re-runs the backbone for every training batch
-with dropout on, as the authors' code does.
+with dropout on, as the authors' code does. Backbone passes run over real tokens only (``passes="packed"``,
+``papa_utils.packing``) or over the whole layout (``passes="padded"``, the reference); either way the probe sees
+the real tokens only: features are ragged rows of real tokens with their example and slot.
 """
 from __future__ import annotations
 
+import bisect
 import json
 import time
 from dataclasses import dataclass, field
@@ -22,10 +25,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .averages import compute_average_attention
-from .device import PRECISIONS, autocast_dtype, backbone_precision, inputs_on, model_device
+from .device import PRECISIONS, autocast_dtype, backbone_precision, model_device
 from .layout import Encoded
 from .metrics import compute_metrics, example_statistics
 from .models import describe
+from .packing import Batch, backbone_batches, check_passes, pack, run_backbone
 from .replace import replace_heads
 from .runs import atomic_path
 from .tasks import Task
@@ -55,8 +59,10 @@ class ProbeConfig:
     levels: str = "all"  # hidden-state levels the probe sees: "all" (the paper's probe) or "embeddings" (level 0
     # only, before any attention: the attention-free reference)
     gate_lr: float | None = None  # head ranking: the gates' own learning rate (None: `lr`, the paper's setting)
+    passes: str = "packed"  # backbone passes over real tokens only ("packed") or the whole layout ("padded")
 
     def __post_init__(self):
+        check_passes(self.passes)
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {', '.join(map(repr, PROTOCOLS))}, got {self.protocol!r}")
         if self.levels not in LEVELS:
@@ -74,11 +80,14 @@ class SentenceProbe(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(hidden, labels)
 
-    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """states [B, N+1, L, D], mask [B, L] -> logits [B, C]."""
-        weights = self.slot_weights[None] * mask[:, None, :].to(self.slot_weights.dtype)  # [B, N+1, L]
-        dtype = autocast_dtype(weights)  # bf16 inside the probe's bf16 autocast, else fp32
-        pooled = torch.einsum("blt,bltd->bld", weights.to(dtype), states.to(dtype)).flatten(1)
+    def forward(self, states: torch.Tensor, rows: "Rows") -> torch.Tensor:
+        """states [M, N+1, D] of the real tokens of `rows.count` examples (``Rows``) -> logits [count, C]."""
+        dtype = autocast_dtype(self.slot_weights)  # bf16 inside the probe's bf16 autocast, else fp32
+        dense = states.new_zeros(rows.count, rows.width, *states.shape[1:], dtype=dtype)  # [count, W, N+1, D]
+        dense[rows.owner, rows.rank] = states.to(dtype)
+        weights = self.slot_weights.new_zeros(rows.count, rows.width, self.slot_weights.shape[0])
+        weights = weights.index_put((rows.owner, rows.rank), self.slot_weights[:, rows.slot].t())  # w[l, slot]
+        pooled = torch.einsum("bwl,bwld->bld", weights.to(dtype), dense).flatten(1)
         return self.classifier(self.dropout(torch.tanh(self.pool(pooled))))
 
 
@@ -88,8 +97,8 @@ class TokenProbe(nn.Module):
         self.pool = nn.Linear(levels * hidden, hidden)
         self.classifier = nn.Linear(hidden, labels)
 
-    def forward(self, states: torch.Tensor, mask=None) -> torch.Tensor:
-        """states [M, N+1, D] of M tokens -> logits [M, C]."""
+    def forward(self, states: torch.Tensor, rows: "Rows | None" = None) -> torch.Tensor:
+        """states [M, N+1, D] of M tokens -> logits [M, C] (each token on its own)."""
         return self.classifier(torch.tanh(self.pool(states.to(autocast_dtype(self.pool.weight)).flatten(1))))
 
 
@@ -102,52 +111,102 @@ def make_probe(task: Task, model, length: int, dropout: float = 0.1, levels: str
     return SentenceProbe(count, length, info["hidden"], task.num_labels, dropout)
 
 
-def hidden_states(model, inputs: dict) -> torch.Tensor:
-    """All N+1 hidden-state levels stacked: [B, N+1, L, D], on the model's device."""
-    device = model_device(model)
-    out = model(**inputs_on(inputs, device), output_hidden_states=True)
+def hidden_states(model, batch) -> torch.Tensor:
+    """All N+1 hidden-state levels of one batch (a ``Batch``, packed or not, or a dict of padded inputs) stacked:
+    [B, N+1, W, D], on the model's device."""
+    out = run_backbone(model, batch, output_hidden_states=True)
     return torch.stack(out.hidden_states, dim=1)
 
 
 @dataclass
 class Features:
-    """Cached probe inputs of a split. Sentence tasks: states [n, N+1, L, D] and mask [n, L]. Token tasks:
-    only the labelled positions (first sub-tokens; the loss and metrics ignore the rest), states [M, N+1, D]
-    with `example` [M] (which example each row is from) and `slot` [M]."""
+    """Probe inputs: hidden states [M, N+1, D] of real tokens only, grouped by example (ascending) and in slot order
+    within one, with the `example` [M] and `slot` [M] of each row. Sentence tasks keep every real token (the probe
+    pools them) and one label per example; token tasks keep only the labelled tokens (first sub-tokens: the loss
+    and the metrics ignore the rest), one label per row."""
 
     states: torch.Tensor
     labels: torch.Tensor
-    mask: torch.Tensor | None = None
-    example: torch.Tensor | None = None
-    slot: torch.Tensor | None = None
+    example: torch.Tensor
+    slot: torch.Tensor
+    token_task: bool = False
 
     def embeddings_only(self) -> "Features":
         """The same features restricted to hidden-state level 0 (a view, nothing copied)."""
-        return Features(self.states[:, :1], self.labels, self.mask, self.example, self.slot)
+        return Features(self.states[:, :1], self.labels, self.example, self.slot, self.token_task)
+
+    def stop(self, n: int) -> int:
+        """The first row of example n (rows of examples 0 .. n-1 come before it)."""
+        return int(torch.searchsorted(self.example, torch.tensor(n, dtype=self.example.dtype)))
 
     def head(self, n: int) -> "Features":
         """Features of the first n examples (views, nothing copied)."""
-        if self.example is None:
-            return Features(self.states[:n], self.labels[:n], None if self.mask is None else self.mask[:n])
-        stop = int(torch.searchsorted(self.example, torch.tensor(n)))  # rows are grouped by example, ascending
-        return Features(self.states[:stop], self.labels[:stop], None, self.example[:stop], self.slot[:stop])
+        stop = self.stop(n)
+        labels = self.labels[:stop] if self.token_task else self.labels[:n]
+        return Features(self.states[:stop], labels, self.example[:stop], self.slot[:stop], self.token_task)
 
-    def rows(self, index: torch.Tensor) -> torch.Tensor:
-        """Rows of `states` that belong to the examples in `index`, in the order of `index`."""
-        if self.example is None:
-            return index
-        # rows are grouped by example (ascending); take each example's rows in the order of `index`
+    def rows(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows of `states` that belong to the examples in `index`, in the order of `index`, and the position in
+        `index` of each row's example."""
         starts = torch.searchsorted(self.example, index)
         stops = torch.searchsorted(self.example, index, right=True)
-        return torch.cat([torch.arange(a, b) for a, b in zip(starts.tolist(), stops.tolist())])
+        counts = stops - starts
+        owner = torch.repeat_interleave(torch.arange(len(index)), counts)
+        rows = torch.repeat_interleave(starts - torch.cumsum(counts, 0) + counts, counts) + torch.arange(len(owner))
+        return rows, owner
 
-    def select(self, index: torch.Tensor, buffer: "BatchBuffer | None" = None):
-        """Probe inputs (fp32, or the buffer's dtype and device) and labels of the examples in `index`; mask
-        and labels on the states' device."""
-        rows = self.rows(index)
+    def select(self, index: torch.Tensor, buffer: "BatchBuffer | None" = None) -> "ProbeBatch":
+        """The probe's inputs for the examples in `index`, on the buffer's device (fp32 without a buffer)."""
+        rows, owner = self.rows(index)
         states = self.states[rows].float() if buffer is None else buffer.take(self.states, rows)
-        mask = None if self.mask is None else self.mask[index].to(states.device)
-        return states, mask, self.labels[rows].to(states.device)
+        labels = self.labels[rows] if self.token_task else self.labels[index]
+        device = states.device
+        return ProbeBatch(states, Rows.of(owner, self.slot[rows], len(index)).to(device), labels.to(device))
+
+    def chunks(self, rows: int):
+        """(first example, end example, first row, end row) of runs of whole examples in order, at most `rows` rows
+        each (or one example)."""
+        n = int(self.example[-1]) + 1 if len(self.example) else 0
+        bounds = torch.searchsorted(self.example, torch.arange(n + 1, dtype=self.example.dtype)).tolist()
+        start = 0
+        while start < n:
+            stop = max(start + 1, bisect.bisect_right(bounds, bounds[start] + rows) - 1)
+            yield start, stop, bounds[start], bounds[stop]
+            start = stop
+
+
+@dataclass
+class Rows:
+    """Where the M rows of a probe batch sit: `count` examples, row r in slot slot[r] of example owner[r]
+    (0 .. count-1, ascending), the rank[r]-th row of its example; `width`: the most rows of one example."""
+
+    slot: torch.Tensor
+    owner: torch.Tensor
+    rank: torch.Tensor
+    count: int
+    width: int
+
+    @classmethod
+    def of(cls, owner: torch.Tensor, slot: torch.Tensor, count: int) -> "Rows":
+        """From the owners (ascending) and slots of the rows, on the CPU (no device synchronisation)."""
+        rank = torch.arange(len(owner)) - torch.searchsorted(owner, owner)
+        return cls(slot, owner, rank, count, int(rank.max()) + 1 if len(rank) else 1)
+
+    def to(self, device) -> "Rows":
+        return Rows(self.slot.to(device), self.owner.to(device), self.rank.to(device), self.count, self.width)
+
+
+@dataclass
+class ProbeBatch:
+    """What a probe takes: states [M, N+1, D] of some examples' rows (``Rows``), and their labels ([count], or [M]
+    for token tasks)."""
+
+    states: torch.Tensor
+    rows: Rows
+    labels: torch.Tensor
+
+    def logits(self, probe: nn.Module) -> torch.Tensor:
+        return probe(self.states, self.rows)
 
 
 class BatchBuffer:
@@ -163,7 +222,7 @@ class BatchBuffer:
         self.full = torch.empty((rows, *states.shape[1:]), dtype=dtype, device=device or states.device)
 
     def _fit(self, states: torch.Tensor, n: int) -> None:
-        if n > len(self.full):  # token tasks: batches differ in their number of labelled positions
+        if n > len(self.full):  # batches differ in their number of rows (tokens)
             self.__init__(states, max(n, 2 * len(self.full)), self.full.dtype, self.full.device)
 
     def take(self, states: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -180,79 +239,105 @@ class BatchBuffer:
         return self.full[:n].copy_(states[start: start + n])
 
 
-def labelled_rows(states: torch.Tensor, labels: torch.Tensor):
-    """[B, N+1, L, D] states and [B, L] labels -> states [M, N+1, D] of labelled positions, their labels,
-    example index and slot."""
-    example, slot = (labels != -100).nonzero(as_tuple=True)
-    return states[example, :, slot], labels[example, slot], example, slot
+def _kept(task: Task, data: Encoded) -> torch.Tensor:
+    """[n, L] the slots whose hidden states the probe reads: real tokens (sentence tasks), labelled ones (token)."""
+    return data.labels != -100 if task.token_task else data.attention_mask.bool()
 
 
-def features_of(task: Task, data: Encoded, states: torch.Tensor, offset: int = 0, index=None) -> Features:
-    """Features from the states of examples data[index] (default: data[offset : offset + len(states)]), all on
-    the states' device."""
-    if index is None:
-        index = torch.arange(offset, offset + states.shape[0])
-    index = index.cpu()  # the batch's rows are taken on the CPU, then only they move
-    labels = data.labels[index].to(states.device)
+def batch_rows(task: Task, data: Encoded, batch: Batch, states: torch.Tensor) -> ProbeBatch:
+    """The probe's inputs from one backbone batch's hidden states [B, N+1, W, D] (on their device): the kept
+    rows (``_kept``) of its examples, grouped by the batch's order of examples. Which rows: decided on the CPU."""
+    owner, position = batch.token_mask.bool().nonzero(as_tuple=True)
+    slot = batch.slots[owner, position]
+    example = batch.examples[owner]
     if task.token_task:
-        rows, labels, example, slot = labelled_rows(states, labels)
-        return Features(rows, labels, example=index.to(states.device)[example], slot=slot)
-    return Features(states, labels, mask=data.attention_mask[index].to(states.device))
+        keep = data.labels[example, slot] != -100
+        owner, position, slot, example = owner[keep], position[keep], slot[keep], example[keep]
+        labels = data.labels[example, slot]
+    else:
+        labels = data.labels[batch.examples]
+    device = states.device
+    rows = states.transpose(1, 2)[owner.to(device), position.to(device)]  # [M, N+1, D]
+    return ProbeBatch(rows, Rows.of(owner, slot, len(batch)).to(device), labels.to(device))
 
 
-def concat(parts: list[Features]) -> Features:
-    first = parts[0]
-    cat = lambda name: None if getattr(first, name) is None else torch.cat([getattr(p, name) for p in parts])  # noqa
-    return Features(cat("states"), cat("labels"), cat("mask"), cat("example"), cat("slot"))
+class FeatureWriter:
+    """Fills the ragged features of `data` (fp16, CPU) from backbone batches in any order."""
+
+    def __init__(self, task: Task, data: Encoded):
+        self.task, self.data = task, data
+        kept = _kept(task, data)
+        self.example, self.slot = kept.nonzero(as_tuple=True)
+        self.first = torch.cat([torch.zeros(1, dtype=torch.long), kept.sum(1).cumsum(0)])  # first row of each example
+        self.states: torch.Tensor | None = None
+        self.seen = torch.zeros(len(data), dtype=torch.bool)
+
+    def add(self, batch: Batch, states: torch.Tensor) -> None:
+        part = batch_rows(self.task, self.data, batch, states)
+        owner, rank = part.rows.owner.cpu(), part.rows.rank.cpu()
+        rows = self.first[batch.examples[owner]] + rank
+        if self.states is None:
+            self.states = torch.empty((len(self.example), *states.shape[1:2], states.shape[-1]), dtype=torch.float16)
+        self.states[rows] = part.states.half().cpu()
+        self.seen[batch.examples] = True
+
+    def result(self) -> Features:
+        if not bool(self.seen.all()):
+            raise RuntimeError(f"{int((~self.seen).sum())} of {len(self.seen)} examples were not passed")
+        labels = self.data.labels[self.example, self.slot] if self.task.token_task else self.data.labels
+        return Features(self.states, labels, self.example, self.slot, self.task.token_task)
 
 
 @torch.no_grad()
 def extract_features(model, task: Task, data: Encoded, averages=None, heads=(), batch_size: int = 32,
-                     progress: bool = False, desc: str = "features", precision: str = "fp32") -> Features:
-    """Backbone pass (eval mode) over `data` with `heads` replaced by `averages`; hidden states kept in fp16."""
+                     progress: bool = False, desc: str = "features", precision: str = "fp32",
+                     passes: str = "packed") -> Features:
+    """Backbone pass (eval mode) over `data` with `heads` replaced by `averages`; hidden states of the real tokens
+    kept in fp16 (``Features``). `passes`: over real tokens only ("packed") or the whole layout ("padded")."""
     model.eval()
-    parts = []
+    writer = FeatureWriter(task, data)
     with _maybe_replaced(model, averages, heads), backbone_precision(precision, model_device(model)):
-        for start in tqdm(range(0, len(data), batch_size), desc=desc, disable=not progress, leave=False):
-            states = hidden_states(model, data.model_inputs(slice(start, start + batch_size))).half().cpu()
-            parts.append(features_of(task, data, states, start))
-    return concat(parts)
+        for batch in tqdm(list(backbone_batches(data, batch_size, passes)), desc=desc, disable=not progress,
+                          leave=False):
+            writer.add(batch, hidden_states(model, batch))
+    return writer.result()
 
 
 def averages_and_features(model, task: Task, data: Encoded, batch_size: int = 32, progress: bool = False,
-                          precision: str = "fp32", data_checksum: str | None = None):
+                          precision: str = "fp32", data_checksum: str | None = None, passes: str = "packed"):
     """One backbone pass (eval mode, no head replaced) over `data` that gives both the attention averages and
     the probe's baseline features (the same features as ``extract_features`` with no head replaced)."""
-    parts, seen = [], [0]
+    writer = FeatureWriter(task, data)
+    averages = compute_average_attention(model, backbone_batches(data, batch_size, passes), task=task.name,
+                                         data_checksum=data_checksum, progress=progress, precision=precision,
+                                         on_hidden_states=writer.add)
+    return averages, writer.result()
 
-    def keep(states):
-        parts.append(features_of(task, data, states.half().cpu(), offset=seen[0]))
-        seen[0] += states.shape[0]
 
-    averages = compute_average_attention(model, data.batches(batch_size), task=task.name, data_checksum=data_checksum,
-                                         progress=progress, precision=precision, on_hidden_states=keep)
-    return averages, concat(parts)
+FEATURE_FIELDS = ("states", "labels", "example", "slot")
 
 
 def save_features(features: Features, path, meta: dict) -> Path:
     """Write features to disk atomically (read back memory-mapped by ``load_features``)."""
-    tensors = {name: getattr(features, name) for name in ("states", "labels", "mask", "example", "slot")
-               if getattr(features, name) is not None}
+    tensors = {name: getattr(features, name) for name in FEATURE_FIELDS}
     with atomic_path(path) as tmp:
-        torch.save({"tensors": tensors, "meta": json.dumps(meta, sort_keys=True)}, tmp)
+        torch.save({"tensors": tensors, "token_task": features.token_task, "meta": json.dumps(meta, sort_keys=True)},
+                   tmp)
     return Path(path)
 
 
 def load_features(path, meta: dict | None = None) -> Features | None:
     """Features saved by ``save_features``, memory-mapped (pages are read from disk as batches need them).
-    None when the file is missing, unreadable, or was saved with other `meta`."""
+    None when the file is missing, unreadable, was saved with other `meta` or in another format."""
     try:
         saved = torch.load(path, mmap=True, weights_only=True)
     except (OSError, RuntimeError, EOFError):
         return None
     if meta is not None and saved.get("meta") != json.dumps(meta, sort_keys=True):
         return None
-    return Features(**saved["tensors"])
+    if set(saved.get("tensors", {})) != set(FEATURE_FIELDS) or "token_task" not in saved:
+        return None
+    return Features(**saved["tensors"], token_task=saved["token_task"])
 
 
 def _maybe_replaced(model, averages, heads, gates=None):
@@ -286,14 +371,15 @@ def predict(probe: nn.Module, task: Task, features: Features, data: Encoded, buf
     for regression); token tasks [n, L] with -100 where nothing is predicted. `precision`: of its products."""
     probe.eval()
     device = model_device(probe)
-    n = features.states.shape[0]
-    batch_size = eval_rows(features.states)
-    buffer = buffer or BatchBuffer(features.states, batch_size, PROBE_DTYPES[precision], device)
+    rows = eval_rows(features.states)
+    buffer = buffer or BatchBuffer(features.states, rows, PROBE_DTYPES[precision], device)
+    logits = []
     with backbone_precision(precision, device):
-        logits = torch.cat([probe(buffer.slice(features.states, s, s + batch_size),
-                                  None if features.mask is None else features.mask[s: s + batch_size].to(device))
-                            .float().cpu() for s in range(0, n, batch_size)])
-    return _predictions(task, logits, data, features.example, features.slot)
+        for start, stop, first, last in features.chunks(rows):
+            states = buffer.slice(features.states, first, last)
+            rows = Rows.of(features.example[first:last] - start, features.slot[first:last], stop - start)
+            logits.append(probe(states, rows.to(device)).float().cpu())
+    return _predictions(task, torch.cat(logits), data, features.example, features.slot)
 
 
 def _predictions(task: Task, logits: torch.Tensor, data: Encoded, example=None, slot=None):
@@ -316,20 +402,25 @@ def predict_streaming(model, probe: nn.Module, task: Task, data: Encoded, config
     device = model_device(model)
     logits, examples, slots = [], [], []
     with _maybe_replaced(model, averages, heads):
-        for start in range(0, len(data), config.feature_batch_size):
+        for batch in backbone_batches(data, config.feature_batch_size, config.passes):
             with backbone_precision(config.precision, device):
-                states = hidden_states(model, data.model_inputs(slice(start, start + config.feature_batch_size)))
-            live = features_of(task, data, states.half(), offset=start)
-            live = live.embeddings_only() if config.levels == "embeddings" else live
+                states = hidden_states(model, batch).half()
+            live = batch_rows(task, data, batch, states[:, :1] if config.levels == "embeddings" else states)
             with backbone_precision(config.probe_precision, device):
-                logits.append(probe(live.states, live.mask).float().cpu())
+                out = live.logits(probe).float().cpu()
             if task.token_task:
-                examples.append(live.example)
-                slots.append(live.slot)
-    return _predictions(task, torch.cat(logits), data, *((torch.cat(examples), torch.cat(slots))
-                                                          if task.token_task else ()))
-
-
+                examples.append(batch.examples[live.rows.owner.cpu()])
+                slots.append(live.rows.slot.cpu())
+                logits.append(out)
+            else:  # back to example order below
+                examples.append(batch.examples)
+                logits.append(out)
+    logits, examples = torch.cat(logits), torch.cat(examples)
+    if task.token_task:
+        return _predictions(task, logits, data, examples, torch.cat(slots))
+    ordered = torch.empty_like(logits)
+    ordered[examples] = logits
+    return _predictions(task, ordered, data)
 
 
 @dataclass
@@ -356,10 +447,10 @@ def train_probe(model, task: Task, train: Encoded, dev: Encoded, *, seed: int = 
     streaming = config.protocol == "streaming"
     if dev_features is None and not streaming:
         dev_features = extract_features(model, task, dev, averages, heads, config.feature_batch_size,
-                                        precision=config.precision)
+                                        precision=config.precision, passes=config.passes)
     if config.protocol == "cached" and train_features is None:
         train_features = extract_features(model, task, train, averages, heads, config.feature_batch_size,
-                                          precision=config.precision)
+                                          precision=config.precision, passes=config.passes)
     level0 = config.levels == "embeddings"
     if level0:
         train_features = None if train_features is None else train_features.embeddings_only()
@@ -382,20 +473,18 @@ def train_probe(model, task: Task, train: Encoded, dev: Encoded, *, seed: int = 
         for s in range(0, len(train), config.batch_size):
             index = order[s: s + config.batch_size]
             if config.protocol == "cached":
-                states, mask, labels = train_features.select(index, train_buffer)
+                batch = train_features.select(index, train_buffer)
             else:
                 model.train(config.protocol == "reference")
+                live = pack(train, index, packed=config.passes == "packed")
                 with (torch.no_grad(), _maybe_replaced(model, averages, heads),
                       backbone_precision(config.precision, device)):
-                    live = features_of(task, train, hidden_states(model, train.model_inputs(index)).half(),
-                                       index=index)  # on the model's device, as the probe
+                    states = hidden_states(model, live).half()  # on the model's device, as the probe
                 model.eval()
-                if level0:
-                    live = live.embeddings_only()
-                states, mask, labels = live.states, live.mask, live.labels
+                batch = batch_rows(task, train, live, states[:, :1] if level0 else states)
             with backbone_precision(config.probe_precision, device):
-                logits = probe(states, mask)
-            loss = _loss(task, logits, labels)  # in fp32 (``_loss``)
+                logits = batch.logits(probe)
+            loss = _loss(task, logits, batch.labels)  # in fp32 (``_loss``)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(probe.parameters(), config.max_grad_norm)
@@ -440,16 +529,11 @@ def rank_heads_by_gates(model, task: Task, train: Encoded, averages, *, epochs: 
                 order = torch.randperm(len(train), generator=generator)
                 for s in tqdm(range(0, len(train), config.batch_size), desc=f"rank heads {task.name}",
                               disable=not progress, leave=False):
-                    index = order[s: s + config.batch_size]
+                    batch = pack(train, order[s: s + config.batch_size], packed=config.passes == "packed")
                     with backbone_precision(precision, device):
-                        states = hidden_states(model, train.model_inputs(index))
-                    states = states.float()
-                    labels, mask = train.labels[index].to(device), train.attention_mask[index].to(device)
-                    if task.token_task:
-                        states, labels, _, _ = labelled_rows(states, labels)
-                        loss = _loss(task, probe(states), labels)
-                    else:
-                        loss = _loss(task, probe(states, mask), labels)
+                        states = hidden_states(model, batch)
+                    live = batch_rows(task, train, batch, states.float())
+                    loss = _loss(task, live.logits(probe), live.labels)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     nn.utils.clip_grad_norm_([*probe.parameters(), gates], config.max_grad_norm)

@@ -79,12 +79,12 @@ def publish_run(run_dir: str | Path, root: Path = ROOT) -> Path:
 
 
 def _replaces_an_older_definition(run: dict, published: dict) -> bool:
-    """A run of the profile exactly as it is defined now (every setting, its own head ranking included) that
-    covers every model, task and seed of the published run may replace a run made when the profile ranked heads
-    another way."""
+    """A run of the profile exactly as it is defined now (every setting, its own head ranking and passes included)
+    that covers every model, task and seed of the published run may replace a run made when the profile ranked heads
+    another way or ran other backbone passes."""
     own = PROFILES.get(run["scope"]["profile"])
     return own is not None and _settings(run["profile"]) == _settings(asdict(own)) and covers(
-        run["scope"], {**published, "ranking": own.ranking})
+        run["scope"], {**published, "ranking": own.ranking, "passes": own.passes})
 
 
 def _settings(profile: dict) -> str:

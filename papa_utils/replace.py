@@ -6,6 +6,8 @@ Between the softmax and the multiplication by V, in a layer with replaced heads:
 3. every head is multiplied by the example's pair mask m_i * m_j and each row is L1-renormalised
    (divided by max(row sum, 1e-12)), so a fully masked row stays zero,
 4. attention dropout (train mode only), then the product with V, as usual.
+In a packed pass (``papa_utils.packing``) position i of a row holds slot s_i, and a replaced head's matrix is
+C[s_i, s_j], gathered per example, then masked and renormalised in the same way.
 Layers without replaced heads run unchanged. When nobody asks for probabilities (no output_attentions,
 no gates), replaced layers take a fast path with the same results: Q/K projections only for dynamic heads,
 PyTorch's fused attention for them, and renorm(C * m_i m_j) @ V for replaced heads without forming the
@@ -31,6 +33,7 @@ from .averages import AttentionAverages, check_batch_length
 from .device import autocast_dtype, model_device
 from .layout import pair_mask
 from .models import describe, model_name
+from .packing import active_packing
 
 REGISTRY_ATTENTION = {"BertSelfAttention", "RobertaSelfAttention", "ElectraSelfAttention",
                       "XLMRobertaSelfAttention", "CamembertSelfAttention", "AlbertAttention",
@@ -55,17 +58,19 @@ def renormalise_rows(probs: torch.Tensor) -> torch.Tensor:
     return probs / probs.sum(-1, keepdim=True).clamp_min(1e-12)
 
 
-def mix_heads(dynamic: torch.Tensor | None, spec: "LayerSpec", token_mask: torch.Tensor) -> torch.Tensor:
+def mix_heads(dynamic: torch.Tensor | None, spec: "LayerSpec", token_mask: torch.Tensor,
+              slots: torch.Tensor | None = None) -> torch.Tensor:
     """Attention probabilities [B, H, L, L] of one layer with some heads replaced (or gated).
 
     `dynamic`: probabilities of the heads in ``spec.dynamic`` ([B, len(spec.dynamic), L, L], ascending head
     order, so each head keeps its own index), or None when every head is replaced. With gates, every head is
-    dynamic and a listed head attends with sigmoid(g) * P + (1 - sigmoid(g)) * renorm(C).
+    dynamic and a listed head attends with sigmoid(g) * P + (1 - sigmoid(g)) * renorm(C). `slots` [B, W]: the
+    slot each position of a packed row holds (``LayerSpec.constants_at``); None for the whole layout.
     """
     batch, length = token_mask.shape
     dtype = dynamic.dtype if dynamic is not None else spec.constants.dtype
     pm = pair_mask(token_mask).to(dtype)
-    constants = spec.constants.to(dtype)
+    constants = spec.constants_at(slots).to(dtype)
     if spec.gates is not None:
         gate = torch.sigmoid(spec.gates[spec.layer, spec.replaced]).to(dtype)[None, :, None, None]
         probs = dynamic.clone()
@@ -90,6 +95,13 @@ class LayerSpec:
                         else torch.tensor(kept, dtype=torch.long, device=device))
         self.constants = constants.to(device)[self.replaced].to(torch.float32).contiguous()
 
+    def constants_at(self, slots: torch.Tensor | None) -> torch.Tensor:
+        """The replaced heads' matrices: [R, L, L] for the whole layout (slots None), or for a packed batch whose
+        position i holds slot slots[b, i], C[slot_i, slot_j] per example: [B, R, W, W]."""
+        if slots is None:
+            return self.constants
+        return self.constants[:, slots[:, :, None], slots[:, None, :]].transpose(0, 1)
+
 
 class ReplacementState:
     """Per-model state while ``replace_heads`` is active: layer specs, the current batch's token mask, and
@@ -98,6 +110,7 @@ class ReplacementState:
     def __init__(self, specs: dict[int, LayerSpec], layers: int, original: str = "eager", fast: bool = True):
         self.specs, self.layers, self.original, self.fast = specs, layers, original, fast
         self.token_mask: torch.Tensor | None = None
+        self.slots: torch.Tensor | None = None  # [B, W] in a packed pass (``papa_utils.packing``), else None
         self.calls = 0
 
     def upcoming(self) -> LayerSpec | None:
@@ -141,7 +154,7 @@ def papa_attention(module, query, key, value, attention_mask, scaling=None, drop
     if scaling is None:
         scaling = query.size(-1) ** -0.5
     if state.fast and spec.gates is None and not kwargs.get("output_attentions"):
-        return _fast_attention(module, query, key, value, attention_mask, scaling, dropout, spec, state.token_mask)
+        return _fast_attention(module, query, key, value, attention_mask, scaling, dropout, spec, state)
     dynamic = None
     if not state.fast:  # straightforward reference: every head's probabilities, then overwrite
         scores = torch.matmul(query, key.transpose(2, 3)) * scaling
@@ -153,7 +166,7 @@ def papa_attention(module, query, key, value, attention_mask, scaling=None, drop
         if attention_mask is not None:
             scores = scores + attention_mask
         dynamic = nn.functional.softmax(scores, dim=-1)
-    probs = mix_heads(dynamic, spec, state.token_mask)
+    probs = mix_heads(dynamic, spec, state.token_mask, state.slots)
     probs = probs.to(value.dtype)
     dropped = nn.functional.dropout(probs, p=dropout, training=module.training)
     out = torch.matmul(dropped, value).transpose(1, 2).contiguous()
@@ -169,8 +182,9 @@ def _original_attention(module, state):
     return ALL_ATTENTION_FUNCTIONS[original]
 
 
-def _fast_attention(module, query, key, value, attention_mask, scaling, dropout, spec, token_mask):
+def _fast_attention(module, query, key, value, attention_mask, scaling, dropout, spec, state):
     """Outputs [B, L, H, d] of a layer with replaced heads, without building dynamic probabilities."""
+    token_mask = state.token_mask
     batch, heads, length, _ = value.shape
     p = dropout if module.training else 0.0
     out = value.new_empty(batch, heads, length, value.shape[-1])
@@ -185,8 +199,8 @@ def _fast_attention(module, query, key, value, attention_mask, scaling, dropout,
                                                          value[:, spec.dynamic], attn_mask=mask, dropout_p=p,
                                                          scale=scaling)
         out[:, spec.dynamic] = dyn * m[:, None, :, None]  # rows of padded queries are zero, as in mix_heads
-    out[:, spec.replaced] = constant_times_value(spec.constants.to(value.dtype), value[:, spec.replaced],
-                                                 token_mask, dropout=p)
+    out[:, spec.replaced] = constant_times_value(spec.constants_at(state.slots).to(value.dtype),
+                                                 value[:, spec.replaced], token_mask, dropout=p)
     return out.transpose(1, 2).contiguous(), None
 
 
@@ -207,8 +221,7 @@ def _mpnet_fast_forward(module: nn.Module, state: ReplacementState):
         bias = attention_mask
         if position_bias is not None:
             bias = position_bias if bias is None else position_bias + bias
-        out, _ = _fast_attention(module, q, k, v, bias, module.attention_head_size ** -0.5, 0.0, spec,
-                                 state.token_mask)
+        out, _ = _fast_attention(module, q, k, v, bias, module.attention_head_size ** -0.5, 0.0, spec, state)
         return (module.o(out.reshape(*hidden_states.shape[:-1], module.all_head_size)),)
 
     return forward
@@ -218,10 +231,12 @@ def constant_times_value(constants: torch.Tensor, value: torch.Tensor, token_mas
                          dropout: float = 0.0) -> torch.Tensor:
     """renorm(C * m_i m_j) @ V for constants C [R, L, L] and values [B, R, L, d], without forming the
     per-example [B, R, L, L] matrix: since the pair mask factorises, the numerator is m_i (C @ (m V)) and
-    the row sums are m_i (C @ m). With dropout (train mode) the probabilities are built explicitly."""
-    if dropout > 0:
-        probs = renormalise_rows(constants[None] * pair_mask(token_mask).to(value.dtype))
-        return torch.matmul(nn.functional.dropout(probs, p=dropout), value)
+    the row sums are m_i (C @ m). With dropout (train mode), or constants gathered per example [B, R, W, W]
+    (a packed pass), the probabilities are built explicitly."""
+    if dropout > 0 or constants.dim() == 4:
+        probs = renormalise_rows((constants if constants.dim() == 4 else constants[None])
+                                 * pair_mask(token_mask).to(value.dtype))
+        return torch.matmul(nn.functional.dropout(probs, p=dropout) if dropout > 0 else probs, value)
     batch, replaced, length, _ = value.shape
     m = token_mask.to(value.dtype)
     mq = m[:, None, :, None]  # [B, 1, L, 1]
@@ -266,8 +281,8 @@ def _dropout_pre_hook(state: ReplacementState):
         if spec is None:
             return None
         (probs,) = args
-        return (mix_heads(probs[:, spec.dynamic] if len(spec.dynamic) else None, spec, state.token_mask)
-                .to(probs.dtype),)
+        return (mix_heads(probs[:, spec.dynamic] if len(spec.dynamic) else None, spec, state.token_mask,
+                          state.slots).to(probs.dtype),)
     return hook
 
 
@@ -350,8 +365,11 @@ def replace_heads(model, averages, heads="all", gates: torch.Tensor | None = Non
 
     def capture(mod, args, kwargs):
         state.token_mask = _token_mask_from_call(mod, args, kwargs)
+        packing = active_packing(mod)
         state.calls = 0
-        check_batch_length(constants.shape[-1], state.token_mask.shape[1])
+        state.slots = None if packing is None else packing[0]
+        # a packed row is shorter than L; the layout it was packed from must have the constants' L
+        check_batch_length(constants.shape[-1], state.token_mask.shape[1] if packing is None else packing[1])
 
     base = getattr(model, "base_model", model)  # the encoder itself, also inside a task-head wrapper
     handles = [base.register_forward_pre_hook(capture, with_kwargs=True)]

@@ -96,18 +96,23 @@ class RunScopeError(RuntimeError):
 
 def covers(wide: dict, narrow: dict) -> bool:
     """Whether a run over scope `wide` includes everything of a run over `narrow`: same profile, same head ranking
-    (scopes recorded before rankings had a choice are the gates'), and every model, task and seed of `narrow`."""
-    return wide["profile"] == narrow["profile"] and _ranking(wide) == _ranking(narrow) and all(
-        set(narrow[part]) <= set(wide[part]) for part in ("models", "tasks", "seeds"))
+    (scopes recorded before rankings had a choice are the gates'), same backbone passes (scopes recorded before
+    passes had a choice are padded), and every model, task and seed of `narrow`."""
+    return wide["profile"] == narrow["profile"] and _ranking(wide) == _ranking(narrow) and _passes(wide) == _passes(
+        narrow) and all(set(narrow[part]) <= set(wide[part]) for part in ("models", "tasks", "seeds"))
 
 
 def _ranking(scope: dict) -> str:
     return scope.get("ranking", "gates")
 
 
+def _passes(scope: dict) -> str:
+    return scope.get("passes", "padded")
+
+
 def describe_scope(scope: dict) -> str:
     return (f"profile {scope['profile']}: models {', '.join(scope['models'])}; tasks {', '.join(scope['tasks'])}; "
-            f"seeds {', '.join(map(str, scope['seeds']))}; heads ranked by {_ranking(scope)}")
+            f"seeds {', '.join(map(str, scope['seeds']))}; heads ranked by {_ranking(scope)}; {_passes(scope)} passes")
 
 
 def claim_run_folder(run_dir: str | Path, scope: dict) -> Path:

@@ -71,7 +71,7 @@ def test_backbone_passes_stay_on_the_models_device(family, precision, guarded):
     assert_on_cpu(avg.averages, avg.counts)
     for heads in ([], [(0, 1), (1, 3)], "all"):
         features = extract_features(model, get_task("sst2"), data, avg, heads, batch_size=4, precision=precision)
-        assert_on_cpu(features.states, features.labels, features.mask)
+        assert_on_cpu(features.states, features.labels, features.example, features.slot)
     avg2, features = averages_and_features(model, get_task("pos"), toy_data(6, token=True), 4, precision=precision)
     assert_on_cpu(avg2.averages, features.states, features.labels, features.example, features.slot)
     scores = head_scores(model, avg, data.batches(4))

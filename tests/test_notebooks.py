@@ -112,11 +112,11 @@ def test_a_run_executes_every_notebook_in_order_with_the_runs_parameters(tmp_pat
     calls = []
     monkeypatch.setattr("papermill.execute_notebook", lambda source, out, parameters, **k: calls.append(
         (Path(source).stem, Path(out).parent, parameters)))
-    profile = pipeline.get_profile("smoke")
+    profile = pipeline.get_profile("smoke", passes="padded")
     run_dir = pipeline.run_notebooks(profile, tmp_path / "run")
     assert pipeline.NOTEBOOKS == [p.stem for p in NOTEBOOKS]  # every committed notebook, in file order
     assert [name for name, _, _ in calls] == pipeline.NOTEBOOKS
     assert {folder for _, folder, _ in calls} == {run_dir}
     assert all(p == {"profile": "smoke", "models": "minilm-l3", "tasks": "sst2,mrpc,ner", "ranking": "gates",
-                     "run_dir": str(run_dir)} for _, _, p in calls)
+                     "passes": "padded", "run_dir": str(run_dir)} for _, _, p in calls)
     assert json.loads((run_dir / "run.json").read_text())["notebooks"] == pipeline.NOTEBOOKS

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from papa_utils.metrics import metric_range
-from papa_utils.pipeline import (NOTEBOOKS, ROOT, average_attention, cached_model, encoded, get_profile, head_ranking,
+from papa_utils.pipeline import (NOTEBOOKS, ROOT, average_attention, averages_key, cached_model, encoded, get_profile, head_ranking,
                                  main, open_run, probe_sweep, replaced_heads, run_name, run_notebooks, runs_root,
                                  task_data, write_results)
 from papa_utils.probe import ProbeConfig, replaced_counts, train_probe
@@ -164,7 +164,7 @@ def test_figures_tables_and_metadata_exist(smoke):
     assert meta["git_commit"] and meta["packages"]["torch"].startswith("2.13.0")
     assert isinstance(meta["dirty"], bool) and (meta["diff_sha256"] is None) == (not meta["dirty"])
     assert meta["scope"] == {"profile": "smoke", "models": ["minilm-l3"], "tasks": ["sst2", "mrpc", "ner"],
-                             "seeds": [42, 43], "ranking": "gates"}
+                             "seeds": [42, 43], "ranking": "gates", "passes": "packed"}
     assert not meta["run_dir"].startswith("/") and (ROOT / meta["run_dir"]).resolve() == run_dir.resolve()
     assert list(meta["notebook_seconds"]) == meta["notebooks"] == NOTEBOOKS[1:]  # as the smoke fixture asked
     assert NOTEBOOKS[0] == "00_anatomy_of_attention"
@@ -183,12 +183,30 @@ def test_a_narrowed_run_gets_its_own_folder():
     assert str(runs_root()).startswith(tempfile.gettempdir())  # the tests' runs never go to the checkout
 
 
+def test_a_run_with_padded_passes_never_shares_a_folder_with_the_packed_run(smoke):
+    """Every step's cache key holds the passes, and the run folder's scope too: a padded run is another run."""
+    _, run_dir, _ = smoke
+    files = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
+    with pytest.raises(SystemExit, match=re.escape("heads ranked by gates; packed passes. This run covers profile "
+                                                   "smoke: models minilm-l3; tasks sst2, mrpc, ner; seeds 42, 43; "
+                                                   "heads ranked by gates; padded passes")):
+        main(["--profile", "smoke", "--passes", "padded", "--run-dir", str(run_dir)])
+    assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == files
+    assert run_name(get_profile("smoke", passes="padded")) == "smoke__padded-passes"
+    packed, padded = get_profile("smoke"), get_profile("smoke", passes="padded")
+    data = task_data("sst2", "train", 8)
+    assert averages_key(packed, "minilm-l3", "sst2", data) != averages_key(padded, "minilm-l3", "sst2", data)
+    with pytest.raises(SystemExit, match="^passes must be one of 'packed', 'padded', got 'pad'$"):
+        main(["--profile", "smoke", "--passes", "pad"])
+
+
 def test_a_narrowed_run_never_overwrites_a_wider_runs_results(smoke):
     profile, run_dir, _ = smoke
     files = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
     message = (f"run folder {run_dir} holds a run over profile smoke: models minilm-l3; tasks sst2, mrpc, ner; seeds "
-               f"42, 43; heads ranked by gates. This run covers profile smoke: models minilm-l3; tasks sst2; seeds "
-               f"42, 43; heads ranked by gates, so it would overwrite those results with fewer. Leave RUN_DIR unset")
+               f"42, 43; heads ranked by gates; packed passes. This run covers profile smoke: models minilm-l3; tasks "
+               f"sst2; seeds 42, 43; heads ranked by gates; packed passes, so it would overwrite those results with "
+               f"fewer. Leave RUN_DIR unset")
     with pytest.raises(SystemExit, match=re.escape(message)):
         main(["--profile", "smoke", "--tasks", "sst2", "--run-dir", str(run_dir)])
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == files
@@ -261,13 +279,14 @@ def test_publishing_is_an_explicit_step_that_never_narrows_published_results(smo
     published = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
     scope = json.loads((run_dir / "run.json").read_text())["scope"]
     with pytest.raises(RunScopeError, match=re.escape("results/smoke/ holds a run over profile smoke: models "
-                                                      "minilm-l3; tasks sst2, mrpc, ner; seeds 42, 43; heads ranked by gates; the run in")):
+                                                      "minilm-l3; tasks sst2, mrpc, ner; seeds 42, 43; heads ranked by gates; packed passes; "
+                                                      "the run in")):
         publish_run(copy_of_run("narrow", scope={**scope, "tasks": ["sst2"]}), root)
     with pytest.raises(PublishError, match="did not finish \\(its run.json has no wall time\\)"):
         publish_run(copy_of_run("unfinished", wall_seconds=None), root)
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == published  # nothing was touched
-    with pytest.raises(RunScopeError, match="heads ranked by gates; the run in .* covers only .* heads ranked by "
-                                            "input_dependence"):  # not the profile's own ranking
+    with pytest.raises(RunScopeError, match="heads ranked by gates; packed passes; the run in .* covers only .* "
+                                            "heads ranked by input_dependence"):  # not the profile's own ranking
         publish_run(copy_of_run("ranked", scope={**scope, "ranking": "input_dependence"}), root)
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == published  # nothing was touched
     publish_run(copy_of_run("same"), root)  # the same scope again (e.g. a rerun at a newer commit) is fine
@@ -279,6 +298,13 @@ def test_publishing_is_an_explicit_step_that_never_narrows_published_results(smo
         publish_run(copy_of_run("then", profile={**run_settings, "epochs": 15}), root)
     publish_run(copy_of_run("now"), root)
     assert json.loads((target / "run.json").read_text())["scope"]["ranking"] == "gates"
+    # and results made with padded passes (scopes without "passes" were) give way to the packed run the same way
+    older = json.loads((target / "run.json").read_text())
+    (target / "run.json").write_text(json.dumps({**older, "scope": {k: v for k, v in scope.items() if k != "passes"}}))
+    with pytest.raises(RunScopeError, match="padded passes; the run in .* covers only .* packed passes"):
+        publish_run(copy_of_run("then2", profile={**run_settings, "epochs": 15}), root)
+    publish_run(copy_of_run("now2"), root)
+    assert json.loads((target / "run.json").read_text())["scope"]["passes"] == "packed"
 
 
 def test_references_stand_beside_every_baseline(smoke):
@@ -338,9 +364,9 @@ def test_a_run_ranked_another_way_never_shares_a_folder_with_the_gates_run(smoke
     """The head ranking decides every partial result: a run with another ranking is another run."""
     _, run_dir, _ = smoke
     files = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
-    with pytest.raises(SystemExit, match=re.escape("heads ranked by gates. This run covers profile smoke: models "
-                                                   "minilm-l3; tasks sst2, mrpc, ner; seeds 42, 43; heads ranked by "
-                                                   "input_dependence")):
+    with pytest.raises(SystemExit, match=re.escape("heads ranked by gates; packed passes. This run covers profile "
+                                                   "smoke: models minilm-l3; tasks sst2, mrpc, ner; seeds 42, 43; "
+                                                   "heads ranked by input_dependence")):
         main(["--profile", "smoke", "--ranking", "input_dependence", "--run-dir", str(run_dir)])
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == files
     with pytest.raises(SystemExit, match="unknown ranking 'gate'; rankings: gates, input_dependence, variance, random"):

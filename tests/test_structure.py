@@ -8,7 +8,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # lowest first: a module may import only modules listed before it (device and precision policy near the bottom)
-LAYERS = ["runs", "device", "models", "tasks", "layout", "metrics", "references", "averages", "replace", "head_stats", "probe", "analysis",
+LAYERS = ["runs", "device", "models", "tasks", "layout", "packing", "metrics", "references", "averages", "replace", "head_stats", "probe", "analysis",
           "figures", "executor", "pipeline", "publish"]
 
 

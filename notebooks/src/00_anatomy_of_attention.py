@@ -24,6 +24,7 @@ profile = "smoke"
 models = ""
 tasks = ""
 ranking = ""  # how the partial sweep orders the heads (empty: the profile's)
+passes = ""  # backbone passes: packed (real tokens only) or padded (the whole layout); empty: the profile's
 run_dir = ""  # empty: runs/<run name> ($PAPA_RUNS_DIR instead of runs/ when set)
 model = ""  # empty: the profile's first model
 task = ""  # empty: MRPC (a sentence pair) when the profile has it, else the profile's first task
@@ -40,10 +41,11 @@ from papa_utils.figures import plot_average_vs_input, plot_head_map, plot_one_in
 from papa_utils.head_stats import (PATTERNS, attention_row_checks, constant_patterns, head_scores, head_statistics,
                                    heads_of_layer, hidden_state_change, js_divergence, papa_substitute,
                                    ranking_from_scores, recompute_attention, row_entropy)
+from papa_utils.packing import backbone_batches
 from papa_utils.pipeline import (average_attention, cached_model, encoded, example_attention, figures_dir,
                                  get_profile, open_run, task_data)
 
-profile = get_profile(profile, models or None, tasks or None, ranking or None)
+profile = get_profile(profile, models or None, tasks or None, ranking or None, passes or None)
 model_name = model or profile.models[0]
 task = task or ("mrpc" if "mrpc" in profile.tasks else profile.tasks[0])
 spec = get_task(task)  # an unknown task fails here, listing the known ones
@@ -88,10 +90,11 @@ fig
 # ## 3. Per-head statistics over a small corpus
 # Averaged over every real query row of the corpus: the entropy of a row (uniform attention over the n real
 # tokens has the maximum, log n), the attention mass on `[CLS]`, on separators and on punctuation, and on the
-# tokens at offsets −1, 0, +1 (in real-token order).
+# tokens at offsets −1, 0, +1 (in real-token order). Statistics over a corpus run on the real tokens only
+# (packed passes, `papa_utils.packing`): the padding of the layout changes none of them.
 
 # %%
-stats = head_statistics(net, tokenizer, corpus.batches(32))
+stats = head_statistics(net, tokenizer, backbone_batches(corpus, 32, profile.passes))
 maps = ["entropy", "mass_cls", "mass_sep", "mass_punctuation", "offset_-1", "offset_+0", "offset_+1"]
 fig, axes = plt.subplots(len(maps), 1, figsize=(6.3, len(maps) * (0.3 * info["layers"] + 0.6)))
 for ax, name in zip(axes, maps):
@@ -140,7 +143,7 @@ fig
 # right (notebook 6 tests that against the paper's trained gates).
 
 # %%
-scores = head_scores(net, averages, corpus.batches(32))
+scores = head_scores(net, averages, backbone_batches(corpus, 32, profile.passes))
 fig, axes = plt.subplots(2, 1, figsize=(6.3, 2 * (0.3 * info["layers"] + 0.8)))
 plot_head_map(scores["input_dependence"], title="input dependence (JS divergence from the substitute)", ax=axes[0])
 plot_head_map(scores["variance"], title="variance around the average", ax=axes[1], fmt=".3f")
@@ -161,7 +164,8 @@ fig
 # %%
 scopes = {f"head {ranking[0]} (least dependent)": [ranking[0]], f"head {ranking[-1]} (most dependent)": [ranking[-1]],
           "layer 0": heads_of_layer(net, 0), "all heads": "all"}
-table = {kind: {scope: hidden_state_change(net, constant_patterns(kind, averages), replaced, corpus.batches(32))
+table = {kind: {scope: hidden_state_change(net, constant_patterns(kind, averages), replaced,
+                                           backbone_batches(corpus, 32, profile.passes))
                 for scope, replaced in scopes.items()} for kind in PATTERNS}
 pd.DataFrame(table).T.round(3)
 

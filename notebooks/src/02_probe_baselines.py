@@ -22,6 +22,7 @@ profile = "smoke"
 models = ""
 tasks = ""
 ranking = ""  # how the partial sweep orders the heads (empty: the profile's)
+passes = ""  # backbone passes: packed (real tokens only) or padded (the whole layout); empty: the profile's
 run_dir = ""  # empty: runs/<run name> ($PAPA_RUNS_DIR instead of runs/ when set)
 
 # %%
@@ -33,7 +34,7 @@ from papa_utils.figures import plot_dev_curves, save_figure
 from papa_utils.pipeline import (cached_model, figures_dir, get_profile, open_run, probe_sweep, results_dir,
                                  save_table, truncation_table, write_results)
 
-profile = get_profile(profile, models or None, tasks or None, ranking or None)
+profile = get_profile(profile, models or None, tasks or None, ranking or None, passes or None)
 run_dir = open_run(run_dir, profile)
 print("sizes per model:", {m: profile.sizes(m) for m in profile.models}, "epochs:", profile.epochs,
       "seeds:", profile.seeds)

@@ -26,6 +26,7 @@ profile = "smoke"
 models = ""
 tasks = ""
 ranking = ""  # how the partial sweep orders the heads (empty: the profile's)
+passes = ""  # backbone passes: packed (real tokens only) or padded (the whole layout); empty: the profile's
 run_dir = ""  # empty: runs/<run name> ($PAPA_RUNS_DIR instead of runs/ when set)
 
 # %%
@@ -36,7 +37,7 @@ from papa_utils.figures import plot_relative_drop_vs_baseline, save_figure
 from papa_utils.pipeline import figures_dir, get_profile, open_run, read_statistics, results_dir, write_results
 from papa_utils.runs import atomic_path, write_json
 
-profile = get_profile(profile, models or None, tasks or None, ranking or None)
+profile = get_profile(profile, models or None, tasks or None, ranking or None, passes or None)
 run_dir = open_run(run_dir, profile)
 results = write_results(run_dir, profile)
 assert len(results), "no probe results yet: run notebooks 02 and 03 first (make figures does)"

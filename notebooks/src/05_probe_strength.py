@@ -18,6 +18,7 @@ profile = "smoke"
 models = ""
 tasks = ""
 ranking = ""  # how the partial sweep orders the heads (empty: the profile's)
+passes = ""  # backbone passes: packed (real tokens only) or padded (the whole layout); empty: the profile's
 run_dir = ""  # empty: runs/<run name> ($PAPA_RUNS_DIR instead of runs/ when set)
 
 # %%
@@ -27,7 +28,7 @@ from papa_utils.analysis import curve_summary
 from papa_utils.figures import plot_learning_curves, save_figure
 from papa_utils.pipeline import curve_table, figures_dir, get_profile, learning_curve, open_run, results_dir, save_table
 
-profile = get_profile(profile, models or None, tasks or None, ranking or None)
+profile = get_profile(profile, models or None, tasks or None, ranking or None, passes or None)
 run_dir = open_run(run_dir, profile)
 print(f"model {profile.curve_model}; tasks {', '.join(profile.curve_tasks)}; training sizes "
       f"{', '.join(map(str, profile.curve_sizes))}; seeds {', '.join(map(str, profile.curve_seeds))}")

@@ -31,6 +31,7 @@ profile = "smoke"
 models = ""
 tasks = ""
 ranking = ""  # how the partial sweep orders the heads (empty: the profile's)
+passes = ""  # backbone passes: packed (real tokens only) or padded (the whole layout); empty: the profile's
 run_dir = ""  # empty: runs/<run name> ($PAPA_RUNS_DIR instead of runs/ when set)
 
 # %%
@@ -39,7 +40,7 @@ from papa_utils.figures import plot_ranking_comparison, save_figure
 from papa_utils.pipeline import (figures_dir, get_profile, open_run, ranking_agreement_table, ranking_comparison,
                                  ranking_comparison_table, ranking_stability_table, results_dir, save_table)
 
-profile = get_profile(profile, models or None, tasks or None, ranking or None)
+profile = get_profile(profile, models or None, tasks or None, ranking or None, passes or None)
 run_dir = open_run(run_dir, profile)
 print(f"main ranking: {profile.ranking}; compared: {', '.join(profile.compare_rankings)} "
       f"({profile.random_orders} random orders) on {', '.join(profile.compare_models) or 'no model'}")
