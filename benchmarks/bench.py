@@ -3,7 +3,8 @@
     make bench            # or: python benchmarks/bench.py [--quick] [--only probe_settings,precision]
 
 Prints Markdown tables (forward passes, probe protocol, bf16 backbone, probe settings with bf16 products,
-head-ranking stability and cost, auto precision, the paper profile's cost per cell) and writes them, with the raw timings, to results/bench.md and
+head-ranking stability and cost, auto precision, the paper profile's cost per cell, packed vs padded passes) and
+writes them, with the raw timings, to results/bench.md and
 results/bench.json (results/bench_<sections>.* with --only). Times are medians of repeated runs after a
 warm-up; the machine's matmul peak is measured in the same run.
 """
@@ -206,6 +207,106 @@ def precision_section(models) -> list[dict]:
     return out
 
 
+def profile_pass_examples(profile, model_name: str, task: str, total_heads: int) -> dict:
+    """How many examples a run of `profile` puts through each kind of backbone pass in one (model, task) cell:
+    "attention" (probabilities returned: the averages, the head scores and their stability subset) and
+    "features" at each sweep point k (train + dev, one pass per configuration shared by the seeds; at k = 0 the
+    training features come with the averages' pass when they are the same examples), plus the learning curve's
+    k = 0 and all-heads passes over its largest subset and the dev set. The profile's own pass counts, to weigh
+    the packing section's per-example times as the profile spends them."""
+    from papa_utils import load_task as split
+    from papa_utils.pipeline import stability_variants
+
+    size = lambda name: profile.size(model_name, name, task)  # noqa: E731
+    whole = lambda n, name: n if n is not None else len(split(task, name))  # noqa: E731
+    averages, train = whole(size("average_examples"), "train"), whole(size("train_examples"), "train")
+    dev, rank = whole(size("dev_examples"), "validation"), whole(size("rank_examples"), "train")
+    scored = [profile.ranking, *profile.compare_rankings]
+    scores = rank * (1 + any(v for m, v in stability_variants(profile, model_name).items() if m != "gates")) \
+        if any(m in ("input_dependence", "variance") for m in scored) else 0
+    features = {k: dev + (0 if k == 0 and averages == train else train)
+                for k in profile.sweep_counts(model_name, total_heads)}
+    if model_name == profile.curve_model and task in profile.curve_tasks:
+        largest = min(max(profile.curve_sizes), len(split(task, "train")))
+        for k in (0, total_heads):
+            features[k] = features.get(k, 0) + largest + dev
+    return {"attention": averages + scores, "features": features}
+
+
+def packing_section(quick: bool) -> dict:
+    """Padded vs packed backbone passes of the cpu profile, side by side on the same examples: for every model and
+    task at the profile's L, a pass with attention returned (averages, head scores) and a feature pass at each of
+    the profile's sweep points, over the same examples (half training, half dev) in both ways. Per cell: seconds per
+    example, real-token fill, tokens per second; then the whole profile's backbone seconds, each kind of pass
+    weighted by the examples the profile puts through it (``profile_pass_examples``)."""
+    from papa_utils.head_stats import random_ranking
+    from papa_utils.packing import backbone_batches, run_backbone
+    from papa_utils.pipeline import get_profile, replaced_heads
+
+    profile = get_profile("cpu")
+    models, tasks = (profile.models[:1], profile.tasks[:2]) if quick else (profile.models, profile.tasks)
+    n = 16 if quick else 64
+    cells = []
+    for model_name in models:
+        model, tokenizer = load_model(model_name)
+        info = describe(model)
+        total = info["layers"] * info["heads"]
+        order = random_ranking(info["layers"], info["heads"], seed=0)
+        for task in tasks:
+            length = profile.length(task)
+            frame = [load_task(task, split).sample(n // 2, seed=1) for split in ("train", "validation")]
+            data = [encode(part, tokenizer, length) for part in frame]
+            real = sum(int(d.attention_mask.sum()) for d in data)
+            constants = torch.rand(info["layers"], info["heads"], length, length)
+            weights = profile_pass_examples(profile, model_name, task, total)
+
+            def one_pass(passes, heads, attention):
+                def run():
+                    with torch.no_grad(), replace_heads(model, constants, heads):
+                        for part in data:
+                            for batch in backbone_batches(part, 32, passes):
+                                run_backbone(model, batch, output_attentions=attention, output_hidden_states=True)
+                return run
+
+            kinds = {"attention": ([], True), **{f"features k={k}": (replaced_heads(k, total, order), False)
+                                                 for k in weights["features"]}}
+            cell = {"model": model_name, "task": task, "L": length, "examples": n, "fill": real / (n * length),
+                    "real_tokens": real, "passes": {}}
+            for kind, (heads, attention) in kinds.items():
+                cell["passes"][kind] = {p: timed(one_pass(p, heads, attention), 1) / n for p in ("padded", "packed")}
+                cell["passes"][kind]["examples"] = (weights["attention"] if kind == "attention" else
+                                                    weights["features"][int(kind.split("=")[1])])
+            for p in ("padded", "packed"):
+                cell[f"{p}_seconds"] = sum(v[p] * v["examples"] for v in cell["passes"].values())
+                cell[f"{p}_tokens_per_second"] = real / sum(v[p] for v in cell["passes"].values()) / n * len(kinds)
+            cells.append(cell)
+            print(f"packing {model_name} {task}: {cell['padded_seconds']:.0f} s padded, {cell['packed_seconds']:.0f} s "
+                  f"packed over the profile's passes", file=sys.stderr, flush=True)
+    return {"profile": profile.name, "cells": cells,
+            "padded_seconds": sum(c["padded_seconds"] for c in cells),
+            "packed_seconds": sum(c["packed_seconds"] for c in cells)}
+
+
+def packing_markdown(r: dict) -> list[str]:
+    lines = ["", f"## Packed vs padded backbone passes: the {r['profile']} profile's passes on the same examples", "",
+             "Per cell, the same examples (half training, half dev) through every kind of pass the profile makes, "
+             "padded (the whole PAPA layout) and packed (real tokens only); seconds per example averaged over the kinds "
+             "of pass; the profile's backbone seconds weigh each kind by the examples the profile puts through it.", "",
+             "| model | task | L | real-token fill | padded ms / example | packed ms / example | real tokens / s padded "
+             "/ packed | profile's backbone s padded / packed | packed vs padded |", "|---|---|---|---|---|---|---|---|---|"]
+    for c in r["cells"]:
+        kinds = c["passes"].values()
+        padded = 1e3 * statistics.mean(v["padded"] for v in kinds)
+        packed = 1e3 * statistics.mean(v["packed"] for v in kinds)
+        lines.append(f"| {c['model']} | {c['task']} | {c['L']} | {100 * c['fill']:.0f}% | {padded:.1f} | {packed:.1f} | "
+                     f"{c['padded_tokens_per_second']:,.0f} / {c['packed_tokens_per_second']:,.0f} | "
+                     f"{c['padded_seconds']:,.0f} / {c['packed_seconds']:,.0f} | "
+                     f"{c['padded_seconds'] / c['packed_seconds']:.2f}x |")
+    lines += ["", f"packing: packed vs padded {r['padded_seconds'] / r['packed_seconds']:.2f}x over the profile's passes "
+              f"({r['padded_seconds']:,.0f} s padded, {r['packed_seconds']:,.0f} s packed)"]
+    return lines
+
+
 # the paper's models by size (hidden, layers, feed-forward): BERT, RoBERTa and DeBERTa v1 share them; DeBERTa's
 # relative attention adds work this count leaves out
 PAPER_SIZES = {"base": (768, 12, 3072), "large": (1024, 24, 4096)}
@@ -320,6 +421,8 @@ def markdown(report: dict) -> str:
         lines += ranking_markdown(report["ranking"])
     if "paper_cost" in report:
         lines += paper_cost_markdown(report["paper_cost"])
+    if "packing" in report:
+        lines += packing_markdown(report["packing"])
     if "precision" in report:
         lines += ["", "## precision=\"auto\": what it picks here (the model's own products, batch 32 x L 128, the "
                   "bf16 ones under autocast; bf16 only below 0.9x the fp32 time)", "",
@@ -378,7 +481,8 @@ def ranking_markdown(r: dict) -> list[str]:
     return lines
 
 
-SECTIONS = ("forward", "probe_protocol", "bf16_metrics", "probe_settings", "ranking", "precision", "paper_cost")
+SECTIONS = ("forward", "probe_protocol", "bf16_metrics", "probe_settings", "ranking", "precision", "paper_cost",
+            "packing")
 
 
 def measure(name: str, quick: bool, models):
@@ -409,6 +513,8 @@ def measure(name: str, quick: bool, models):
         return precision_section(models)
     if name == "paper_cost":
         return paper_cost_section(quick)
+    if name == "packing":
+        return packing_section(quick)
     raise ValueError(f"unknown section {name!r}; sections: {', '.join(SECTIONS)}")
 
 

@@ -98,6 +98,8 @@ class AverageAccumulator:
         """attentions: per layer [B, heads, W, W] probabilities; token_mask: [B, W] real tokens. For the whole
         layout W = L; for a packed batch (``papa_utils.packing``) position i holds slot slots[b, i] of a layout of
         `length` L, and each probability is added into its (slot_i, slot_j) cell of the L x L grid."""
+        if slots is not None and length is None:
+            raise ValueError("a packed batch's probabilities need the layout's length L to land in the L x L grid")
         pm = pair_mask(token_mask)  # [B, 1, W, W]
         stacked = torch.stack([a.detach().to(torch.float32) for a in attentions], dim=1)  # [B, N, H, W, W]
         if self.sums is None:

@@ -30,11 +30,11 @@ from .device import inputs_on, model_device
 
 PASSES = ("packed", "padded")
 # model types whose packed pass is proven equal to the padded pass (tests/test_packing.py)
-PACKED_MODEL_TYPES = ("bert", "roberta", "electra", "xlm-roberta", "camembert", "albert", "distilbert", "deberta",
-                      "deberta-v2", "mpnet")
+PACKED_MODEL_TYPES = ("bert", "roberta", "electra", "xlm-roberta", "albert", "distilbert", "deberta", "deberta-v2",
+                      "mpnet")
 # families whose embeddings number real tokens themselves (padding_idx + 1 + rank among real tokens): the same
 # ids in a packed row, where real tokens keep their order
-COUNTED_POSITIONS = ("roberta", "xlm-roberta", "camembert", "mpnet")
+COUNTED_POSITIONS = ("roberta", "xlm-roberta", "mpnet")
 
 
 class PackingUnsupportedError(TypeError):
@@ -53,7 +53,8 @@ class Batch:
 
     inputs: input_ids, attention_mask (and token_type_ids), [B, W]; slots: [B, W], the slot of each position
     (padded: 0..L-1; packed: each example's real slots in order, then 0 on the positions that pad the row);
-    examples: [B], their indices in the ``Encoded``; length: the layout's L."""
+    examples: [B], their indices in the ``Encoded``; length: the layout's L; packed: whether the rows hold real
+    tokens only (else the whole layout, slots 0..L-1)."""
 
     inputs: dict
     slots: torch.Tensor
@@ -171,6 +172,12 @@ def _deberta_relative_positions(encoder, slots: torch.Tensor, heads: int):
 
 @contextmanager
 def _attribute(obj, name, value):
+    """`obj.name` is `value` inside the context. A name the model no longer has (another transformers version) is
+    refused: the packed pass would otherwise run without the slot positions it needs."""
+    if not hasattr(obj, name):
+        raise PackingUnsupportedError(
+            f"{type(obj).__name__} has no {name!r} in this transformers version, so packed passes cannot give it slot "
+            f"positions; run it with padded passes: passes='padded' in the Python API, PASSES=padded for make figures")
     had = name in obj.__dict__
     before = obj.__dict__.get(name)
     setattr(obj, name, value)

@@ -82,12 +82,9 @@ class SentenceProbe(nn.Module):
 
     def forward(self, states: torch.Tensor, rows: "Rows") -> torch.Tensor:
         """states [M, N+1, D] of the real tokens of `rows.count` examples (``Rows``) -> logits [count, C]."""
-        dtype = autocast_dtype(self.slot_weights)  # bf16 inside the probe's bf16 autocast, else fp32
-        dense = states.new_zeros(rows.count, rows.width, *states.shape[1:], dtype=dtype)  # [count, W, N+1, D]
-        dense[rows.owner, rows.rank] = states.to(dtype)
-        weights = self.slot_weights.new_zeros(rows.count, rows.width, self.slot_weights.shape[0])
-        weights = weights.index_put((rows.owner, rows.rank), self.slot_weights[:, rows.slot].t())  # w[l, slot]
-        pooled = torch.einsum("bwl,bwld->bld", weights.to(dtype), dense).flatten(1)
+        weighted = states.float() * self.slot_weights[:, rows.slot].t()[:, :, None]  # w[l, slot] h_l per token
+        pooled = weighted.new_zeros(rows.count, *states.shape[1:]).index_add_(0, rows.owner, weighted)  # fp32 sums
+        pooled = pooled.flatten(1).to(autocast_dtype(self.slot_weights))  # bf16 inside the probe's bf16 autocast
         return self.classifier(self.dropout(torch.tanh(self.pool(pooled))))
 
 
@@ -240,8 +237,9 @@ class BatchBuffer:
 
 
 def _kept(task: Task, data: Encoded) -> torch.Tensor:
-    """[n, L] the slots whose hidden states the probe reads: real tokens (sentence tasks), labelled ones (token)."""
-    return data.labels != -100 if task.token_task else data.attention_mask.bool()
+    """[n, L] the slots whose hidden states the probe reads: real tokens (sentence tasks), labelled real ones (token)."""
+    real = data.attention_mask.bool()
+    return (data.labels != -100) & real if task.token_task else real
 
 
 def batch_rows(task: Task, data: Encoded, batch: Batch, states: torch.Tensor) -> ProbeBatch:
@@ -250,7 +248,7 @@ def batch_rows(task: Task, data: Encoded, batch: Batch, states: torch.Tensor) ->
     owner, position = batch.token_mask.bool().nonzero(as_tuple=True)
     slot = batch.slots[owner, position]
     example = batch.examples[owner]
-    if task.token_task:
+    if task.token_task:  # labelled real tokens (``_kept``)
         keep = data.labels[example, slot] != -100
         owner, position, slot, example = owner[keep], position[keep], slot[keep], example[keep]
         labels = data.labels[example, slot]
@@ -271,6 +269,7 @@ class FeatureWriter:
         self.first = torch.cat([torch.zeros(1, dtype=torch.long), kept.sum(1).cumsum(0)])  # first row of each example
         self.states: torch.Tensor | None = None
         self.seen = torch.zeros(len(data), dtype=torch.bool)
+        self.written = 0
 
     def add(self, batch: Batch, states: torch.Tensor) -> None:
         part = batch_rows(self.task, self.data, batch, states)
@@ -280,10 +279,12 @@ class FeatureWriter:
             self.states = torch.empty((len(self.example), *states.shape[1:2], states.shape[-1]), dtype=torch.float16)
         self.states[rows] = part.states.half().cpu()
         self.seen[batch.examples] = True
+        self.written += len(rows)
 
     def result(self) -> Features:
-        if not bool(self.seen.all()):
-            raise RuntimeError(f"{int((~self.seen).sum())} of {len(self.seen)} examples were not passed")
+        if not bool(self.seen.all()) or self.written != len(self.example):
+            raise RuntimeError(f"{int((~self.seen).sum())} of {len(self.seen)} examples were not passed; "
+                               f"{self.written} of {len(self.example)} rows written")
         labels = self.data.labels[self.example, self.slot] if self.task.token_task else self.data.labels
         return Features(self.states, labels, self.example, self.slot, self.task.token_task)
 
@@ -377,8 +378,8 @@ def predict(probe: nn.Module, task: Task, features: Features, data: Encoded, buf
     with backbone_precision(precision, device):
         for start, stop, first, last in features.chunks(rows):
             states = buffer.slice(features.states, first, last)
-            rows = Rows.of(features.example[first:last] - start, features.slot[first:last], stop - start)
-            logits.append(probe(states, rows.to(device)).float().cpu())
+            where = Rows.of(features.example[first:last] - start, features.slot[first:last], stop - start)
+            logits.append(probe(states, where.to(device)).float().cpu())
     return _predictions(task, torch.cat(logits), data, features.example, features.slot)
 
 

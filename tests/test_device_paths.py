@@ -24,8 +24,10 @@ def toy_data(n, token=False, seed=0):
     ids = torch.randint(5, VOCAB, (n, L), generator=g)
     mask = torch.ones(n, L, dtype=torch.long)
     mask[::2, L - 3:] = 0
-    # token tasks: every position labelled, as "meta" cannot tell which are (nonzero assumes all are)
+    # token tasks: every real position labelled (which rows the probe reads is decided on the CPU)
     labels = torch.randint(0, 5, (n, L), generator=g) if token else torch.randint(0, 2, (n,), generator=g)
+    if token:
+        labels[mask == 0] = -100
     return Encoded(ids, mask, None, labels)
 
 

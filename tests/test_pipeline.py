@@ -385,6 +385,18 @@ def test_truncation_is_reported_at_the_profiles_length(smoke):
     assert mrpc.dev_truncated > 0.5 and mrpc.train_examples == 64  # 15 slots per sentence of a pair: most are cut
 
 
+def test_the_cpu_profiles_lengths_truncate_at_most_three_percent():
+    """With padding free, each task's L is the one that cuts at most 3% of the training and dev examples, as the
+    published truncation table (notebook 2, every model's tokenizer) measured them."""
+    profile = get_profile("cpu")
+    table = pd.read_csv(ROOT / "results" / "cpu" / "truncation.csv")
+    for model_name in profile.models:
+        for task in profile.tasks:
+            row = table[(table.model == model_name) & (table.task == task) & (table.L == profile.length(task))]
+            assert len(row) == 1, (model_name, task, profile.length(task))
+            assert row.train_truncated.item() <= 0.03 and row.dev_truncated.item() <= 0.03, (model_name, task)
+
+
 def test_lengths_and_sizes_per_task():
     from dataclasses import replace
 
