@@ -157,8 +157,8 @@ PROFILES = {
                    # learning curve on the cheapest model, one seed, where the training size matters
                    curve_model="minilm-l3", curve_tasks=("cola", "mnli", "ner"), curve_sizes=(1000, 4000, 8000)),
     # full splits on a GPU with the Hub: hidden states of whole splits do not fit in memory, so the backbone
-    # streams (eval mode) for every batch; gates train for as long as the probe. No learning curve: its cached
-    # features of 8,000 examples would take ~20 GB for BERT-base at L = 128 (the cpu profile has one)
+    # streams (eval mode) for every batch; gates train for as long as the probe. No learning curve (the cpu profile
+    # has one)
     "paper": Profile("paper", ("bert-base-uncased", "bert-large-uncased", "roberta-base", "roberta-large",
                                "microsoft/deberta-base", "microsoft/deberta-large"),
                      ("cola", "sst2", "mrpc", "mnli", "ner", "pos"), seeds=(42, 43, 44), epochs=15, rank_epochs=15,

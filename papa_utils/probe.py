@@ -210,7 +210,7 @@ class BatchBuffer:
     """Two buffers, allocated once, that batches of cached (fp16, CPU) features are gathered into and converted
     into (fp32, or bf16 for a probe whose products run in bf16), the second on the probe's `device`.
 
-    A fresh fp32 batch is a new allocation of up to 40 MB (MPNet, L = 64, 16 examples): the allocator maps
+    A fresh fp32 batch is a new allocation of several MB (MPNet: 40 kB per token row): the allocator maps
     fresh pages for it every step, and those page faults cost several times the copy itself. The tensor returned
     is overwritten by the next call, so use it before asking for the next batch."""
 
