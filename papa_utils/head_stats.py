@@ -29,7 +29,7 @@ from .averages import AttentionAverages, check_batch_length
 from .device import inputs_on, model_device
 from .layout import pair_mask
 from .models import describe
-from .packing import as_batch, run_backbone
+from .packing import as_batch, at_slots, run_backbone
 from .replace import QK_PROJECTIONS, attention_modules, renormalise_rows, replace_heads
 
 OFFSETS = (-1, 0, 1)
@@ -61,9 +61,7 @@ def papa_substitute(constants: torch.Tensor, token_mask: torch.Tensor, slots: to
     constants = constants.to(torch.float32)
     if slots is None:
         return renormalise_rows(constants[None] * pm)
-    slots = slots.to(constants.device)
-    gathered = constants[:, :, slots[:, :, None], slots[:, None, :]].permute(2, 0, 1, 3, 4)  # [B, N, H, W, W]
-    return renormalise_rows(gathered * pm)
+    return renormalise_rows(at_slots(constants, slots) * pm)  # [B, N, H, W, W]
 
 
 def _row_mean(values: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -140,6 +140,14 @@ def check_packable(model) -> None:
             "the Python API, PASSES=padded for make figures")
 
 
+def at_slots(matrices: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+    """Slot-indexed matrices [..., L, L] at the positions of a packed batch: [B, ..., W, W], entry (i, j) of row b
+    being matrices[..., slots[b, i], slots[b, j]]."""
+    slots = slots.to(matrices.device)
+    gathered = matrices[..., slots[:, :, None], slots[:, None, :]]  # [..., B, W, W]
+    return gathered.movedim(-3, 0)
+
+
 def _relative_slots(slots: torch.Tensor) -> torch.Tensor:
     """[B, W, W]: slot of query i minus slot of key j."""
     return slots[:, :, None] - slots[:, None, :]

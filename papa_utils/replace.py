@@ -33,7 +33,7 @@ from .averages import AttentionAverages, check_batch_length
 from .device import autocast_dtype, model_device
 from .layout import pair_mask
 from .models import describe, model_name
-from .packing import active_packing
+from .packing import active_packing, at_slots
 
 REGISTRY_ATTENTION = {"BertSelfAttention", "RobertaSelfAttention", "ElectraSelfAttention",
                       "XLMRobertaSelfAttention", "CamembertSelfAttention", "AlbertAttention",
@@ -100,7 +100,7 @@ class LayerSpec:
         position i holds slot slots[b, i], C[slot_i, slot_j] per example: [B, R, W, W]."""
         if slots is None:
             return self.constants
-        return self.constants[:, slots[:, :, None], slots[:, None, :]].transpose(0, 1)
+        return at_slots(self.constants, slots)
 
 
 class ReplacementState:
