@@ -353,6 +353,11 @@ def check_claims(results: pd.DataFrame, statistics: dict | None = None, n_boot: 
     return out
 
 
+def _missing(value) -> bool:
+    """Undefined: None (strict JSON's null) or NaN."""
+    return value is None or bool(np.isnan(value))
+
+
 def _ci(c: dict) -> str:
     return f"{c['value']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}]"
 
@@ -360,7 +365,7 @@ def _ci(c: dict) -> str:
 def _average(a: dict) -> str:
     if not a["points"]:
         return "undefined"
-    ci = "" if np.isnan(a["ci_low"]) else f" [{100 * a['ci_low']:.1f}, {100 * a['ci_high']:.1f}]"
+    ci = "" if _missing(a["ci_low"]) else f" [{100 * a['ci_low']:.1f}, {100 * a['ci_high']:.1f}]"
     left = f"; {a['undefined_points']} undefined" if a["undefined_points"] else ""
     return f"{100 * a['value']:.1f}%{ci} over {a['points']} points{left}"
 

@@ -65,14 +65,15 @@ class Profile:
     gate_lr: float | None = None  # the gates' own learning rate in the head ranking (None: `probe_lr`)
     epochs: int = 15
     probe_lr: float = 2e-5  # the paper's; a higher lr with fewer epochs where the learning curves allow it
+    lr_schedule: str = "constant"  # the paper's; "linear" decays to 0 at the last step (``ProbeConfig``)
     length_override: int | None = None  # one L for every task (None: `task_lengths`, else each task's default)
     task_lengths: dict = field(default_factory=dict)  # task -> L (chosen from ``truncation_table`` and cost)
     protocol: str = "cached"  # probe protocol (ProbeConfig): "streaming" when features would not fit in memory
     precision: str = "auto"  # backbone passes: "fp32", "bf16", or "auto": the faster on this machine, per model
     # (``precision_of``; measured once, recorded in run.json)
     task_sizes: dict = field(default_factory=dict)  # task -> {size field: n}, e.g. a cap on a large dev split
-    model_sizes: dict = field(default_factory=dict)  # model -> {size field: n}: caps for a big model
-    # (a task's sizes replace the defaults above; a model's cap both)
+    # (a task's sizes replace the defaults above). There is no per-model size or sweep: every model of a profile
+    # gets the same examples, L, schedule and sweep, so that models are compared on one dev set per task
     # learning curve (notebook 5): one cheap model, baseline and full PAPA at growing training sizes
     curve_model: str | None = None
     curve_tasks: tuple[str, ...] = ()
@@ -86,9 +87,9 @@ class Profile:
     compare_models: tuple[str, ...] = ()
     random_orders: int = 3
     ranking_stability: bool = False  # also rank with another seed and on a disjoint subset (notebook 6)
-    # model -> the shares of heads its sweep replaces, where not the paper's five (``probe.SWEEP_FRACTIONS``);
+    # the shares of heads the sweep replaces, the same for every model (the paper's five, ``probe.SWEEP_FRACTIONS``);
     # Table 1 and the claims need 0, 1/2 and 1
-    model_fractions: dict = field(default_factory=dict)
+    sweep_fractions: tuple = SWEEP_FRACTIONS
     # backbone passes over real tokens only ("packed", ``papa_utils.packing``) or the whole layout ("padded", the
     # reference); a run made one way never reuses steps made the other way (``averages_key``)
     passes: str = "packed"
@@ -100,6 +101,10 @@ class Profile:
         for name in (self.ranking, *self.compare_rankings):
             if name not in RANKINGS:
                 raise ValueError(f"unknown ranking {name!r}; rankings: {', '.join(RANKINGS)}")
+        missing = {0, 1 / 2, 1} - set(self.sweep_fractions)
+        if missing:
+            raise ValueError(f"sweep_fractions {self.sweep_fractions} lack {sorted(missing)}: Table 1 and the claims "
+                             f"need no head, half of them and all of them replaced")
         if self.compare_rankings and self.ranking != "gates" and "gates" not in self.compare_rankings:
             raise ValueError(f"notebook 6 compares rankings with the gates: with ranking {self.ranking!r}, add "
                              f"'gates' to compare_rankings {self.compare_rankings}, or compare none")
@@ -108,14 +113,12 @@ class Profile:
         return self.length_override or self.task_lengths.get(task) or get_task(task).length
 
     def size(self, model_name: str, name: str, task: str | None = None) -> int | None:
-        """The task's size (else the profile's), capped by the model's (None: the whole split, no cap)."""
-        value = self.task_sizes.get(task, {}).get(name, getattr(self, name))
-        cap = self.model_sizes.get(model_name, {}).get(name)
-        return value if cap is None else cap if value is None else min(value, cap)
+        """The task's size, else the profile's (None: the whole split); the same for every model."""
+        return self.task_sizes.get(task, {}).get(name, getattr(self, name))
 
     def sweep_counts(self, model_name: str, total_heads: int) -> list[int]:
         """How many heads each configuration of `model_name`'s sweep replaces (``probe.replaced_counts``)."""
-        return replaced_counts(total_heads, self.model_fractions.get(model_name, SWEEP_FRACTIONS))
+        return replaced_counts(total_heads, self.sweep_fractions)
 
     def sizes(self, model_name: str, task: str | None = None) -> dict:
         return {name: self.size(model_name, name, task) for name in SIZE_FIELDS}
@@ -128,34 +131,19 @@ PROFILES = {
                      curve_model="minilm-l3", curve_tasks=("sst2",), curve_sizes=(16, 64),
                      compare_rankings=("input_dependence", "random"), compare_models=("minilm-l3",),
                      random_orders=2, ranking_stability=True),
-    # The settings, each measured on this 2-core Intel Xeon (README, "Choosing the cpu profile's settings"):
-    # - dev: the whole split (MNLI matched: 3,000) for the MiniLMs. MPNet's pass costs ~46 ms per example at L = 64
-    #   against 8.3 (MiniLM-L6) and 3.5 (L3): its dev sets are capped at 500 and its sweep has k = 0, 1/2 and all
-    #   (what Table 1 and the claims use); with whole splits and five points it would take ~125 min by the same
-    #   per-example estimate, which put this setting at ~85 (the published run took 71.1 min);
-    # - training: 4,000 examples where the learning curve still climbs (CoLA, MNLI), 1,000 elsewhere; MPNet 1,000;
-    # - probe: 5 epochs at lr 1e-4 instead of 15 at 2e-5, the same final metric within noise where both were run
-    #   (`make bench`, three seeds: MiniLM-L6 CoLA 13.7 vs 10.7 MCC, MNLI 54.3 vs 53.2; MPNet CoLA 35.5 vs 33.7)
-    #   at a third of the cost;
-    # - L: the shortest of 64 and 128 that cuts at most 3% of the training and dev examples (truncation.csv): 128 for
-    #   SST-2 (22% cut at 64), MRPC (31-34%) and MNLI (27%); with packed passes a longer L costs only the extra real
-    #   tokens;
-    # - heads ranked by input dependence: as good as the gates within the noise (the run published before), the same ranking from
-    #   two disjoint subsets, no seed, a single pass. Gates, when asked for (RANKING=gates), train for 3 epochs at
-    #   a gate lr of 1e-2: Spearman 0.82 between two seeds on MiniLM-L6 SST-2 (`make bench`), 0.22 at 1 epoch and 2e-5;
-    # - precision auto: fp32 on this host, where bf16 products take 1.8-2.0x the time (under autocast).
+    # One protocol for every model (README, "The cpu profile's settings"): per task the same training examples
+    # (4,000 where the split has them, MRPC's whole 3,668), the same dev examples (whole splits; MNLI matched:
+    # one fixed subset of 3,000), the same L (the shortest of 64 and 128 that truncates at most 3% of them,
+    # truncation.csv), the same probe schedule and the same sweep (no head, half of them, all of them). The
+    # constant matrices average the probe's own training examples, so their pass also gives the baseline's
+    # features. Probe: 5 epochs at lr 2e-4 decaying linearly to 0, so that the dev curve ends flat (the run
+    # publishes the check, convergence.csv). Heads ranked by input dependence (a single pass, no seed).
     "cpu": Profile("cpu", ("minilm-l3", "minilm-l6", "mpnet-base"), ("cola", "sst2", "mrpc", "mnli", "ner", "pos"),
-                   seeds=(42, 43, 44), average_examples=1000, train_examples=1000, dev_examples=None,
-                   task_sizes={"cola": {"average_examples": 4000, "train_examples": 4000},
-                               "mnli": {"average_examples": 4000, "train_examples": 4000, "dev_examples": 3000}},
-                   model_sizes={"mpnet-base": {"average_examples": 1000, "train_examples": 1000, "dev_examples": 500,
-                                               "rank_examples": 250}},
-                   model_fractions={"mpnet-base": (0, 1 / 2, 1)},
-                   rank_examples=500, rank_epochs=3, gate_lr=1e-2, epochs=5, probe_lr=1e-4,
+                   seeds=(42, 43, 44), average_examples=4000, train_examples=4000, dev_examples=None,
+                   task_sizes={"mnli": {"dev_examples": 3000}}, sweep_fractions=(0, 1 / 2, 1),
+                   rank_examples=500, rank_epochs=3, gate_lr=1e-2, epochs=5, probe_lr=2e-4, lr_schedule="linear",
                    task_lengths={"cola": 64, "sst2": 128, "mrpc": 128, "mnli": 128, "ner": 64, "pos": 64},
-                   precision="auto", ranking="input_dependence", ranking_stability=True,
-                   # learning curve on the cheapest model, one seed, where the training size matters
-                   curve_model="minilm-l3", curve_tasks=("cola", "mnli", "ner"), curve_sizes=(1000, 4000, 8000)),
+                   precision="auto", ranking="input_dependence"),
     # full splits on a GPU with the Hub: hidden states of whole splits do not fit in memory, so the backbone
     # streams (eval mode) for every batch; gates train for as long as the probe. No learning curve (the cpu profile
     # has one)
@@ -280,7 +268,8 @@ def probe_config(profile: Profile, model_name: str, **changes) -> ProbeConfig:
     ranking, whose probe runs inside the backbone's pass); the backbone's precision (``precision_of``), which the
     probe's own products follow (the same rule: bf16 only where this machine's products are faster in it)."""
     precision = precision_of(profile, model_name)
-    return replace(ProbeConfig(epochs=profile.epochs, lr=profile.probe_lr, protocol=profile.protocol,
+    return replace(ProbeConfig(epochs=profile.epochs, lr=profile.probe_lr, lr_schedule=profile.lr_schedule,
+                               protocol=profile.protocol,
                                precision=precision, probe_precision=precision if precision in PROBE_DTYPES else "fp32",
                                gate_lr=profile.gate_lr, passes=profile.passes), **changes)
 
@@ -541,6 +530,7 @@ def probe_sweep(run_dir: Path, profile: Profile, model_name: str, task: str, cou
                                          "predictor": predictor, "metrics": r.metrics, "curve": r.curve,
                                          "probe_seconds": r.seconds, "feature_seconds": feature_seconds,
                                          "protocol": config.protocol, "dev_statistics": _listed(r.dev_statistics),
+                                         "prediction_share": r.prediction_share,
                                          "fingerprint": keys[predictor]}
                 write_json(path(k, predictor, seed), done[predictor, seed])
             del features
@@ -718,7 +708,8 @@ def learning_curve(run_dir: Path, profile: Profile, task: str) -> list[dict]:
                                     dev_features=features[1], progress=progress_enabled())
                     record = {**common, "predictor": predictor, "replaced_heads": k, "seed": seed,
                               "metrics": r.metrics, "curve": r.curve, "probe_seconds": r.seconds,
-                              "feature_seconds": feature_seconds, "fingerprint": key}
+                              "prediction_share": r.prediction_share, "feature_seconds": feature_seconds,
+                              "fingerprint": key}
                     write_json(path(n, predictor, k, seed), record)
                     records.append(record)
             if heads_k == 0:  # the trivial predictor of this training subset (no backbone)
@@ -847,7 +838,8 @@ def results_table(records: list[dict]) -> pd.DataFrame:
                          "predictor": r.get("predictor", "probe"), "ranking": r.get("ranking"),
                          "headline": metric == get_task(r["task"]).metric, "train_examples": r["train_examples"],
                          "dev_examples": r["dev_examples"], "L": r["L"],
-                         "seconds": round(r["probe_seconds"] + r["feature_seconds"], 2), "note": r["data_note"]})
+                         "seconds": round(r["probe_seconds"] + r["feature_seconds"], 2), "note": r["data_note"],
+                         "prediction_share": r.get("prediction_share")})
     return pd.DataFrame(rows)
 
 

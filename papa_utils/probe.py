@@ -39,6 +39,7 @@ PROTOCOLS = ("cached", "reference", "streaming")
 # what cached features are converted to for the probe, by the precision of its products
 PROBE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 LEVELS = ("all", "embeddings")
+LR_SCHEDULES = ("constant", "linear")
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,14 @@ class ProbeConfig:
     # only, before any attention: the attention-free reference)
     gate_lr: float | None = None  # head ranking: the gates' own learning rate (None: `lr`, the paper's setting)
     passes: str = "packed"  # backbone passes over real tokens only ("packed") or the whole layout ("padded")
+    lr_schedule: str = "constant"  # the paper's; "linear": from `lr` down to 0 at the last step (a curve that
+    # ends flat, so that the final epoch is read where the probe has converged rather than where it happens to be)
 
     def __post_init__(self):
         check_passes(self.passes)
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {', '.join(map(repr, LR_SCHEDULES))}, "
+                             f"got {self.lr_schedule!r}")
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {', '.join(map(repr, PROTOCOLS))}, got {self.protocol!r}")
         if self.levels not in LEVELS:
@@ -82,10 +88,27 @@ class SentenceProbe(nn.Module):
 
     def forward(self, states: torch.Tensor, rows: "Rows") -> torch.Tensor:
         """states [M, N+1, D] of the real tokens of `rows.count` examples (``Rows``) -> logits [count, C]."""
-        weighted = states.float() * self.slot_weights[:, rows.slot].t()[:, :, None]  # w[l, slot] h_l per token
-        pooled = weighted.new_zeros(rows.count, *states.shape[1:]).index_add_(0, rows.owner, weighted)  # fp32 sums
-        pooled = pooled.flatten(1).to(autocast_dtype(self.slot_weights))  # bf16 inside the probe's bf16 autocast
+        pooled = self.pooled(states, rows).flatten(1).to(autocast_dtype(self.slot_weights))  # bf16 in bf16 autocast
         return self.classifier(self.dropout(torch.tanh(self.pool(pooled))))
+
+    def pooled(self, states: torch.Tensor, rows: "Rows") -> torch.Tensor:
+        """v[e, l] = sum over the rows r of example e of w[l, slot_r] h_l[r], in fp32: [count, N+1, D].
+
+        Per block of examples (``Rows.blocks``), one matrix product per level: a [examples, rows] matrix holding
+        each row's slot weight in its example's line times the block's states [rows, D]. It reads the states once,
+        where weighting every row first and summing them would write and read them again several times (the
+        probe's training is bound by that memory traffic); the zeros off each line cost little in a small block."""
+        levels = states.shape[1]
+        weights = self.slot_weights[:, rows.slot]  # [N+1, M]: each row's weight at every level
+        states = states.float().transpose(0, 1)  # [N+1, M, D]
+        parts = []
+        with torch.autocast(states.device.type, enabled=False):  # fp32 sums inside a bf16 probe too
+            for first, end, start, stop in rows.blocks:
+                mix = weights.new_zeros(levels, end - first, stop - start)
+                mix[:, rows.owner[start:stop] - first, torch.arange(stop - start, device=weights.device)] = \
+                    weights[:, start:stop]
+                parts.append(torch.bmm(mix, states[:, start:stop]))
+        return torch.cat(parts, 1).transpose(0, 1) if parts else states.new_zeros(0, levels, states.shape[-1])
 
 
 class TokenProbe(nn.Module):
@@ -182,15 +205,25 @@ class Rows:
     rank: torch.Tensor
     count: int
     width: int
+    blocks: tuple = ()  # (first example, end example, first row, end row) of runs of POOL_BLOCK examples
 
     @classmethod
     def of(cls, owner: torch.Tensor, slot: torch.Tensor, count: int) -> "Rows":
         """From the owners (ascending) and slots of the rows, on the CPU (no device synchronisation)."""
         rank = torch.arange(len(owner)) - torch.searchsorted(owner, owner)
-        return cls(slot, owner, rank, count, int(rank.max()) + 1 if len(rank) else 1)
+        firsts = list(range(0, count, POOL_BLOCK)) + [count]
+        starts = torch.searchsorted(owner, torch.tensor(firsts, dtype=owner.dtype)).tolist()
+        blocks = tuple(zip(firsts[:-1], firsts[1:], starts[:-1], starts[1:]))
+        return cls(slot, owner, rank, count, int(rank.max()) + 1 if len(rank) else 1, blocks)
 
     def to(self, device) -> "Rows":
-        return Rows(self.slot.to(device), self.owner.to(device), self.rank.to(device), self.count, self.width)
+        return Rows(self.slot.to(device), self.owner.to(device), self.rank.to(device), self.count, self.width,
+                    self.blocks)
+
+
+# examples per block of the sentence probe's pooling product (``SentenceProbe.pooled``): its cost grows with
+# examples x rows of a block, so evaluation batches of hundreds of examples are pooled a block at a time
+POOL_BLOCK = 16
 
 
 @dataclass
@@ -383,6 +416,19 @@ def predict(probe: nn.Module, task: Task, features: Features, data: Encoded, buf
     return _predictions(task, torch.cat(logits), data, features.example, features.slot)
 
 
+def prediction_share(task: Task, predictions, labels) -> float | None:
+    """The share of the predictions (on labelled tokens, for token tasks) that fall in the class predicted most
+    often: 1.0 when a probe predicts one class for everything (a degenerate probe); None for regression."""
+    if task.is_regression:
+        return None
+    predictions = np.asarray(predictions)
+    if task.token_task:  # the labelled tokens, where a prediction was made
+        predictions = predictions[(np.asarray(labels) != -100) & (predictions != -100)]
+    if not predictions.size:
+        return None
+    return float(np.bincount(predictions.ravel().astype(np.int64)).max() / predictions.size)
+
+
 def _predictions(task: Task, logits: torch.Tensor, data: Encoded, example=None, slot=None):
     """Predictions shaped like ``data.labels`` (numpy) from the probe's logits (CPU) on every dev example (token
     tasks: on the labelled positions `example`, `slot`)."""
@@ -432,6 +478,9 @@ class ProbeResult:
     # final epoch, per dev example: the counts its headline metric is made of (metrics.example_statistics),
     # for bootstraps over dev examples; None for regression tasks
     dev_statistics: np.ndarray | None = None
+    # final epoch: the share of the dev predictions (tokens, for token tasks) that fall in the class predicted most
+    # often; 1.0 for a probe that predicts one class whatever its input (``prediction_share``); None for regression
+    prediction_share: float | None = None
 
 
 def train_probe(model, task: Task, train: Encoded, dev: Encoded, *, seed: int = 42,
@@ -460,6 +509,9 @@ def train_probe(model, task: Task, train: Encoded, dev: Encoded, *, seed: int = 
     device = model_device(model)  # the probe trains where the backbone runs; cached features stay on the CPU
     probe = make_probe(task, model, train.length, config.dropout, config.levels).to(device)
     optimizer = torch.optim.AdamW(probe.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
+    steps = config.epochs * -(-len(train) // config.batch_size)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, (lambda step: 1.0) if config.lr_schedule == "constant" else (lambda step: 1.0 - step / steps))
     generator = torch.Generator().manual_seed(seed)
     curve = []
     dtype = PROBE_DTYPES[config.probe_precision]
@@ -490,6 +542,7 @@ def train_probe(model, task: Task, train: Encoded, dev: Encoded, *, seed: int = 
             loss.backward()
             nn.utils.clip_grad_norm_(probe.parameters(), config.max_grad_norm)
             optimizer.step()
+            schedule.step()
             losses.append(loss.item())
         predictions = (predict_streaming(model, probe, task, dev, config, averages, heads) if streaming else
                        predict(probe, task, dev_features, dev, buffer=dev_buffer, precision=config.probe_precision))
@@ -498,7 +551,7 @@ def train_probe(model, task: Task, train: Encoded, dev: Encoded, *, seed: int = 
     final = {k: v for k, v in curve[-1].items() if k not in ("epoch", "train_loss")}
     statistics = (None if task.is_regression
                   else example_statistics(task, task.metric, predictions, dev.labels.numpy()))
-    return ProbeResult(final, curve, time.time() - start, statistics)
+    return ProbeResult(final, curve, time.time() - start, statistics, prediction_share(task, predictions, dev.labels))
 
 
 def rank_heads_by_gates(model, task: Task, train: Encoded, averages, *, epochs: int = 1, seed: int = 42,

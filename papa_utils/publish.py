@@ -151,11 +151,9 @@ def readme_block(name: str, root: Path = ROOT) -> str:
         lines.append(f"| {model} | " + " | ".join(_size_cell(sized, model, name, scope["tasks"]) for name in
                                                  ("average_examples", "train_examples", "dev_examples",
                                                   "rank_examples")) + " |")
-    partial = [f"{m}: {', '.join(_share(f) for f in fractions)}" for m, fractions in sized.model_fractions.items()
-               if m in scope["models"]]
-    if partial:
-        lines += ["", f"Shares of the heads replaced: {', '.join(_share(f) for f in SWEEP_FRACTIONS)}, except "
-                      f"{'; '.join(partial)} (Table 1 and the claims need 0, ½ and all)."]
+    lines += ["", f"Shares of the heads replaced, for every model: {', '.join(_share(f) for f in sized.sweep_fractions)}"
+                  + ("" if tuple(sized.sweep_fractions) == tuple(SWEEP_FRACTIONS) else
+                     f" (the paper's: {', '.join(_share(f) for f in SWEEP_FRACTIONS)})") + "."]
     if p.get("curve_model") and p.get("curve_tasks"):
         lines += ["", f"Learning curve (notebook 5): {p['curve_model']} on {', '.join(p['curve_tasks'])}, training sizes "
                       f"{', '.join(map(str, p['curve_sizes']))} (the whole split where smaller), seeds "

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import shutil
@@ -54,9 +55,24 @@ def atomic_path(path: str | Path, folder: bool = False):
         _remove(tmp)
 
 
+def strict_json(value):
+    """`value` as plain JSON values: a NaN or infinite number becomes null (JSON has neither), numpy scalars
+    and arrays become numbers and lists, tuples lists."""
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy scalars and arrays
+        return strict_json(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def write_json(path: str | Path, data) -> Path:
+    """`data` as strict JSON (``strict_json``: null, never NaN), written atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=str))
+        tmp.write_text(json.dumps(strict_json(data), indent=1, sort_keys=True, default=str, allow_nan=False))
     return Path(path)
 
 

@@ -199,7 +199,7 @@ def test_main_sweep_points_outside_the_profiles_shares_stay_out_of_the_results(s
     from papa_utils.pipeline import all_results
 
     profile, run_dir, _ = smoke
-    fewer = replace(profile, model_fractions={"minilm-l3": (0, 1 / 2, 1)})
+    fewer = replace(profile, sweep_fractions=(0, 1 / 2, 1))
     assert set(all_results(run_dir, profile).replaced_heads) == {0, 18, 32, 34, 36}
     assert set(all_results(run_dir, fewer).replaced_heads) == {0, 18, 36}
 

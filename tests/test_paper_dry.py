@@ -25,8 +25,8 @@ def test_the_dry_run_is_the_paper_profiles_protocol_on_whole_splits():
     assert dry.models == tuple(TINY_RANDOM) and set(TINY_RANDOM.values()) == {"bert", "roberta", "deberta"}
     assert dry.tasks == ("cola", "mrpc")
     for name in ("protocol", "precision", "ranking", "compare_rankings", "compare_models", "random_orders",
-                 "ranking_stability", "curve_model", "curve_tasks", "curve_sizes", "task_sizes", "model_sizes",
-                 "model_fractions", "probe_lr", "gate_lr", "average_examples", "train_examples", "dev_examples",
+                 "ranking_stability", "curve_model", "curve_tasks", "curve_sizes", "task_sizes",
+                 "sweep_fractions", "probe_lr", "gate_lr", "average_examples", "train_examples", "dev_examples",
                  "rank_examples"):
         assert getattr(dry, name) == getattr(paper, name), name
     assert (dry.protocol, dry.precision, dry.ranking) == ("streaming", "fp32", "gates")
