@@ -226,7 +226,7 @@ def profile_pass_examples(profile, model_name: str, task: str, total_heads: int)
         if any(m in ("input_dependence", "variance") for m in scored) else 0
     features = {k: dev + (0 if k == 0 and averages == train else train)
                 for k in profile.sweep_counts(model_name, total_heads)}
-    if model_name == profile.curve_model and task in profile.curve_tasks:
+    if model_name in profile.curve_models and task in profile.curve_tasks:
         largest = min(max(profile.curve_sizes), len(split(task, "train")))
         for k in (0, total_heads):
             features[k] = features.get(k, 0) + largest + dev

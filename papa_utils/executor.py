@@ -135,7 +135,7 @@ def cell_name(model_name: str, task: str) -> str:
 def cell_key(profile) -> dict:
     """What a finished cell was computed under: the profile's settings except which models and tasks it covers."""
     settings = asdict(profile)
-    for name in ("models", "tasks", "curve_tasks", "compare_models"):
+    for name in ("models", "tasks", "curve_models", "curve_tasks", "compare_models"):
         settings.pop(name)
     return json.loads(json.dumps(settings, default=str))
 

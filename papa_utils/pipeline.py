@@ -74,8 +74,8 @@ class Profile:
     task_sizes: dict = field(default_factory=dict)  # task -> {size field: n}, e.g. a cap on a large dev split
     # (a task's sizes replace the defaults above). There is no per-model size or sweep: every model of a profile
     # gets the same examples, L, schedule and sweep, so that models are compared on one dev set per task
-    # learning curve (notebook 5): one cheap model, baseline and full PAPA at growing training sizes
-    curve_model: str | None = None
+    # learning curves (notebook 5): baseline and full PAPA of these models at growing training sizes
+    curve_models: tuple[str, ...] = ()
     curve_tasks: tuple[str, ...] = ()
     curve_sizes: tuple[int, ...] = ()  # training examples (the whole split where it is smaller)
     curve_seeds: tuple[int, ...] = (42,)
@@ -128,7 +128,7 @@ PROFILES = {
     "smoke": Profile("smoke", ("minilm-l3",), ("sst2", "mrpc", "ner"), seeds=(42, 43), average_examples=64,
                      precision="fp32",
                      train_examples=64, dev_examples=64, rank_examples=32, epochs=2, length_override=32,
-                     curve_model="minilm-l3", curve_tasks=("sst2",), curve_sizes=(16, 64),
+                     curve_models=("minilm-l3",), curve_tasks=("sst2",), curve_sizes=(16, 64),
                      compare_rankings=("input_dependence", "random"), compare_models=("minilm-l3",),
                      random_orders=2, ranking_stability=True),
     # One protocol for every model (README, "The cpu profile's settings"): per task the same training examples
@@ -144,6 +144,8 @@ PROFILES = {
                    rank_examples=500, rank_epochs=3, gate_lr=1e-2, epochs=5, probe_lr=2e-4, lr_schedule="linear",
                    task_lengths={"cola": 64, "sst2": 128, "mrpc": 128, "mnli": 128, "ner": 64, "pos": 64},
                    precision="auto", ranking="input_dependence"),
+    # PROFILES["cpu-robustness"] (below): the cpu protocol, plus what tests whether its verdicts depend on the head
+    # ranking or on the probe's training size
     # full splits on a GPU with the Hub: hidden states of whole splits do not fit in memory, so the backbone
     # streams (eval mode) for every batch; gates train for as long as the probe. No learning curve (the cpu profile
     # has one)
@@ -162,6 +164,16 @@ PROFILES = {
     "paper-dry": Profile("paper-dry", tuple(TINY_RANDOM), ("cola", "mrpc"), seeds=(42, 43), epochs=1, rank_epochs=1,
                          protocol="streaming", precision="fp32", length_override=32),
 }
+
+
+# The cpu protocol (every setting the same, so its Table 1 cells are the same computation) plus two checks of its
+# verdicts, each on every model: the heads ranked four ways (gates, input dependence, variance, one random order)
+# on every cell, with the half-heads point under each (notebook 6), and learning curves at 1,000, 2,000 and 4,000
+# training examples on three tasks (notebook 5). About three times the cpu run on 2 cores: a run that resumes.
+PROFILES["cpu-robustness"] = replace(
+    PROFILES["cpu"], name="cpu-robustness", compare_rankings=("gates", "variance", "random"),
+    compare_models=PROFILES["cpu"].models, random_orders=1, ranking_stability=True,
+    curve_models=PROFILES["cpu"].models, curve_tasks=("cola", "mnli", "ner"), curve_sizes=(1000, 2000, 4000))
 
 
 def get_profile(name: str, models=None, tasks=None, ranking: str | None = None, passes: str | None = None) -> Profile:
@@ -185,8 +197,9 @@ def get_profile(name: str, models=None, tasks=None, ranking: str | None = None, 
             get_task(t)
         profile = replace(profile, tasks=split(tasks))
     if models or tasks:  # the learning curve and the ranking comparison cover what the narrowed run covers
-        curve = profile.curve_model in profile.models
-        profile = replace(profile, curve_tasks=tuple(t for t in profile.curve_tasks if curve and t in profile.tasks),
+        curve = tuple(m for m in profile.curve_models if m in profile.models)
+        profile = replace(profile, curve_models=curve,
+                          curve_tasks=tuple(t for t in profile.curve_tasks if curve and t in profile.tasks),
                           compare_models=tuple(m for m in profile.compare_models if m in profile.models))
     return profile
 
@@ -651,13 +664,12 @@ def ranking_agreement_table(run_dir: Path, profile: Profile) -> pd.DataFrame:
                                        "gates_seconds"])
 
 
-def learning_curve(run_dir: Path, profile: Profile, task: str) -> list[dict]:
-    """Baseline and full PAPA of ``profile.curve_model`` at each training size of ``profile.curve_sizes``, with
+def learning_curve(run_dir: Path, profile: Profile, model_name: str, task: str) -> list[dict]:
+    """Baseline and full PAPA of `model_name` at each training size of ``profile.curve_sizes``, with
     the trivial predictor and the attention-free probe of the same training subset, on the profile's dev subset
     (the constant matrices stay those of the main run). Sizes are nested (the first n of one random order), so
     the backbone runs once per configuration over the largest subset. Cached per (size, predictor, seed) in
     <run>/curve/."""
-    model_name = profile.curve_model
     model, _ = cached_model(model_name)
     info = describe(model)
     total = info["layers"] * info["heads"]
@@ -750,8 +762,8 @@ def cell_steps(run_dir: Path, profile: Profile, model_name: str, task: str, prec
             head_ranking(run_dir, profile, model_name, task, method)
         if model_name in profile.compare_models:
             ranking_comparison(run_dir, profile, model_name, task)
-    if model_name == profile.curve_model and task in profile.curve_tasks:
-        learning_curve(run_dir, profile, task)
+    if model_name in profile.curve_models and task in profile.curve_tasks:
+        learning_curve(run_dir, profile, model_name, task)
     return {"device": str(model_device(model)), "precision": precision_of(profile, model_name)}
 
 
@@ -843,6 +855,34 @@ def results_table(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+CONVERGED_GAIN = 0.5  # metric points: a dev curve whose last epoch gains less than this has ended flat
+
+
+def convergence_table(records: list[dict], last: int = 3) -> pd.DataFrame:
+    """Whether each probe's dev curve ended flat: per model x task x predictor x replaced heads, the headline
+    metric's mean over seeds at each of the `last` epochs (columns "epoch_<n>"), the last epoch's gain over the one
+    before, and `converged`: that gain is below ``CONVERGED_GAIN``. The final epoch is what the results report."""
+    rows = []
+    for r in records:
+        metric = get_task(r["task"]).metric
+        for point in r.get("curve") or []:
+            rows.append({"model": r["model"], "task": r["task"], "predictor": r.get("predictor", "probe"),
+                         "replaced_heads": r["replaced_heads"], "total_heads": r["total_heads"], "metric": metric,
+                         "seed": r["seed"], "epoch": point["epoch"], "value": point[metric]})
+    columns = ["model", "task", "predictor", "replaced_heads", "total_heads", "metric"]
+    if not rows:
+        return pd.DataFrame(columns=columns + ["seeds", "last_gain", "converged"])
+    frame = pd.DataFrame(rows)
+    means = frame.pivot_table(index=columns, columns="epoch", values="value", aggfunc="mean")
+    seeds = frame.groupby(columns)["seed"].nunique()
+    epochs = sorted(means.columns)[-last:]
+    table = means[epochs].rename(columns=lambda e: f"epoch_{e}")
+    table["seeds"] = seeds
+    table["last_gain"] = (means[epochs[-1]] - means[epochs[-2]]) if len(epochs) > 1 else np.nan
+    table["converged"] = table["last_gain"] < CONVERGED_GAIN
+    return table.reset_index()
+
+
 def _main_records(run_dir: Path, profile: Profile) -> list[dict]:
     """The main sweep's records of the profile's models, tasks, seeds and shares of heads (a point left in the
     folder by a sweep with other shares does not count)."""
@@ -900,12 +940,14 @@ def save_table(frame: pd.DataFrame, path: Path) -> Path:
 
 
 def write_results(run_dir: Path, profile: Profile) -> pd.DataFrame:
-    """Collect every cached probe result into <run>/results/probe_results.csv (tidy) and their per-example dev
+    """Collect every cached probe result into <run>/results/probe_results.csv (tidy), whether each dev curve ended
+    flat into convergence.csv (``convergence_table``) and their per-example dev
     statistics into <run>/results/dev_statistics.npz (``analysis.statistics_key`` -> counts; for the paired
     bootstrap over dev examples); return the table."""
     records = _main_records(run_dir, profile)
     table = results_table(records)
     save_table(table, results_dir(run_dir) / "probe_results.csv")
+    save_table(convergence_table(records), results_dir(run_dir) / "convergence.csv")
     statistics = {statistics_key(r["model"], r["task"], r.get("predictor", "probe"), r["replaced_heads"], r["seed"]):
                   np.asarray(r["dev_statistics"], dtype=np.int32) for r in records if r.get("dev_statistics")}
     with atomic_path(results_dir(run_dir) / STATISTICS_FILE) as tmp:

@@ -21,17 +21,25 @@ from pathlib import Path
 
 import pandas as pd
 
-from .analysis import (check_claims, claim_statements, curve_markdown, curve_summary, half_heads_change,
-                       ranking_markdown, ranking_verdict, table1, table1_markdown)
+from .analysis import (claim_statements, curve_markdown, curve_summary, ranking_markdown, ranking_verdict, table1,
+                       table1_markdown)
 from .pipeline import PROFILES, Profile, read_statistics
 from .probe import SWEEP_FRACTIONS
 from .runs import ROOT, RunScopeError, atomic_path, covers, describe_scope, write_json
 
-RESULT_FILES = ("probe_results.csv", "table1.md", "table1.tex", "claims.json", "learning_curves.csv",
-                "ranking_comparison.csv", "ranking_agreement.csv")
-# only from profiles that ask for them (stability), or from runs made since they exist (per-example statistics:
-# without them the CIs resample seeds only, and the README says so)
-OPTIONAL_FILES = ("ranking_stability.csv", "dev_statistics.npz", "truncation.csv")
+RESULT_FILES = ("probe_results.csv", "convergence.csv", "table1.md", "table1.tex", "claims.json")
+# only from profiles that ask for them (learning curves, the ranking comparison, stability), or from runs made
+# since they exist (per-example statistics: without them the CIs resample seeds only, and the README says so);
+# a table the run left without rows is not published
+OPTIONAL_FILES = ("learning_curves.csv", "ranking_comparison.csv", "ranking_agreement.csv", "ranking_stability.csv",
+                  "dev_statistics.npz", "truncation.csv")
+
+
+def _filled(path: Path) -> bool:
+    """A result file worth publishing: it exists and, for a table, holds at least one row."""
+    if not path.exists():
+        return False
+    return path.suffix != ".csv" or len(path.read_text().strip().splitlines()) > 1
 
 
 class PublishError(RuntimeError):
@@ -68,7 +76,7 @@ def publish_run(run_dir: str | Path, root: Path = ROOT) -> Path:
                 f"{describe_scope(run['scope'])}, so publishing it would replace those results with fewer. "
                 f"Publish a run that covers at least as much (make figures PROFILE={name} without MODELS/TASKS).")
     with atomic_path(target, folder=True) as tmp:
-        for file in RESULT_FILES + tuple(f for f in OPTIONAL_FILES if (run_dir / "results" / f).exists()):
+        for file in RESULT_FILES + tuple(f for f in OPTIONAL_FILES if _filled(run_dir / "results" / f)):
             shutil.copy2(run_dir / "results" / file, tmp / file)
         write_json(tmp / "run.json", run)
     with atomic_path(root / "figures" / name, folder=True) as tmp:
@@ -142,43 +150,39 @@ def readme_block(name: str, root: Path = ROOT) -> str:
              f"- Peak resident memory of the largest process: {run['peak_memory_gb']:.1f} GiB. Baseline features saved "
              f"on disk: {run['feature_cache_gb']['largest']:.1f} GiB at most, {run['feature_cache_gb']['at_the_end']:.1f} "
              f"GiB left at the end.", "",
-             f"Sizes (examples; random subsets with a fixed seed; L = {_lengths(sized, scope['tasks'])}; probe "
-             f"{sized.epochs} epochs at lr {sized.probe_lr:g}; seeds {', '.join(map(str, sized.seeds))}; "
-             f"{_precision(run)}):",
-             "", f"| model | averages | probe train | dev | head ranking ({_ranking_label(sized)}) |",
-             "|---|---|---|---|---|"]
-    for model in scope["models"]:
-        lines.append(f"| {model} | " + " | ".join(_size_cell(sized, model, name, scope["tasks"]) for name in
-                                                 ("average_examples", "train_examples", "dev_examples",
-                                                  "rank_examples")) + " |")
-    lines += ["", f"Shares of the heads replaced, for every model: {', '.join(_share(f) for f in sized.sweep_fractions)}"
-                  + ("" if tuple(sized.sweep_fractions) == tuple(SWEEP_FRACTIONS) else
-                     f" (the paper's: {', '.join(_share(f) for f in SWEEP_FRACTIONS)})") + "."]
-    if p.get("curve_model") and p.get("curve_tasks"):
-        lines += ["", f"Learning curve (notebook 5): {p['curve_model']} on {', '.join(p['curve_tasks'])}, training sizes "
+             f"One protocol for every model: per task the same training and dev examples (random subsets with a "
+             f"fixed seed) and the same L, listed above Table 1; the constant matrices average "
+             f"{_size_cell(sized, scope['models'][0], 'average_examples', scope['tasks'])} training examples; heads "
+             f"ranked by {_ranking_label(sized)} on {_size_cell(sized, scope['models'][0], 'rank_examples', scope['tasks'])}; "
+             f"probe {sized.epochs} epochs at lr {sized.probe_lr:g} ({sized.lr_schedule} schedule); seeds "
+             f"{', '.join(map(str, sized.seeds))}; shares of the heads replaced "
+             f"{', '.join(_share(f) for f in sized.sweep_fractions)}"
+             + ("" if tuple(sized.sweep_fractions) == tuple(SWEEP_FRACTIONS) else
+                f" (the paper's: {', '.join(_share(f) for f in SWEEP_FRACTIONS)})") + f"; {_precision(run)}."]
+    if p.get("curve_models") and p.get("curve_tasks"):
+        lines += ["", f"Learning curves (notebook 5): {', '.join(p['curve_models'])} on {', '.join(p['curve_tasks'])}, training sizes "
                       f"{', '.join(map(str, p['curve_sizes']))} (the whole split where smaller), seeds "
                       f"{', '.join(map(str, p['curve_seeds']))}, the dev sets above."]
     claims = json.loads((folder / "claims.json").read_text())
     said = claim_statements(claims)
-    columns = [("here, all points", said)]
-    if "cola" in scope["tasks"] and len(scope["tasks"]) > 1:  # CoLA's MCCs sit near 0, where drops are noise
-        columns.append(("here, without CoLA", claim_statements(check_claims(results[results.task != "cola"], statistics))))
-    half = half_heads_change(results)
     resampled = ("seeds and dev examples (paired bootstrap)" if statistics else
                  "seeds only: this run kept no per-example dev statistics, so the noise of the dev set is not in them")
     lines += ["", "### Table 1: probing baseline vs. all heads constant (mean ± std over seeds, points)", "",
               f"95% CIs on the relative drop and the learned-signal share resample {resampled}.", "",
-              table1_markdown(table1(results, statistics)).rstrip(), "",
-              "### The paper's claims, side by side", "",
-              "| claim (Hassid et al. 2022) | paper | " + " | ".join(c for c, _ in columns) + " |",
-              "|---|---|" + "---|" * len(columns),
-              "| 1. all heads constant | average relative drop 8% | " + " | ".join(s["all_heads"] for _, s in columns)
-              + " |"]
-    if len(half):
-        lines.append("| 2. half of the heads constant | little or no drop, sometimes a gain | "
-                     + " | ".join(s["half_heads"] for _, s in columns) + " |")
-    lines.append("| 3. better models lose more | the drop grows with the baseline | "
-                 + " | ".join(s["strength"] for _, s in columns) + " |")
+              table1_markdown(table1(results, statistics)).rstrip()]
+    convergence = _table(folder / "convergence.csv")
+    if convergence is not None and len(convergence):
+        flat = convergence[convergence.converged.astype(bool)]
+        lines += ["", f"Convergence (`convergence.csv`): {len(flat)} of {len(convergence)} probes (model × task × "
+                      f"configuration, mean over seeds) gain less than 0.5 points in their last epoch"
+                  + ("." if len(flat) == len(convergence) else "; still moving: " + ", ".join(
+                      f"{r.model} {r.task} {r.predictor} k={r.replaced_heads} ({r.last_gain:+.1f})"
+                      for r in convergence[~convergence.converged.astype(bool)].itertuples()) + ".")]
+    lines += ["", "### The paper's claims, with a verdict each", "",
+              "| claim (Hassid et al. 2022) | paper | here |", "|---|---|---|",
+              f"| 1. all heads constant | average relative drop 8% | {said['all_heads']} |",
+              f"| 2. half of the heads constant | little or no drop, sometimes a gain | {said['half_heads']} |",
+              f"| 3. better models lose more | the drop grows with the baseline | {said['strength']} |"]
     curve = _table(folder / "learning_curves.csv")
     if curve is not None and len(curve):
         lines += ["", "### How the verdict moves with the probe's training data (learning curve, notebook 5)", "",
@@ -223,14 +227,6 @@ def _cells_line(run: dict) -> str:
 
 def _share(fraction: float) -> str:
     return {0: "0", 1: "all", 0.5: "½", 0.875: "⅞", 0.9375: "15/16"}.get(round(fraction, 4), f"{fraction:g}")
-
-
-def _lengths(profile: Profile, tasks) -> str:
-    """L per task, e.g. "64 (sst2 128, mnli 128)": the most common L and the tasks with another."""
-    lengths = {t: profile.length(t) for t in tasks}
-    usual = max(set(lengths.values()), key=list(lengths.values()).count)
-    other = [f"{t} {n}" for t, n in lengths.items() if n != usual]
-    return str(usual) + (f" ({', '.join(other)})" if other else "")
 
 
 def _precision(run: dict) -> str:

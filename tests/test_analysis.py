@@ -1,4 +1,6 @@
 """From tidy results to Table 1, relative drops and the strength correlation (synthetic numbers)."""
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -7,13 +9,23 @@ from papa_utils.analysis import (bootstrap_correlation, check_claims, claim_stat
                                  relative_drop, table1, table1_latex, table1_markdown)
 
 
-def results(values):
-    """values: {(model, task, k): [per-seed values]} with 4 heads in total, headline metric 'accuracy'."""
+def results(values, references=None):
+    """values: {(model, task, k): [per-seed values]} with 4 heads in total, headline metric 'accuracy';
+    references: {(model, task): (trivial value, [attention-free per-seed values])}."""
     rows = []
+
+    def row(model, task, k, seed, v, predictor="probe", share=0.6):
+        rows.append({"model": model, "task": task, "replaced_heads": k, "dynamic_heads": 4 - k, "total_heads": 4,
+                     "seed": seed, "metric": "accuracy", "value": v, "headline": True, "predictor": predictor,
+                     "prediction_share": share, "train_examples": 100, "dev_examples": 50, "L": 64})
+
     for (model, task, k), per_seed in values.items():
         for seed, v in enumerate(per_seed):
-            rows.append({"model": model, "task": task, "replaced_heads": k, "dynamic_heads": 4 - k, "total_heads": 4,
-                         "seed": seed, "metric": "accuracy", "value": v, "headline": True})
+            row(model, task, k, seed, v)
+    for (model, task), (trivial, free) in (references or {}).items():
+        for seed, v in enumerate(free):
+            row(model, task, 0, seed, v, "attention_free")
+            row(model, task, 0, seed, trivial, "trivial", None)
     return pd.DataFrame(rows)
 
 
@@ -23,22 +35,152 @@ def test_relative_drop_is_the_papers_and_undefined_without_a_positive_baseline()
     assert np.isnan(relative_drop([0.0], [0.0])[0]) and np.isnan(relative_drop([-3.0], [1.0])[0])
 
 
-def test_table1_uses_seed_means_and_leaves_undefined_points_out_of_the_average():
+def test_table1_averages_only_the_cells_whose_baseline_clears_its_references():
     r = results({("a", "x", 0): [80, 82], ("a", "x", 4): [72, 74], ("a", "y", 0): [0, 0], ("a", "y", 4): [0, 0],
-                 ("a", "z", 0): [50, 50], ("a", "z", 2): [55, 55], ("a", "z", 4): [45, 45]})
+                 ("a", "z", 0): [50, 50], ("a", "z", 2): [55, 55], ("a", "z", 4): [45, 45]},
+                {("a", "x"): (50, [60, 61]), ("a", "y"): (0, [0, 0]), ("a", "z"): (30, [40, 40])})
     t = table1(r).set_index("task")
     assert t.loc["x", "baseline"] == 81 and t.loc["x", "papa"] == 73
     assert t.loc["x", "relative_drop"] == pytest.approx(8 / 81) and np.isnan(t.loc["y", "relative_drop"])
+    assert list(t.in_claims) == [True, False, True]
+    assert t.loc["y", "signal_note"].startswith("baseline 0.0 does not clear the trivial predictor (0.0)")
     md = table1_markdown(table1(r))
-    assert "undefined" in md and f"**{100 * (8 / 81 + 0.1) / 2:.1f}%** over 2; 1 left out: baseline <= 0" in md
-    assert "-- \\\\" in table1_latex(table1(r))
+    assert f"**{100 * (8 / 81 + 0.1) / 2:.1f}%** over 2" in md and "- a y: baseline 0.0 does not clear" in md
+    assert "- x: 100 training, 50 dev examples, L 64, for every model" in md
+    assert "-- & no" in table1_latex(table1(r))
     half = half_heads_change(r).set_index("task")
     assert list(half.index) == ["z"] and half.loc["z", "relative_drop"] == pytest.approx(-0.1)
     claims = check_claims(r, n_boot=50)
     assert claims["all_heads"]["relative_drop"]["value"] == pytest.approx((8 / 81 + 0.1) / 2)
     assert claims["all_heads"]["relative_drop"]["points"] == 2
-    assert claims["all_heads"]["relative_drop"]["undefined_points"] == 1
-    assert claims["points_with_undefined_drop"] == ["a y"] and claims["half_heads"]["gains"] == 1
+    assert list(claims["left_out"]) == ["a y"] and claims["half_heads"]["gains"] == 1
+    assert claims["cells_in_claims"] == ["a x", "a z"]
+
+
+def test_a_floor_cell_is_left_out_of_the_estimate_and_of_every_replicate():
+    """A cell at its floor has wild replicates (relative drops of thousands of percent); the claim's average and
+    its interval are exactly those of the other cells."""
+    from papa_utils.analysis import _relative, bootstrap_average, point_draws
+
+    good = {("a", t, k): v for t, base in (("x", 80), ("y", 70), ("z", 60))
+            for k, v in ((0, [base, base + 2, base - 1]), (4, [base - 8, base - 6, base - 9]))}
+    refs = {("a", t): (40, [45, 46, 44]) for t in "xyz"}
+    floor = {("a", "w", 0): [0.5, -0.4, 0.1], ("a", "w", 4): [0.2, -0.3, 0.4]}  # an MCC near 0
+    r = results({**good, **floor}, {**refs, ("a", "w"): (0, [0.3, 0.0, -0.2])})
+    claims = check_claims(r, n_boot=400)
+    assert list(claims["left_out"]) == ["a w"]
+    others = {c: p for c, p in point_draws(r, None, "all", n=400).items() if c != ("a", "w")}
+    assert claims["all_heads"]["relative_drop"] == bootstrap_average(others, _relative)
+    assert claims["all_heads"]["per_model"]["a"]["relative_drop"] == bootstrap_average(others, _relative)
+
+
+def test_a_baseline_below_its_attention_free_probe_is_left_out():
+    """Above the trivial predictor but not above the same probe without attention (MiniLM-L3 CoLA): no contextual
+    signal for PAPA to lose, so the cell is not in the claims, and the reason names that reference."""
+    r = results({("a", "x", 0): [4.6, 5.0, 4.2], ("a", "x", 4): [4.0, 4.4, 3.9], ("a", "y", 0): [80, 81, 79],
+                 ("a", "y", 4): [75, 76, 74]}, {("a", "x"): (0, [6.6, 6.9, 6.2]), ("a", "y"): (50, [60, 61, 59])})
+    claims = check_claims(r, n_boot=200)
+    assert claims["cells_in_claims"] == ["a y"]
+    assert claims["left_out"]["a x"].startswith("baseline 4.6 does not clear the attention-free probe (6.6)")
+
+
+def test_claims_are_averaged_per_model_as_well_as_pooled():
+    values, refs = {}, {}
+    for model, drop in (("a", 0.02), ("b", 0.30)):
+        for task in "xyz":
+            values[(model, task, 0)] = [80, 81, 79]
+            values[(model, task, 2)] = [80 * (1 - drop / 4)] * 3
+            values[(model, task, 4)] = [80 * (1 - drop), 81 * (1 - drop), 79 * (1 - drop)]
+            refs[(model, task)] = (50, [55, 56, 54])
+    claims = check_claims(results(values, refs), n_boot=300)
+    per_model = claims["all_heads"]["per_model"]
+    assert per_model["a"]["relative_drop"]["value"] == pytest.approx(0.02)
+    assert per_model["b"]["relative_drop"]["value"] == pytest.approx(0.30)
+    assert claims["all_heads"]["relative_drop"]["value"] == pytest.approx(0.16)
+    assert per_model["a"]["verdict"]["verdict"] == "holds" and per_model["b"]["verdict"]["verdict"] == "fails"
+    assert claims["half_heads"]["per_model"]["a"]["verdict"]["verdict"] == "holds"
+    assert claims["half_heads"]["per_model"]["b"]["verdict"]["verdict"] == "fails"  # 7.5% > 5%
+    said = claim_statements(claims)["all_heads"]
+    assert said.startswith("**undecided**") or said.startswith("**fails**")
+    assert "Per model: a 2.0% [2.0, 2.0] over 3 cells, holds; b 30.0% [30.0, 30.0] over 3 cells, fails" in said
+
+
+@pytest.mark.parametrize("low, high, claim, verdict", [
+    (0.02, 0.12, "all", "holds"), (0.09, 0.12, "all", "fails"), (-0.05, 0.15, "all", "undecided"),
+    (-0.02, 0.04, "half", "holds"), (0.06, 0.30, "half", "fails"), (0.01, 0.07, "half", "undecided")])
+def test_verdicts_read_the_interval_against_the_papers_numbers(low, high, claim, verdict):
+    from papa_utils.analysis import average_verdict
+
+    said = average_verdict({"value": (low + high) / 2, "points": 6, "ci_low": low, "ci_high": high}, claim)
+    assert said["verdict"] == verdict
+    assert average_verdict({"value": 0.05, "points": 1, "ci_low": None, "ci_high": None}, claim) == {
+        "verdict": "undecided", "reason": "no interval over 1 cell(s) carrying signal"}
+
+
+def test_degenerate_probes_are_flagged_and_never_read_as_no_signal():
+    r = results({("a", "x", 0): [80, 82, 81], ("a", "x", 4): [72, 74, 73]}, {("a", "x"): (50, [50, 50, 50])})
+    r.loc[r.predictor == "attention_free", "prediction_share"] = 1.0
+    t = table1(r).iloc[0]
+    assert t.attention_free_degenerate == 3 and np.isnan(t.contextual_lost)
+    assert t.contextual_note == "attention-free probe predicts one class"
+    assert "50.0 ± 0.0 (one class on 3 seeds)" in table1_markdown(table1(r))
+
+
+def test_a_secondary_metric_is_reported_beside_the_headline_outside_the_claims():
+    from papa_utils.analysis import derived_statistics
+
+    r = results({("a", "mrpc", 0): [80, 82], ("a", "mrpc", 4): [72, 74]}, {("a", "mrpc"): (50, [60, 61])})
+    r["metric"] = "f1"
+    accuracy = r.assign(metric="accuracy", headline=False, value=r.value - 10)
+    t = table1(pd.concat([r, accuracy], ignore_index=True))
+    assert list(t.metric) == ["f1", "accuracy"] and list(t.in_claims) == [True, False]
+    assert t.loc[1, "baseline"] == 71 and t.loc[1, "signal_note"].startswith("accuracy, beside the headline metric")
+    f1_counts = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 0]])  # tp, fp, fn, tn
+    assert derived_statistics("accuracy", "f1", f1_counts).tolist() == [[1, 1], [0, 1], [0, 1], [1, 1]]
+
+
+def test_claim_3_is_tested_within_tasks_with_its_power_stated():
+    from papa_utils.analysis import strength_verdict, within_task_test
+
+    def claims_for(tasks):
+        values, refs = {}, {}
+        for task in tasks:
+            for i, model in enumerate("abc"):
+                base = 60 + 10 * i
+                values[(model, task, 0)], values[(model, task, 4)] = [base] * 2, [base * (1 - 0.05 * (i + 1))] * 2
+                refs[(model, task)] = (30, [35, 35])
+        return check_claims(results(values, refs), n_boot=100)
+
+    one = claims_for(["x"])["strength_within_tasks"]
+    assert one["mean_spearman"] == pytest.approx(1) and one["p_greater"] == pytest.approx(1 / 6)
+    assert one["detectable_mean_spearman"] is None and one["verdict"]["verdict"] == "undecided"
+    assert "no result of this design could reach p < 0.05" in one["verdict"]["reason"]
+    two = claims_for(["x", "y"])["strength_within_tasks"]
+    assert two["p_greater"] == pytest.approx(1 / 36) and two["verdict"]["verdict"] == "holds"
+    assert two["detectable_mean_spearman"] == pytest.approx(1.0)
+    six = claims_for(list("uvwxyz"))["strength_within_tasks"]
+    assert six["p_greater"] == pytest.approx(6.0 ** -6) and six["detectable_mean_spearman"] < 1
+    assert claims_for(list("uvwxyz"))["stronger_models_lose_more"] is True
+    # a task whose models got different dev sets is not compared
+    t1 = pd.DataFrame({"model": list("abc"), "task": "x", "baseline": [60, 70, 80], "relative_drop": [.1, .2, .3],
+                       "in_claims": True})
+    test = within_task_test(t1, {}, {"x": {"differs": {}}})
+    assert test["tasks"]["x"]["left_out"] == "the models got different training or dev examples or L"
+    assert strength_verdict(test)["verdict"] == "undecided"
+
+
+def test_claims_json_is_strict_json(tmp_path):
+    from papa_utils.runs import write_json
+
+    r = results({("a", "x", 0): [0, 0], ("a", "x", 4): [0, 0]}, {("a", "x"): (0, [0, 0])})
+    path = write_json(tmp_path / "claims.json", check_claims(r, n_boot=20))
+
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    claims = json.loads(path.read_text(), parse_constant=refuse)
+    assert claims["all_heads"]["relative_drop"]["ci_low"] is None
+    assert claim_statements(claims)["all_heads"].startswith("**undecided** (no cell carries signal)")
 
 
 def test_bootstrap_correlation_brackets_the_estimate():
@@ -47,29 +189,8 @@ def test_bootstrap_correlation_brackets_the_estimate():
     y = 2 * x + rng.normal(scale=0.5, size=40)
     c = bootstrap_correlation(x, y, n=300)
     assert 0.9 < c["pearson"]["value"] <= 1 and c["pearson"]["ci_low"] <= c["pearson"]["value"] <= c["pearson"]["ci_high"]
-    assert c["spearman"]["ci_low"] > 0.8 and c["points"] == 40
-
-
-def test_claim_3_is_read_within_tasks_with_the_pooled_correlation_beside_it():
-    # task x and z: the stronger model loses more; task y: it loses less. Pooled over tasks the scales mix:
-    # y's large drops at high baselines make the pooled correlation positive whatever happens within tasks.
-    values = {}
-    for model, (bx, by, bz) in {"a": (50, 90, 20), "b": (60, 91, 30), "c": (70, 92, 40)}.items():
-        i = "abc".index(model)
-        values[(model, "x", 0)], values[(model, "x", 4)] = [bx], [bx * (1 - 0.01 * (i + 1))]
-        values[(model, "y", 0)], values[(model, "y", 4)] = [by], [by * (1 - 0.30 + 0.05 * i)]
-        values[(model, "z", 0)], values[(model, "z", 4)] = [bz], [bz * (1 - 0.02 * (i + 1))]
-    values[("a", "w", 0)], values[("a", "w", 4)] = [70], [60]  # one model only: nothing to compare
-    claims = check_claims(results(values), n_boot=50)
-    within = claims["strength_within_tasks"]
-    assert within["tasks"]["x"]["spearman"] == pytest.approx(1) and within["tasks"]["y"]["spearman"] == pytest.approx(-1)
-    assert within["tasks"]["w"] == {"models": 1, "spearman": None}
-    assert within["tasks_measured"] == 3 and within["tasks_where_it_holds"] == 2
-    assert claims["stronger_models_lose_more"] is True
-    assert claims["pooled_strength_correlation"]["pearson"]["value"] > 0.5  # y's large drops at high baselines
-    said = claim_statements(claims)["strength"]
-    assert said.startswith("within tasks it holds: the drop grows with the baseline across models in 2 of 3 tasks "
-                           "(Spearman per task: x +1.00, y -1.00, z +1.00); pooled over all 10 points")
+    assert c["spearman"]["ci_low"] > 0.75 and c["points"] == 40
+    assert c["spearman"]["ci_low"] <= c["spearman"]["value"] <= c["spearman"]["ci_high"]
 
 
 def test_dev_curves_show_each_tasks_headline_metric():
@@ -82,12 +203,6 @@ def test_dev_curves_show_each_tasks_headline_metric():
     fig = plot_dev_curves([record], ["mrpc"], 42)
     ax = fig.axes[0]
     assert list(ax.lines[0].get_ydata()) == [81.0, 82.0] and ax.get_ylabel() == "f1"
-
-
-def test_claims_are_stated_even_when_every_drop_is_undefined():
-    r = results({("a", "x", 0): [0, 0], ("a", "x", 4): [0, 0]})  # e.g. CoLA at MCC 0
-    said = claim_statements(check_claims(r, n_boot=20))
-    assert said["all_heads"] == "relative drop undefined; share of the learned signal lost undefined"
 
 
 def test_ranking_verdict_on_a_hand_built_comparison():

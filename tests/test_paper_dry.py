@@ -25,7 +25,7 @@ def test_the_dry_run_is_the_paper_profiles_protocol_on_whole_splits():
     assert dry.models == tuple(TINY_RANDOM) and set(TINY_RANDOM.values()) == {"bert", "roberta", "deberta"}
     assert dry.tasks == ("cola", "mrpc")
     for name in ("protocol", "precision", "ranking", "compare_rankings", "compare_models", "random_orders",
-                 "ranking_stability", "curve_model", "curve_tasks", "curve_sizes", "task_sizes",
+                 "ranking_stability", "curve_models", "curve_tasks", "curve_sizes", "task_sizes",
                  "sweep_fractions", "probe_lr", "gate_lr", "average_examples", "train_examples", "dev_examples",
                  "rank_examples"):
         assert getattr(dry, name) == getattr(paper, name), name

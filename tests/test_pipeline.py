@@ -155,7 +155,9 @@ def test_figures_tables_and_metadata_exist(smoke):
         for suffix in (".pdf", ".png"):
             assert (figures / f"{name}{suffix}").stat().st_size > 5000, name
     table = (run_dir / "results" / "table1.md").read_text()
-    assert table.count("| minilm-l3 |") == 3 and "**average**" in table
+    # the three tasks, and MRPC's accuracy beside its F1
+    assert table.count("| minilm-l3 |") == 4 and "| minilm-l3 | mrpc | accuracy |" in table
+    assert "**average over the cells in the claims**" in table
     assert "\\begin{tabular}" in (run_dir / "results" / "table1.tex").read_text()
     claims = json.loads((run_dir / "results" / "claims.json").read_text())
     assert claims["pooled_strength_correlation"]["points"] == 3
@@ -249,7 +251,7 @@ def test_publishing_is_an_explicit_step_that_never_narrows_published_results(smo
     (root / "README.md").write_text("intro\n<!-- results:smoke:start -->\nold\n<!-- results:smoke:end -->\nend\n")
     target = publish_run(run_dir, root)
     assert sorted(p.name for p in target.iterdir()) == [
-        "claims.json", "dev_statistics.npz", "learning_curves.csv", "probe_results.csv", "ranking_agreement.csv",
+        "claims.json", "convergence.csv", "dev_statistics.npz", "learning_curves.csv", "probe_results.csv", "ranking_agreement.csv",
         "ranking_comparison.csv", "ranking_stability.csv", "run.json", "table1.md", "table1.tex", "truncation.csv"]
     assert (root / "figures" / "smoke" / "performance_vs_dynamic_heads.png").stat().st_size > 5000
     recorded = json.loads((target / "run.json").read_text())
@@ -321,8 +323,10 @@ def test_references_stand_beside_every_baseline(smoke):
     table = (run_dir / "results" / "table1.md").read_text()
     assert "| trivial | attention-free |" in table and "learned signal lost" in table
     claims = json.loads((run_dir / "results" / "claims.json").read_text())
+    # every cell is either in the claims or left out with its reason
     assert claims["all_heads"]["learned_signal_lost"]["points"] + \
-        claims["all_heads"]["learned_signal_lost"]["undefined_points"] == len(profile.tasks)
+        claims["all_heads"]["learned_signal_lost"]["undefined_points"] + len(claims["left_out"]) == len(profile.tasks)
+    assert all(why.startswith("baseline ") for why in claims["left_out"].values())
 
 
 def test_learning_curve_at_the_main_runs_size_reproduces_the_main_run(smoke):
@@ -337,7 +341,7 @@ def test_learning_curve_at_the_main_runs_size_reproduces_the_main_run(smoke):
     assert at_64["baseline"] == pytest.approx(probe_record(run_dir, "sst2", 0, 42)["metrics"]["accuracy"], abs=1e-9)
     assert at_64["PAPA"] == pytest.approx(probe_record(run_dir, "sst2", 36, 42)["metrics"]["accuracy"], abs=1e-9)
     assert at_64["attention_free"] == pytest.approx(free["metrics"]["accuracy"], abs=1e-9)
-    assert (run_dir / "figures" / "learning_curves.png").stat().st_size > 5000
+    assert (run_dir / "figures" / "learning_curves_minilm-l3.png").stat().st_size > 5000
 
 
 def test_every_result_keeps_the_per_example_counts_of_its_metric(smoke):
@@ -410,3 +414,26 @@ def test_lengths_and_sizes_per_task():
         ("minilm-l3", "mpnet-base"), profile.sizes("minilm-l3", "mnli"))
     with pytest.raises(TypeError, match="model_sizes"):
         replace(profile, model_sizes={"mpnet-base": {"dev_examples": 500}})
+    with pytest.raises(ValueError, match=r"^sweep_fractions \(0, 0.875, 1\) lack \[0.5\]: Table 1 and the claims need no "
+                                         r"head, half of them and all of them replaced$"):
+        replace(profile, sweep_fractions=(0, 7 / 8, 1))
+
+
+def test_convergence_reads_the_last_epochs_of_every_probe():
+    """Per model x task x predictor x k: the mean over seeds of the last epochs and whether the last one gained
+    less than half a point."""
+    from papa_utils.pipeline import convergence_table
+
+    def record(seed, k, values, predictor="probe"):
+        return {"model": "m", "task": "sst2", "predictor": predictor, "replaced_heads": k, "total_heads": 4,
+                "seed": seed, "curve": [{"epoch": e + 1, "accuracy": v} for e, v in enumerate(values)]}
+
+    records = [record(0, 0, [70, 80, 81, 81.2]), record(1, 0, [70, 80, 81, 81.6]),  # +0.4 on average: flat
+               record(0, 4, [60, 70, 75, 76]), record(1, 4, [60, 70, 75, 77]),  # +1.5: still climbing
+               record(0, 0, [50, 52, 51, 50], "attention_free")]  # falling: flat
+    table = convergence_table(records).set_index(["predictor", "replaced_heads"])
+    assert list(table.columns[-6:]) == ["epoch_2", "epoch_3", "epoch_4", "seeds", "last_gain", "converged"]
+    assert table.loc[("probe", 0), "epoch_4"] == pytest.approx(81.4)
+    assert table.loc[("probe", 0), "last_gain"] == pytest.approx(0.4) and table.loc[("probe", 0), "converged"]
+    assert table.loc[("probe", 4), "last_gain"] == pytest.approx(1.5) and not table.loc[("probe", 4), "converged"]
+    assert table.loc[("attention_free", 0), "converged"] and table.loc[("probe", 0), "seeds"] == 2

@@ -171,28 +171,69 @@ def test_replacement_changes_exactly_the_layers_after_the_first_replaced_head():
     assert diff(full, 0) == 0 and diff(full, 1) > 1e-3 and diff(full, 2) > 1e-3
 
 
-def test_sentence_pooler_weights_each_real_token_by_its_slot():
+@pytest.mark.parametrize("examples", [3, 37])  # one block of the pooling product, and three (POOL_BLOCK 16)
+def test_sentence_pooler_weights_each_real_token_by_its_slot(examples):
     """v_l = sum over the real tokens t of an example of w[l, slot_t] h_l[t], computed here one token at a time:
-    the probe's pooled vector, for examples of different lengths whose slots skip the padding."""
+    the probe's pooled vector and its gradient with respect to the slot weights, for examples of different
+    lengths whose slots skip the padding."""
     torch.manual_seed(0)
     probe = make_probe(get_task("sst2"), tiny_model("bert"), L).eval()
     torch.nn.init.normal_(probe.slot_weights)
+    g = torch.Generator().manual_seed(examples)
     slots = [[0, 1, 2, L - 1], [0, 1, L // 2, L // 2 + 1, L - 1], [0, L - 1]]
+    slots += [sorted(torch.randperm(L, generator=g)[:int(torch.randint(1, L, (1,), generator=g))].tolist())
+              for _ in range(examples - 3)]
     owner = torch.tensor([e for e, s in enumerate(slots) for _ in s])
     slot = torch.tensor([t for s in slots for t in s])
     states = torch.randn(len(slot), LAYERS + 1, 48)
     pooled = []
     probe.pool.register_forward_hook(lambda module, args, out: pooled.append(args[0]))
-    with torch.no_grad():
-        probe(states, Rows.of(owner, slot, len(slots)))
+    probe(states, Rows.of(owner, slot, len(slots))).sum().backward()
+    got = probe.slot_weights.grad.clone()
+    probe.slot_weights.grad = None
     expected = torch.zeros(len(slots), LAYERS + 1, 48)
     for r in range(len(slot)):
-        expected[owner[r]] += probe.slot_weights[:, slot[r], None] * states[r]
+        expected = expected.index_add(0, owner[r:r + 1], (probe.slot_weights[:, slot[r], None] * states[r])[None])
     assert torch.allclose(pooled[0], expected.flatten(1), atol=1e-5)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # a bf16 probe still sums in fp32
+        in_bf16 = probe.pooled(states, Rows.of(owner, slot, len(slots)))
+    assert in_bf16.dtype == torch.float32 and torch.allclose(in_bf16, expected, atol=1e-5)
+    probe.classifier(torch.tanh(probe.pool(expected.flatten(1)))).sum().backward()
+    assert torch.allclose(got, probe.slot_weights.grad, atol=1e-5)
     shifted = Rows.of(owner, (slot + 1) % L, len(slots))  # the same tokens in other slots: other weights
     with torch.no_grad():
         probe(states, shifted)
-    assert not torch.allclose(pooled[1], expected.flatten(1), atol=1e-3)
+    assert not torch.allclose(pooled[-1], expected.flatten(1), atol=1e-3)
+
+
+@pytest.mark.parametrize("schedule", ["constant", "linear"])
+def test_the_learning_rate_follows_the_schedule(schedule):
+    """Constant: the configured lr at every step (the paper's). Linear: the configured lr at the first step, then
+    down by the same amount each step, to 1/steps of it at the last."""
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    model, data = tiny_model("bert"), toy_data(40)
+    features = extract_features(model, get_task("sst2"), data)
+    lrs = []
+    handle = register_optimizer_step_pre_hook(lambda optimizer, args, kwargs: lrs.append(optimizer.param_groups[0]["lr"]))
+    try:
+        train_probe(model, get_task("sst2"), data, data, config=ProbeConfig(epochs=2, lr=1e-3, lr_schedule=schedule),
+                    train_features=features, dev_features=features)
+    finally:
+        handle.remove()
+    steps = 2 * 3  # 40 examples in batches of 16, two epochs
+    expected = [1e-3] * steps if schedule == "constant" else [1e-3 * (1 - i / steps) for i in range(steps)]
+    assert lrs == pytest.approx(expected)
+
+
+def test_a_probe_that_predicts_one_class_is_seen():
+    from papa_utils.probe import prediction_share
+
+    assert prediction_share(get_task("sst2"), [1, 1, 1, 1], [0, 1, 0, 1]) == 1.0
+    assert prediction_share(get_task("sst2"), [1, 0, 1, 1], [0, 1, 0, 1]) == 0.75
+    tags = [[-100, 3, 3, -100], [-100, 3, 5, -100]]
+    assert prediction_share(get_task("pos"), tags, [[-100, 1, 2, -100], [-100, 1, -100, -100]]) == 1.0  # unlabelled 5
+    assert prediction_share(get_task("stsb"), [0.3, 2.5], [1.0, 2.0]) is None
 
 
 def test_probe_config_is_immutable_and_checked():
@@ -211,6 +252,8 @@ def test_probe_config_is_immutable_and_checked():
         ProbeConfig(precision="fp8")
     with pytest.raises(ValueError, match="^probe_precision must be one of 'fp32', 'bf16', got 'fp16'$"):
         ProbeConfig(probe_precision="fp16")  # fp16 gradients would need loss scaling
+    with pytest.raises(ValueError, match="^lr_schedule must be one of 'constant', 'linear', got 'cosine'$"):
+        ProbeConfig(lr_schedule="cosine")
 
 
 def test_features_of_the_first_examples():

@@ -58,3 +58,22 @@ def test_the_code_state_says_whether_the_tree_differs_from_its_commit(tmp_path):
     (tmp_path / "new.py").write_text("y = 1\n")  # an untracked file counts too
     assert git_state(tmp_path)["dirty"] is True
     assert git_state(tmp_path / "nowhere")["git_commit"] == "unknown"
+
+
+def test_json_artefacts_are_strict_json(tmp_path):
+    """JSON has no NaN or Infinity: undefined numbers are written as null, numpy values as plain numbers."""
+    import json
+    import math
+
+    import numpy as np
+
+    from papa_utils.runs import write_json
+
+    path = write_json(tmp_path / "a.json", {"nan": float("nan"), "inf": -math.inf, "np": np.float32(0.5),
+                                            "nested": [np.nan, (1, np.int64(2))], "array": np.array([1.0, np.nan])})
+
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    assert json.loads(path.read_text(), parse_constant=refuse) == {
+        "nan": None, "inf": None, "np": 0.5, "nested": [None, [1, 2]], "array": [1.0, None]}

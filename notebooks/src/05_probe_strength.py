@@ -3,12 +3,13 @@
 #
 # Rebuilds `figures/learning_curves.{pdf,png}` and `results/learning_curves.csv` in the run folder.
 #
-# The probes of notebooks 2–4 train on a few hundred to a thousand examples, and several of them sit close to
-# what a trivial predictor scores. Here one cheap model is probed at growing training sizes (the same random
-# order, so each subset contains the smaller ones), with everything else as in the main run: the same constant
-# matrices, the same dev subset, the same probe and epochs. At every size we train the baseline probe, the
-# probe with all heads constant (PAPA), and the attention-free probe (hidden-state level 0 only, before any
-# attention), and score the trivial predictor of that training subset.
+# Probes trained on a few thousand examples may not have reached what the model's hidden states allow, and a
+# verdict read near a probe's floor says little. Here every model the profile names is probed at growing training
+# sizes (the same random order, so each subset contains the smaller ones), with everything else as in the main
+# run: the same constant matrices, the same dev set, the same probe and schedule. At every size we train the
+# baseline probe, the probe with all heads constant (PAPA), and the attention-free probe (hidden-state level 0
+# only, before any attention), and score the trivial predictor of that training subset. The `cpu` profile has
+# no curves (the `cpu-robustness` profile does); the `smoke` profile runs a small one.
 #
 # Read the bottom row first: if the share of the learned signal that PAPA loses grows with the training size,
 # the small-data numbers of Table 1 understate what constant attention costs this model.
@@ -22,7 +23,7 @@ passes = ""  # backbone passes: packed (real tokens only) or padded (the whole l
 run_dir = ""  # empty: runs/<run name> ($PAPA_RUNS_DIR instead of runs/ when set)
 
 # %%
-import pandas as pd
+from IPython.display import display
 
 from papa_utils.analysis import curve_summary
 from papa_utils.figures import plot_learning_curves, save_figure
@@ -30,13 +31,14 @@ from papa_utils.pipeline import curve_table, figures_dir, get_profile, learning_
 
 profile = get_profile(profile, models or None, tasks or None, ranking or None, passes or None)
 run_dir = open_run(run_dir, profile)
-print(f"model {profile.curve_model}; tasks {', '.join(profile.curve_tasks)}; training sizes "
+print(f"models {', '.join(profile.curve_models) or 'none'}; tasks {', '.join(profile.curve_tasks)}; training sizes "
       f"{', '.join(map(str, profile.curve_sizes))}; seeds {', '.join(map(str, profile.curve_seeds))}")
 
 # %%
-records = [r for task in profile.curve_tasks for r in learning_curve(run_dir, profile, task)]
+records = [r for model_name in profile.curve_models for task in profile.curve_tasks
+           for r in learning_curve(run_dir, profile, model_name, task)]
 if not records:
-    print("this run has no learning curve (its model or tasks were narrowed away)")
+    print("this run has no learning curve (its profile asks for none, or its models or tasks were narrowed away)")
 curve = curve_table(records)
 save_table(curve, results_dir(run_dir) / "learning_curves.csv")
 summary = curve_summary(curve) if records else None
@@ -46,6 +48,7 @@ summary
 # ## The curves
 
 # %%
-if summary is not None:
-    fig = plot_learning_curves(summary)
-    save_figure(fig, figures_dir(run_dir) / "learning_curves")
+for model_name in profile.curve_models if summary is not None else ():  # one figure per model
+    fig = plot_learning_curves(summary[summary.model == model_name])
+    save_figure(fig, figures_dir(run_dir) / f"learning_curves_{model_name}")
+    display(fig)
