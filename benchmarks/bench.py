@@ -233,19 +233,31 @@ def profile_pass_examples(profile, model_name: str, task: str, total_heads: int)
     return {"attention": averages + scores, "features": features}
 
 
+def stratified(data, count: int, batch_size: int = 32) -> list:
+    """The example indices of `count` of the batches a packed run makes of `data` (sorted by real length, longest
+    first), at evenly spaced ranks from the longest batch to the shortest."""
+    from papa_utils.packing import backbone_batches
+
+    every = [batch.examples for batch in backbone_batches(data, batch_size, "packed")]
+    return [every[i] for i in np.linspace(0, len(every) - 1, min(count, len(every))).round().astype(int)]
+
+
 def packing_section(quick: bool) -> dict:
     """Padded vs packed backbone passes of the cpu profile, side by side on the same examples: for every model and
     task at the profile's L, a pass with attention returned (averages, head scores) and a feature pass at each of
-    the profile's sweep points, over the same examples (half training, half dev) in both ways. Per cell: seconds per
-    example, real-token fill, tokens per second; then the whole profile's backbone seconds, each kind of pass
-    weighted by the examples the profile puts through it (``profile_pass_examples``)."""
+    the profile's sweep points, over the same examples in both ways. The examples are batches a run makes: the
+    profile's own training subset and dev set, sorted by real length into batches of 32 as the packed passes do,
+    of which `batches` per split at evenly spaced ranks (longest to shortest) are timed; a small random sample
+    would instead pad one batch to its longest example. Per cell: seconds per example, real-token fill of the
+    timed batches, tokens per second; then the whole profile's backbone seconds, each kind of pass weighted by the
+    examples the profile puts through it (``profile_pass_examples``)."""
     from papa_utils.head_stats import random_ranking
-    from papa_utils.packing import backbone_batches, run_backbone
-    from papa_utils.pipeline import get_profile, replaced_heads
+    from papa_utils.packing import backbone_batches, pack, run_backbone
+    from papa_utils.pipeline import get_profile, replaced_heads, task_data
 
     profile = get_profile("cpu")
     models, tasks = (profile.models[:1], profile.tasks[:2]) if quick else (profile.models, profile.tasks)
-    n = 16 if quick else 64
+    batches = 1 if quick else 2
     cells = []
     for model_name in models:
         model, tokenizer = load_model(model_name)
@@ -254,18 +266,21 @@ def packing_section(quick: bool) -> dict:
         order = random_ranking(info["layers"], info["heads"], seed=0)
         for task in tasks:
             length = profile.length(task)
-            frame = [load_task(task, split).sample(n // 2, seed=1) for split in ("train", "validation")]
-            data = [encode(part, tokenizer, length) for part in frame]
-            real = sum(int(d.attention_mask.sum()) for d in data)
+            data = [encode(task_data(task, split, profile.size(model_name, size, task)), tokenizer, length)
+                    for split, size in (("train", "train_examples"), ("validation", "dev_examples"))]
+            timed_batches = [(part, stratified(part, batches)) for part in data]  # (data, [example indices])
+            n = sum(len(index) for _, chosen in timed_batches for index in chosen)
+            real = sum(int(part.attention_mask[index].sum()) for part, chosen in timed_batches for index in chosen)
             constants = torch.rand(info["layers"], info["heads"], length, length)
             weights = profile_pass_examples(profile, model_name, task, total)
 
             def one_pass(passes, heads, attention):
                 def run():
                     with torch.no_grad(), replace_heads(model, constants, heads):
-                        for part in data:
-                            for batch in backbone_batches(part, 32, passes):
-                                run_backbone(model, batch, output_attentions=attention, output_hidden_states=True)
+                        for part, chosen in timed_batches:
+                            for index in chosen:
+                                run_backbone(model, pack(part, index, packed=passes == "packed"),
+                                             output_attentions=attention, output_hidden_states=True)
                 return run
 
             kinds = {"attention": ([], True), **{f"features k={k}": (replaced_heads(k, total, order), False)
@@ -289,7 +304,8 @@ def packing_section(quick: bool) -> dict:
 
 def packing_markdown(r: dict) -> list[str]:
     lines = ["", f"## Packed vs padded backbone passes: the {r['profile']} profile's passes on the same examples", "",
-             "Per cell, the same examples (half training, half dev) through every kind of pass the profile makes, "
+             "Per cell, the same examples through every kind of pass the profile makes: batches of 32 a run makes (the "
+             "profile's training subset and dev set sorted by real length), two per split at evenly spaced ranks, "
              "padded (the whole PAPA layout) and packed (real tokens only); seconds per example averaged over the kinds "
              "of pass; the profile's backbone seconds weigh each kind by the examples the profile puts through it.", "",
              "| model | task | L | real-token fill | padded ms / example | packed ms / example | real tokens / s padded "

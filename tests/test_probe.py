@@ -215,7 +215,8 @@ def test_the_learning_rate_follows_the_schedule(schedule):
     model, data = tiny_model("bert"), toy_data(40)
     features = extract_features(model, get_task("sst2"), data)
     lrs = []
-    handle = register_optimizer_step_pre_hook(lambda optimizer, args, kwargs: lrs.append(optimizer.param_groups[0]["lr"]))
+    handle = register_optimizer_step_pre_hook(
+        lambda optimizer, args, kwargs: lrs.append(optimizer.param_groups[0]["lr"]))
     try:
         train_probe(model, get_task("sst2"), data, data, config=ProbeConfig(epochs=2, lr=1e-3, lr_schedule=schedule),
                     train_features=features, dev_features=features)
@@ -301,3 +302,22 @@ def test_bf16_probe_products_train_within_a_stated_tolerance_of_fp32(monkeypatch
         assert any(a != b for a, b in losses), task_name  # bf16 products round: the run is not the fp32 one
         assert abs(runs["fp32"].metrics[task.metric] - runs["bf16"].metrics[task.metric]) <= 1.0, task_name
         assert fp32[0]["train_loss"] - fp32[-1]["train_loss"] > 0.05  # the case learns something
+
+
+@pytest.mark.parametrize("passes", ["padded", "packed"])
+@pytest.mark.parametrize("protocol", ["cached", "streaming", "reference"])
+def test_every_protocol_runs_the_backbone_passes_asked_for(protocol, passes, monkeypatch):
+    """Packed and padded passes give the same numbers, so only the batches themselves tell which ran: every
+    backbone batch of training, evaluation and the gates is packed exactly when the configuration says so."""
+    import papa_utils.probe as probe_module
+
+    seen = []
+    run = probe_module.run_backbone
+    monkeypatch.setattr(probe_module, "run_backbone",
+                        lambda model, batch, **kw: seen.append(batch.packed) or run(model, batch, **kw))
+    model, data = tiny_model("bert"), toy_data(24)
+    config = ProbeConfig(epochs=1, protocol=protocol, passes=passes)
+    train_probe(model, get_task("sst2"), data, data, config=config)
+    averages = compute_average_attention(model, backbone_batches(data, 8, passes))
+    rank_heads_by_gates(model, get_task("sst2"), data, averages, config=config)
+    assert len(seen) > 3 and set(seen) == {passes == "packed"}
