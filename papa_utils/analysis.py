@@ -77,8 +77,8 @@ def table1(results: pd.DataFrame, statistics: dict | None = None, n_boot: int = 
     `signal_note` is "" where the baseline clears both references by more than its own noise
     (``signal_notes``), else why not; `in_claims` marks the rows the claims average (headline metric, signal).
     `*_degenerate`: on how many seeds that probe predicted one class. Rows of ``SECONDARY_METRICS`` (MRPC
-    accuracy; `headline` False) follow their task's headline row, outside the claims. Reference columns are NaN when the results
-    hold no references (runs made before they existed)."""
+    accuracy; `headline` False) follow their task's headline row, outside the claims. Reference columns are NaN
+    when the results hold no references (runs made before they existed)."""
     parts = [_table1_rows(results, statistics, n_boot, None).assign(headline=True)]
     for task, metrics in SECONDARY_METRICS.items():
         for metric in metrics:
@@ -406,7 +406,7 @@ def table1_markdown(table: pd.DataFrame) -> str:
     claims; the averages are over the cells in the claims, and the cells left out follow with the reason."""
     lines = [protocol_markdown(table).rstrip(), "",
              "| model | task | metric | trivial | attention-free | baseline | PAPA (all heads constant) | relative drop "
-             "| learned signal lost | contextual signal lost | in the claims |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| learned signal lost | contextual signal lost | in the claims |", "|---" * 11 + "|"]
     for r in table.itertuples():
         contextual = _pct(r.contextual_lost) if r.contextual_note == "" else r.contextual_note
         free = ("–" if np.isnan(r.attention_free) else
@@ -534,7 +534,8 @@ def average_verdict(average: dict, claim: str) -> dict:
     span = f"95% interval [{100 * low:.1f}, {100 * high:.1f}]"
     if claim == "all":
         if low > PAPER_ALL_HEADS_DROP:
-            return {"verdict": "fails", "reason": f"the {span} lies above the paper's {100 * PAPER_ALL_HEADS_DROP:.0f}%"}
+            return {"verdict": "fails",
+                    "reason": f"the {span} lies above the paper's {100 * PAPER_ALL_HEADS_DROP:.0f}%"}
         if high - low > WIDE_INTERVAL:
             return {"verdict": "undecided", "reason": f"the {span} is wider than {100 * WIDE_INTERVAL:.0f} points"}
         return {"verdict": "holds", "reason": f"the {span} reaches down to the paper's "
@@ -593,7 +594,8 @@ def check_claims(results: pd.DataFrame, statistics: dict | None = None, n_boot: 
         for model in models:
             mine = {cell: p for cell, p in points.items() if cell[0] == model}
             average = bootstrap_average(mine, _relative)
-            block["per_model"][model] = {"relative_drop": average, "learned_signal_lost": bootstrap_average(mine, _learned),
+            block["per_model"][model] = {"relative_drop": average,
+                                         "learned_signal_lost": bootstrap_average(mine, _learned),
                                          "verdict": average_verdict(average, replaced)}
         out[name] = block
     half = half_heads_change(results)
