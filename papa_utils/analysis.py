@@ -82,8 +82,9 @@ def table1(results: pd.DataFrame, statistics: dict | None = None, n_boot: int = 
     parts = [_table1_rows(results, statistics, n_boot, None).assign(headline=True)]
     for task, metrics in SECONDARY_METRICS.items():
         for metric in metrics:
-            rows = results[(results.task == task) & (results.metric == metric)]
-            if len(rows):
+            # the task's rows of that metric, with its headline rows, whose per-example counts it is derived from
+            rows = results[(results.task == task) & ((results.metric == metric) | results.headline)]
+            if (rows.metric == metric).any():
                 part = _table1_rows(rows, statistics, n_boot, metric)
                 parts.append(part.assign(headline=False, in_claims=False,
                                          signal_note=f"{metric}, beside the headline metric, which the claims use"))

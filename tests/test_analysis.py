@@ -139,6 +139,31 @@ def test_a_secondary_metric_is_reported_beside_the_headline_outside_the_claims()
     assert derived_statistics("accuracy", "f1", f1_counts).tolist() == [[1, 1], [0, 1], [0, 1], [1, 1]]
 
 
+def test_a_secondary_metrics_interval_is_resampled_from_its_own_counts():
+    """MRPC accuracy's bootstrap reads accuracy from the F1 counts of each dev example: its interval brackets its
+    own estimate (read as F1 counts, it would not)."""
+    from papa_utils.analysis import statistics_key
+    from papa_utils.metrics import example_statistics, metric_from_statistics
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 400)
+    task = __import__("papa_utils").get_task("mrpc")
+    rows, stats = [], {}
+    for predictor, k, flip in (("probe", 0, 0.15), ("probe", 4, 0.3), ("attention_free", 0, 0.35), ("trivial", 0, None)):
+        for seed in (0, 1):
+            predictions = np.ones_like(labels) if flip is None else np.where(rng.random(400) < flip, 1 - labels, labels)
+            counts = example_statistics(task, "f1", predictions, labels)
+            stats[statistics_key("m", "mrpc", predictor, k, seed)] = counts
+            for metric, value in (("f1", metric_from_statistics("f1", counts.sum(0))),
+                                  ("accuracy", 100 * (predictions == labels).mean())):
+                rows.append({"model": "m", "task": "mrpc", "replaced_heads": k, "dynamic_heads": 4 - k, "total_heads": 4,
+                             "seed": seed, "metric": metric, "value": float(value), "headline": metric == "f1",
+                             "predictor": predictor, "prediction_share": 0.6})
+    t = table1(pd.DataFrame(rows), stats, n_boot=400).set_index("metric")
+    for metric in ("f1", "accuracy"):
+        assert t.loc[metric, "relative_drop_low"] <= t.loc[metric, "relative_drop"] <= t.loc[metric, "relative_drop_high"]
+
+
 def test_claim_3_is_tested_within_tasks_with_its_power_stated():
     from papa_utils.analysis import strength_verdict, within_task_test
 
