@@ -329,15 +329,18 @@ def average_attention(run_dir: Path, profile: Profile, model_name: str, task: st
             return found
     start = time.time()
     train_data = task_data(task, "train", profile.size(model_name, "train_examples", task))
-    if keep_features and profile.protocol == "cached" and train_data.checksum == data.checksum:
-        # the probe trains on these very examples: keep the pass's hidden states as the baseline's features
-        result, features = averages_and_features(model, get_task(task), encoded(model_name, data, length),
+    inputs = encoded(model_name, data, length)
+    if (keep_features and profile.protocol == "cached" and train_data.checksum == data.checksum
+            and feature_cache_gb(run_dir) + features_gb(model, inputs) <= FEATURE_CACHE_GB):
+        # the probe trains on these very examples: keep the pass's hidden states as the baseline's features (while
+        # the cache has room; else the k = 0 probes compute them again)
+        result, features = averages_and_features(model, get_task(task), inputs,
                                                  progress=progress_enabled(), precision=precision,
                                                  data_checksum=data.checksum, passes=profile.passes)
         save_features(features, baseline_features_path(run_dir, model_name, task, length),
                       baseline_features_meta(model_name, data, length, precision, profile.passes))
     else:
-        result = compute_average_attention(model, backbone_batches(encoded(model_name, data, length), 32, profile.passes),
+        result = compute_average_attention(model, backbone_batches(inputs, 32, profile.passes),
                                            task=task, data_checksum=data.checksum, progress=progress_enabled(),
                                            precision=precision)
     result.meta.update(key=key, seconds=round(time.time() - start, 2), data_note=data.note)
@@ -1019,6 +1022,17 @@ def figures_dir(run_dir: Path) -> Path:
     path = Path(run_dir) / "figures"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+# GiB of baseline features that notebook 1 may leave on disk for notebook 2 (``average_attention``): the features of
+# the cells beyond it are computed again by their k = 0 probes, one more pass over the training examples
+FEATURE_CACHE_GB = 8.0
+
+
+def features_gb(model, data: Encoded) -> float:
+    """At most how many GiB the fp16 features of `data`'s real tokens take (every hidden-state level)."""
+    info = describe(model)
+    return int(data.attention_mask.sum()) * (info["layers"] + 1) * info["hidden"] * 2 / 1024 ** 3
 
 
 def feature_cache_gb(run_dir: Path) -> float:

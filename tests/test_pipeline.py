@@ -438,3 +438,23 @@ def test_convergence_reads_the_last_epochs_of_every_probe():
     assert table.loc[("probe", 0), "last_gain"] == pytest.approx(0.4) and table.loc[("probe", 0), "converged"]
     assert table.loc[("probe", 4), "last_gain"] == pytest.approx(1.5) and not table.loc[("probe", 4), "converged"]
     assert table.loc[("attention_free", 0), "converged"] and table.loc[("probe", 0), "seeds"] == 2
+
+
+def test_baseline_features_are_kept_on_disk_only_while_the_cache_has_room(tmp_path, monkeypatch):
+    """The averages pass saves the baseline's training features for notebook 2 only while the cache stays within
+    FEATURE_CACHE_GB; beyond it the k = 0 probes compute them again, with the same numbers."""
+    from papa_utils import pipeline
+
+    profile = get_profile("smoke", tasks="sst2")
+    kept = tmp_path / "kept"
+    pipeline.average_attention(kept, profile, "minilm-l3", "sst2")
+    path = pipeline.baseline_features_path(kept, "minilm-l3", "sst2", profile.length("sst2"))
+    assert path.exists() and pipeline.feature_cache_gb(kept) <= pipeline.FEATURE_CACHE_GB
+    monkeypatch.setattr(pipeline, "FEATURE_CACHE_GB", 0.0)
+    full = tmp_path / "full"
+    pipeline.average_attention(full, profile, "minilm-l3", "sst2")
+    assert not (full / "features").exists() or not any((full / "features").iterdir())
+    assert pipeline.features_gb(cached_model("minilm-l3")[0], encoded("minilm-l3", task_data("sst2", "train", 64), 32)) > 0
+    results = [pipeline.probe_sweep(folder, profile, "minilm-l3", "sst2", [0], seeds=(42,))[0]["metrics"]
+               for folder in (kept, full)]
+    assert results[0] == results[1] and not path.exists()  # the saved features were used, then removed
