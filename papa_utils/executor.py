@@ -18,7 +18,10 @@ import logging
 import os
 import platform
 import shutil
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -248,7 +251,9 @@ def run_cells(steps, run_dir: Path, profile, executor: str, workers: int = 2, op
                 gpu = _least_used([g for _, g in running.values() if g is not None], gpus) if gpus else None
                 if gpu is not None:  # one GPU per local job: the one fewest running jobs use
                     submitter.update_parameters(visible_gpus=(gpu,))
-                job = submitter.submit(run_cell, steps, str(run_dir), profile, *cell, threads, precisions.get(cell[0]))
+                with _jobs_hear_interrupts():
+                    job = submitter.submit(run_cell, steps, str(run_dir), profile, *cell, threads,
+                                           precisions.get(cell[0]))
                 write_json(job_path(run_dir, *cell), {"executor": executor, "job_id": job.job_id,
                                                       "submitted": round(time.time(), 1)})
                 running[cell] = (job, gpu)
@@ -267,8 +272,11 @@ def run_cells(steps, run_dir: Path, profile, executor: str, workers: int = 2, op
             if running:
                 _pause(poll)
     except KeyboardInterrupt:
-        for job, _ in running.values():
+        jobs = [job for job, _ in running.values()]
+        for job in jobs:
             job.cancel(check=False)
+        if executor == "local":
+            _wait_until_ended(jobs)
         print(f"interrupted: cancelled {len(running)} job(s); finished cells are kept", flush=True)
         raise
     if failed:
@@ -281,6 +289,39 @@ def run_cells(steps, run_dir: Path, profile, executor: str, workers: int = 2, op
 
 def _pause(seconds: float) -> None:
     time.sleep(seconds)
+
+
+@contextmanager
+def _jobs_hear_interrupts():
+    """A local job is cancelled with an interrupt (SIGINT), and a process inherits whether it ignores one: started
+    in the background by a non-interactive shell (`make figures … &`, nohup), this process ignores interrupts and
+    so would its jobs, which could then never be cancelled. Inside the block (where jobs start), interrupts are
+    handled here, so that a job starts with the default handling and is interrupted by a cancel."""
+    ignored = (threading.current_thread() is threading.main_thread()
+               and signal.getsignal(signal.SIGINT) == signal.SIG_IGN)
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _wait_until_ended(jobs, resend_seconds: float = 2.0, limit_seconds: float = 60.0) -> None:
+    """Wait until cancelled local jobs have ended. A local cancel is an interrupt sent to the job's process, which
+    returns at once; an interrupt that reaches a process still starting up can be lost, so it is sent again every
+    `resend_seconds` until the process ends (at most `limit_seconds`, then the jobs still running are named)."""
+    start = last = time.monotonic()
+    while (alive := [job for job in jobs if not job.done()]) and time.monotonic() - start < limit_seconds:
+        if time.monotonic() - last >= resend_seconds:
+            for job in alive:
+                job.cancel(check=False)
+            last = time.monotonic()
+        time.sleep(0.05)
+    if alive:
+        print(f"warning: {len(alive)} cancelled job(s) still running after {limit_seconds:.0f} s: "
+              + ", ".join(str(job.job_id) for job in alive), flush=True)
 
 
 def visible_gpus() -> list[int]:

@@ -198,18 +198,29 @@ def test_local_jobs_on_a_machine_with_gpus_never_share_one(tmp_path, monkeypatch
     assert executor._least_used([0, 1, 2, 3, 0], four) == 1 and executor._least_used([3], [3, 5]) == 5
 
 
-def test_ctrl_c_cancels_the_running_jobs(tmp_path, monkeypatch, capsys):
-    for cell in ("model-a__sst2", "model-a__mrpc"):
-        flag(tmp_path, "hold", cell)
-    monkeypatch.setattr(executor, "_pause", lambda s: (_ for _ in ()).throw(KeyboardInterrupt))
-    with pytest.raises(KeyboardInterrupt):
-        run_cells(stub_steps, tmp_path, PROFILE, "local", workers=2)
-    assert "interrupted: cancelled 2 job(s); finished cells are kept" in capsys.readouterr().out
-    monkeypatch.undo()
-    for cell in ("model-a__sst2", "model-a__mrpc"):
-        (tmp_path / "hold" / cell).unlink()
-    time.sleep(3)  # a job that was not cancelled would finish now
-    assert not (tmp_path / "ran").exists() and not list((tmp_path / "cells").glob("*.json"))
+@pytest.mark.parametrize("interrupts", ["handled", "ignored"])
+def test_ctrl_c_cancels_the_running_jobs(tmp_path, monkeypatch, capsys, interrupts):
+    """Also when this process ignores interrupts (started in the background by a non-interactive shell), which its
+    jobs would inherit."""
+    import signal
+
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN if interrupts == "ignored" else signal.default_int_handler)
+    try:
+        for cell in ("model-a__sst2", "model-a__mrpc"):
+            flag(tmp_path, "hold", cell)
+        monkeypatch.setattr(executor, "_pause", lambda s: (_ for _ in ()).throw(KeyboardInterrupt))
+        with pytest.raises(KeyboardInterrupt):
+            run_cells(stub_steps, tmp_path, PROFILE, "local", workers=2)
+        assert "interrupted: cancelled 2 job(s); finished cells are kept" in capsys.readouterr().out
+        assert signal.getsignal(signal.SIGINT) == (signal.SIG_IGN if interrupts == "ignored"
+                                                   else signal.default_int_handler)
+        monkeypatch.undo()
+        for cell in ("model-a__sst2", "model-a__mrpc"):
+            (tmp_path / "hold" / cell).unlink()
+        time.sleep(3)  # a job that was not cancelled would finish now
+        assert not (tmp_path / "ran").exists() and not list((tmp_path / "cells").glob("*.json"))
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def test_a_rerun_waits_for_slurm_jobs_still_running_instead_of_submitting_them_again(tmp_path, monkeypatch, capsys):
