@@ -195,9 +195,9 @@ def probe_settings_section(model_name: str, task: str, n_train: int, n_dev: int,
 
 def precision_section(models) -> list[dict]:
     """What precision="auto" picks for each model on this machine, and the timings behind the choice: measured
-    afresh, at the shape the pipeline times (``pipeline.PRECISION_ROWS``)."""
+    afresh, at the shape the pipeline times (``backbones.PRECISION_ROWS``)."""
     from papa_utils.device import auto_precision
-    from papa_utils.pipeline import PRECISION_ROWS
+    from papa_utils.backbones import PRECISION_ROWS
 
     out = []
     for name in models:
@@ -215,7 +215,7 @@ def profile_pass_examples(profile, model_name: str, task: str, total_heads: int)
     k = 0 and all-heads passes over its largest subset and the dev set. The profile's own pass counts, to weigh
     the packing section's per-example times as the profile spends them."""
     from papa_utils import load_task as split
-    from papa_utils.pipeline import stability_variants
+    from papa_utils.steps import stability_variants
 
     size = lambda name: profile.size(model_name, name, task)  # noqa: E731
     whole = lambda n, name: n if n is not None else len(split(task, name))  # noqa: E731
@@ -252,8 +252,9 @@ def packing_section(quick: bool) -> dict:
     timed batches, tokens per second; then the whole profile's backbone seconds, each kind of pass weighted by the
     examples the profile puts through it (``profile_pass_examples``)."""
     from papa_utils.head_stats import random_ranking
-    from papa_utils.packing import backbone_batches, pack, run_backbone
-    from papa_utils.pipeline import get_profile, replaced_heads, task_data
+    from papa_utils.packing import pack, run_backbone
+    from papa_utils.profiles import get_profile
+    from papa_utils.steps import replaced_heads, task_data
 
     profile = get_profile("cpu")
     models, tasks = (profile.models[:1], profile.tasks[:2]) if quick else (profile.models, profile.tasks)
@@ -343,25 +344,25 @@ def layer_gflop(hidden: int, layers: int, inner: int, length: int) -> float:
 def paper_cost_section(quick: bool) -> dict:
     """What one cell of the paper profile costs, from the dry run's path: (1) one paper-dry cell run through
     ``pipeline.cell_steps`` with every backbone call counted (examples, with or without gradients) and timed, next
-    to ``pipeline.cell_passes``'s count for it; (2) that count for every paper cell (whole splits), in GFLOP,
+    to ``cost.cell_passes``'s count for it; (2) that count for every paper cell (whole splits), in GFLOP,
     in days on this machine at the rate of a BERT-base-sized model measured here (MPNet-base, L = 128, batch 32,
     fp32), and in hours of a GPU sustaining ``GPU_TFLOPS``."""
     import tempfile
     from pathlib import Path
 
-    from papa_utils import pipeline
+    from papa_utils import backbones, cost, pipeline, profiles
 
-    profile = pipeline.get_profile("paper-dry")
+    profile = profiles.get_profile("paper-dry")
     model_name, task = profile.models[0], "mrpc"
-    model, _ = pipeline.cached_model(model_name)
+    model, _ = backbones.cached_model(model_name)
     info = describe(model)
     total = info["layers"] * info["heads"]
-    with tempfile.TemporaryDirectory() as folder, pipeline.counting_backbone_examples(model) as counted:
+    with tempfile.TemporaryDirectory() as folder, cost.counting_backbone_examples(model) as counted:
         start = time.time()
         pipeline.cell_steps(Path(folder), profile, model_name, task)
         seconds = time.time() - start
     dry = {"model": model_name, "task": task, "seconds": seconds, "counted": counted,
-           "predicted": pipeline.cell_passes(profile, model_name, task, total, len(load_task(task, "train")),
+           "predicted": cost.cell_passes(profile, model_name, task, total, len(load_task(task, "train")),
                                              len(load_task(task, "validation")))}
     # this machine's rate on a BERT-base-sized model
     mpnet, tokenizer = load_model("minilm-l6" if quick else "mpnet-base")
@@ -369,11 +370,11 @@ def paper_cost_section(quick: bool) -> dict:
     with torch.no_grad():
         per_batch = timed(lambda: mpnet(**batch), 1 if quick else 3)
     cpu_gflops = forward_gflop(mpnet, 128) * 32 / per_batch
-    paper = pipeline.get_profile("paper")
+    paper = profiles.get_profile("paper")
     cells = []
     for size, (hidden, layers, inner) in PAPER_SIZES.items():
         for t, (n_train, n_dev) in PAPER_SPLITS.items():
-            passes = pipeline.cell_passes(paper, f"bert-{size}", t, layers * hidden // 64, n_train, n_dev)
+            passes = cost.cell_passes(paper, f"bert-{size}", t, layers * hidden // 64, n_train, n_dev)
             length = paper.length(t)
             # backward ~ twice the forward: a gate example costs three forward passes
             gflop = layer_gflop(hidden, layers, inner, length) * (passes["forward"] + 3 * passes["forward_backward"])
@@ -389,7 +390,7 @@ def paper_cost_markdown(r: dict) -> list[str]:
     lines = ["", "## The paper profile: cost per cell (README, \"Running the paper profile\")", "",
              f"One paper-dry cell ({d['model']} x {d['task']}, whole splits, streaming, "
              f"{d['seconds']:.0f} s here): {d['counted']['forward']:,} examples through the backbone without "
-             f"gradients and {d['counted']['forward_backward']:,} with (the gates) counted; `pipeline.cell_passes` "
+             f"gradients and {d['counted']['forward_backward']:,} with (the gates) counted; `cost.cell_passes` "
              f"predicts {d['predicted']['forward']:,} and {d['predicted']['forward_backward']:,}.", "",
              f"Every paper cell by the same count (15 epochs, 3 seeds, 5 sweep points + the attention-free probe, "
              f"gates for 15 epochs), as BERT of its size; days on this machine at {r['cpu_gflops']:.0f} GFLOPS "

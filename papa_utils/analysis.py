@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import warnings
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -201,7 +202,7 @@ def half_heads_change(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def statistics_key(model: str, task: str, predictor: str, replaced_heads: int, seed) -> str:
-    """How a result's per-example dev statistics are filed (``pipeline.write_results``'s dev_statistics.npz)."""
+    """How a result's per-example dev statistics are filed (``tables.write_results``'s dev_statistics.npz)."""
     return f"{model}|{task}|{predictor}|{int(replaced_heads)}|{seed}"
 
 
@@ -324,7 +325,7 @@ def _learned(base, papa, floor):
 
 
 def curve_summary(curve: pd.DataFrame) -> pd.DataFrame:
-    """Learning curve (``pipeline.curve_table``) per model x task x training size: mean over seeds of the
+    """Learning curve (``tables.curve_table``) per model x task x training size: mean over seeds of the
     baseline, PAPA, attention-free probe and trivial predictor, the paper's relative drop and the share of the
     learned signal lost."""
     means = curve.pivot_table(index=["model", "task", "metric", "train_examples"], columns="configuration",
@@ -716,3 +717,16 @@ def ranking_markdown(verdict: pd.DataFrame, agreement: pd.DataFrame) -> str:
                      f"{part.spearman.max():+.2f}) | {100 * part.first_half_overlap.mean():.0f}% | "
                      f"{part.seconds.mean():.1f} / {part.gates_seconds.mean():.1f} |")
     return "\n".join(lines) + "\n"
+
+
+STATISTICS_FILE = "dev_statistics.npz"
+
+
+def read_statistics(folder: Path) -> dict:
+    """The per-example dev statistics saved beside a results table (``tables.write_results``); {} when there are none
+    (results made before they were kept: bootstraps then resample seeds only)."""
+    path = Path(folder) / STATISTICS_FILE
+    if not path.exists():
+        return {}
+    with np.load(path) as data:
+        return {key: data[key] for key in data.files}

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import torch
 
+from .choices import PRECISIONS
 from .runs import write_json
 
-PRECISIONS = ("fp32", "bf16", "fp16")  # fp16: for GPUs without bf16 (V100, T4); sums and losses stay fp32
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-CHOICES = PRECISIONS + ("auto",)  # "auto": the faster of fp32 and bf16 on this machine (``auto_precision``)
 
 
 def default_device() -> str:

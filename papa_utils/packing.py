@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import torch
 
+from .choices import check_passes
 from .device import inputs_on, model_device
 
-PASSES = ("packed", "padded")
 # model types whose packed pass is proven equal to the padded pass (tests/test_packing.py)
 PACKED_MODEL_TYPES = ("bert", "roberta", "electra", "xlm-roberta", "albert", "distilbert", "deberta", "deberta-v2",
                       "mpnet")
@@ -39,12 +39,6 @@ COUNTED_POSITIONS = ("roberta", "xlm-roberta", "mpnet")
 
 class PackingUnsupportedError(TypeError):
     pass
-
-
-def check_passes(passes: str) -> str:
-    if passes not in PASSES:
-        raise ValueError(f"passes must be one of {', '.join(map(repr, PASSES))}, got {passes!r}")
-    return passes
 
 
 @dataclass

@@ -25,11 +25,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .averages import compute_average_attention
-from .device import PRECISIONS, autocast_dtype, backbone_precision, model_device
+from .choices import PRECISIONS, check_passes
+from .device import autocast_dtype, backbone_precision, model_device
 from .layout import Encoded
 from .metrics import compute_metrics, example_statistics
 from .models import describe
-from .packing import Batch, backbone_batches, check_passes, pack, run_backbone
+from .packing import Batch, backbone_batches, pack, run_backbone
 from .replace import replace_heads
 from .runs import atomic_path
 from .tasks import Task
@@ -601,9 +602,3 @@ def rank_heads_by_gates(model, task: Task, train: Encoded, averages, *, epochs: 
     return {"ranking": ranking, "gates": final.tolist(), "seconds": time.time() - start}
 
 
-SWEEP_FRACTIONS = (0, 1 / 2, 7 / 8, 15 / 16, 1)  # the paper's sweep over the share of heads replaced
-
-
-def replaced_counts(total_heads: int, fractions=SWEEP_FRACTIONS) -> list[int]:
-    """Numbers of replaced heads for the sweep (BERT-base, 144 heads: 0, 72, 126, 135, 144)."""
-    return sorted({int(round(f * total_heads)) for f in fractions})

@@ -4,8 +4,9 @@
     python -m papa_utils.publish --readme cpu      # only regenerate the README block from results/cpu/
 
 A run writes its tables, claims and figures inside its own folder (``<run>/results``, ``<run>/figures``).
-Publishing copies them to ``results/<profile>/`` and ``figures/<profile>/`` (tracked) and regenerates the
-README's block for that profile (between ``<!-- results:<profile>:start -->`` and ``<!-- results:<profile>:end -->``)
+Publishing copies them to ``results/<profile>/`` and ``figures/<profile>/`` (tracked), with the run's executed
+notebooks (``results/<profile>/notebooks/``, outputs and figures included) and an index page that links every
+published notebook, table and figure (``results/<profile>/README.md``), and regenerates the README's block for that profile (between ``<!-- results:<profile>:start -->`` and ``<!-- results:<profile>:end -->``)
 from those files. It refuses a run that did not finish, and a run whose scope does not cover the scope of
 what is published now (a narrowed run never replaces the results of a wider one).
 """
@@ -21,11 +22,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from .analysis import (claim_statements, curve_markdown, curve_summary, ranking_markdown, ranking_verdict, table1,
-                       table1_markdown)
-from .pipeline import PROFILES, Profile, read_statistics
-from .probe import SWEEP_FRACTIONS
-from .runs import ROOT, RunScopeError, atomic_path, covers, describe_scope, write_json
+from .analysis import (claim_statements, curve_markdown, curve_summary, ranking_markdown, ranking_verdict,
+                       read_statistics, table1, table1_markdown)
+from .choices import SWEEP_FRACTIONS
+from .profiles import PROFILES, Profile
+from .runs import ROOT, RunScopeError, atomic_path, covers, describe_scope, repo_relative, write_json
 
 RESULT_FILES = ("probe_results.csv", "convergence.csv", "table1.md", "table1.tex", "claims.json")
 # only from profiles that ask for them (learning curves, the ranking comparison, stability), or from runs made
@@ -79,11 +80,84 @@ def publish_run(run_dir: str | Path, root: Path = ROOT) -> Path:
         for file in RESULT_FILES + tuple(f for f in OPTIONAL_FILES if _filled(run_dir / "results" / f)):
             shutil.copy2(run_dir / "results" / file, tmp / file)
         write_json(tmp / "run.json", run)
+        (tmp / "notebooks").mkdir()
+        for notebook in sorted(run_dir.glob("*.ipynb")):
+            (tmp / "notebooks" / notebook.name).write_text(published_notebook(notebook, run_dir, name))
+        figures = sorted((run_dir / "figures").glob("*"))
+        (tmp / "README.md").write_text(index_page(name, tmp, [f.name for f in figures]))
     with atomic_path(root / "figures" / name, folder=True) as tmp:
-        for figure in sorted((run_dir / "figures").glob("*")):
+        for figure in figures:
             shutil.copy2(figure, tmp / figure.name)
     write_readme_block(name, root)
     return target
+
+
+def published_notebook(path: Path, run_dir: Path, name: str) -> str:
+    """An executed notebook as published: every output kept (figures embedded as PNG), and the paths of the machine
+    that ran it (papermill's input and output paths, the run folder given as a parameter and printed) written as
+    the published copy's place in the repository."""
+    notebook = json.loads(path.read_text())
+    papermill = notebook.get("metadata", {}).get("papermill", {})
+    if papermill:
+        papermill["input_path"] = f"notebooks/{path.name}"
+        papermill["output_path"] = f"results/{name}/notebooks/{path.name}"
+        if "run_dir" in papermill.get("parameters", {}):
+            papermill["parameters"]["run_dir"] = repo_relative(run_dir)
+    text = json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
+    return text.replace(str(Path(run_dir).resolve()), repo_relative(run_dir))
+
+
+NOTEBOOK_TITLES = {
+    "00_anatomy_of_attention": "Anatomy of attention: checks, head statistics and interventions on one model",
+    "01_average_attention": "The constant (average) matrices of every model and task",
+    "02_probe_baselines": "Probing baseline, full PAPA and their references",
+    "03_partial_replacement": "Replacing some of the heads: the sweep",
+    "04_model_strength": "Table 1 and the paper's claims",
+    "05_probe_strength": "Learning curves: the loss against the probe's training size",
+    "06_gate_free_ranking": "Head rankings compared with the gates",
+}
+TABLE_TITLES = {
+    "probe_results.csv": "every probe result (tidy: model, task, replaced heads, seed, predictor, metric)",
+    "convergence.csv": "whether each probe's dev curve ended flat",
+    "table1.md": "Table 1 (Markdown)", "table1.tex": "Table 1 (LaTeX)",
+    "claims.json": "the claims' estimates, intervals and verdicts",
+    "learning_curves.csv": "learning-curve results", "ranking_comparison.csv": "the sweep under each head ranking",
+    "ranking_agreement.csv": "each ranking's agreement with the gates, and its cost",
+    "ranking_stability.csv": "each ranking against itself on other data or seeds",
+    "dev_statistics.npz": "per-example dev counts, for the paired bootstraps",
+    "truncation.csv": "the share of inputs the layout cuts, per L", "run.json": "how the run was made",
+}
+FIGURE_TITLES = {  # by file-name prefix
+    "one_input": "one input's attention in the PAPA layout (notebook 0)",
+    "head_statistics": "head statistics: entropy, distance, input dependence (notebook 0)",
+    "average_vs_input": "a head's average next to one input's attention (notebook 0)",
+    "input_dependence": "input dependence of every head (notebook 0)",
+    "average_attention": "constant matrices of a few heads next to one input (notebook 1)",
+    "dev_curves": "probe dev curves per epoch (notebook 2)",
+    "performance_vs_dynamic_heads": "the metric against the number of input-dependent heads (notebook 3)",
+    "relative_drop_vs_baseline": "relative drop against baseline strength: claim 3 (notebook 4)",
+    "learning_curves": "learning curves (notebook 5)", "ranking_comparison": "the sweep under each ranking (notebook 6)",
+}
+
+
+def index_page(name: str, folder: Path, figures: list[str]) -> str:
+    """results/<name>/README.md: the published run's notebooks, tables and figures, each linked with what it is
+    (a hosting site shows this page when the folder is opened)."""
+    lines = [f"# Published `{name}` run", "",
+             "Generated by `make publish`; the repository's README explains the run and reads its numbers.", "",
+             "## Executed notebooks", ""]
+    for notebook in sorted((folder / "notebooks").glob("*.ipynb")):
+        lines.append(f"- [{notebook.stem}](notebooks/{notebook.name}): {NOTEBOOK_TITLES.get(notebook.stem, '')}")
+    lines += ["", "## Tables", ""]
+    for file in sorted(p.name for p in folder.iterdir() if p.is_file() and p.name != "README.md"):
+        lines.append(f"- [{file}]({file}): {TABLE_TITLES.get(file, '')}")
+    lines += ["", "## Figures", ""]
+    for png in (f for f in figures if f.endswith(".png")):
+        stem = png[:-4]
+        title = next((t for prefix, t in FIGURE_TITLES.items() if stem.startswith(prefix)), "")
+        pdf = f" ([PDF](../../figures/{name}/{stem}.pdf))" if f"{stem}.pdf" in figures else ""
+        lines += [f"### {stem}", "", f"{title}{pdf}", "", f"![{stem}](../../figures/{name}/{png})", ""]
+    return "\n".join(lines).rstrip() + "\n"
 
 
 def _replaces_an_older_definition(run: dict, published: dict) -> bool:

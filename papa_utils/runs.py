@@ -1,6 +1,7 @@
-"""The one place where run artefacts are written: atomic files, cached steps, run metadata."""
+"""The one place where run artefacts are written: atomic files, cached steps, run folders, run metadata."""
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import math
@@ -11,6 +12,9 @@ import subprocess
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
+
+from .profiles import PROFILES, Profile, get_profile
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -170,3 +174,130 @@ def environment() -> dict:
             pass
     return {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
             "packages": versions, **git_state(), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+# Cached steps. A step writes its result atomically under the run folder with a fingerprint of its inputs (what
+# it is computed from: examples, settings, the steps it builds on; never timings), and is skipped when a result
+# with the same fingerprint is there: an interrupted run resumes where it stopped, a changed input is computed
+# again. Tables only read (``reading_only``): a result they need and do not find names the notebook that makes it.
+
+def fingerprint(inputs) -> str:
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def slug(*parts) -> str:
+    """A file name from parts (model ids with "/" included)."""
+    return "__".join(str(p).replace("/", "--") for p in parts)
+
+
+def read_json(path: Path):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+class MissingStepError(RuntimeError):
+    """A table needs a step's result that the run folder does not hold (made from the same inputs)."""
+
+    def __init__(self, what: str, made_by: str):
+        super().__init__(f"{what}: notebook {made_by} makes it; run it first (make figures NOTEBOOKS={made_by}, "
+                         f"with the same PROFILE, MODELS and TASKS)")
+
+
+_MADE_BY: contextvars.ContextVar = contextvars.ContextVar("made_by", default=None)
+
+
+@contextmanager
+def reading_only(made_by: str):
+    """Inside the block, steps only read their results: one that would be computed raises ``MissingStepError``,
+    which says that notebook `made_by` makes it."""
+    token = _MADE_BY.set(made_by)
+    try:
+        yield
+    finally:
+        _MADE_BY.reset(token)
+
+
+def cached(path: Path, key: str) -> dict | None:
+    """The result stored at `path` when its fingerprint is `key`, else None."""
+    found = read_json(path)
+    return found if found and found.get("fingerprint") == key else None
+
+
+def about_to_compute(path: Path) -> None:
+    """Called before a step computes the result it stores at `path`: refused while ``reading_only``."""
+    made_by = _MADE_BY.get()
+    if made_by:
+        raise MissingStepError(f"{Path(path).name} is not in {Path(path).parent} (or was made from other inputs)",
+                               made_by)
+
+
+def store(path: Path, key: str, record: dict) -> dict:
+    """Write a step's result with its fingerprint; returns it as stored."""
+    record = {**record, "fingerprint": key}
+    write_json(path, record)
+    return record
+
+
+def cached_step(path: Path, key: str, compute: Callable[[], dict]) -> dict:
+    """A step with one JSON result: the stored one when made from the same inputs, else `compute()`, stored."""
+    found = cached(path, key)
+    if found is not None:
+        return found
+    about_to_compute(path)
+    return store(path, key, compute())
+
+
+# Run folders: one per profile and scope, claimed before anything is written into them.
+
+def runs_root() -> Path:
+    """The folder that holds run folders: $PAPA_RUNS_DIR, else runs/ in the checkout (git-ignored)."""
+    return Path(os.environ.get("PAPA_RUNS_DIR") or ROOT / "runs").expanduser()
+
+
+def run_scope(profile: Profile) -> dict:
+    """What a run covers; recorded in its run.json and compared before anything overwrites its results."""
+    return {"profile": profile.name, "models": list(profile.models), "tasks": list(profile.tasks),
+            "seeds": list(profile.seeds), "ranking": profile.ranking, "passes": profile.passes}
+
+
+def run_name(profile: Profile) -> str:
+    """`cpu` for the profile's whole grid; a narrowed run names what it covers, e.g. `cpu__minilm-l3__sst2`,
+    so it gets a folder of its own and never touches the results of the whole grid; so does a run that ranks
+    the heads another way than its profile (`cpu__ranked-by-input_dependence`)."""
+    full = PROFILES[profile.name]
+    ranked = () if profile.ranking == full.ranking else (f"ranked-by-{profile.ranking}",)
+    ranked += () if profile.passes == full.passes else (f"{profile.passes}-passes",)
+    if set(profile.models) == set(full.models) and set(profile.tasks) == set(full.tasks):
+        return slug(profile.name, *ranked)
+    return slug(profile.name, "-".join(profile.models), "-".join(profile.tasks), *ranked)
+
+
+def open_run(run_dir, profile: Profile) -> Path:
+    """The run folder for `profile` (default: ``runs_root() / run_name(profile)``), claimed for its scope: a
+    folder that holds a run this one does not cover is refused (``claim_run_folder``)."""
+    run_dir = Path(run_dir) if run_dir else runs_root() / run_name(profile)
+    return claim_run_folder(run_dir, run_scope(profile))
+
+
+def results_dir(run_dir: Path) -> Path:
+    """Where a run's tables and claims go: <run>/results. `make publish` copies them to results/<profile>/."""
+    path = Path(run_dir) / "results"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def figures_dir(run_dir: Path) -> Path:
+    """Where a run's figures go: <run>/figures. `make publish` copies them to figures/<profile>/."""
+    path = Path(run_dir) / "figures"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def notebook_run(profile: str, models: str = "", tasks: str = "", ranking: str = "", passes: str = "",
+                 run_dir: str = "") -> tuple[Profile, Path]:
+    """What every notebook starts with: its parameters (empty strings: the profile's own) as a profile, and the
+    run folder it reads and writes (``open_run``)."""
+    chosen = get_profile(profile, models or None, tasks or None, ranking or None, passes or None)
+    return chosen, open_run(run_dir, chosen)

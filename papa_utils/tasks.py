@@ -231,10 +231,22 @@ def _read_verified(task_name: str, path: str, expected: tuple, identity: tuple) 
     return frame, actual
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """True unless HF_HUB_OFFLINE is set or huggingface.co cannot be reached within `timeout` seconds."""
+    import socket
+
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False"):
+        return False
+    host = os.environ.get("HF_ENDPOINT", "https://huggingface.co").split("://")[-1].split("/")[0]
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def _read_hub(task: Task, split: str) -> TaskSplit:
     import datasets
-
-    from .models import hub_reachable
 
     hub_id, config = task.hub
     if not hub_reachable():

@@ -66,7 +66,7 @@ def start_smoke_run() -> None:
     compute on one thread as its kernels did."""
     if SMOKE_RUN or not Path(os.environ.get("PAPA_DATA_DIR") or "/nonexistent").is_dir():
         return
-    from papa_utils.pipeline import runs_root
+    from papa_utils.runs import runs_root
 
     run_dir = (runs_root() / "smoke").resolve()
     log = runs_root() / "smoke.log"
@@ -111,7 +111,7 @@ def smoke(data_dir):
     """The smoke run of the session (``start_smoke_run``), waited for: its profile, run folder and results."""
     import pandas as pd
 
-    from papa_utils.pipeline import get_profile
+    from papa_utils.profiles import get_profile
 
     start_smoke_run()
     if "process" not in SMOKE_RUN:
@@ -129,7 +129,8 @@ def smoke(data_dir):
 @pytest.fixture(scope="session")
 def teaching_run(data_dir, tmp_path_factory):
     """The teaching notebook (00) of the smoke profile through papermill, in a run folder of its own."""
-    from papa_utils.pipeline import get_profile, run_notebooks
+    from papa_utils.pipeline import run_notebooks
+    from papa_utils.profiles import get_profile
 
     before = checkout_state()
     run_dir = run_notebooks(get_profile("smoke"), tmp_path_factory.mktemp("teaching"),

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from papa_utils import device
-from papa_utils.device import BF16_MARGIN, CHOICES, auto_precision
+from papa_utils.choices import CHOICES
+from papa_utils.device import BF16_MARGIN, auto_precision
 
 
 @pytest.mark.parametrize("ratio,choice", [(0.5, "bf16"), (BF16_MARGIN - 0.01, "bf16"), (BF16_MARGIN + 0.01, "fp32"),
@@ -66,19 +67,19 @@ def test_the_bf16_timing_runs_its_products_under_autocast(monkeypatch):
 
 
 def test_a_profile_resolves_auto_per_model_and_keys_follow_the_choice(monkeypatch):
-    from papa_utils import pipeline
+    from papa_utils import backbones, profiles, steps
 
-    profile = replace(pipeline.get_profile("smoke"), precision="auto")
+    profile = replace(profiles.get_profile("smoke"), precision="auto")
     with pytest.raises(ValueError, match=f"unknown precision 'fp8'; precisions: {', '.join(CHOICES)}"):
         replace(profile, precision="fp8")
-    assert pipeline.probe_config(replace(profile, precision="fp16"), "minilm-l3").probe_precision == "fp32"
-    data = pipeline.task_data("sst2", "train", 8)
+    assert backbones.probe_config(replace(profile, precision="fp16"), "minilm-l3").probe_precision == "fp32"
+    data = steps.task_data("sst2", "train", 8)
     keys = {}
     for choice in ("fp32", "bf16"):
-        monkeypatch.setattr(pipeline, "precision_choice", lambda p, m, c=choice: {"choice": c})
-        assert pipeline.precision_of(profile, "minilm-l3") == choice
-        keys[choice] = pipeline.averages_key(profile, "minilm-l3", "sst2", data)
-    assert keys["fp32"] == pipeline.averages_key(replace(profile, precision="fp32"), "minilm-l3", "sst2", data)
+        monkeypatch.setattr(backbones, "precision_choice", lambda p, m, c=choice: {"choice": c})
+        assert backbones.precision_of(profile, "minilm-l3") == choice
+        keys[choice] = steps.averages_key(profile, "minilm-l3", "sst2", data)
+    assert keys["fp32"] == steps.averages_key(replace(profile, precision="fp32"), "minilm-l3", "sst2", data)
     assert keys["fp32"] != keys["bf16"]
 
 
@@ -97,18 +98,18 @@ def test_a_model_that_cannot_run_in_bf16_says_why(monkeypatch):
 def test_deberta_falls_back_to_fp32_in_the_log_and_run_json(tmp_path, monkeypatch, caplog):
     """A profile asking for bf16: DeBERTa v1 (which fails in bf16 inside transformers) runs in fp32 and says so;
     BERT keeps bf16; run.json records both."""
-    from papa_utils import pipeline
+    from papa_utils import backbones, pipeline, profiles
 
     monkeypatch.setenv("PAPA_MODELS_DIR", str(tmp_path / "models"))
-    for cache in (pipeline.cached_model, pipeline.precision_fallback):
+    for cache in (backbones.cached_model, backbones.precision_fallback):
         cache.cache_clear()
     monkeypatch.setattr("papermill.execute_notebook", lambda *a, **k: None)  # run.json only
     try:
         models = ("papa-dry/bert-tiny-random", "papa-dry/deberta-tiny-random")
-        profile = replace(pipeline.get_profile("paper-dry"), models=models, precision="bf16")
+        profile = replace(profiles.get_profile("paper-dry"), models=models, precision="bf16")
         with caplog.at_level("WARNING", logger="papa_utils"):
-            assert [pipeline.precision_of(profile, m) for m in models] == ["bf16", "fp32"]
-            assert pipeline.probe_config(profile, models[1]).precision == "fp32"
+            assert [backbones.precision_of(profile, m) for m in models] == ["bf16", "fp32"]
+            assert backbones.probe_config(profile, models[1]).precision == "fp32"
             pipeline.run_notebooks(profile, tmp_path / "run", notebooks=["00_anatomy_of_attention"])
         warned = [r.getMessage() for r in caplog.records if "cannot run in" in r.getMessage()]
         assert warned == ["papa-dry/deberta-tiny-random cannot run in bf16 on cpu (RuntimeError: value cannot be "
@@ -119,5 +120,5 @@ def test_deberta_falls_back_to_fp32_in_the_log_and_run_json(tmp_path, monkeypatc
             models[1]: {"asked": "bf16", "used": "fp32",
                         "fallback": "RuntimeError: value cannot be converted to type c10::BFloat16 without overflow"}}
     finally:
-        for cache in (pipeline.cached_model, pipeline.precision_fallback):
+        for cache in (backbones.cached_model, backbones.precision_fallback):
             cache.cache_clear()

@@ -114,19 +114,19 @@ def test_the_gates_train_on_the_models_device(precision, guarded):
 
 @pytest.fixture
 def minilm_on_meta():
-    from papa_utils import pipeline
+    from papa_utils import backbones
 
-    model, tokenizer = pipeline.cached_model("minilm-l3")
+    model, tokenizer = backbones.cached_model("minilm-l3")
     return on_meta(model), tokenizer
 
 
 def test_example_attention_and_the_teaching_notebooks_helpers_feed_the_models_device(minilm_on_meta, monkeypatch,
                                                                                      guarded):
-    from papa_utils import pipeline
+    from papa_utils import backbones
 
     model, tokenizer = minilm_on_meta
-    monkeypatch.setattr(pipeline, "cached_model", lambda name: (model, tokenizer))
-    attention, tokens = pipeline.example_attention("minilm-l3", "sst2", 16)
+    monkeypatch.setattr(backbones, "cached_model", lambda name: (model, tokenizer))
+    attention, tokens = backbones.example_attention("minilm-l3", "sst2", 16)
     assert_on_cpu(attention)
     assert attention.shape == (3, 12, 16, 16) and len(tokens) == 16
     batch = tokenizer(["a short one", "and a longer sentence here"], padding="max_length", max_length=16,

@@ -12,11 +12,11 @@ import cloudpickle
 import pytest
 
 import fake_slurm
-from papa_utils import executor, pipeline
+from papa_utils import executor, pipeline, profiles
 from papa_utils.executor import CellsFailed, ExecutorError, cell_done, run_cells, slurm_options
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the jobs unpickle stub_steps without tests/ on their path
-PROFILE = replace(pipeline.PROFILES["smoke"], models=("model-a", "model-b"), tasks=("sst2", "mrpc"))
+PROFILE = replace(profiles.PROFILES["smoke"], models=("model-a", "model-b"), tasks=("sst2", "mrpc"))
 
 
 def stub_steps(run_dir, profile, model_name, task, precision=None):

@@ -11,8 +11,12 @@ import torch
 
 from papa_utils.head_stats import head_scores, ranking_from_scores
 from papa_utils.metrics import metric_range
-from papa_utils.pipeline import (ROOT, RANKINGS, Profile, average_attention, cached_model, encoded, get_profile,
-                                 head_ranking, probe_sweep, task_data)
+from papa_utils.backbones import cached_model
+from papa_utils.choices import RANKINGS
+from papa_utils.profiles import Profile, get_profile
+from papa_utils.runs import ROOT
+from papa_utils.steps import average_attention, encoded, head_ranking, task_data
+from papa_utils.sweeps import probe_sweep
 
 PARTIAL = [18, 32, 34]  # minilm-l3: 1/2, 7/8, 15/16 of 36 heads
 
@@ -143,7 +147,7 @@ def test_gate_ranking_stability_is_measured_with_another_seed_and_a_disjoint_sub
 def test_records_left_over_from_other_settings_never_enter_the_comparison(smoke):
     """A sweep record of a ranking the profile no longer compares (here a fourth random order) and a main-sweep
     record of a seed outside the profile stay out of the table."""
-    from papa_utils.pipeline import ranking_comparison_table
+    from papa_utils.tables import ranking_comparison_table
 
     profile, run_dir, _ = smoke
     before = ranking_comparison_table(run_dir, profile)
@@ -166,7 +170,7 @@ def test_a_score_ranking_is_checked_on_a_disjoint_subset_and_has_no_seed(smoke, 
     `rank_examples` (disjoint) and compares; the gates come in only when they are compared."""
     import shutil
 
-    from papa_utils.pipeline import ranking_stability_table
+    from papa_utils.tables import ranking_stability_table
 
     profile, smoke_dir, _ = smoke
     run_dir = tmp_path / "run"
@@ -196,7 +200,7 @@ def test_a_profile_that_compares_rankings_compares_them_with_the_gates():
 def test_main_sweep_points_outside_the_profiles_shares_stay_out_of_the_results(smoke):
     """A point left in the folder by a sweep with more shares of heads (here k = 7/8 for a profile whose sweep now
     stops at 1/2) is not part of the results."""
-    from papa_utils.pipeline import all_results
+    from papa_utils.tables import all_results
 
     profile, run_dir, _ = smoke
     fewer = replace(profile, sweep_fractions=(0, 1 / 2, 1))

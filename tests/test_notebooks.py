@@ -107,12 +107,12 @@ def test_a_run_executes_every_notebook_in_order_with_the_runs_parameters(tmp_pat
     """`make figures` (``run_notebooks`` without a subset) executes all seven committed notebooks, in order, into
     the run folder, each with the run's parameters; run.json lists them. (papermill is stubbed: the order and
     the parameters are what is checked here; the notebooks themselves run in the smoke run and under nbval.)"""
-    from papa_utils import pipeline
+    from papa_utils import pipeline, profiles
 
     calls = []
     monkeypatch.setattr("papermill.execute_notebook", lambda source, out, parameters, **k: calls.append(
         (Path(source).stem, Path(out).parent, parameters)))
-    profile = pipeline.get_profile("smoke", passes="padded")
+    profile = profiles.get_profile("smoke", passes="padded")
     run_dir = pipeline.run_notebooks(profile, tmp_path / "run")
     assert pipeline.NOTEBOOKS == [p.stem for p in NOTEBOOKS]  # every committed notebook, in file order
     assert [name for name, _, _ in calls] == pipeline.NOTEBOOKS

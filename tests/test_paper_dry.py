@@ -10,9 +10,9 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 
-from papa_utils import pipeline
+from papa_utils import backbones, cost, pipeline, profiles
 from papa_utils.executor import cell_done, cell_records, run_cells
-from papa_utils.models import TINY_RANDOM
+from papa_utils.choices import TINY_RANDOM
 from papa_utils.tasks import load_task
 
 STEP_FOLDERS = ("averages", "probe", "ranking")
@@ -21,7 +21,7 @@ STEP_FOLDERS = ("averages", "probe", "ranking")
 def test_the_dry_run_is_the_paper_profiles_protocol_on_whole_splits():
     """What the slow tier's whole dry run would otherwise be the only check of: paper-dry is the paper profile's
     protocol, with no size anywhere (whole splits), cheaper only in L, seeds and epochs."""
-    paper, dry = pipeline.get_profile("paper"), pipeline.get_profile("paper-dry")
+    paper, dry = profiles.get_profile("paper"), profiles.get_profile("paper-dry")
     assert dry.models == tuple(TINY_RANDOM) and set(TINY_RANDOM.values()) == {"bert", "roberta", "deberta"}
     assert dry.tasks == ("cola", "mrpc")
     for name in ("protocol", "precision", "ranking", "compare_rankings", "compare_models", "random_orders",
@@ -32,7 +32,7 @@ def test_the_dry_run_is_the_paper_profiles_protocol_on_whole_splits():
     assert (dry.protocol, dry.precision, dry.ranking) == ("streaming", "fp32", "gates")
     for model in dry.models:
         for task in dry.tasks:
-            assert dry.sizes(model, task) == dict.fromkeys(pipeline.SIZE_FIELDS), (model, task)
+            assert dry.sizes(model, task) == dict.fromkeys(profiles.SIZE_FIELDS), (model, task)
     assert (dry.length_override, dry.seeds, dry.epochs, dry.rank_epochs) == (32, (42, 43), 1, 1)
 
 
@@ -43,10 +43,10 @@ def test_one_cell_of_two_families_runs_the_paper_path_as_local_jobs(tmp_path, mo
     and the references, gates), which the steps run again here (as the notebooks run them) find done."""
     monkeypatch.setenv("PAPA_MODELS_DIR", str(tmp_path / "models"))
     monkeypatch.setenv("PAPA_PROGRESS", "0")
-    pipeline.cached_model.cache_clear()
+    backbones.cached_model.cache_clear()
     models = tuple(m for m, family in TINY_RANDOM.items() if family in ("bert", "deberta"))
     assert len(models) == 2
-    profile = replace(pipeline.get_profile("paper-dry"), models=models, tasks=("mrpc",),
+    profile = replace(profiles.get_profile("paper-dry"), models=models, tasks=("mrpc",),
                       task_sizes={"mrpc": {"average_examples": 48, "train_examples": 40, "dev_examples": 24,
                                            "rank_examples": 20}})
     run_dir = tmp_path / "run"
@@ -72,7 +72,7 @@ def test_one_cell_of_two_families_runs_the_paper_path_as_local_jobs(tmp_path, mo
             pipeline.cell_steps(run_dir, profile, model, "mrpc")
         assert step_files(run_dir) == jobs_left
     finally:
-        pipeline.cached_model.cache_clear()
+        backbones.cached_model.cache_clear()
 
 
 @pytest.fixture(scope="module")
@@ -169,19 +169,19 @@ def test_the_cost_model_counts_what_a_cell_runs_through_the_backbone(tmp_path, m
     from dataclasses import replace
 
     monkeypatch.setenv("PAPA_MODELS_DIR", str(tmp_path / "models"))
-    pipeline.cached_model.cache_clear()
+    backbones.cached_model.cache_clear()
     model_name, task = "papa-dry/bert-tiny-random", "mrpc"
-    base = replace(pipeline.get_profile("paper-dry"), models=(model_name,), tasks=(task,),
+    base = replace(profiles.get_profile("paper-dry"), models=(model_name,), tasks=(task,),
                    task_sizes={task: {"average_examples": 48, "train_examples": 40, "dev_examples": 24,
                                       "rank_examples": 20}}, rank_epochs=2)
     try:
         for profile in (base, replace(base, ranking_stability=True)):
-            model = pipeline.cached_model(model_name)[0]
-            with pipeline.counting_backbone_examples(model) as counted:
+            model = backbones.cached_model(model_name)[0]
+            with cost.counting_backbone_examples(model) as counted:
                 pipeline.cell_steps(tmp_path / f"run_{profile.ranking_stability}", profile, model_name, task)
-            predicted = pipeline.cell_passes(profile, model_name, task, 8, len(load_task(task, "train")),
+            predicted = cost.cell_passes(profile, model_name, task, 8, len(load_task(task, "train")),
                                              len(load_task(task, "validation")))
             assert counted == predicted
         assert predicted == {"forward": 48 + 5 * 2 * 1 * (40 + 24), "forward_backward": 3 * 2 * 20}
     finally:
-        pipeline.cached_model.cache_clear()
+        backbones.cached_model.cache_clear()

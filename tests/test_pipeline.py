@@ -1,6 +1,5 @@
 """The smoke profile end to end (what `make figures PROFILE=smoke` runs), then its results read back."""
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -9,12 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from papa_utils.backbones import cached_model
+from papa_utils.choices import replaced_counts
 from papa_utils.metrics import metric_range
-from papa_utils.pipeline import (NOTEBOOKS, ROOT, average_attention, averages_key, cached_model, encoded, get_profile, head_ranking,
-                                 main, open_run, probe_sweep, replaced_heads, run_name, run_notebooks, runs_root,
-                                 task_data, write_results)
-from papa_utils.probe import ProbeConfig, replaced_counts, train_probe
-from papa_utils.runs import RunScopeError, claim_run_folder
+from papa_utils.pipeline import NOTEBOOKS, main
+from papa_utils.probe import ProbeConfig, train_probe
+from papa_utils.profiles import get_profile
+from papa_utils.runs import ROOT, RunScopeError, claim_run_folder, open_run, run_name, runs_root
+from papa_utils.steps import average_attention, averages_key, encoded, head_ranking, replaced_heads, task_data
+from papa_utils.sweeps import probe_sweep
+from papa_utils.tables import write_results
 from papa_utils.tasks import get_task
 
 
@@ -242,6 +245,40 @@ def test_write_results_is_tidy(smoke):
     assert table[table.predictor == "probe"].headline.sum() == len(profile.tasks) * 5 * len(profile.seeds)
 
 
+def test_a_published_run_carries_its_executed_notebooks_and_links_every_figure(smoke, tmp_path):
+    """What a reader of the repository opens: the run's notebooks with their outputs and figures, free of the paths
+    of the machine that ran them, and an index page that links every published notebook, table and figure."""
+    import nbformat
+
+    from papa_utils.publish import publish_run
+
+    _, run_dir, _ = smoke
+    root = tmp_path / "repo"
+    root.mkdir()
+    target = publish_run(run_dir, root)
+    notebooks = sorted((target / "notebooks").glob("*.ipynb"))
+    assert [p.stem for p in notebooks] == NOTEBOOKS
+    images = {}
+    for path in notebooks:
+        notebook = nbformat.read(path, as_version=4)
+        code = [c for c in notebook.cells if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", [])]
+        assert code and all(c.execution_count for c in code), path.name  # executed, every code cell
+        assert any(c.outputs for c in code), path.name
+        images[path.stem] = sum("image/png" in o.get("data", {}) for c in code for o in c.outputs)
+        text = path.read_text()
+        assert str(run_dir.resolve()) not in text and str(ROOT) not in text, path.name
+        assert notebook.metadata.papermill.parameters.run_dir == json.loads((target / "run.json").read_text())["run_dir"]
+    # every figure a notebook saves is also shown in it: as many PNGs in the notebooks as figures published
+    figures = sorted(p.name for p in (root / "figures" / "smoke").iterdir())
+    assert sum(images.values()) == sum(f.endswith(".png") for f in figures) and images["03_partial_replacement"] >= 1
+    assert sum(p.stat().st_size for p in notebooks) < 10 * 2 ** 20
+    index = (target / "README.md").read_text()
+    linked = set(re.findall(r"\]\(([^)]+)\)", index))
+    assert {f"../../figures/smoke/{f}" for f in figures} <= linked
+    assert {f"notebooks/{p.name}" for p in notebooks} | {p.name for p in target.iterdir() if p.is_file()
+                                                         and p.name != "README.md"} <= linked
+
+
 def test_publishing_is_an_explicit_step_that_never_narrows_published_results(smoke, tmp_path):
     from papa_utils.analysis import claim_statements
     from papa_utils.publish import PublishError, publish_run
@@ -252,8 +289,9 @@ def test_publishing_is_an_explicit_step_that_never_narrows_published_results(smo
     (root / "README.md").write_text("intro\n<!-- results:smoke:start -->\nold\n<!-- results:smoke:end -->\nend\n")
     target = publish_run(run_dir, root)
     assert sorted(p.name for p in target.iterdir()) == [
-        "claims.json", "convergence.csv", "dev_statistics.npz", "learning_curves.csv", "probe_results.csv", "ranking_agreement.csv",
-        "ranking_comparison.csv", "ranking_stability.csv", "run.json", "table1.md", "table1.tex", "truncation.csv"]
+        "README.md", "claims.json", "convergence.csv", "dev_statistics.npz", "learning_curves.csv", "notebooks",
+        "probe_results.csv", "ranking_agreement.csv", "ranking_comparison.csv", "ranking_stability.csv", "run.json",
+        "table1.md", "table1.tex", "truncation.csv"]
     assert (root / "figures" / "smoke" / "performance_vs_dynamic_heads.png").stat().st_size > 5000
     recorded = json.loads((target / "run.json").read_text())
     assert recorded == json.loads((run_dir / "run.json").read_text()) and not recorded["run_dir"].startswith("/")
@@ -350,7 +388,7 @@ def test_every_result_keeps_the_per_example_counts_of_its_metric(smoke):
     results/dev_statistics.npz holds them for every row of probe_results.csv."""
     from papa_utils.analysis import statistics_key
     from papa_utils.metrics import metric_from_statistics
-    from papa_utils.pipeline import read_statistics
+    from papa_utils.analysis import read_statistics
 
     profile, run_dir, results = smoke
     records = [json.loads(p.read_text()) for p in (run_dir / "probe").glob("*.json")]
@@ -423,7 +461,7 @@ def test_lengths_and_sizes_per_task():
 def test_convergence_reads_the_last_epochs_of_every_probe():
     """Per model x task x predictor x k: the mean over seeds of the last epochs and whether the last one gained
     less than half a point."""
-    from papa_utils.pipeline import convergence_table
+    from papa_utils.tables import convergence_table
 
     def record(seed, k, values, predictor="probe"):
         return {"model": "m", "task": "sst2", "predictor": predictor, "replaced_heads": k, "total_heads": 4,
@@ -443,18 +481,18 @@ def test_convergence_reads_the_last_epochs_of_every_probe():
 def test_baseline_features_are_kept_on_disk_only_while_the_cache_has_room(tmp_path, monkeypatch):
     """The averages pass saves the baseline's training features for notebook 2 only while the cache stays within
     FEATURE_CACHE_GB; beyond it the k = 0 probes compute them again, with the same numbers."""
-    from papa_utils import pipeline
+    from papa_utils import steps, sweeps
 
     profile = get_profile("smoke", tasks="sst2")
     kept = tmp_path / "kept"
-    pipeline.average_attention(kept, profile, "minilm-l3", "sst2")
-    path = pipeline.baseline_features_path(kept, "minilm-l3", "sst2", profile.length("sst2"))
-    assert path.exists() and pipeline.feature_cache_gb(kept) <= pipeline.FEATURE_CACHE_GB
-    monkeypatch.setattr(pipeline, "FEATURE_CACHE_GB", 0.0)
+    steps.average_attention(kept, profile, "minilm-l3", "sst2")
+    path = steps.baseline_features_path(kept, "minilm-l3", "sst2", profile.length("sst2"))
+    assert path.exists() and steps.feature_cache_gb(kept) <= steps.FEATURE_CACHE_GB
+    monkeypatch.setattr(steps, "FEATURE_CACHE_GB", 0.0)
     full = tmp_path / "full"
-    pipeline.average_attention(full, profile, "minilm-l3", "sst2")
+    steps.average_attention(full, profile, "minilm-l3", "sst2")
     assert not (full / "features").exists() or not any((full / "features").iterdir())
-    assert pipeline.features_gb(cached_model("minilm-l3")[0], encoded("minilm-l3", task_data("sst2", "train", 64), 32)) > 0
-    results = [pipeline.probe_sweep(folder, profile, "minilm-l3", "sst2", [0], seeds=(42,))[0]["metrics"]
+    assert steps.features_gb(cached_model("minilm-l3")[0], encoded("minilm-l3", task_data("sst2", "train", 64), 32)) > 0
+    results = [sweeps.probe_sweep(folder, profile, "minilm-l3", "sst2", [0], seeds=(42,))[0]["metrics"]
                for folder in (kept, full)]
     assert results[0] == results[1] and not path.exists()  # the saved features were used, then removed

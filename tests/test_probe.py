@@ -5,8 +5,9 @@ import torch
 from papa_utils import Encoded, get_task
 from papa_utils.averages import compute_average_attention
 from papa_utils.probe import (BatchBuffer, ProbeConfig, averages_and_features, evaluate, extract_features,
-                              load_features, make_probe, rank_heads_by_gates, replaced_counts, Rows, save_features,
+                              load_features, make_probe, rank_heads_by_gates, Rows, save_features,
                               train_probe)
+from papa_utils.choices import replaced_counts
 from papa_utils.packing import backbone_batches
 from tiny_models import HEADS, LAYERS, tiny_model
 

@@ -8,8 +8,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # lowest first: a module may import only modules listed before it (device and precision policy near the bottom)
-LAYERS = ["runs", "device", "models", "tasks", "layout", "packing", "metrics", "references", "averages", "replace", "head_stats", "probe", "analysis",
-          "figures", "executor", "pipeline", "publish"]
+LAYERS = ["choices", "tasks", "profiles", "runs", "device", "models", "layout", "packing", "metrics", "references",
+          "averages", "replace", "head_stats", "probe", "analysis", "figures", "backbones", "steps", "sweeps", "tables",
+          "cost", "executor", "pipeline", "publish"]
+# what the modules below import, directly or through other modules: plain data, no torch (publishing a run reads
+# its files only)
+WITHOUT_TORCH = ["choices", "tasks", "profiles", "runs", "analysis", "publish"]
 
 
 def imported_package_modules(path: Path) -> set[str]:
@@ -47,3 +51,14 @@ def test_committed_notebooks_are_built_from_their_sources(source):
     committed = nbformat.read(ROOT / "notebooks" / f"{source.stem}.ipynb", as_version=4)
     assert committed == build(source.read_text()), f"rebuild it: python tools/make_notebook.py {source} ..."
     assert not any(cell.get("outputs") for cell in committed.cells)
+
+
+@pytest.mark.parametrize("module", WITHOUT_TORCH)
+def test_profiles_and_publishing_load_without_torch(module):
+    """Checked in a fresh interpreter: importing the module loads neither torch nor transformers."""
+    import subprocess
+
+    code = (f"import sys, papa_utils.{module}; loaded = sorted({{'torch', 'transformers'}} & set(sys.modules)); "
+            f"print(','.join(loaded))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == ""

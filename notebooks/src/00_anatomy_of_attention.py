@@ -36,21 +36,21 @@ import pandas as pd
 import torch
 
 from papa_utils import describe, get_task
+from papa_utils.backbones import cached_model, example_attention
 from papa_utils.device import inputs_on, model_device
 from papa_utils.figures import plot_average_vs_input, plot_head_map, plot_one_input, save_figure
 from papa_utils.head_stats import (PATTERNS, attention_row_checks, constant_patterns, head_scores, head_statistics,
                                    heads_of_layer, hidden_state_change, js_divergence, papa_substitute,
                                    ranking_from_scores, recompute_attention, row_entropy)
 from papa_utils.packing import backbone_batches
-from papa_utils.pipeline import (average_attention, cached_model, encoded, example_attention, figures_dir,
-                                 get_profile, open_run, task_data)
+from papa_utils.runs import figures_dir, notebook_run
+from papa_utils.steps import average_attention, encoded, task_data
 
-profile = get_profile(profile, models or None, tasks or None, ranking or None, passes or None)
+profile, run_dir = notebook_run(profile, models, tasks, ranking, passes, run_dir)
 model_name = model or profile.models[0]
 task = task or ("mrpc" if "mrpc" in profile.tasks else profile.tasks[0])
 spec = get_task(task)  # an unknown task fails here, listing the known ones
 net, tokenizer = cached_model(model_name)  # an unknown model fails here, listing the offline ones
-run_dir = open_run(run_dir, profile)
 info = describe(net)
 length = profile.length(task)
 corpus = encoded(model_name, task_data(task, "train", examples), length)

@@ -30,11 +30,11 @@ import pandas as pd
 
 from papa_utils import describe
 from papa_utils.figures import plot_attention_heatmaps, save_figure
-from papa_utils.pipeline import (average_attention, cached_model, example_attention, figures_dir, get_profile,
-                                 open_run)
+from papa_utils.backbones import cached_model, example_attention
+from papa_utils.runs import figures_dir, notebook_run
+from papa_utils.steps import average_attention
 
-profile = get_profile(profile, models or None, tasks or None, ranking or None, passes or None)
-run_dir = open_run(run_dir, profile)
+profile, run_dir = notebook_run(profile, models, tasks, ranking, passes, run_dir)
 profile
 
 # %% [markdown]

@@ -32,11 +32,12 @@ import pandas as pd
 from papa_utils import describe
 from papa_utils.analysis import table1
 from papa_utils.figures import plot_dev_curves, save_figure
-from papa_utils.pipeline import (cached_model, figures_dir, get_profile, open_run, probe_sweep, results_dir,
-                                 save_table, truncation_table, write_results)
+from papa_utils.backbones import cached_model
+from papa_utils.runs import figures_dir, notebook_run, results_dir
+from papa_utils.sweeps import probe_sweep
+from papa_utils.tables import save_table, truncation_table, write_results
 
-profile = get_profile(profile, models or None, tasks or None, ranking or None, passes or None)
-run_dir = open_run(run_dir, profile)
+profile, run_dir = notebook_run(profile, models, tasks, ranking, passes, run_dir)
 print("examples per task, the same for every model (None: the whole split):")
 for task in profile.tasks:
     print(f"  {task}: {profile.sizes(profile.models[0], task)}, L {profile.length(task)}")

@@ -30,11 +30,13 @@ import torch
 from papa_utils import describe
 from papa_utils.analysis import half_heads_change, seed_summary, table1
 from papa_utils.figures import plot_performance_vs_dynamic_heads, save_figure
-from papa_utils.pipeline import (cached_model, figures_dir, get_profile, head_ranking, open_run, probe_sweep,
-                                 write_results)
+from papa_utils.backbones import cached_model
+from papa_utils.runs import figures_dir, notebook_run
+from papa_utils.steps import head_ranking
+from papa_utils.sweeps import probe_sweep
+from papa_utils.tables import write_results
 
-profile = get_profile(profile, models or None, tasks or None, ranking or None, passes or None)
-run_dir = open_run(run_dir, profile)
+profile, run_dir = notebook_run(profile, models, tasks, ranking, passes, run_dir)
 
 # %%
 rankings = {}

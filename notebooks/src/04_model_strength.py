@@ -43,15 +43,14 @@ passes = ""  # backbone passes: packed (real tokens only) or padded (the whole l
 run_dir = ""  # empty: runs/<run name> ($PAPA_RUNS_DIR instead of runs/ when set)
 
 # %%
-from papa_utils.analysis import check_claims, claim_statements, table1, table1_latex, table1_markdown
+from papa_utils.analysis import (check_claims, claim_statements, read_statistics, table1, table1_latex,
+                                 table1_markdown)
 from papa_utils.figures import plot_relative_drop_vs_baseline, save_figure
-from papa_utils.pipeline import figures_dir, get_profile, open_run, read_statistics, results_dir, write_results
-from papa_utils.runs import atomic_path, write_json
+from papa_utils.runs import atomic_path, figures_dir, notebook_run, results_dir, write_json
+from papa_utils.tables import write_results
 
-profile = get_profile(profile, models or None, tasks or None, ranking or None, passes or None)
-run_dir = open_run(run_dir, profile)
+profile, run_dir = notebook_run(profile, models, tasks, ranking, passes, run_dir)
 results = write_results(run_dir, profile)
-assert len(results), "no probe results yet: run notebooks 02 and 03 first (make figures does)"
 statistics = read_statistics(results_dir(run_dir))  # per-example dev counts: the bootstraps resample dev examples
 
 # %% [markdown]

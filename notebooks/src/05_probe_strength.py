@@ -27,10 +27,11 @@ from IPython.display import display
 
 from papa_utils.analysis import curve_summary
 from papa_utils.figures import plot_learning_curves, save_figure
-from papa_utils.pipeline import curve_table, figures_dir, get_profile, learning_curve, open_run, results_dir, save_table
+from papa_utils.runs import figures_dir, notebook_run, results_dir
+from papa_utils.sweeps import learning_curve
+from papa_utils.tables import curve_table, save_table
 
-profile = get_profile(profile, models or None, tasks or None, ranking or None, passes or None)
-run_dir = open_run(run_dir, profile)
+profile, run_dir = notebook_run(profile, models, tasks, ranking, passes, run_dir)
 print(f"models {', '.join(profile.curve_models) or 'none'}; tasks {', '.join(profile.curve_tasks)}; training sizes "
       f"{', '.join(map(str, profile.curve_sizes))}; seeds {', '.join(map(str, profile.curve_seeds))}")
 

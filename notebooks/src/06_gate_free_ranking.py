@@ -21,10 +21,9 @@
 # gates' worst seed. If random orders are as good as the gates too, the choice of heads does not matter at
 # these probe sizes, whatever the ranking.
 #
-# The comparison runs when the profile names rankings to compare (the `smoke` profile does). The `cpu` profile
-# no longer does: its run made the verdict once (input dependence as good as the gates within the noise, at the
-# `d19ef5c` run's settings; see the README), its main sweep now ranks by input dependence, and here it measures
-# only how stable that ranking is.
+# The comparison runs when the profile names rankings to compare: the `smoke` profile does on its one model, the
+# `cpu-robustness` profile on every cell of the `cpu` grid. The `cpu` profile ranks by input dependence and
+# compares nothing.
 
 # %% parameters
 profile = "smoke"
@@ -37,13 +36,16 @@ run_dir = ""  # empty: runs/<run name> ($PAPA_RUNS_DIR instead of runs/ when set
 # %%
 from papa_utils.analysis import ranking_markdown, ranking_points, ranking_verdict
 from papa_utils.figures import plot_ranking_comparison, save_figure
-from papa_utils.pipeline import (figures_dir, get_profile, open_run, ranking_agreement_table, ranking_comparison,
-                                 ranking_comparison_table, ranking_stability_table, results_dir, save_table)
+from papa_utils.runs import figures_dir, notebook_run, results_dir
+from papa_utils.sweeps import compare_rankings
+from papa_utils.tables import ranking_agreement_table, ranking_comparison_table, ranking_stability_table, save_table
 
-profile = get_profile(profile, models or None, tasks or None, ranking or None, passes or None)
-run_dir = open_run(run_dir, profile)
+profile, run_dir = notebook_run(profile, models, tasks, ranking, passes, run_dir)
 print(f"main ranking: {profile.ranking}; compared: {', '.join(profile.compare_rankings)} "
       f"({profile.random_orders} random orders) on {', '.join(profile.compare_models) or 'no model'}")
+for model_name in profile.models:  # every ranking, and the sweep under each, that the tables below read
+    for task in profile.tasks:
+        compare_rankings(run_dir, profile, model_name, task)
 
 # %% [markdown]
 # ## Agreement with the gates, and cost, for every model and task
@@ -73,9 +75,6 @@ if profile.ranking_stability:
 # ## The sweep under each ranking
 
 # %%
-for model_name in profile.compare_models:
-    for task in profile.tasks:
-        ranking_comparison(run_dir, profile, model_name, task)
 comparison = ranking_comparison_table(run_dir, profile)
 save_table(comparison, results_dir(run_dir) / "ranking_comparison.csv")
 if len(comparison):

@@ -1,0 +1,234 @@
+"""Tables of a run: tidy results, convergence, learning curves, truncation, rankings, timing. They only read what
+the steps stored in the run folder (``runs.reading_only``): a table whose inputs are missing says which notebook
+makes them."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .analysis import STATISTICS_FILE, statistics_key
+from .averages import AttentionAverages
+from .backbones import cached_model
+from .head_stats import ranking_agreement
+from .layout import truncated_share
+from .profiles import Profile
+from .runs import MissingStepError, atomic_path, read_json, reading_only, results_dir
+from .steps import head_ranking, stability_variants, task_data
+from .sweeps import ranking_comparison
+from .tasks import get_task
+
+RANKINGS_NOTEBOOK = "06_gate_free_ranking"  # makes every ranking and sweep the ranking tables read
+
+
+def truncation_table(profile: Profile, lengths=(64, 128)) -> pd.DataFrame:
+    """Per model (tokenizer) x task x L (`lengths` and the profile's own L of the task): the share of examples the
+    PAPA layout truncates (``truncated_share``) in the probe's training subset and in the dev data the profile
+    scores; `used` marks the profile's L. For choosing L per task."""
+    rows = []
+    for model_name in profile.models:
+        tokenizer = cached_model(model_name)[1]
+        for task in profile.tasks:
+            parts = {"train": task_data(task, "train", profile.size(model_name, "train_examples", task)),
+                     "dev": task_data(task, "validation", profile.size(model_name, "dev_examples", task))}
+            for length in sorted({*lengths, profile.length(task)}):
+                rows.append({"model": model_name, "task": task, "L": length, "used": length == profile.length(task),
+                             **{f"{split}_truncated": round(truncated_share(data, tokenizer, length), 4)
+                                for split, data in parts.items()},
+                             "train_examples": len(parts["train"]), "dev_examples": len(parts["dev"])})
+    return pd.DataFrame(rows)
+
+
+def curve_table(records: list[dict]) -> pd.DataFrame:
+    """Learning-curve records as tidy rows (headline metric only): model, task, train_examples, predictor,
+    configuration ("baseline" / "PAPA" / the predictor's name), seed, metric, value."""
+    rows = []
+    for r in records:
+        metric = get_task(r["task"]).metric
+        configuration = (r["predictor"] if r["predictor"] != "probe"
+                         else "baseline" if r["replaced_heads"] == 0 else "PAPA")
+        rows.append({"model": r["model"], "task": r["task"], "train_examples": r["train_examples"],
+                     "predictor": r["predictor"], "configuration": configuration, "seed": r["seed"],
+                     "metric": metric, "value": r["metrics"][metric],
+                     "seconds": round(r["probe_seconds"] + r["feature_seconds"], 2)})
+    return pd.DataFrame(rows)
+
+
+def results_table(records: list[dict]) -> pd.DataFrame:
+    """Tidy rows: one per model x task x replaced heads x seed x metric."""
+    rows = []
+    for r in records:
+        for metric, value in r["metrics"].items():
+            rows.append({"model": r["model"], "task": r["task"], "replaced_heads": r["replaced_heads"],
+                         "dynamic_heads": r["total_heads"] - r["replaced_heads"], "total_heads": r["total_heads"],
+                         "seed": r["seed"], "metric": metric, "value": value,
+                         "predictor": r.get("predictor", "probe"), "ranking": r.get("ranking"),
+                         "headline": metric == get_task(r["task"]).metric, "train_examples": r["train_examples"],
+                         "dev_examples": r["dev_examples"], "L": r["L"],
+                         "seconds": round(r["probe_seconds"] + r["feature_seconds"], 2), "note": r["data_note"],
+                         "prediction_share": r.get("prediction_share")})
+    return pd.DataFrame(rows)
+
+
+CONVERGED_GAIN = 0.5  # metric points: a dev curve whose last epoch gains less than this has ended flat
+
+
+def convergence_table(records: list[dict], last: int = 3) -> pd.DataFrame:
+    """Whether each probe's dev curve ended flat: per model x task x predictor x replaced heads, the headline
+    metric's mean over seeds at each of the `last` epochs (columns "epoch_<n>"), the last epoch's gain over the one
+    before, and `converged`: that gain is below ``CONVERGED_GAIN``. The final epoch is what the results report."""
+    rows = []
+    for r in records:
+        metric = get_task(r["task"]).metric
+        for point in r.get("curve") or []:
+            rows.append({"model": r["model"], "task": r["task"], "predictor": r.get("predictor", "probe"),
+                         "replaced_heads": r["replaced_heads"], "total_heads": r["total_heads"], "metric": metric,
+                         "seed": r["seed"], "epoch": point["epoch"], "value": point[metric]})
+    columns = ["model", "task", "predictor", "replaced_heads", "total_heads", "metric"]
+    if not rows:
+        return pd.DataFrame(columns=columns + ["seeds", "last_gain", "converged"])
+    frame = pd.DataFrame(rows)
+    means = frame.pivot_table(index=columns, columns="epoch", values="value", aggfunc="mean")
+    seeds = frame.groupby(columns)["seed"].nunique()
+    epochs = sorted(means.columns)[-last:]
+    table = means[epochs].rename(columns=lambda e: f"epoch_{e}")
+    table["seeds"] = seeds
+    table["last_gain"] = (means[epochs[-1]] - means[epochs[-2]]) if len(epochs) > 1 else np.nan
+    table["converged"] = table["last_gain"] < CONVERGED_GAIN
+    return table.reset_index()
+
+
+def _main_records(run_dir: Path, profile: Profile) -> list[dict]:
+    """The main sweep's records of the profile's models, tasks, seeds and shares of heads (a point left in the
+    folder by a sweep with other shares does not count)."""
+    return [r for path in sorted((Path(run_dir) / "probe").glob("*.json")) if (r := read_json(path))
+            and r["model"] in profile.models and r["task"] in profile.tasks and r["seed"] in profile.seeds
+            and r["replaced_heads"] in profile.sweep_counts(r["model"], r["total_heads"])]
+
+
+def all_results(run_dir: Path, profile: Profile) -> pd.DataFrame:
+    """Every cached probe result of the profile's models and tasks, as a tidy table."""
+    return results_table(_main_records(run_dir, profile))
+
+
+def save_table(frame: pd.DataFrame, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+    return path
+
+
+def write_results(run_dir: Path, profile: Profile) -> pd.DataFrame:
+    """Collect every cached probe result into <run>/results/probe_results.csv (tidy), whether each dev curve ended
+    flat into convergence.csv (``convergence_table``) and their per-example dev
+    statistics into <run>/results/dev_statistics.npz (``analysis.statistics_key`` -> counts; for the paired
+    bootstrap over dev examples); return the table."""
+    records = _main_records(run_dir, profile)
+    baselines = {(r["model"], r["task"]) for r in records if r["replaced_heads"] == 0 and r["predictor"] == "probe"}
+    missing = [f"{m} x {t}" for m in profile.models for t in profile.tasks if (m, t) not in baselines]
+    if missing:
+        raise MissingStepError(f"no probing baseline in {Path(run_dir) / 'probe'} for {', '.join(missing)}",
+                               "02_probe_baselines")
+    table = results_table(records)
+    save_table(table, results_dir(run_dir) / "probe_results.csv")
+    save_table(convergence_table(records), results_dir(run_dir) / "convergence.csv")
+    statistics = {statistics_key(r["model"], r["task"], r.get("predictor", "probe"), r["replaced_heads"], r["seed"]):
+                  np.asarray(r["dev_statistics"], dtype=np.int32) for r in records if r.get("dev_statistics")}
+    with atomic_path(results_dir(run_dir) / STATISTICS_FILE) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **statistics)
+    return table
+
+
+def timing(run_dir: Path, profile: Profile) -> dict:
+    """Seconds spent per step, summed over the grid: averages (with the baseline's training features when they
+    come from the same pass), ranking (gates), head scores (input dependence and variance), feature passes,
+    probe training (the paper's probe and the attention-free one), the ranking comparison's sweeps (passes and
+    probes), and the learning curve (its feature passes and probes)."""
+    run_dir = Path(run_dir)
+    out = {"averages": 0.0, "ranking": 0.0, "head_scores": 0.0, "feature_passes": 0.0, "probe_training": 0.0,
+           "ranking_comparison": 0.0, "learning_curve": 0.0}
+    for path in (run_dir / "averages").glob("*.safetensors"):
+        out["averages"] += AttentionAverages.load(path).meta.get("seconds") or 0
+    for path in (run_dir / "ranking").glob("*.json"):
+        r = read_json(path) or {}
+        out["head_scores" if r.get("method") == "scores" else "ranking"] += r.get("seconds", 0)
+    for folder, probes, passes in (("probe", "probe_training", "feature_passes"),
+                                   ("ranking_sweep", "ranking_comparison", "ranking_comparison")):
+        seen = set()
+        for path in (run_dir / folder).glob("*.json"):
+            r = read_json(path) or {}
+            out[probes] += r.get("probe_seconds", 0)
+            key = (r.get("model"), r.get("task"), r.get("ranking"), r.get("replaced_heads"), r.get("feature_seconds"))
+            if key not in seen:  # one feature pass per configuration, recorded with each of its seeds and predictors
+                seen.add(key)
+                out[passes] += r.get("feature_seconds", 0)
+    for path in (run_dir / "curve").glob("*.json"):  # a pass's time is recorded once, with the probe that ran it
+        r = read_json(path) or {}
+        out["learning_curve"] += r.get("probe_seconds", 0) + r.get("feature_seconds", 0)
+    return {k: round(v, 1) for k, v in out.items()}
+
+
+def ranking_comparison_table(run_dir: Path, profile: Profile) -> pd.DataFrame:
+    """Headline metric of every sweep point of the compared models, under every ranking the profile compares:
+    the main sweep of the profile's seeds (k = 0 and all heads with ranking "none", shared by every ranking) and
+    what ``ranking_comparison`` stored (nothing left over from other settings counts). Columns: model, task,
+    ranking, seed, replaced_heads, dynamic_heads, total_heads, metric, value."""
+    columns = ["model", "task", "ranking", "seed", "replaced_heads", "dynamic_heads", "total_heads", "metric", "value"]
+    with reading_only(RANKINGS_NOTEBOOK):
+        rows = []
+        main = [r for r in _main_records(run_dir, profile) if r.get("predictor", "probe") == "probe"]
+        for model_name in profile.compare_models:
+            for task in profile.tasks:
+                compared = ranking_comparison(run_dir, profile, model_name, task)
+                for r in [m for m in main if m["model"] == model_name and m["task"] == task] + compared:
+                    k, total = r["replaced_heads"], r["total_heads"]
+                    metric = get_task(task).metric
+                    rows.append({"model": model_name, "task": task,
+                                 "ranking": (r.get("ranking") or "gates") if 0 < k < total else "none",
+                                 "seed": r["seed"], "replaced_heads": k, "dynamic_heads": total - k,
+                                 "total_heads": total, "metric": metric, "value": r["metrics"][metric]})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def ranking_stability_table(run_dir: Path, profile: Profile) -> pd.DataFrame:
+    """For every (model, task): how the profile's ranking agrees with itself (Spearman correlation, overlap of
+    the first halves) when made from a disjoint training subset (the `rank_examples` after the usual ones) and,
+    for the gates, when trained with another seed (the profile's second: another init and data order; a score
+    has no seed). The gates also on `compare_models` when they are compared but not the profile's ranking. A
+    random order has no stability to measure. Columns: ranking, model, task, compared_with, spearman,
+    first_half_overlap, examples, seconds (what the other ranking took)."""
+    columns = ["ranking", "model", "task", "compared_with", "spearman", "first_half_overlap", "examples", "seconds"]
+    with reading_only(RANKINGS_NOTEBOOK):
+        rows = []
+        for model_name in profile.models:
+            for method, variants in stability_variants(profile, model_name).items():
+                for task in profile.tasks:
+                    main = head_ranking(run_dir, profile, model_name, task, method)
+                    for name, change in variants.items():
+                        other = head_ranking(run_dir, profile, model_name, task, method, **change)
+                        rows.append({"ranking": method, "model": model_name, "task": task, "compared_with": name,
+                                     **ranking_agreement(main["ranking"], other["ranking"]),
+                                     "examples": other["examples"], "seconds": round(other["seconds"], 2)})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def ranking_agreement_table(run_dir: Path, profile: Profile) -> pd.DataFrame:
+    """For every (model, task) of the profile: how each ranking the profile compares (``compare_rankings``;
+    random: its first order) agrees with the gates (Spearman correlation, overlap of the first halves) and what it
+    cost (seconds; the gates' own cost beside it). Empty when the profile compares none."""
+    with reading_only(RANKINGS_NOTEBOOK):
+        rows = []
+        for model_name in profile.models:
+            for task in profile.tasks:
+                if not profile.compare_rankings:
+                    break
+                gates = head_ranking(run_dir, profile, model_name, task, "gates")
+                for method in (m for m in profile.compare_rankings if m != "gates"):
+                    other = head_ranking(run_dir, profile, model_name, task, method)
+                    rows.append({"model": model_name, "task": task,
+                                 "ranking": "random0" if method == "random" else method,
+                                 **ranking_agreement(gates["ranking"], other["ranking"]),
+                                 "seconds": round(other["seconds"], 2), "gates_seconds": round(gates["seconds"], 2)})
+    return pd.DataFrame(rows, columns=["model", "task", "ranking", "spearman", "first_half_overlap", "seconds",
+                                       "gates_seconds"])
