@@ -94,17 +94,25 @@ def publish_run(run_dir: str | Path, root: Path = ROOT) -> Path:
 
 def published_notebook(path: Path, run_dir: Path, name: str) -> str:
     """An executed notebook as published: every output kept (figures embedded as PNG), and the paths of the machine
-    that ran it (papermill's input and output paths, the run folder given as a parameter and printed) written as
-    the published copy's place in the repository."""
+    that ran it (papermill's input and output paths, the run folder given as a parameter and printed, files of the
+    checkout in a warning) written relative to the repository."""
     notebook = json.loads(path.read_text())
     papermill = notebook.get("metadata", {}).get("papermill", {})
+    checkouts = {ROOT}  # the checkout that ran it (from papermill's input path), as well as this one
+    if Path(papermill.get("input_path") or "").is_absolute():
+        checkouts.add(Path(papermill["input_path"]).parent.parent)
     if papermill:
         papermill["input_path"] = f"notebooks/{path.name}"
         papermill["output_path"] = f"results/{name}/notebooks/{path.name}"
         if "run_dir" in papermill.get("parameters", {}):
             papermill["parameters"]["run_dir"] = repo_relative(run_dir)
     text = json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
-    return text.replace(str(Path(run_dir).resolve()), repo_relative(run_dir))
+    # the run folder first (it may lie inside a checkout), then files of a checkout (a warning's source line);
+    # never inside a relative path that passes through the same folders
+    text = re.sub(rf"(?<!\.\.){re.escape(str(Path(run_dir).resolve()))}", lambda _: repo_relative(run_dir), text)
+    for checkout in checkouts:
+        text = re.sub(rf"(?<!\.\.){re.escape(str(checkout))}/", "", text)
+    return text
 
 
 NOTEBOOK_TITLES = {
