@@ -1,0 +1,110 @@
+"""The repository as a reader meets it: a short README with docs behind it, every published figure and table
+linked, published notebooks with their outputs, documented names that import as written, and no history standing
+in for an explanation."""
+import importlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+PUBLISHED = sorted(p.parent for p in (ROOT / "results").glob("*/run.json"))
+GENERATED_BLOCK = re.compile(r"<!-- results:[\w-]+:start -->.*?<!-- results:[\w-]+:end -->", re.S)
+# a commit hash in backticks, or an issue / pull request number
+HISTORY = re.compile(r"`[0-9a-f]{7,40}`|\b[Ii]ssues? #?\d+|\bPR #?\d+|(?<![\w&])#\d+\b")
+
+
+def readable(path: Path) -> str:
+    """A page's text without the blocks `make publish` generates (a run's provenance names its commit)."""
+    return GENERATED_BLOCK.sub("", path.read_text())
+
+
+def links(path: Path) -> set[Path]:
+    """Every local file a Markdown page links to (links and images), resolved."""
+    found = set()
+    for target in re.findall(r"\]\(([^)\s#]+)", path.read_text()):
+        if not re.match(r"[a-z]+://", target):
+            found.add((path.parent / target).resolve())
+    return found
+
+
+def test_the_readme_is_short_and_starts_with_the_quick_run():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 200
+    commands = [line.split("#")[0].strip() for line in text.split("```bash", 1)[1].split("```", 1)[0].splitlines()
+                if line.strip()]
+    assert commands[0] == "make figures PROFILE=smoke"
+    for heading in ("## Quick start", "## Tests", "## Teaching", "## Results", "## Notebooks", "## Profiles",
+                    "## Documentation"):
+        assert heading in text, heading
+
+
+@pytest.mark.parametrize("page", [ROOT / "README.md", ROOT / "CHANGELOG.md", *DOCS], ids=lambda p: p.name)
+def test_every_local_link_resolves(page):
+    missing = sorted(str(p.relative_to(ROOT)) for p in links(page) if not p.exists())
+    assert missing == []
+
+
+def test_every_doc_is_linked_from_the_readme():
+    assert set(DOCS) <= links(ROOT / "README.md")
+
+
+@pytest.mark.parametrize("folder", PUBLISHED, ids=lambda p: p.name)
+def test_every_published_figure_table_and_notebook_is_linked(folder):
+    pages = [ROOT / "README.md", *DOCS, *sorted(ROOT.glob("results/*/README.md"))]
+    linked = set().union(*(links(page) for page in pages))
+    published = [p for p in (ROOT / "figures" / folder.name).glob("*")] + [p for p in folder.rglob("*") if p.is_file()
+                                                                          and p.name != "README.md"]
+    assert sorted(str(p.relative_to(ROOT)) for p in published if p.resolve() not in linked) == []
+
+
+@pytest.mark.parametrize("folder", PUBLISHED, ids=lambda p: p.name)
+def test_published_notebooks_carry_their_outputs(folder):
+    notebooks = sorted((folder / "notebooks").glob("*.ipynb"))
+    assert [p.stem for p in notebooks] == sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
+    images = 0
+    for path in notebooks:
+        cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+        assert any(c["outputs"] for c in cells), path.name
+        images += sum("image/png" in o.get("data", {}) for c in cells for o in c["outputs"])
+        assert "/work/" not in path.read_text() and "/home/" not in path.read_text(), path.name
+    assert images >= len(list((ROOT / "figures" / folder.name).glob("*.png")))
+    assert sum(p.stat().st_size for p in notebooks) < 10 * 2 ** 20
+
+
+def documented_names() -> set[str]:
+    names = set()
+    for page in [ROOT / "README.md", *DOCS]:
+        names |= set(re.findall(r"`(papa_utils(?:\.[A-Za-z_][A-Za-z0-9_]*)+)", page.read_text()))
+    return names
+
+
+@pytest.mark.parametrize("name", sorted(documented_names()))
+def test_every_documented_name_imports_as_written(name):
+    parts = name.split(".")
+    for split in range(len(parts), 0, -1):  # the longest importable module, then attributes
+        try:
+            value = importlib.import_module(".".join(parts[:split]))
+        except ModuleNotFoundError:
+            continue
+        for attribute in parts[split:]:
+            assert hasattr(value, attribute), f"{name}: {'.'.join(parts[:split])} has no {attribute}"
+            value = getattr(value, attribute)
+        return
+    pytest.fail(f"{name} does not import")
+
+
+def comments_and_docstrings(path: Path) -> str:
+    text = path.read_text()
+    if path.suffix == ".py":
+        return "\n".join(re.findall(r"#.*", text)) + "\n".join(re.findall(r'"""(.*?)"""', text, re.S))
+    return readable(path)
+
+
+@pytest.mark.parametrize("path", [ROOT / "README.md", *DOCS, *sorted((ROOT / "notebooks" / "src").glob("*.py")),
+                                  *sorted((ROOT / "papa_utils").glob("*.py"))], ids=lambda p: p.name)
+def test_no_history_stands_in_for_an_explanation(path):
+    """Issue numbers and commit hashes belong in the changelog and the commit messages."""
+    assert HISTORY.findall(comments_and_docstrings(path)) == []
