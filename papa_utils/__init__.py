@@ -9,7 +9,7 @@ _EXPORTS = {
     "AttentionAverages": "averages", "AveragesMismatchError": "averages", "compute_average_attention": "averages",
     "Encoded": "layout", "encode": "layout",
     "OFFLINE_MODELS": "models", "ModelNotAvailableError": "models", "describe": "models", "load_model": "models",
-    "UnsupportedModelError": "replace", "mix_heads": "replace", "replace_heads": "replace",
+    "UnsupportedModelError": "replace", "mix_heads": "replace", "replace_heads": "replace", "patch_attention": "replace",
     "TASKS": "tasks", "DataError": "tasks", "Task": "tasks", "TaskSplit": "tasks", "get_task": "tasks",
     "load_task": "tasks",
 }

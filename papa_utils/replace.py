@@ -19,6 +19,9 @@ Two mechanisms, one per architecture family, sharing ``mix_heads``:
   ``_attn_implementation`` is switched to it;
 - attention-dropout hook (DeBERTa v1/v2, MPNet, which compute their softmax inline): a forward pre-hook on
   the attention-probability dropout module rewrites the probabilities it receives.
+
+``patch_attention`` uses the same two mechanisms for any intervention: every layer's probabilities go through a
+function that returns the ones it attends with (``papa_utils.interventions``).
 """
 from __future__ import annotations
 
@@ -107,8 +110,10 @@ class ReplacementState:
     """Per-model state while ``replace_heads`` is active: layer specs, the current batch's token mask, and
     a counter of attention calls in the current forward pass (the layer index; ALBERT shares one module)."""
 
-    def __init__(self, specs: dict[int, LayerSpec], layers: int, original: str = "eager", fast: bool = True):
+    def __init__(self, specs: dict[int, LayerSpec], layers: int, original: str = "eager", fast: bool = True,
+                 patch=None):
         self.specs, self.layers, self.original, self.fast = specs, layers, original, fast
+        self.patch = patch  # ``patch_attention``'s fn(layer, probs, token_mask), or None
         self.token_mask: torch.Tensor | None = None
         self.slots: torch.Tensor | None = None  # [B, W] in a packed pass (``papa_utils.packing``), else None
         self.calls = 0
@@ -145,6 +150,8 @@ def papa_attention(module, query, key, value, attention_mask, scaling=None, drop
     constant matrix times V (no scores, no softmax).
     """
     state: ReplacementState | None = getattr(module, "_papa_state", None)
+    if state is not None and state.patch is not None:
+        return _patched_attention(module, query, key, value, attention_mask, scaling, dropout, state)
     spec = None
     if state is not None:
         spec = state.specs.get(state.next_layer())
@@ -171,6 +178,27 @@ def papa_attention(module, query, key, value, attention_mask, scaling=None, drop
     dropped = nn.functional.dropout(probs, p=dropout, training=module.training)
     out = torch.matmul(dropped, value).transpose(1, 2).contiguous()
     return out, probs
+
+
+def _patched_attention(module, query, key, value, attention_mask, scaling, dropout, state):
+    """``patch_attention`` in the registry family: every head's probabilities, as the eager attention computes
+    them, then the patch function's, then dropout and V."""
+    layer = state.next_layer()
+    scores = torch.matmul(query, key.transpose(2, 3)) * (query.size(-1) ** -0.5 if scaling is None else scaling)
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    probs = _patched(state, layer, nn.functional.softmax(scores, dim=-1)).to(value.dtype)
+    dropped = nn.functional.dropout(probs, p=dropout, training=module.training)
+    return torch.matmul(dropped, value).transpose(1, 2).contiguous(), probs
+
+
+def _patched(state, layer: int, probs: torch.Tensor) -> torch.Tensor:
+    out = state.patch(layer, probs, state.token_mask)
+    if not isinstance(out, torch.Tensor) or out.shape != probs.shape:
+        found = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"patch_attention: the function must return attention probabilities of the shape it was "
+                         f"given, [batch, heads, L, L] = {tuple(probs.shape)}, got {found} for layer {layer}")
+    return out
 
 
 def _original_attention(module, state):
@@ -277,6 +305,9 @@ class DynamicHeadsProjection(nn.Module):
 
 def _dropout_pre_hook(state: ReplacementState):
     def hook(dropout_module, args):
+        if state.patch is not None:  # ``patch_attention``: the probabilities of every head, as the layer made them
+            layer = state.next_layer()
+            return (_patched(state, layer, args[0]).to(args[0].dtype),)
         spec = state.specs.get(state.next_layer())
         if spec is None:
             return None
@@ -360,16 +391,43 @@ def replace_heads(model, averages, heads="all", gates: torch.Tensor | None = Non
     device = model_device(model)
     specs = {layer: LayerSpec(info["heads"], hs, constants[layer], layer, gates, device)
              for layer, hs in per_layer.items()}
+    state = ReplacementState(specs, info["layers"], model.config._attn_implementation, fast)
+    with _installed(model, state, family, modules, length=constants.shape[-1]):
+        yield model
+
+
+@contextmanager
+def patch_attention(model, fn):
+    """Inside this context, every attention layer of `model` attends with what `fn(layer, probs, token_mask)`
+    returns: `probs` are the layer's probabilities [batch, heads, L, L] as the model made them (after the softmax,
+    before dropout), `token_mask` the real tokens [batch, L]; the return value takes their place (same shape),
+    then dropout and the product with V run as usual. One hook for any attention intervention, in every family
+    ``replace_heads`` supports (``papa_utils.interventions`` has PAPA's constant mix and the usual ablations).
+    Leaving restores the model exactly. Every head's probabilities are computed (no fast path): for the pipeline's
+    passes, ``replace_heads`` stays the fast way to put in constant matrices."""
+    info = describe(model)
+    family, modules = attention_modules(model)
+    state = ReplacementState({}, info["layers"], model.config._attn_implementation, fast=False, patch=fn)
+    with _installed(model, state, family, modules):
+        yield model
+
+
+@contextmanager
+def _installed(model, state: ReplacementState, family: str, modules: list, length: int | None = None):
+    """Install `state` in `model` for the block: the batch's token mask (and packed slots) captured before every
+    forward pass, the attention of each layer routed through it (the "papa" implementation, or the dropout hook);
+    with `state.fast`, dynamic-head projections and MPNet's fast forward. `length`: the L the inputs must have.
+    Leaving restores everything it changed."""
+    info = describe(model)
     previous = model.config._attn_implementation
-    state = ReplacementState(specs, info["layers"], previous, fast)
 
     def capture(mod, args, kwargs):
         state.token_mask = _token_mask_from_call(mod, args, kwargs)
         packing = active_packing(mod)
         state.calls = 0
         state.slots = None if packing is None else packing[0]
-        # a packed row is shorter than L; the layout it was packed from must have the constants' L
-        check_batch_length(constants.shape[-1], state.token_mask.shape[1] if packing is None else packing[1])
+        if length is not None:  # a packed row is shorter than L; the layout it was packed from must have L
+            check_batch_length(length, state.token_mask.shape[1] if packing is None else packing[1])
 
     base = getattr(model, "base_model", model)  # the encoder itself, also inside a task-head wrapper
     handles = [base.register_forward_pre_hook(capture, with_kwargs=True)]
@@ -379,7 +437,7 @@ def replace_heads(model, averages, heads="all", gates: torch.Tensor | None = Non
     saved = [(m, {name: m.__dict__[name] for name in ("forward", "_papa_state") if name in m.__dict__})
              for m in modules]
     try:
-        for m in modules if fast else []:
+        for m in modules if state.fast else []:
             for name in QK_PROJECTIONS.get(type(m).__name__, ()):
                 linear = getattr(m, name, None)
                 if not isinstance(linear, nn.Linear):
@@ -394,10 +452,10 @@ def replace_heads(model, averages, heads="all", gates: torch.Tensor | None = Non
             model.config._attn_implementation = IMPLEMENTATION
         else:
             handles += [m.dropout.register_forward_pre_hook(_dropout_pre_hook(state)) for m in modules]
-            for m in modules if fast else []:
+            for m in modules if state.fast else []:
                 if type(m).__name__ == "MPNetSelfAttention":
                     m.forward = _mpnet_fast_forward(m, state)
-        yield model
+        yield
     finally:
         for m, name, linear in swapped:
             setattr(m, name, linear)
