@@ -106,8 +106,8 @@ def executed_outputs(path) -> str:
 def test_teaching_notebook_checks_itself_and_saves_its_figures(teaching_run):
     run_dir = teaching_run
     text = executed_outputs(run_dir / "00_anatomy_of_attention.ipynb")
-    for n in (1, 2, 3):
-        assert f"exercise {n}: correct" in text
+    for n in (1, 2, 3, 4):  # the exercises ship unsolved, and their checks say so without stopping the notebook
+        assert f"exercise {n}: not solved yet" in text
     assert "'max_padding_weight': 0.0" in text and "least input-dependent heads (replaced first)" in text
     for name in ("one_input", "head_statistics", "average_vs_input", "input_dependence"):
         for suffix in (".pdf", ".png"):

@@ -38,10 +38,11 @@ import torch
 from papa_utils import describe, get_task
 from papa_utils.backbones import cached_model, example_attention
 from papa_utils.device import inputs_on, model_device
+from papa_utils.exercises import check_entropy, check_prediction, check_score, check_substitute
 from papa_utils.figures import plot_average_vs_input, plot_head_map, plot_one_input, save_figure
 from papa_utils.head_stats import (PATTERNS, attention_row_checks, constant_patterns, head_scores, head_statistics,
-                                   heads_of_layer, hidden_state_change, js_divergence, papa_substitute,
-                                   ranking_from_scores, recompute_attention, row_entropy)
+                                   heads_of_layer, hidden_state_change, papa_substitute, ranking_from_scores,
+                                   recompute_attention)
 from papa_utils.packing import backbone_batches
 from papa_utils.runs import figures_dir, notebook_run
 from papa_utils.steps import average_attention, encoded, task_data
@@ -171,21 +172,21 @@ pd.DataFrame(table).T.round(3)
 
 # %% [markdown]
 # ## 7. Exercises
-# Each exercise has a function to write (a solution is filled in so that the notebook runs; delete it and
-# write your own), then a cell that checks it against `papa_utils`.
+# Each exercise is a function to write: it ships unsolved (it raises `NotImplementedError`), and the cell after it
+# checks your answer against `papa_utils` and says "correct", "not yet right" (with how far off) or "not solved
+# yet". The checks never stop the notebook. Reference solutions are in `papa_utils/solutions.py`: look there after
+# trying.
 #
 # **Exercise 1: entropy of attention rows.** Given probabilities `p` of shape [..., L], return −Σⱼ pⱼ log pⱼ
 # with 0 log 0 = 0.
 
 # %%
 def my_entropy(p):
-    p = p.float()
-    return -(p * torch.where(p > 0, p.log(), torch.zeros_like(p))).sum(-1)
+    raise NotImplementedError("exercise 1")
 
 
 # %%
-assert torch.allclose(my_entropy(out.attentions[0]), row_entropy(out.attentions[0]), atol=1e-5)
-print("exercise 1: correct")
+print(check_entropy(my_entropy, out.attentions[0]))
 
 # %% [markdown]
 # **Exercise 2: the PAPA substitute.** Given constant matrices `C` [layers, heads, L, L] and a token mask `m`
@@ -194,15 +195,12 @@ print("exercise 1: correct")
 
 # %%
 def my_substitute(C, m):
-    pairs = (m[:, :, None] * m[:, None, :]).float()[:, None, None]
-    masked = C[None] * pairs
-    return masked / masked.sum(-1, keepdim=True).clamp_min(1e-12)
+    raise NotImplementedError("exercise 2")
 
 
 # %%
 m = batch["attention_mask"]
-assert torch.allclose(my_substitute(averages.averages, m), papa_substitute(averages.averages, m), atol=1e-6)
-print("exercise 2: correct")
+print(check_substitute(my_substitute, averages.averages, m))
 
 # %% [markdown]
 # **Exercise 3: the input-dependence score of one head.** For one example's attention `a` [L, L] of a head, its
@@ -211,36 +209,26 @@ print("exercise 2: correct")
 
 # %%
 def my_score(a, s, m):
-    mid = (a + s) / 2
-    kl = lambda p: torch.where(p > 0, p * (p / mid).log(), torch.zeros_like(p)).sum(-1)  # noqa: E731
-    js = (kl(a) + kl(s)) / 2
-    return js[m.bool()].mean()
+    raise NotImplementedError("exercise 3")
 
 
 # %%
 sub = papa_substitute(averages.averages, m)
 layer, head = min(1, len(out.attentions) - 1), min(4, out.attentions[0].shape[1] - 1)  # any head will do
-a, s = out.attentions[layer][0, head].float().cpu(), sub[0, layer, head]
-expected = js_divergence(a, s)[m[0].bool()].mean()
-assert torch.allclose(my_score(a, s, m[0]), expected, atol=1e-5)
-print("exercise 3: correct")
+print(check_score(my_score, out.attentions[layer][0, head].float().cpu(), sub[0, layer, head], m[0]))
 
 # %% [markdown]
-# **Exercise 4: predict which heads are most replaceable.** (No single right answer: the check reports.) Before looking at section 5's ranking, use only the
-# statistics of section 3 (entropy, mass on `[CLS]` / `[SEP]`, offsets) to pick the 10% of heads you expect to be
-# the least input-dependent. The check reports how many of them the score puts in its own first 10%, and how
-# many a random pick of the same size would get on average. (The pick below, "the heads that put the most mass on
-# separators", is one hypothesis: heads that park their attention on `[SEP]` look the same on every input.)
+# **Exercise 4: predict which heads are most replaceable.** Before looking at section 5's ranking, use only the
+# statistics of section 3 (`stats`: entropy, mass on `[CLS]` / `[SEP]`, offsets; each [layers, heads]) to pick the
+# 10% of heads you expect to depend least on their input, as a list of (layer, head). The check passes when your
+# heads are, on average, less input-dependent than the average head (better than chance), and counts how many of
+# them the score puts in its own first 10%. One hypothesis to start from: heads that park their attention on a
+# separator look the same on every input.
 
 # %%
 def my_prediction(stats, n):
-    mass = stats["mass_sep"].flatten()
-    return [(int(i) // info["heads"], int(i) % info["heads"]) for i in torch.argsort(mass, descending=True)[:n]]
+    raise NotImplementedError("exercise 4")
 
 
 # %%
-n = max(1, len(ranking) // 10)
-picked = my_prediction(stats, n)
-assert len(set(picked)) == n and all(0 <= l < info["layers"] and 0 <= h < info["heads"] for l, h in picked)
-hits = len(set(map(tuple, picked)) & set(ranking[:n]))
-print(f"exercise 4: {hits} of your {n} heads are among the {n} least input-dependent (random: {n * n / len(ranking):.1f} on average)")
+print(check_prediction(my_prediction, stats, scores["input_dependence"], max(1, len(ranking) // 10)))
