@@ -20,9 +20,9 @@ def set_style() -> None:
     plt.rcParams.update({"figure.dpi": 150, "savefig.bbox": "tight", "pdf.fonttype": 42})
 
 
-def save_figure(fig, path_without_suffix: str | Path) -> list[Path]:
+def save_figure(fig, path_without_suffix: str | Path) -> None:
     """Write `<path>.pdf` and `<path>.png`, and in a notebook show the PNG in the cell's output (at its own size,
-    the figure's inches at ``figure.dpi``), so that an executed notebook carries its figures; returns both paths."""
+    the figure's inches at ``figure.dpi``), so that an executed notebook carries its figures."""
     base = Path(path_without_suffix)
     paths = []
     for suffix in (".pdf", ".png"):
@@ -31,10 +31,20 @@ def save_figure(fig, path_without_suffix: str | Path) -> list[Path]:
             fig.savefig(tmp, format=suffix[1:])
         paths.append(target)
     _show_in_notebook(paths[1])
-    return paths
+    plt.close(fig)
 
 
-def _show_in_notebook(png: Path) -> None:
+def show_figure(fig) -> None:
+    """Show a figure that is not saved in the notebook's output (as PNG, like the saved ones); elsewhere nothing."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    _show_in_notebook(buffer.getvalue())
+    plt.close(fig)
+
+
+def _show_in_notebook(png) -> None:
     """Display a saved PNG when running in a notebook kernel (the figures draw on the non-interactive backend, so
     nothing else would show them); elsewhere, nothing."""
     try:
@@ -46,7 +56,7 @@ def _show_in_notebook(png: Path) -> None:
         return
     from IPython.display import Image, display
 
-    display(Image(filename=str(png)))
+    display(Image(data=png) if isinstance(png, bytes) else Image(filename=str(png)))
 
 
 def plot_attention_heatmaps(averages, example, heads, tokens=None, title=""):
@@ -114,7 +124,7 @@ def plot_performance_vs_dynamic_heads(summary, references=None):
                 for column, style in (("trivial", ":"), ("attention_free", "--")):
                     if len(ref) and ref[column].notna().all():
                         ax.axhline(ref[column].iloc[0], color=palette[model], ls=style, lw=0.8)
-        ax.set_xscale("symlog", linthresh=1)
+        _head_count_axis(ax, part.dynamic_heads)
         ax.set_title(task, fontsize=8)
         ax.set_xlabel("input-dependent heads", fontsize=7)
         ax.set_ylabel(f"{part.metric.iloc[0].replace('_', ' ')} (higher is better)", fontsize=7)
@@ -187,14 +197,31 @@ def plot_learning_curves(summary):
         bottom.axhline(0, color="0.6", lw=0.6)
         bottom.set_ylabel("% (higher = PAPA loses more)", fontsize=6)
         bottom.set_xlabel("training examples", fontsize=7)
-        for ax in (top, bottom):
+        for ax in (top, bottom):  # a tick at each training size, written out; no minor tick labels
+            from matplotlib.ticker import FixedLocator, NullLocator
+
             ax.set_xscale("log")
+            ax.xaxis.set_major_locator(FixedLocator(list(part.train_examples)))
+            ax.xaxis.set_minor_locator(NullLocator())
+            ax.set_xticklabels([f"{n:,}" for n in part.train_examples], fontsize=6)
     for row in range(2):
         handles, labels = axes[row, 0].get_legend_handles_labels()
         axes[row, -1].legend(handles, labels, fontsize=5.5, frameon=False, loc="best")
     fig.suptitle(f"{summary.model.iloc[0]}: how the verdicts move with the probe's training data", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def _head_count_axis(ax, counts) -> None:
+    """A symlog x axis of head counts (0 and the small counts stay apart) with a tick at each count plotted, as
+    plain numbers, and nothing left of 0."""
+    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+
+    ax.set_xscale("symlog", linthresh=1)
+    ax.xaxis.set_major_locator(FixedLocator(sorted(set(int(c) for c in counts))))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.set_xlim(left=0)
 
 
 RANKING_STYLES = {"gates": ("k", "-"), "input_dependence": ("C0", "-"), "variance": ("C2", "--"),
@@ -219,7 +246,7 @@ def plot_ranking_comparison(points):
                 ax.plot(line.dynamic_heads, line["mean"], marker="o", ms=2, lw=1, color=color, ls=style,
                         label=family.replace("_", " "))
                 ax.fill_between(line.dynamic_heads, line["min"], line["max"], alpha=0.15, color=color)
-            ax.set_xscale("symlog", linthresh=1)
+            _head_count_axis(ax, part.dynamic_heads)
             ax.tick_params(labelsize=5)
             metric = part.metric.iloc[0].replace("_", " ") if len(part) else ""
             ax.set_title(f"{model} {task}\n({metric})" if len(models) > 1 else f"{task} ({metric})", fontsize=6)
@@ -242,33 +269,43 @@ def plot_head_map(values, title: str = "", cmap: str = "viridis", center=None, f
     return ax.figure
 
 
-def plot_one_input(attention, tokens, heads, title: str = ""):
+def plot_one_input(attention, tokens, heads, title: str = "", titles=None):
     """A few heads' attention on one input, with its tokens on the axes (padding slots dropped).
-    attention: [layers, heads, L, L] of one example; tokens: L strings ("" for padding)."""
+    attention: [layers, heads, L, L] of one example; tokens: L strings ("" for padding); `titles`: one per panel
+    (default "layer l head h")."""
     set_style()
     keep = [i for i, t in enumerate(tokens) if t]
-    labels = [tokens[i] for i in keep]
-    size = min(2.6, FULL_WIDTH / len(heads))
-    fig, axes = plt.subplots(1, len(heads), figsize=(size * len(heads) + 0.3, size + 0.6), squeeze=False)
-    for ax, (layer, head) in zip(axes[0], heads):
+    step = 1 if len(keep) <= 40 else 2  # a label for every token while they fit at 6 pt, else every other one
+    labels = [tokens[i] if n % step == 0 else "" for n, i in enumerate(keep)]
+    cols = min(2, len(heads))
+    rows = -(-len(heads) // cols)
+    size = FULL_WIDTH / cols
+    fig, axes = plt.subplots(rows, cols, figsize=(FULL_WIDTH, size * rows + 0.5), squeeze=False)
+    for n, (ax, (layer, head)) in enumerate(zip(axes.flat, heads)):
         matrix = attention[layer, head][keep][:, keep].numpy()
         sns.heatmap(matrix, ax=ax, cmap="viridis", vmin=0, cbar=False, square=True, xticklabels=labels,
-                    yticklabels=labels if ax is axes[0, 0] else False)
-        ax.tick_params(labelsize=4, length=0)
-        ax.set_title(f"layer {layer} head {head}", fontsize=7)
-        ax.set_xlabel("key", fontsize=6)
-    axes[0, 0].set_ylabel("query", fontsize=6)
-    fig.suptitle(title, fontsize=8)
+                    yticklabels=labels)
+        ax.tick_params(labelsize=6, length=0)
+        ax.set_title(titles[n] if titles else f"layer {layer} head {head}", fontsize=8)
+        ax.set_xlabel("key", fontsize=7)
+        ax.set_ylabel("query", fontsize=7)
+    for ax in list(axes.flat)[len(heads):]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
 
 
-def plot_average_vs_input(substitute, attention, layer: int, head: int, title: str = ""):
+def plot_average_vs_input(substitute, attention, layer: int, head: int, title: str = "", token_mask=None):
     """One head in the PAPA layout: its substitute renorm(C * m m^T) on one input, its real attention on that
-    input, and their signed difference (real - substitute). Inputs [layers, heads, L, L] of one example."""
+    input, and their signed difference (real - substitute). Inputs [layers, heads, L, L] of one example; with
+    `token_mask` [L], only the slots of the input's real tokens are drawn (in slot order), not its padding."""
     set_style()
     fig, axes = plt.subplots(1, 3, figsize=(FULL_WIDTH, 2.3))
     sub, real = substitute[layer, head].numpy(), attention[layer, head].numpy()
+    if token_mask is not None:
+        keep = [i for i, m in enumerate(token_mask.tolist()) if m]
+        sub, real = sub[keep][:, keep], real[keep][:, keep]
     top = max(sub.max(), real.max())
     for ax, matrix, name in ((axes[0], sub, "constant (average), this input's mask"),
                              (axes[1], real, "its attention on this input")):
@@ -280,8 +317,8 @@ def plot_average_vs_input(substitute, attention, layer: int, head: int, title: s
                 xticklabels=False, yticklabels=False)
     axes[2].set_title("attention - constant", fontsize=7)
     for ax in axes:
-        ax.set_xlabel("key slot", fontsize=6)
-    axes[0].set_ylabel("query slot", fontsize=6)
+        ax.set_xlabel("key slot" + (" (real tokens)" if token_mask is not None else ""), fontsize=6)
+    axes[0].set_ylabel("query slot" + (" (real tokens)" if token_mask is not None else ""), fontsize=6)
     fig.suptitle(title or f"layer {layer} head {head}", fontsize=8)
     fig.tight_layout()
     return fig

@@ -15,8 +15,8 @@ fp32 from the model's eager attention probabilities. Conventions: 0 log 0 = 0, n
   each real row (``input_dependence``, between 0 and log 2) and the squared distance of each real row
   (``variance``: the spread of a head's rows around its average, the statistic of work that freezes the
   heads whose attention varies least across inputs).
-- ``constant_patterns``: alternative constant matrices to compare with the average (uniform over real tokens,
-  previous slot, [CLS] only, identity), in the form ``replace_heads`` takes.
+- ``hidden_state_change``: how much an intervention (``replace.patch_attention``, ``papa_utils.interventions``)
+  moves the last layer's hidden states.
 """
 from __future__ import annotations
 
@@ -30,10 +30,9 @@ from .device import inputs_on, model_device
 from .layout import pair_mask
 from .models import describe
 from .packing import as_batch, at_slots, run_backbone
-from .replace import QK_PROJECTIONS, attention_modules, renormalise_rows, replace_heads
+from .replace import QK_PROJECTIONS, attention_modules, patch_attention, renormalise_rows
 
 OFFSETS = (-1, 0, 1)
-PATTERNS = ("average", "uniform", "previous", "cls", "identity")
 SCORES = ("input_dependence", "variance")
 SCORE_DEFINITION = 1  # bump when the scores' definition changes: cached scores then count as stale
 
@@ -223,45 +222,16 @@ def ranking_agreement(a, b) -> dict:
             "first_half_overlap": len(set(a[:half]) & set(b[:half])) / half if half else 1.0}
 
 
-def constant_patterns(kind: str, averages: AttentionAverages) -> torch.Tensor:
-    """Constant matrices [layers, heads, L, L] of one kind, shaped like `averages`, for ``replace_heads``
-    (which masks them to the real tokens and renormalises each row):
-    - ``average``: the PAPA averages themselves;
-    - ``uniform``: every real key gets the same weight;
-    - ``previous``: the previous SLOT (slot 0, and a slot whose previous slot is padding, attend to themselves;
-      unlike ``offset_-1`` of ``head_statistics``, which counts in real-token order, a constant matrix cannot know
-      where an input's previous real token is: the first token of a second segment attends to itself);
-    - ``cls``: everything on slot 0 ([CLS]);
-    - ``identity``: each token on itself."""
-    if kind not in PATTERNS:
-        raise ValueError(f"unknown constant pattern {kind!r}; patterns: {', '.join(PATTERNS)}")
-    avg = averages.averages
-    if kind == "average":
-        return avg.clone()
-    length = avg.shape[-1]
-    eye = torch.eye(length)
-    if kind == "uniform":
-        one = torch.ones(length, length)
-    elif kind == "cls":
-        one = torch.zeros(length, length)
-        one[:, 0] = 1
-    elif kind == "identity":
-        one = eye
-    else:  # previous slot; the diagonal is 1e-6 so a row whose previous slot is masked falls back on itself
-        one = torch.diag(torch.ones(length - 1), -1) + 1e-6 * eye
-        one[0, 0] = 1
-    return one.expand_as(avg).clone()
-
-
 @torch.no_grad()
-def hidden_state_change(model, constants, heads, batches) -> float:
-    """Mean relative change ||h' - h|| / ||h|| of the last layer's hidden states over real tokens when `heads`
-    ("all" or (layer, head) pairs) attend with `constants` (``AttentionAverages`` or [layers, heads, L, L])."""
+def hidden_state_change(model, patch, batches) -> float:
+    """Mean relative change ||h' - h|| / ||h|| of the last layer's hidden states over real tokens when every
+    layer attends with `patch(layer, probs, token_mask)` (``replace.patch_attention``; ``papa_utils.interventions``
+    has PAPA's mix and the usual ablations)."""
     device = model_device(model)
     total = count = 0.0
     for batch in map(as_batch, batches):
         before = run_backbone(model, batch).last_hidden_state.float()
-        with replace_heads(model, constants, heads):
+        with patch_attention(model, patch):
             after = run_backbone(model, batch).last_hidden_state.float()
         change = (after - before).norm(dim=-1) / before.norm(dim=-1).clamp_min(1e-12)
         real = batch.token_mask.to(device).bool()

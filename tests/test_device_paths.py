@@ -11,6 +11,7 @@ from device_guard import DeviceMixError, ModelDeviceGuard, autocast_stub
 from papa_utils import get_task
 from papa_utils.averages import compute_average_attention
 from papa_utils.head_stats import attention_row_checks, head_scores, hidden_state_change, recompute_attention
+from papa_utils.interventions import papa_mix
 from papa_utils.layout import Encoded
 from papa_utils.probe import (ProbeConfig, averages_and_features, extract_features, rank_heads_by_gates,
                               train_probe)
@@ -78,7 +79,7 @@ def test_backbone_passes_stay_on_the_models_device(family, precision, guarded):
     assert_on_cpu(avg2.averages, features.states, features.labels, features.example, features.slot)
     scores = head_scores(model, avg, data.batches(4))
     assert_on_cpu(*scores.values())
-    assert isinstance(hidden_state_change(model, avg, "all", data.batches(4)), float)
+    assert isinstance(hidden_state_change(model, papa_mix(model, avg), data.batches(4)), float)
     # every autocast was opened for the model's device, in the precision asked for
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     assert set(guarded) == ({("meta", dtype)} if dtype else set())

@@ -1,15 +1,15 @@
-"""Head statistics, the input-dependence score and the alternative constant matrices, on hand-built attention
-matrices with known answers, then on tiny models."""
+"""Head statistics and the input-dependence score, on hand-built attention matrices with known answers, then on
+tiny models."""
 import math
 
 import pytest
 import torch
 
-from papa_utils import AttentionAverages, AveragesMismatchError, compute_average_attention, replace_heads
-from papa_utils.head_stats import (attention_statistics, constant_patterns, head_scores, hidden_state_change,
-                                   input_dependence, js_divergence, offset_keys, papa_substitute, ranking_agreement,
-                                   ranking_from_scores, random_ranking, row_entropy, score_attention)
-from papa_utils.replace import mix_heads, LayerSpec
+from papa_utils import AveragesMismatchError, compute_average_attention, replace_heads
+from papa_utils.head_stats import (attention_statistics, head_scores, hidden_state_change, input_dependence,
+                                   js_divergence, offset_keys, papa_substitute, ranking_agreement, ranking_from_scores,
+                                   random_ranking, score_attention)
+from papa_utils.interventions import on_heads, papa_mix, uniform
 from tiny_models import HEADS, LAYERS, tiny_batch, tiny_model
 
 L = 8
@@ -126,28 +126,6 @@ def test_substitute_rows_sum_to_one_over_real_keys():
     assert s[0, :, :, 3:5].abs().sum() == 0 and s[0, :, :, :, 3:5].abs().sum() == 0
 
 
-@pytest.mark.parametrize("kind", ["cls", "identity", "previous", "uniform"])
-def test_alternative_constant_matrices_through_the_mixing(kind):
-    """The patterns as replace_heads applies them (mix_heads: masked, renormalised)."""
-    mask = mask_of((3, 2), (8, 0))
-    averages = AttentionAverages(torch.rand(LAYERS, HEADS, L, L), torch.ones(L, L), {})
-    pattern = constant_patterns(kind, averages)
-    probs = mix_heads(None, LayerSpec(HEADS, list(range(HEADS)), pattern[0]), mask)  # [B, H, L, L]
-    stats = attention_statistics(probs[:, None], mask)
-    mean = {k: (v[0] / v[1])[0, 0].item() for k, v in stats.items()}
-    if kind == "cls":
-        assert torch.allclose(probs[..., 0][mask.bool()[:, None].expand(-1, HEADS, -1)], torch.tensor(1.0))
-    elif kind == "uniform":
-        assert mean["entropy"] == pytest.approx(mean["uniform_entropy"], abs=1e-6)
-    elif kind == "previous":  # every row with a previous real slot puts (almost) all of it there
-        assert probs[1, 0, 4, 3] > 1 - 1e-5 and probs[0, 0, 5, 5] == pytest.approx(1.0)  # slot 4 is padding
-    else:
-        assert mean["offset_+0"] == pytest.approx(1.0)
-    assert torch.equal(constant_patterns("average", averages), averages.averages)
-    with pytest.raises(ValueError, match="unknown constant pattern 'zeros'; patterns: average, uniform, previous"):
-        constant_patterns("zeros", averages)
-
-
 def test_rankings_and_their_agreement():
     scores = torch.tensor([[0.3, 0.1], [0.2, 0.4]])
     assert ranking_from_scores(scores) == [(0, 1), (1, 0), (0, 0), (1, 1)]
@@ -224,10 +202,9 @@ def test_hidden_state_change():
     batch = tiny_batch(16)
     one = {k: v[:1] for k, v in batch.items()}
     own = compute_average_attention(model, [one], progress=False)  # the example's own attention: no change
-    assert hidden_state_change(model, own, "all", [one]) < 1e-5
-    uniform = constant_patterns("uniform", own)
-    change_one = hidden_state_change(model, uniform, [(0, 0)], [batch])
-    change_all = hidden_state_change(model, uniform, "all", [batch])
+    assert hidden_state_change(model, papa_mix(model, own), [one]) < 1e-5
+    change_one = hidden_state_change(model, on_heads(uniform, [(0, 0)]), [batch])
+    change_all = hidden_state_change(model, on_heads(uniform), [batch])
     assert 0 < change_one < change_all
 
 

@@ -39,10 +39,10 @@ from papa_utils import describe, get_task
 from papa_utils.backbones import cached_model, example_attention
 from papa_utils.device import inputs_on, model_device
 from papa_utils.exercises import check_entropy, check_prediction, check_score, check_substitute
-from papa_utils.figures import plot_average_vs_input, plot_head_map, plot_one_input, save_figure
-from papa_utils.head_stats import (PATTERNS, attention_row_checks, constant_patterns, head_scores, head_statistics,
-                                   heads_of_layer, hidden_state_change, papa_substitute, ranking_from_scores,
-                                   recompute_attention)
+from papa_utils.figures import plot_average_vs_input, plot_head_map, plot_one_input, save_figure, show_figure
+from papa_utils.head_stats import (attention_row_checks, head_scores, head_statistics, heads_of_layer,
+                                   hidden_state_change, papa_substitute, ranking_from_scores, recompute_attention)
+from papa_utils.interventions import PATTERNS, on_heads, papa_mix
 from papa_utils.packing import backbone_batches
 from papa_utils.runs import figures_dir, notebook_run
 from papa_utils.steps import average_attention, encoded, task_data
@@ -54,7 +54,8 @@ spec = get_task(task)  # an unknown task fails here, listing the known ones
 net, tokenizer = cached_model(model_name)  # an unknown model fails here, listing the offline ones
 info = describe(net)
 length = profile.length(task)
-corpus = encoded(model_name, task_data(task, "train", examples), length)
+corpus_data = task_data(task, "train", examples)
+corpus = encoded(model_name, corpus_data, length)
 figures = figures_dir(run_dir)
 print(f"{model_name}: {info['layers']} layers x {info['heads']} heads, hidden size {info['hidden']}; task {task}, "
       f"L = {length}, corpus of {len(corpus)} training examples")
@@ -85,7 +86,38 @@ last = info["layers"] - 1
 heads = [(0, 0), (0, 1), (last // 2, 2), (last, 3)]
 fig = plot_one_input(attention, tokens, heads, title=f"{model_name}, one {task} example")
 save_figure(fig, figures / f"one_input_{model_name.replace('/', '--')}_{task}")
-fig
+
+# %% [markdown]
+# ### The PAPA layout against the tokenizer's normal input
+# Everything in this notebook runs on the **PAPA layout** (`papa_utils.layout`), not on the tokenizer's normal
+# input. The normal input packs the tokens from slot 0 (`[CLS] A [SEP] B [SEP]`) and pads at the end, so a role
+# lands in a different slot on every input: the first segment's separator sits at slot 4 in one example and at
+# slot 17 in the next. PAPA replaces each head by **one constant L × L matrix**: entry (i, j) must mean the same
+# thing on every input, so every role gets a fixed slot. `[CLS]` is at slot 0, the first segment starts at slot 1
+# and the second at slot L/2, padding fills the gap between them, and the final separator is always at slot L − 1.
+# Below: where this example's tokens land in both, and one head's attention on each (real tokens only). The
+# attention differs a little, because the positions differ.
+
+# %%
+shortest = int(corpus.attention_mask.sum(1).argmin())  # the corpus's shortest example: the layout pads it most
+row = corpus_data.frame.iloc[shortest]
+texts = [row[c] if not isinstance(row[c], (list, tuple)) else " ".join(row[c]) for c in spec.text_columns]
+normal = tokenizer(*texts, truncation=True, max_length=length, return_tensors="pt")
+normal_tokens = tokenizer.convert_ids_to_tokens(normal["input_ids"][0].tolist())
+real_slots = corpus.attention_mask[shortest].nonzero().flatten().tolist()
+papa_tokens = tokenizer.convert_ids_to_tokens(corpus.input_ids[shortest].tolist())
+print("normal input:", " ".join(f"{i}:{t}" for i, t in enumerate(normal_tokens)))
+print("PAPA layout: ", " ".join(f"{i}:{papa_tokens[i]}" for i in real_slots), f"(L = {length}; every other slot is padding)")
+layer, head = heads[-1]
+with torch.no_grad():
+    on_normal = net(**inputs_on(normal, model_device(net)), output_attentions=True).attentions[layer][0, head].cpu()
+    on_layout = net(**inputs_on(corpus.model_inputs(slice(shortest, shortest + 1)), model_device(net)),
+                    output_attentions=True).attentions[layer][0, head].cpu()[real_slots][:, real_slots]
+if len(normal_tokens) == len(real_slots) and not spec.token_task:  # the same tokens, so one to one
+    both = torch.stack([on_normal, on_layout])[None]  # [1, 2, n, n]
+    show_figure(plot_one_input(both, normal_tokens, [(0, 0), (0, 1)],
+                               titles=[f"normal input, layer {layer} head {head}", f"PAPA layout, layer {layer} head {head}"]))
+    print(f"largest difference between the two: {float((on_normal - on_layout).abs().max()):.3f}")
 
 # %% [markdown]
 # ## 3. Per-head statistics over a small corpus
@@ -103,7 +135,6 @@ for ax, name in zip(axes, maps):
     plot_head_map(stats[name], title=title, ax=ax, vmin=0)
 fig.tight_layout()
 save_figure(fig, figures / f"head_statistics_{model_name.replace('/', '--')}_{task}")
-fig
 
 # %% [markdown]
 # The heads these maps single out, on the input of section 2: the one with the most mass on the previous
@@ -117,7 +148,7 @@ def strongest(values):
 
 picked = {name: strongest(stats[name]) for name in ("offset_-1", "offset_+1", "mass_sep", "entropy")}
 print(picked)
-plot_one_input(attention, tokens, list(picked.values()), title=" / ".join(picked))
+show_figure(plot_one_input(attention, tokens, list(picked.values()), title=" / ".join(picked)))
 
 # %% [markdown]
 # ## 4. The average against one input
@@ -131,9 +162,9 @@ averages = average_attention(run_dir, profile, model_name, task,
                              keep_features=model_name in profile.models and task in profile.tasks)
 mask = torch.tensor([1 if t else 0 for t in tokens])[None]
 substitute = papa_substitute(averages.averages, mask)[0]
-fig = plot_average_vs_input(substitute, attention, *heads[2], title=f"{model_name} {task}: layer {heads[2][0]} head {heads[2][1]}")
+fig = plot_average_vs_input(substitute, attention, *heads[2], title=f"{model_name} {task}: layer {heads[2][0]} head {heads[2][1]}",
+                            token_mask=mask[0])
 save_figure(fig, figures / f"average_vs_input_{model_name.replace('/', '--')}_{task}")
-fig
 
 # %% [markdown]
 # ## 5. How input-dependent is each head?
@@ -151,23 +182,32 @@ plot_head_map(scores["variance"], title="variance around the average", ax=axes[1
 fig.tight_layout()
 save_figure(fig, figures / f"input_dependence_{model_name.replace('/', '--')}_{task}")
 ranking = ranking_from_scores(scores["input_dependence"])
-print("least input-dependent heads (replaced first):", ranking[:5])
-print("most input-dependent heads:", ranking[-5:])
-fig
+score_of = lambda h: float(scores["input_dependence"][h])  # noqa: E731
+print("least input-dependent heads (replaced first):", ", ".join(f"{h} {score_of(h):.3f}" for h in ranking[:5]))
+print("most input-dependent heads:", ", ".join(f"{h} {score_of(h):.3f}" for h in ranking[-5:]))
+first = ranking[: max(1, len(ranking) // 4)]
+print(f"the {len(first)} least input-dependent heads by layer (the ranking sorts by score, not by layer):",
+      {layer: sum(1 for l, _ in first if l == layer) for layer in range(info["layers"])})
+print("mean input dependence per layer:", [round(float(v), 3) for v in scores["input_dependence"].mean(1)])
 
 # %% [markdown]
 # ## 6. Intervention: replace heads and watch the hidden states
-# Replace one head (the least and the most input-dependent), one layer, then every head, with its average and
-# with the alternatives a constant can be: uniform over the real tokens, the previous slot, `[CLS]` only, the
-# token itself. The number is the mean relative change of the last layer's hidden states over real tokens,
-# ‖h′ − h‖ / ‖h‖ (0 = nothing changed). What it costs a task probe is what notebooks 2 and 3 measure.
+# One hook puts any attention pattern into the model: `patch_attention(model, fn)` calls `fn(layer, probs,
+# token_mask)` in every layer and attends with what it returns (`papa_utils.interventions`). Replace one head (the
+# least and the most input-dependent), one layer, then every head, with its PAPA average and with the usual
+# ablations: nothing (zero), the batch's mean, uniform over the real tokens, the previous real token, the first
+# token (`[CLS]`), the token itself. The number is the mean relative change of the last layer's hidden states
+# over real tokens, ‖h′ − h‖ / ‖h‖ (0 = nothing changed). What it costs a task probe is what notebooks 2 and 3
+# measure.
 
 # %%
 scopes = {f"head {ranking[0]} (least dependent)": [ranking[0]], f"head {ranking[-1]} (most dependent)": [ranking[-1]],
           "layer 0": heads_of_layer(net, 0), "all heads": "all"}
-table = {kind: {scope: hidden_state_change(net, constant_patterns(kind, averages), replaced,
-                                           backbone_batches(corpus, 32, profile.passes))
-                for scope, replaced in scopes.items()} for kind in PATTERNS}
+interventions = {"PAPA average": lambda heads: papa_mix(net, averages, heads),
+                 **{name: (lambda heads, pattern=pattern: on_heads(pattern, heads)) for name, pattern in PATTERNS.items()}}
+whole_layout = list(backbone_batches(corpus, 32, "padded"))  # the PAPA average is a matrix over the layout's slots
+table = {kind: {scope: hidden_state_change(net, make(replaced), whole_layout) for scope, replaced in scopes.items()}
+         for kind, make in interventions.items()}
 pd.DataFrame(table).T.round(3)
 
 # %% [markdown]

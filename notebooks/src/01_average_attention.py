@@ -76,6 +76,4 @@ for model_name in profile.models:
         example, tokens = example_attention(model_name, task, avg.length)
         fig = plot_attention_heatmaps(avg.averages, example, heads,
                                       title=f"{model_name}, {task} (L={avg.length}, {avg.meta['examples']} examples)")
-        paths = save_figure(fig, figures_dir(run_dir) / f"average_attention_{model_name.replace('/', '--')}_{task}")
-print("saved", [str(p) for p in paths])
-fig
+        save_figure(fig, figures_dir(run_dir) / f"average_attention_{model_name.replace('/', '--')}_{task}")

@@ -97,4 +97,3 @@ convergence.round(2)
 # %%
 fig = plot_dev_curves(records, profile.tasks, profile.seeds[0])
 save_figure(fig, figures_dir(run_dir) / "dev_curves")
-fig

@@ -58,7 +58,6 @@ results = write_results(run_dir, profile)
 summary = seed_summary(results)
 fig = plot_performance_vs_dynamic_heads(summary, references=table1(results))
 save_figure(fig, figures_dir(run_dir) / "performance_vs_dynamic_heads")
-fig
 
 # %% [markdown]
 # ## Half of the heads constant: relative drop and share of the learned signal lost (negative = gain)

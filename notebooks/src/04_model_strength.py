@@ -73,7 +73,6 @@ if claims["points_with_undefined_drop"]:
 in_claims = t1[t1.in_claims].dropna(subset=["relative_drop"])  # the cells the claims average
 fig = plot_relative_drop_vs_baseline(in_claims, claims["pooled_strength_correlation"])
 save_figure(fig, figures_dir(run_dir) / "relative_drop_vs_baseline")
-fig
 
 # %% [markdown]
 # ## The three claims, side by side with the paper
