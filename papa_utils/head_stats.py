@@ -152,6 +152,44 @@ def head_statistics(model, tokenizer, batches) -> dict[str, torch.Tensor]:
     return _finish(sums)
 
 
+# A head type holds when this share of an average real row's attention mass lands where the type says (Clark et
+# al. 2019 call a head positional, [CLS] or [SEP] when most of its attention goes there); a broad head's rows have
+# at least BROAD_ENTROPY of the entropy of uniform attention over the same rows.
+TYPE_MASS = 0.5
+MIXED_MASS = 0.25  # Kovaleva et al.'s vertical + diagonal: at least this much of each, neither reaching TYPE_MASS
+BROAD_ENTROPY = 0.9
+CLARK_TYPES = ("[CLS]", "[SEP]", "previous token", "next token", "current token", "broad", "other")
+KOVALEVA_TYPES = ("vertical", "diagonal", "vertical + diagonal", "heterogeneous")
+
+
+def head_types(stats: dict) -> dict[str, list[list[str]]]:
+    """Every head's type, [layers][heads], from ``head_statistics``, in two taxonomies:
+    - "clark" (Clark et al. 2019, "What does BERT look at?"): the first that holds of "[CLS]", "[SEP]" (mass on
+      them), "previous token", "next token", "current token" (mass at that offset), "broad" (entropy near uniform
+      attention's), else "other";
+    - "kovaleva" (Kovaleva et al. 2019, "Revealing the dark secrets of BERT"): "vertical" (mass on [CLS],
+      separators and punctuation), "diagonal" (mass on the previous, current and next token), "vertical +
+      diagonal" (some of both), else "heterogeneous". Their fifth type, "block" (attention within one's own
+      segment), needs the mass inside each segment, which ``head_statistics`` does not measure: such heads count
+      as heterogeneous here.
+    Thresholds: ``TYPE_MASS``, ``MIXED_MASS``, ``BROAD_ENTROPY``."""
+    vertical = stats["mass_cls"] + stats["mass_sep"] + stats["mass_punctuation"]
+    diagonal = stats["offset_-1"] + stats["offset_+0"] + stats["offset_+1"]
+    broad = stats["entropy"] >= BROAD_ENTROPY * stats["uniform_entropy"]
+    clark_rules = (("[CLS]", stats["mass_cls"] >= TYPE_MASS), ("[SEP]", stats["mass_sep"] >= TYPE_MASS),
+                   ("previous token", stats["offset_-1"] >= TYPE_MASS), ("next token", stats["offset_+1"] >= TYPE_MASS),
+                   ("current token", stats["offset_+0"] >= TYPE_MASS), ("broad", broad))
+    kovaleva_rules = (("vertical", vertical >= TYPE_MASS), ("diagonal", diagonal >= TYPE_MASS),
+                      ("vertical + diagonal", (vertical >= MIXED_MASS) & (diagonal >= MIXED_MASS)))
+    layers, heads = stats["entropy"].shape
+
+    def first(rules, fallback, layer, head):
+        return next((name for name, holds in rules if bool(holds[layer, head])), fallback)
+
+    return {"clark": [[first(clark_rules, "other", l, h) for h in range(heads)] for l in range(layers)],
+            "kovaleva": [[first(kovaleva_rules, "heterogeneous", l, h) for h in range(heads)] for l in range(layers)]}
+
+
 def score_attention(attentions, constants: torch.Tensor, token_mask: torch.Tensor,
                     slots: torch.Tensor | None = None) -> dict:
     """Sums and row counts of the input-dependence scores of one batch (see ``head_scores``; `slots` of a packed

@@ -267,3 +267,28 @@ def test_recompute_attention_names_what_it_supports():
 
     with pytest.raises(NotImplementedError, match="knows BERT-style self-attention and MPNet, not DisentangledSelfAttention"):
         recompute_attention(tiny_model("deberta"), tiny_batch(16), 0, 0)
+
+
+def test_head_types_follow_their_definitions():
+    """Hand-built statistics of six heads, one per type (layer 0) and their mixtures (layer 1)."""
+    from papa_utils.head_stats import head_types
+
+    names = ("entropy", "uniform_entropy", "mass_cls", "mass_sep", "mass_punctuation", "offset_-1", "offset_+0",
+             "offset_+1")
+    stats = {name: torch.zeros(2, 6) for name in names}
+    stats["uniform_entropy"][:] = 2.0
+    stats["entropy"][:] = 1.0
+    for head, (name, value) in enumerate((("mass_cls", 0.7), ("mass_sep", 0.6), ("offset_-1", 0.8),
+                                          ("offset_+1", 0.5), ("offset_+0", 0.9), ("entropy", 1.9))):
+        stats[name][0, head] = value
+    stats["mass_punctuation"][1, 0], stats["mass_sep"][1, 0] = 0.3, 0.25  # vertical only by their sum
+    stats["offset_-1"][1, 1], stats["offset_+1"][1, 1] = 0.3, 0.3  # diagonal only by their sum
+    stats["mass_cls"][1, 2], stats["offset_+0"][1, 2] = 0.3, 0.3  # some of both
+    stats["mass_cls"][1, 3], stats["offset_+0"][1, 3] = 0.3, 0.1  # too little diagonal: heterogeneous
+    stats["entropy"][1, 4] = 1.79  # just below 0.9 of uniform: not broad
+    types = head_types(stats)
+    assert types["clark"][0] == ["[CLS]", "[SEP]", "previous token", "next token", "current token", "broad"]
+    assert types["clark"][1][4] == "other" and types["clark"][1][0] == "other"
+    assert types["kovaleva"][0][:5] == ["vertical", "vertical", "diagonal", "diagonal", "diagonal"]
+    assert types["kovaleva"][0][5] == "heterogeneous"
+    assert types["kovaleva"][1][:4] == ["vertical", "diagonal", "vertical + diagonal", "heterogeneous"]

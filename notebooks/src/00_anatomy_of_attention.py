@@ -34,13 +34,14 @@ examples = 64  # corpus for the per-head statistics and scores
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
+from IPython.display import display
 
 from papa_utils import describe, get_task
 from papa_utils.backbones import cached_model, example_attention
 from papa_utils.device import inputs_on, model_device
 from papa_utils.exercises import check_entropy, check_prediction, check_score, check_substitute
 from papa_utils.figures import plot_average_vs_input, plot_head_map, plot_one_input, save_figure, show_figure
-from papa_utils.head_stats import (attention_row_checks, head_scores, head_statistics, heads_of_layer,
+from papa_utils.head_stats import (attention_row_checks, head_scores, head_statistics, head_types, heads_of_layer,
                                    hidden_state_change, papa_substitute, ranking_from_scores, recompute_attention)
 from papa_utils.interventions import PATTERNS, on_heads, papa_mix
 from papa_utils.packing import backbone_batches
@@ -189,6 +190,43 @@ first = ranking[: max(1, len(ranking) // 4)]
 print(f"the {len(first)} least input-dependent heads by layer (the ranking sorts by score, not by layer):",
       {layer: sum(1 for l, _ in first if l == layer) for layer in range(info["layers"])})
 print("mean input dependence per layer:", [round(float(v), 3) for v in scores["input_dependence"].mean(1)])
+
+# %% [markdown]
+# ### Known head types, and where PAPA's heads fall among them
+# The attention-analysis literature sorts heads by what they attend to. **Clark et al. (2019)** found heads that put
+# most of their attention on `[CLS]`, on `[SEP]`, on the previous or the next token, and broad heads that spread it
+# evenly; **Kovaleva et al. (2019)** sorted attention maps into *vertical* (everything on `[CLS]`, separators,
+# punctuation), *diagonal* (the previous, current or next token), *vertical + diagonal*, *block* (within one's own
+# segment) and *heterogeneous*. Below, every head gets both labels from the statistics of section 3
+# (`papa_utils.head_stats.head_types`: a type holds when at least half of an average row's mass goes where it
+# says; "block" needs the mass inside each segment, which is not measured here, so block heads count as
+# heterogeneous), and the tables count each type in each quarter of the input-dependence ranking. If PAPA's
+# replaceable heads are the vertical and positional ones, the least dependent quarter is where they gather.
+#
+# > **Related work, one line each.** Clark et al. 2019 (*What does BERT look at?*): heads with positional, `[CLS]`,
+# > `[SEP]` and broad patterns, and heads that follow syntax. Kovaleva et al. 2019 (*Revealing the dark secrets of
+# > BERT*): the five pattern types, and that disabling heads can help. Voita et al. 2019 (*Analyzing multi-head
+# > self-attention*): heads pruned with trained gates, the ancestor of PAPA's gates. Michel et al. 2019 (*Are
+# > sixteen heads really better than one?*): many heads can be removed at test time. Raganato et al. 2020 (*Fixed
+# > encoder self-attention patterns*): hand-fixed positional patterns lose little in translation, a constant
+# > pattern chosen by hand where PAPA averages. Tay et al. 2021 (*Synthesizer*): attention weights learned without
+# > token-token interaction, an input-independent attention trained from scratch. Kobayashi et al. 2020
+# > (*Attention is not only a weight*): the norms of the mixed vectors change what a weight means, a reason to
+# > read intervention results rather than weights.
+
+# %%
+types = head_types(stats)
+order = {head: rank for rank, head in enumerate(ranking)}  # 0 = the least input-dependent
+quarters = ["least dependent quarter", "second quarter", "third quarter", "most dependent quarter"]
+heads_table = pd.DataFrame([{"layer": l, "head": h, "Clark et al.": types["clark"][l][h],
+                             "Kovaleva et al.": types["kovaleva"][l][h],
+                             "input dependence": float(scores["input_dependence"][l, h]),
+                             "quarter": quarters[4 * order[(l, h)] // len(ranking)]}
+                            for l in range(info["layers"]) for h in range(info["heads"])])
+for taxonomy in ("Clark et al.", "Kovaleva et al."):
+    counts = pd.crosstab(heads_table[taxonomy], heads_table["quarter"]).reindex(columns=quarters, fill_value=0)
+    counts["mean input dependence"] = heads_table.groupby(taxonomy)["input dependence"].mean().round(3)
+    display(counts)
 
 # %% [markdown]
 # ## 6. Intervention: replace heads and watch the hidden states
