@@ -24,6 +24,7 @@ import string
 
 import numpy as np
 import torch
+from torch.nn.functional import one_hot as nn_one_hot
 
 from .averages import AttentionAverages, check_batch_length
 from .device import inputs_on, model_device
@@ -188,6 +189,28 @@ def head_types(stats: dict) -> dict[str, list[list[str]]]:
 
     return {"clark": [[first(clark_rules, "other", l, h) for h in range(heads)] for l in range(layers)],
             "kovaleva": [[first(kovaleva_rules, "heterogeneous", l, h) for h in range(heads)] for l in range(layers)]}
+
+
+@torch.no_grad()
+def pos_attention(model, batches, tags: int) -> dict[str, torch.Tensor]:
+    """How much of each head's attention lands on words of each part of speech, against chance. `batches`: dicts
+    of a token task in the PAPA layout (model inputs and "labels" [B, L]: a word's tag on its first sub-token,
+    -100 elsewhere), e.g. CoNLL-2003 POS. Over every real query row: "mass" [layers, heads, tags], the mean share
+    of the row's attention on keys tagged t; "chance" [tags], the mean share of the row's real keys tagged t (what
+    uniform attention over the real tokens would put there); "ratio" = mass / chance (NaN for a tag never seen)."""
+    device, total, chance, rows = model_device(model), None, torch.zeros(tags), 0
+    for batch in batches:
+        a = _stack(model(**inputs_on(batch, device), output_attentions=True).attentions).float().cpu()
+        real = batch["attention_mask"].bool()
+        labels = batch["labels"]
+        tagged = nn_one_hot(labels.clamp_min(0), tags).float() * (labels >= 0)[..., None]  # [B, L, T]
+        per_row = torch.einsum("bnhij,bjt->bnhit", a, tagged) * real[:, None, None, :, None]
+        total = per_row.sum((0, 3)) if total is None else total + per_row.sum((0, 3))
+        n_real = real.sum(-1)  # every real row of an example has the same keys
+        chance += (tagged.sum(1) / n_real.clamp_min(1)[:, None] * n_real[:, None]).sum(0)
+        rows += int(n_real.sum())
+    mass, chance = total / max(rows, 1), chance / max(rows, 1)
+    return {"mass": mass, "chance": chance, "ratio": mass / chance.where(chance > 0, torch.tensor(float("nan")))}
 
 
 def score_attention(attentions, constants: torch.Tensor, token_mask: torch.Tensor,

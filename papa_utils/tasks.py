@@ -22,6 +22,10 @@ CHECKSUMS_FILE = Path(__file__).resolve().parent.parent / "data" / "checksums.js
 OFFICIAL_MNLI_TRAIN = 392_702
 
 NER_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
+# CoNLL-2003's part-of-speech tags in the order of its labels (the Hub's `conll2003` ClassLabel names)
+POS_LABELS = ['"', "''", "#", "$", "(", ")", ",", ".", ":", "``", "CC", "CD", "DT", "EX", "FW", "IN", "JJ", "JJR",
+              "JJS", "LS", "MD", "NN", "NNP", "NNPS", "NNS", "NN|SYM", "PDT", "POS", "PRP", "PRP$", "RB", "RBR", "RBS",
+              "RP", "SYM", "TO", "UH", "VB", "VBD", "VBG", "VBN", "VBP", "VBZ", "WDT", "WP", "WP$", "WRB"]
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,7 @@ TASKS: dict[str, Task] = {
     "stsb": _glue("stsb", ("sentence1", "sentence2"), 1, ("pearson", "spearman"), 128),
     "ner": Task("ner", "conll2003", ("conll2003", None), ("tokens",), "ner_tags", len(NER_LABELS),
                 ("entity_f1",), 128, _CONLL_SPLITS, token_task=True),
-    "pos": Task("pos", "conll2003", ("conll2003", None), ("tokens",), "pos_tags", 47,
+    "pos": Task("pos", "conll2003", ("conll2003", None), ("tokens",), "pos_tags", len(POS_LABELS),
                 ("token_accuracy",), 128, _CONLL_SPLITS, token_task=True),
 }
 

@@ -292,3 +292,32 @@ def test_head_types_follow_their_definitions():
     assert types["kovaleva"][0][:5] == ["vertical", "vertical", "diagonal", "diagonal", "diagonal"]
     assert types["kovaleva"][0][5] == "heterogeneous"
     assert types["kovaleva"][1][:4] == ["vertical", "diagonal", "vertical + diagonal", "heterogeneous"]
+
+
+def test_part_of_speech_attention_against_chance():
+    """Hand-built attention of one layer, two heads, on one example with three real tokens: [CLS] (untagged), a
+    word tagged 0 and a word tagged 1."""
+    from types import SimpleNamespace
+
+    from papa_utils.head_stats import pos_attention
+
+    a = torch.zeros(1, 2, 4, 4)
+    a[0, 0, 0, 1] = a[0, 0, 1, 2] = 1.0  # head 0: [CLS] on the tag-0 word, that word on the tag-1 word,
+    a[0, 0, 2, 1] = a[0, 0, 2, 2] = 0.5  # the tag-1 word half on each
+    a[0, 1, :3, 0] = 1.0  # head 1: everything on [CLS]
+
+    class Fixed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, **inputs):
+            return SimpleNamespace(attentions=(a,))
+
+    batch = {"input_ids": torch.zeros(1, 4, dtype=torch.long), "attention_mask": torch.tensor([[1, 1, 1, 0]]),
+             "labels": torch.tensor([[-100, 0, 1, -100]])}
+    out = pos_attention(Fixed(), [batch], tags=3)
+    assert torch.allclose(out["chance"], torch.tensor([1 / 3, 1 / 3, 0.0]))
+    assert torch.allclose(out["mass"][0, 0], torch.tensor([0.5, 0.5, 0.0]))
+    assert torch.allclose(out["ratio"][0, 0, :2], torch.tensor([1.5, 1.5])) and out["ratio"][0, 0, 2].isnan()
+    assert torch.equal(out["mass"][0, 1], torch.zeros(3))  # all on the untagged [CLS]
