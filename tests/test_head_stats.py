@@ -305,6 +305,7 @@ def test_part_of_speech_attention_against_chance():
     a[0, 0, 0, 1] = a[0, 0, 1, 2] = 1.0  # head 0: [CLS] on the tag-0 word, that word on the tag-1 word,
     a[0, 0, 2, 1] = a[0, 0, 2, 2] = 0.5  # the tag-1 word half on each
     a[0, 1, :3, 0] = 1.0  # head 1: everything on [CLS]
+    a[0, :, 3, 1] = 1.0  # the padded query's row (a model fills it too) is no real row: never counted
 
     class Fixed(torch.nn.Module):
         def __init__(self):
