@@ -59,24 +59,37 @@ def _show_in_notebook(png) -> None:
     display(Image(data=png) if isinstance(png, bytes) else Image(filename=str(png)))
 
 
-def plot_attention_heatmaps(averages, example, heads, tokens=None, title=""):
+USED_SLOT_SHARE = 0.05  # a slot drawn in the averages' figures holds a real token in at least this share of inputs
+
+
+def used_slots(counts) -> list[int]:
+    """The slots of the layout that hold a real token in at least ``USED_SLOT_SHARE`` of the averaged inputs
+    (``AttentionAverages.counts``, [L, L] pairs of real tokens: its diagonal counts each slot), in slot order."""
+    filled = counts.diagonal()
+    return (filled >= USED_SLOT_SHARE * filled.max()).nonzero().flatten().tolist()
+
+
+def plot_attention_heatmaps(averages, example, heads, tokens=None, title="", slots=None):
     """Average attention (top row) next to one real example's attention (bottom row) for a few heads.
 
     averages: [layers, heads, L, L]; example: [layers, heads, L, L] of one input; heads: [(layer, head)];
-    tokens: optional list of L token strings (padding shown as blank).
+    tokens: optional list of L token strings (padding shown as blank); `slots`: the slots to draw (default all;
+    ``used_slots`` leaves out those that are padding on nearly every input).
     """
     set_style()
     fig, axes = plt.subplots(2, len(heads), figsize=(FULL_WIDTH, 2.9), squeeze=False)
     for col, (layer, head) in enumerate(heads):
         for row, (matrix, label) in enumerate(((averages, "average"), (example, "one example"))):
             ax = axes[row, col]
-            sns.heatmap(matrix[layer, head].numpy(), ax=ax, cmap="viridis", vmin=0, cbar=False, square=True,
+            shown = matrix[layer, head] if slots is None else matrix[layer, head][slots][:, slots]
+            sns.heatmap(shown.numpy(), ax=ax, cmap="viridis", vmin=0, cbar=False, square=True,
                         xticklabels=False, yticklabels=False)
             ax.set_title(f"layer {layer} head {head}" if row == 0 else "", fontsize=7)
+            used = "" if slots is None else " (used)"
             if col == 0:
-                ax.set_ylabel(f"{label}\nquery slot", fontsize=7)
+                ax.set_ylabel(f"{label}\nquery slot{used}", fontsize=7)
             if row == 1:
-                ax.set_xlabel("key slot", fontsize=7)
+                ax.set_xlabel(f"key slot{used}", fontsize=7)
     fig.suptitle(title, fontsize=8)
     fig.tight_layout()
     return fig

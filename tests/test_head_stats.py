@@ -322,3 +322,11 @@ def test_part_of_speech_attention_against_chance():
     assert torch.allclose(out["mass"][0, 0], torch.tensor([0.5, 0.5, 0.0]))
     assert torch.allclose(out["ratio"][0, 0, :2], torch.tensor([1.5, 1.5])) and out["ratio"][0, 0, 2].isnan()
     assert torch.equal(out["mass"][0, 1], torch.zeros(3))  # all on the untagged [CLS]
+
+
+def test_the_averages_figures_draw_the_slots_in_use():
+    from papa_utils.figures import used_slots
+
+    counts = torch.zeros(6, 6)
+    counts.diagonal()[:] = torch.tensor([100.0, 100.0, 4.0, 5.0, 0.0, 100.0])  # slot 2 below 5% of the most used
+    assert used_slots(counts) == [0, 1, 3, 5]

@@ -29,7 +29,7 @@ run_dir = ""  # empty: runs/<run name> ($PAPA_RUNS_DIR instead of runs/ when set
 import pandas as pd
 
 from papa_utils import describe
-from papa_utils.figures import plot_attention_heatmaps, save_figure
+from papa_utils.figures import plot_attention_heatmaps, save_figure, used_slots
 from papa_utils.backbones import cached_model, example_attention
 from papa_utils.runs import figures_dir, notebook_run
 from papa_utils.steps import average_attention
@@ -65,7 +65,8 @@ for (model_name, task), avg in averages.items():
 # ## A few heads: average pattern vs one real example
 #
 # Top row: average attention; bottom row: the first validation example. Heads from the first and the last
-# layer.
+# layer. Only the slots that hold a real token in at least 5% of the averaged inputs are drawn
+# (`papa_utils.figures.used_slots`): in the PAPA layout most of the others are the padding between the segments.
 
 # %%
 for model_name in profile.models:
@@ -74,6 +75,8 @@ for model_name in profile.models:
     for task in profile.tasks:
         avg = averages[model_name, task]
         example, tokens = example_attention(model_name, task, avg.length)
-        fig = plot_attention_heatmaps(avg.averages, example, heads,
-                                      title=f"{model_name}, {task} (L={avg.length}, {avg.meta['examples']} examples)")
+        slots = used_slots(avg.counts)  # the slots that hold a real token in at least 5% of the inputs
+        fig = plot_attention_heatmaps(avg.averages, example, heads, slots=slots,
+                                      title=f"{model_name}, {task} (L={avg.length}, {avg.meta['examples']} examples; "
+                                            f"{len(slots)} of {avg.length} slots in use)")
         save_figure(fig, figures_dir(run_dir) / f"average_attention_{model_name.replace('/', '--')}_{task}")
