@@ -9,9 +9,10 @@ TASKS   ?=           # optional comma-separated subset of the profile's tasks
 RANKING ?=           # optional: how the partial sweep orders the heads (gates, input_dependence, variance, random)
 PASSES  ?= packed    # backbone passes over real tokens only (packed) or over the whole layout (padded, the reference)
 RUN_DIR ?=           # optional run folder; default runs/<profile>, or runs/<profile>__<models>__<tasks> when narrowed
-EXECUTOR ?=          # optional: how each (model, task) cell's steps run: inprocess (default) | local | slurm (README, "Running the paper profile")
+NOTEBOOKS ?=         # optional comma-separated subset of the notebooks, e.g. 02_probe_baselines (default: all, in order)
+EXECUTOR ?=          # optional: how each (model, task) cell's steps run: inprocess (default) | local | slurm (docs/paper_profile.md)
 WORKERS ?= 2         # EXECUTOR=local: cells at the same time
-SLURM_CONFIG ?=      # EXECUTOR=slurm: a YAML file of Slurm options (README); the SLURM_* variables below override it
+SLURM_CONFIG ?=      # EXECUTOR=slurm: a YAML file of Slurm options (docs/paper_profile.md); the SLURM_* variables below override it
 SLURM_PARTITION ?=
 SLURM_ACCOUNT ?=
 SLURM_QOS ?=
@@ -40,6 +41,7 @@ figures: setup-mpnet  # results, tables and figures go into the run folder, neve
 	$(PY) -m papa_utils.pipeline --profile $(strip $(PROFILE)) $(if $(strip $(RUN_DIR)),--run-dir $(strip $(RUN_DIR))) \
 	  $(if $(strip $(MODELS)),--models $(strip $(MODELS))) $(if $(strip $(TASKS)),--tasks $(strip $(TASKS))) \
 	  $(if $(strip $(RANKING)),--ranking $(strip $(RANKING))) --passes $(strip $(PASSES)) \
+	  $(if $(strip $(NOTEBOOKS)),--notebooks $(strip $(NOTEBOOKS))) \
 	  $(if $(strip $(EXECUTOR)),--executor $(strip $(EXECUTOR)) --workers $(strip $(WORKERS))) \
 	  $(if $(strip $(SLURM_CONFIG)),--slurm-config $(strip $(SLURM_CONFIG))) \
 	  $(if $(strip $(SLURM_PARTITION)),--slurm partition=$(strip $(SLURM_PARTITION))) \

@@ -21,7 +21,7 @@ import shutil
 import signal
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -37,7 +37,7 @@ SLURM_COMMANDS = ("sbatch", "srun", "sacct", "scancel")  # what submitit calls: 
 SLURM_KEYS = {"partition": "slurm_partition", "account": "slurm_account", "qos": "slurm_qos",
               "constraint": "slurm_constraint", "gpus_per_node": "gpus_per_node", "cpus_per_task": "cpus_per_task",
               "mem_gb": "mem_gb", "timeout_min": "timeout_min", "additional": "slurm_additional_parameters"}
-# one cell of the paper profile on one GPU: BERT-large on MNLI is the longest (README, "Running the paper profile")
+# one cell of the paper profile on one GPU: BERT-large on MNLI is the longest (docs/paper_profile.md)
 SLURM_DEFAULTS = {"gpus_per_node": 1, "cpus_per_task": 8, "mem_gb": 64, "timeout_min": 48 * 60}
 LOCAL_TIMEOUT_MIN = 60 * 24 * 60  # no limit in practice: a local job runs until its cell is done
 
@@ -244,6 +244,8 @@ def run_cells(steps, run_dir: Path, profile, executor: str, workers: int = 2, op
     poll = poll_seconds if poll_seconds is not None else (1.0 if executor == "local" else 30.0)
     limit = workers if executor == "local" else len(todo)
     finished, failed = {}, {}
+    terminating = ExitStack()
+    terminating.enter_context(_terminating_cancels_jobs())
     try:
         while pending or running:
             while pending and len(running) < limit:
@@ -251,12 +253,12 @@ def run_cells(steps, run_dir: Path, profile, executor: str, workers: int = 2, op
                 gpu = _least_used([g for _, g in running.values() if g is not None], gpus) if gpus else None
                 if gpu is not None:  # one GPU per local job: the one fewest running jobs use
                     submitter.update_parameters(visible_gpus=(gpu,))
-                with _jobs_hear_interrupts():
+                with _starting_a_job():  # an interrupt meanwhile is held until the job is recorded
                     job = submitter.submit(run_cell, steps, str(run_dir), profile, *cell, threads,
                                            precisions.get(cell[0]))
-                write_json(job_path(run_dir, *cell), {"executor": executor, "job_id": job.job_id,
-                                                      "submitted": round(time.time(), 1)})
-                running[cell] = (job, gpu)
+                    write_json(job_path(run_dir, *cell), {"executor": executor, "job_id": job.job_id,
+                                                          "submitted": round(time.time(), 1)})
+                    running[cell] = (job, gpu)
                 print(f"  {cell[0]} x {cell[1]}: job {job.job_id}, log {job.paths.stderr}", flush=True)
             for cell, (job, _) in list(running.items()):
                 if not job.done():
@@ -279,6 +281,8 @@ def run_cells(steps, run_dir: Path, profile, executor: str, workers: int = 2, op
             _wait_until_ended(jobs)
         print(f"interrupted: cancelled {len(running)} job(s); finished cells are kept", flush=True)
         raise
+    finally:
+        terminating.close()
     if failed:
         lines = [f"- {m} x {t}: {why}; log: {job.paths.stderr}" for (m, t), (job, why) in failed.items()]
         raise CellsFailed(f"{len(failed)} of {len(todo)} cells did not finish:\n" + "\n".join(lines) +
@@ -291,21 +295,44 @@ def _pause(seconds: float) -> None:
     time.sleep(seconds)
 
 
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt
+
+
 @contextmanager
-def _jobs_hear_interrupts():
-    """A local job is cancelled with an interrupt (SIGINT), and a process inherits whether it ignores one: started
-    in the background by a non-interactive shell (`make figures … &`, nohup), this process ignores interrupts and
-    so would its jobs, which could then never be cancelled. Inside the block (where jobs start), interrupts are
-    handled here, so that a job starts with the default handling and is interrupted by a cancel."""
-    ignored = (threading.current_thread() is threading.main_thread()
-               and signal.getsignal(signal.SIGINT) == signal.SIG_IGN)
-    if ignored:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+def _terminating_cancels_jobs():
+    """While jobs run, a termination (SIGTERM, `kill`) takes the same path as Ctrl-C: the jobs are cancelled."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupted)
     try:
         yield
     finally:
-        if ignored:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _starting_a_job():
+    """Where a job starts and is recorded. A local job is cancelled with an interrupt (SIGINT), and a process
+    inherits whether it ignores one: started in the background by a non-interactive shell (`make figures … &`,
+    nohup), this process ignores interrupts and so would its jobs, which could then never be cancelled. Inside the
+    block both signals are caught here, so a job starts with the default handling of each; an interrupt or a
+    termination that arrives meanwhile is held and raised once the block has recorded the job (an ignored
+    interrupt stays ignored)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    heard = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: heard.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if any(previous[sig] not in (signal.SIG_IGN, None) for sig in heard):
+        raise KeyboardInterrupt
 
 
 def _wait_until_ended(jobs, resend_seconds: float = 2.0, limit_seconds: float = 60.0) -> None:
@@ -365,7 +392,7 @@ def _first_line(error: BaseException) -> str:
 
 
 def _prepare_models(profile) -> None:
-    """Build the models made on this machine (offline names, ``models.TINY_RANDOM``) once, before jobs that load
+    """Build the models made on this machine (offline names, ``choices.TINY_RANDOM``) once, before jobs that load
     them in parallel (``models.ensure_model``); Hub models are fetched by the jobs (the Hub's cache locks)."""
     from .models import ensure_model
 

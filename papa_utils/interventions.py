@@ -21,10 +21,12 @@ def zero(probs: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
 
 
 def batch_mean(probs: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
-    """Each head's mean over the examples of the batch, restricted to each example's real pairs and renormalised:
-    a constant matrix made from this batch alone (PAPA averages many inputs instead)."""
-    mean = probs.mean(0, keepdim=True)
-    return renormalise_rows(mean * pair_mask(token_mask).to(probs.dtype))
+    """Each head's mean over the examples of the batch, each entry over the examples where both its slots hold a
+    real token (as PAPA's averages, ``averages``), then restricted to each example's real pairs and renormalised: a
+    constant matrix made from this batch alone (PAPA averages many inputs instead)."""
+    pairs = pair_mask(token_mask).to(probs.dtype)  # [B, 1, L, L]
+    mean = (probs * pairs).sum(0, keepdim=True) / pairs.sum(0, keepdim=True).clamp_min(1)
+    return renormalise_rows(mean * pairs)
 
 
 def uniform(probs: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:

@@ -48,7 +48,7 @@ class Profile:
     compare_models: tuple[str, ...] = ()
     random_orders: int = 3
     ranking_stability: bool = False  # also rank with another seed and on a disjoint subset (notebook 6)
-    # the shares of heads the sweep replaces, the same for every model (the paper's five, ``probe.SWEEP_FRACTIONS``);
+    # the shares of heads the sweep replaces, the same for every model (the paper's five, ``choices.SWEEP_FRACTIONS``);
     # Table 1 and the claims need 0, 1/2 and 1
     sweep_fractions: tuple = SWEEP_FRACTIONS
     # backbone passes over real tokens only ("packed", ``papa_utils.packing``) or the whole layout ("padded", the
@@ -78,7 +78,7 @@ class Profile:
         return self.task_sizes.get(task, {}).get(name, getattr(self, name))
 
     def sweep_counts(self, model_name: str, total_heads: int) -> list[int]:
-        """How many heads each configuration of `model_name`'s sweep replaces (``probe.replaced_counts``)."""
+        """How many heads each configuration of `model_name`'s sweep replaces (``choices.replaced_counts``)."""
         return replaced_counts(total_heads, self.sweep_fractions)
 
     def sizes(self, model_name: str, task: str | None = None) -> dict:
@@ -92,7 +92,7 @@ PROFILES = {
                      curve_models=("minilm-l3",), curve_tasks=("sst2",), curve_sizes=(16, 64),
                      compare_rankings=("input_dependence", "random"), compare_models=("minilm-l3",),
                      random_orders=2, ranking_stability=True),
-    # One protocol for every model (README, "The cpu profile's settings"): per task the same training examples
+    # One protocol for every model (docs/cpu_profile.md): per task the same training examples
     # (4,000 where the split has them, MRPC's whole 3,668), the same dev examples (whole splits; MNLI matched:
     # one fixed subset of 3,000), the same L (the shortest of 64 and 128 that truncates at most 3% of them,
     # truncation.csv), the same probe schedule and the same sweep (no head, half of them, all of them). The

@@ -95,7 +95,7 @@ def publish_run(run_dir: str | Path, root: Path = ROOT) -> Path:
 def published_notebook(path: Path, run_dir: Path, name: str) -> str:
     """An executed notebook as published: every output kept (figures embedded as PNG), and the paths of the machine
     that ran it (papermill's input and output paths, the run folder given as a parameter and printed, files of the
-    checkout in a warning) written relative to the repository."""
+    checkout in a warning) written relative to the repository, in text only (never inside image data)."""
     notebook = json.loads(path.read_text())
     papermill = notebook.get("metadata", {}).get("papermill", {})
     checkouts = {ROOT}  # the checkout that ran it (from papermill's input path), as well as this one
@@ -106,13 +106,27 @@ def published_notebook(path: Path, run_dir: Path, name: str) -> str:
         papermill["output_path"] = f"results/{name}/notebooks/{path.name}"
         if "run_dir" in papermill.get("parameters", {}):
             papermill["parameters"]["run_dir"] = repo_relative(run_dir)
-    text = json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
-    # the run folder first (it may lie inside a checkout), then files of a checkout (a warning's source line);
-    # never inside a relative path that passes through the same folders
-    text = re.sub(rf"(?<!\.\.){re.escape(str(Path(run_dir).resolve()))}", lambda _: repo_relative(run_dir), text)
-    for checkout in checkouts:
-        text = re.sub(rf"(?<!\.\.){re.escape(str(checkout))}/", "", text)
-    return text
+    # a path starts where no path character precedes it: not inside a longer path, nor a relative one
+    run = re.compile(rf"(?<![\w./~-]){re.escape(str(Path(run_dir).resolve()))}(?![\w-])")
+    local = [re.compile(rf"(?<![\w./~-]){re.escape(str(c))}/") for c in checkouts]
+
+    def relative(text):
+        if isinstance(text, list):
+            return [relative(t) for t in text]
+        text = run.sub(lambda _: repo_relative(run_dir), text)
+        for pattern in local:
+            text = pattern.sub("", text)
+        return text
+
+    for cell in notebook.get("cells", []):
+        cell["source"] = relative(cell.get("source", ""))
+        for output in cell.get("outputs", []):
+            for field in ("text", "traceback", "evalue"):
+                if field in output:
+                    output[field] = relative(output[field])
+            for kind in [k for k in output.get("data", {}) if k.startswith("text/")]:
+                output["data"][kind] = relative(output["data"][kind])
+    return json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
 
 
 NOTEBOOK_TITLES = {

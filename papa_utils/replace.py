@@ -428,6 +428,10 @@ def _installed(model, state: ReplacementState, family: str, modules: list, lengt
         state.slots = None if packing is None else packing[0]
         if length is not None:  # a packed row is shorter than L; the layout it was packed from must have L
             check_batch_length(length, state.token_mask.shape[1] if packing is None else packing[1])
+        if state.patch is not None and packing is not None:
+            raise ValueError("patch_attention runs on batches of the whole layout (a function sees positions, and a "
+                             "packed row's positions are not its slots): give it padded batches, "
+                             "backbone_batches(data, size, 'padded')")
 
     base = getattr(model, "base_model", model)  # the encoder itself, also inside a task-head wrapper
     handles = [base.register_forward_pre_hook(capture, with_kwargs=True)]

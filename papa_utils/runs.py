@@ -202,7 +202,7 @@ class MissingStepError(RuntimeError):
 
     def __init__(self, what: str, made_by: str):
         super().__init__(f"{what}: notebook {made_by} makes it; run it first (make figures NOTEBOOKS={made_by}, "
-                         f"with the same PROFILE, MODELS and TASKS)")
+                         f"with the same PROFILE, MODELS, TASKS, RANKING and PASSES)")
 
 
 _MADE_BY: contextvars.ContextVar = contextvars.ContextVar("made_by", default=None)

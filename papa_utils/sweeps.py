@@ -169,8 +169,10 @@ def ranking_comparison(run_dir: Path, profile: Profile, model_name: str, task: s
 
 
 def compare_rankings(run_dir: Path, profile: Profile, model_name: str, task: str) -> None:
-    """Every ranking step notebook 6 reads for (model, task): the ranking made again for its stability, every
-    compared ranking, and the sweep under them where the model is compared (``ranking_comparison``)."""
+    """Every ranking step notebook 6 reads for (model, task): the profile's own ranking (notebook 3 makes it too),
+    the ranking made again for its stability, every compared ranking, and the sweep under them where the model is
+    compared (``ranking_comparison``)."""
+    head_ranking(run_dir, profile, model_name, task)
     for method, variants in stability_variants(profile, model_name).items():
         for change in variants.values():
             head_ranking(run_dir, profile, model_name, task, method, **change)
@@ -236,7 +238,7 @@ def learning_curve(run_dir: Path, profile: Profile, model_name: str, task: str) 
                     r = train_probe(model, spec, train.head(n), dev, seed=seed, config=cfg, averages=avg,
                                     heads=replaced_heads(k, total), train_features=features[0].head(n),
                                     dev_features=features[1], progress=progress_enabled())
-                    record = ProbeRecord.of(cell, predictor, k, seed, r, feature_seconds)
+                    record = ProbeRecord.of(cell, predictor, k, seed, r, feature_seconds, heads=replaced_heads(k, total))
                     records.append(store(path(n, predictor, k, seed), key, asdict(record)))
             if heads_k == 0:  # the trivial predictor of this training subset (no backbone)
                 key = fingerprint({**data_key, "predictor": "trivial"})

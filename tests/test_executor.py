@@ -198,29 +198,52 @@ def test_local_jobs_on_a_machine_with_gpus_never_share_one(tmp_path, monkeypatch
     assert executor._least_used([0, 1, 2, 3, 0], four) == 1 and executor._least_used([3], [3, 5]) == 5
 
 
-@pytest.mark.parametrize("interrupts", ["handled", "ignored"])
+@pytest.mark.parametrize("interrupts", ["handled", "ignored", "terminated", "during a submission"])
 def test_ctrl_c_cancels_the_running_jobs(tmp_path, monkeypatch, capsys, interrupts):
-    """Also when this process ignores interrupts (started in the background by a non-interactive shell), which its
-    jobs would inherit."""
+    """Ctrl-C while the jobs run; also when this process ignores interrupts (started in the background by a
+    non-interactive shell), which its jobs would inherit; a termination (`kill`) instead; and an interrupt that
+    arrives while a job is being submitted, which is held until the job is recorded."""
     import signal
 
-    before = signal.signal(signal.SIGINT, signal.SIG_IGN if interrupts == "ignored" else signal.default_int_handler)
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.SIG_IGN if interrupts == "ignored" else signal.default_int_handler)
     try:
         for cell in ("model-a__sst2", "model-a__mrpc"):
             flag(tmp_path, "hold", cell)
-        monkeypatch.setattr(executor, "_pause", lambda s: (_ for _ in ()).throw(KeyboardInterrupt))
+        if interrupts == "terminated":
+            monkeypatch.setattr(executor, "_pause", lambda s: os.kill(os.getpid(), signal.SIGTERM))
+        else:
+            monkeypatch.setattr(executor, "_pause", lambda s: (_ for _ in ()).throw(KeyboardInterrupt))
+        if interrupts == "during a submission":  # the second submission is interrupted right after its job starts
+            make = executor._executor
+
+            def interrupting(*args, **kwargs):
+                submitter, submitted = make(*args, **kwargs), []
+                submit = submitter.submit
+
+                def submit_then_interrupt(*a, **k):
+                    job = submit(*a, **k)
+                    submitted.append(job)
+                    if len(submitted) == 2:
+                        os.kill(os.getpid(), signal.SIGINT)
+                    return job
+                submitter.submit = submit_then_interrupt
+                return submitter
+            monkeypatch.setattr(executor, "_executor", interrupting)
         with pytest.raises(KeyboardInterrupt):
             run_cells(stub_steps, tmp_path, PROFILE, "local", workers=2)
         assert "interrupted: cancelled 2 job(s); finished cells are kept" in capsys.readouterr().out
         assert signal.getsignal(signal.SIGINT) == (signal.SIG_IGN if interrupts == "ignored"
                                                    else signal.default_int_handler)
+        assert signal.getsignal(signal.SIGTERM) == before[signal.SIGTERM]
         monkeypatch.undo()
         for cell in ("model-a__sst2", "model-a__mrpc"):
             (tmp_path / "hold" / cell).unlink()
         time.sleep(3)  # a job that was not cancelled would finish now
         assert not (tmp_path / "ran").exists() and not list((tmp_path / "cells").glob("*.json"))
     finally:
-        signal.signal(signal.SIGINT, before)
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def test_a_rerun_waits_for_slurm_jobs_still_running_instead_of_submitting_them_again(tmp_path, monkeypatch, capsys):

@@ -86,3 +86,12 @@ def test_the_reference_prediction_passes_on_the_notebooks_default(data_dir):
     scores = head_scores(model, averages, backbone_batches(corpus, 32))["input_dependence"]
     check = check_prediction(solutions.prediction, stats, scores, max(1, scores.numel() // 10))
     assert check.passed, check.message
+
+
+def test_an_answer_of_the_wrong_kind_is_reported_not_raised():
+    attention, constants, mask = inputs()
+    args = (attention[0, 1], solutions.substitute(constants, mask)[0, 0, 1], mask[0])
+    for answer in ("0.1", {"score": 0.1}, None):
+        check = check_score(lambda a, s, m: answer, *args)
+        assert not check.passed and "not yet right: expected a tensor of shape ()" in check.message
+    assert check_score(lambda a, s, m: float(solutions.score(a, s, m)), *args).passed  # a plain number is fine

@@ -137,3 +137,32 @@ def test_each_pattern_does_what_its_name_says():
     assert key(previous_token) == [0, 0, 1, 4]  # padding skipped; the first real token attends to itself
     assert key(first_token) == [0, 0, 0, 0] and key(self_token) == [0, 1, 4, 5]
     assert torch.allclose(uniform(probs, mask)[0, 1, 4], torch.tensor([0.25, 0.25, 0, 0, 0.25, 0.25]))
+
+
+def test_the_batch_mean_averages_each_entry_over_the_examples_where_it_is_real():
+    """Example 1's slot 2 is padding: its (filled) padded row and column never enter the mean, and entries with
+    slot 2 are example 0's own."""
+    from papa_utils.interventions import batch_mean
+
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    probs = torch.tensor([[[0.2, 0.3, 0.5], [0.6, 0.2, 0.2], [0.1, 0.1, 0.8]],
+                          [[0.5, 0.5, 0.0], [0.9, 0.1, 0.0], [0.5, 0.5, 0.0]]])[:, None]
+    mean = torch.tensor([[0.35, 0.4, 0.5], [0.75, 0.15, 0.2], [0.1, 0.1, 0.8]])
+    second = torch.zeros(3, 3)  # example 1: its real pairs only, each row renormalised
+    second[:2, :2] = mean[:2, :2] / mean[:2, :2].sum(-1, keepdim=True)
+    expected = torch.stack([mean / mean.sum(-1, keepdim=True), second])[:, None]
+    assert torch.allclose(batch_mean(probs, mask), expected)
+
+
+def test_patch_attention_refuses_a_packed_batch():
+    """A patch function sees positions; in a packed row they are not the layout's slots."""
+    from papa_utils.layout import Encoded
+    from papa_utils.packing import backbone_batches, run_backbone
+
+    model = tiny_model("bert")
+    batch = batch_for(model)
+    data = Encoded(batch["input_ids"], batch["attention_mask"], None, torch.zeros(3, dtype=torch.long))
+    with patch_attention(model, on_heads(uniform)), pytest.raises(ValueError, match=re.escape(
+            "patch_attention runs on batches of the whole layout (a function sees positions, and a packed row's "
+            "positions are not its slots): give it padded batches, backbone_batches(data, size, 'padded')")):
+        run_backbone(model, next(iter(backbone_batches(data, 3, "packed"))))

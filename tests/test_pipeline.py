@@ -243,7 +243,8 @@ def test_a_table_whose_inputs_are_missing_names_the_notebook_that_makes_them(dat
     profile = get_profile("smoke", tasks="sst2")
     with pytest.raises(MissingStepError, match=re.escape(
             f"no probing baseline in {tmp_path / 'probe'} for minilm-l3 x sst2: notebook 02_probe_baselines makes it; "
-            f"run it first (make figures NOTEBOOKS=02_probe_baselines, with the same PROFILE, MODELS and TASKS)")):
+            f"run it first (make figures NOTEBOOKS=02_probe_baselines, with the same PROFILE, MODELS, TASKS, RANKING and "
+            f"PASSES)")):
         write_results(tmp_path, profile)
     with pytest.raises(MissingStepError, match=re.escape("notebook 06_gate_free_ranking makes it")):
         ranking_agreement_table(tmp_path, profile)
@@ -407,6 +408,8 @@ def test_learning_curve_at_the_main_runs_size_reproduces_the_main_run(smoke):
     profile, run_dir, _ = smoke
     curve = pd.read_csv(run_dir / "results" / "learning_curves.csv")
     assert set(curve.train_examples) == {16, 64} and set(curve.task) == {"sst2"}
+    stored = [json.loads(p.read_text()) for p in (run_dir / "curve").glob("*.json")]
+    assert {r["replaced_heads"]: r["heads"] for r in stored if r["predictor"] == "probe"} == {0: [], 36: "all"}
     assert set(curve.configuration) == {"baseline", "PAPA", "attention_free", "trivial"}
     at_64 = curve[curve.train_examples == 64].set_index("configuration")["value"]
     free = json.loads((run_dir / "probe" / "minilm-l3__sst2__k0__embeddings__seed42.json").read_text())

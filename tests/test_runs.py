@@ -77,3 +77,31 @@ def test_json_artefacts_are_strict_json(tmp_path):
 
     assert json.loads(path.read_text(), parse_constant=refuse) == {
         "nan": None, "inf": None, "np": 0.5, "nested": [None, [1, 2]], "array": [1.0, None]}
+
+
+def test_a_published_notebook_has_relative_paths_in_its_text_only(tmp_path):
+    """The run folder and the checkout that ran it become relative in text (papermill's metadata, sources,
+    streams, text outputs); a path that only contains them, a relative path through them and image data stay."""
+    from papa_utils.publish import published_notebook
+    from papa_utils.runs import ROOT, repo_relative
+
+    checkout = tmp_path / "elsewhere" / "clone"
+    run_dir = tmp_path / "runs" / "cpu"
+    run_dir.mkdir(parents=True)
+    longer, image = f"/mnt{checkout}/x.py", f"iVBOR{checkout}/AAAA"
+    text = [f"saved in {run_dir}/figures\n", f"{checkout}/papa_utils/analysis.py:12: Warning\n", f"{longer}\n",
+            f"../..{run_dir}\n"]
+    notebook = {"cells": [{"cell_type": "code", "source": f'run_dir = "{run_dir}"', "outputs": [
+        {"output_type": "stream", "name": "stdout", "text": text},
+        {"output_type": "display_data", "data": {"image/png": image, "text/plain": f"{ROOT}/notebooks"}}]}],
+        "metadata": {"papermill": {"input_path": f"{checkout}/notebooks/00.ipynb", "parameters": {"run_dir": str(run_dir)}}}}
+    path = run_dir / "00.ipynb"
+    path.write_text(json.dumps(notebook))
+    out = json.loads(published_notebook(path, run_dir, "cpu"))
+    cell, relative = out["cells"][0], repo_relative(run_dir)
+    assert cell["source"] == f'run_dir = "{relative}"'
+    assert cell["outputs"][0]["text"] == [f"saved in {relative}/figures\n", "papa_utils/analysis.py:12: Warning\n",
+                                          f"{longer}\n", f"../..{run_dir}\n"]
+    assert cell["outputs"][1]["data"] == {"image/png": image, "text/plain": "notebooks"}
+    assert out["metadata"]["papermill"] == {"input_path": "notebooks/00.ipynb", "output_path": "results/cpu/notebooks/00.ipynb",
+                                            "parameters": {"run_dir": relative}}

@@ -96,8 +96,9 @@ save_figure(fig, figures / f"one_input_{model_name.replace('/', '--')}_{task}")
 # input. The normal input packs the tokens from slot 0 (`[CLS] A [SEP] B [SEP]`) and pads at the end, so a role
 # lands in a different slot on every input: the first segment's separator sits at slot 4 in one example and at
 # slot 17 in the next. PAPA replaces each head by **one constant L × L matrix**: entry (i, j) must mean the same
-# thing on every input, so every role gets a fixed slot. `[CLS]` is at slot 0, the first segment starts at slot 1
-# and the second at slot L/2, padding fills the gap between them, and the final separator is always at slot L − 1.
+# thing on every input, so every role gets a fixed slot. `[CLS]` is at slot 0 and the first segment starts at slot
+# 1; the separator between the segments sits at slot L/2 and the second segment follows it; padding fills the gaps,
+# and the final separator is always at slot L − 1.
 # Below: where this example's tokens land in both, and one head's attention on each (real tokens only). The
 # attention differs a little, because the positions differ.
 
