@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-PROFILE ?= cpu       # smoke (~2 min; the tests run its notebooks 1-6) | cpu (default, one protocol for every model) | cpu-robustness | paper (GPU + Hub) | paper-dry (tiny random models)
+PROFILE ?= cpu       # smoke (a few minutes; the tests run its notebooks 1-6) | cpu (default, one protocol for every model) | cpu-robustness | paper (GPU + Hub) | paper-dry (tiny random models)
 MODELS  ?=           # optional comma-separated subset of the profile's models
 TASKS   ?=           # optional comma-separated subset of the profile's tasks
 RANKING ?=           # optional: how the partial sweep orders the heads (gates, input_dependence, variance, random)
