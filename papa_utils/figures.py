@@ -116,8 +116,8 @@ def plot_dev_curves(records, tasks, seed):
 
 
 def plot_performance_vs_dynamic_heads(summary, references=None):
-    """One panel per task: headline metric (mean over seeds, band = min..max) against the number of
-    input-dependent heads, one line per model. Rightmost point: no head replaced (the probing baseline).
+    """One panel per task: headline metric (mean over seeds, band = min..max) against the share of the model's
+    heads that stay input-dependent (so that models of every size share the axis), one line per model. Rightmost point: no head replaced (the probing baseline).
     With `references` (Table 1: model, task, trivial, attention_free), each model's trivial predictor (dotted)
     and attention-free probe (dashed) as horizontal lines in its colour."""
     set_style()
@@ -128,18 +128,20 @@ def plot_performance_vs_dynamic_heads(summary, references=None):
     palette = dict(zip(dict.fromkeys(summary["model"]), sns.color_palette("colorblind")))
     for ax, task in zip(axes.flat, tasks):
         part = summary[summary.task == task]
+        shares = []
         for model, line in part.groupby("model", sort=False):
             line = line.sort_values("dynamic_heads")
-            ax.plot(line.dynamic_heads, line["mean"], marker="o", ms=3, label=model, color=palette[model])
-            ax.fill_between(line.dynamic_heads, line["min"], line["max"], alpha=0.2, color=palette[model])
+            shares += list(_share(line))
+            ax.plot(_share(line), line["mean"], marker="o", ms=3, label=model, color=palette[model])
+            ax.fill_between(_share(line), line["min"], line["max"], alpha=0.2, color=palette[model])
             if references is not None:
                 ref = references[(references.model == model) & (references.task == task)]
                 for column, style in (("trivial", ":"), ("attention_free", "--")):
                     if len(ref) and ref[column].notna().all():
                         ax.axhline(ref[column].iloc[0], color=palette[model], ls=style, lw=0.8)
-        _head_count_axis(ax, part.dynamic_heads)
+        _share_axis(ax, shares)
         ax.set_title(task, fontsize=8)
-        ax.set_xlabel("input-dependent heads", fontsize=7)
+        ax.set_xlabel("share of heads input-dependent", fontsize=7)
         ax.set_ylabel(f"{part.metric.iloc[0].replace('_', ' ')} (higher is better)", fontsize=7)
     for ax in list(axes.flat)[len(tasks):]:
         ax.axis("off")
@@ -225,16 +227,23 @@ def plot_learning_curves(summary):
     return fig
 
 
-def _head_count_axis(ax, counts) -> None:
-    """A symlog x axis of head counts (0 and the small counts stay apart) with a tick at each count plotted, as
-    plain numbers, and nothing left of 0."""
-    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+def _share(line):
+    """The share of a model's heads that stay input-dependent at each point of its sweep (its baseline, every head
+    input-dependent, is the largest count): models of different sizes on one axis."""
+    return line.dynamic_heads / line.dynamic_heads.max()
 
-    ax.set_xscale("symlog", linthresh=1)
-    ax.xaxis.set_major_locator(FixedLocator(sorted(set(int(c) for c in counts))))
+
+def _share_axis(ax, shares) -> None:
+    """A linear x axis from 0 to 1 with a tick at each share plotted, written as a fraction (0, 1/16, 1/2, 1)."""
+    from fractions import Fraction
+
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    ticks = sorted({round(float(x), 4) for x in shares})
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
     ax.xaxis.set_minor_locator(NullLocator())
-    ax.xaxis.set_major_formatter(ScalarFormatter())
-    ax.set_xlim(left=0)
+    ax.set_xticklabels([str(Fraction(t).limit_denominator(64)) for t in ticks])
+    ax.set_xlim(-0.03, 1.03)
 
 
 RANKING_STYLES = {"gates": ("k", "-"), "input_dependence": ("C0", "-"), "variance": ("C2", "--"),
@@ -242,7 +251,7 @@ RANKING_STYLES = {"gates": ("k", "-"), "input_dependence": ("C0", "-"), "varianc
 
 
 def plot_ranking_comparison(points):
-    """One panel per model x task: headline metric against the number of input-dependent heads, one line per
+    """One panel per model x task: headline metric against the share of input-dependent heads, one line per
     ranking family (``analysis.ranking_points``: mean; band = min..max over seeds, or over orders for random).
     The ends are shared: full PAPA (x = 0) and the baseline (all heads input-dependent)."""
     set_style()
@@ -253,19 +262,22 @@ def plot_ranking_comparison(points):
         for c, task in enumerate(tasks):
             ax = axes[r, c]
             part = points[(points.model == model) & (points.task == task)]
+            shares = []
             for family, line in part.groupby("family", sort=False):
                 line = line.sort_values("dynamic_heads")
+                line = line.assign(share=line.dynamic_heads / part.dynamic_heads.max())
+                shares += list(line.share)
                 color, style = RANKING_STYLES.get(family, ("C3", "-"))
-                ax.plot(line.dynamic_heads, line["mean"], marker="o", ms=2, lw=1, color=color, ls=style,
+                ax.plot(line.share, line["mean"], marker="o", ms=2, lw=1, color=color, ls=style,
                         label=family.replace("_", " "))
-                ax.fill_between(line.dynamic_heads, line["min"], line["max"], alpha=0.15, color=color)
-            _head_count_axis(ax, part.dynamic_heads)
+                ax.fill_between(line.share, line["min"], line["max"], alpha=0.15, color=color)
+            _share_axis(ax, shares)
             ax.tick_params(labelsize=5)
             metric = part.metric.iloc[0].replace("_", " ") if len(part) else ""
             ax.set_title(f"{model} {task}\n({metric})" if len(models) > 1 else f"{task} ({metric})", fontsize=6)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=7, frameon=False)
-    fig.supxlabel("input-dependent heads (0 = all heads constant; right end = the probing baseline)", fontsize=7)
+    fig.supxlabel("share of heads input-dependent (0 = all heads constant; 1 = the probing baseline)", fontsize=7)
     fig.tight_layout(rect=(0, 0, 1, 0.94))
     return fig
 

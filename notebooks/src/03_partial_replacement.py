@@ -49,7 +49,7 @@ for model_name in profile.models:
 results = write_results(run_dir, profile)
 
 # %% [markdown]
-# ## Performance against the number of input-dependent heads
+# ## Performance against the share of input-dependent heads
 # Mean over seeds; the band spans the seeds' minimum and maximum. Rightmost point of a line: no head
 # replaced (probing baseline); x = 0: every head constant (full PAPA). Horizontal lines in each model's colour:
 # its trivial predictor (dotted) and its attention-free probe (dashed), on the same dev data.
