@@ -93,9 +93,11 @@ def offset_keys(token_mask: torch.Tensor, offset: int) -> torch.Tensor:
     return (pos[:, None, :] - pos[:, :, None] == offset) & real[:, :, None] & real[:, None, :]
 
 
-def attention_statistics(attentions, token_mask: torch.Tensor, key_groups: dict | None = None) -> dict:
+def attention_statistics(attentions, token_mask: torch.Tensor, key_groups: dict | None = None,
+                         segments: torch.Tensor | None = None) -> dict:
     """Sums and row counts of the per-head statistics of one batch (see ``head_statistics``); attentions
-    [B, layers, heads, L, L] or a model's tuple of per-layer tensors, key_groups name -> [B, L] bool."""
+    [B, layers, heads, L, L] or a model's tuple of per-layer tensors, key_groups name -> [B, L] bool; `segments`
+    [B, L]: each position's segment (0, 1) for the mass a row puts on its own segment ("mass_own_segment")."""
     a = _stack(attentions)
     real = token_mask.bool()
     out = {}
@@ -105,6 +107,9 @@ def attention_statistics(attentions, token_mask: torch.Tensor, key_groups: dict 
     out["uniform_entropy"] = _row_mean(uniform, real)
     for name, keys in (key_groups or {}).items():
         out[f"mass_{name}"] = _row_mean((a * keys.to(torch.float32)[:, None, None, None, :]).sum(-1), real)
+    if segments is not None:
+        same = (segments[:, :, None] == segments[:, None, :]) & real[:, :, None] & real[:, None, :]
+        out["mass_own_segment"] = _row_mean((a * same.to(torch.float32)[:, None, None]).sum(-1), real)
     for o in OFFSETS:
         keys = offset_keys(token_mask, o)
         mass = (a * keys.to(torch.float32)[:, None, None]).sum(-1)
@@ -135,10 +140,11 @@ def _accumulate(sums: dict, batch: dict) -> None:
 
 
 @torch.no_grad()
-def head_statistics(model, tokenizer, batches) -> dict[str, torch.Tensor]:
+def head_statistics(model, tokenizer, batches, pairs: bool = False) -> dict[str, torch.Tensor]:
     """Per-head statistics over a corpus, each a [layers, heads] fp32 tensor averaged over real query rows:
     entropy, uniform_entropy (the entropy of uniform attention over the same rows: the maximum), mass_cls,
-    mass_sep, mass_punctuation, offset_-1, offset_+0, offset_+1."""
+    mass_sep, mass_punctuation, offset_-1, offset_+0, offset_+1; with `pairs` (sentence pairs in the PAPA layout,
+    whose second segment starts at slot L/2), mass_own_segment: the mass on the row's own segment."""
     was_training = model.training
     model.eval()
     device, sums = model_device(model), {}
@@ -147,7 +153,8 @@ def head_statistics(model, tokenizer, batches) -> dict[str, torch.Tensor]:
             out = run_backbone(model, batch, output_attentions=True)
             mask = batch.token_mask.to(device)
             groups = {k: v.to(device) for k, v in key_groups(batch.inputs["input_ids"], mask, tokenizer).items()}
-            _accumulate(sums, attention_statistics(out.attentions, mask, groups))
+            segments = (batch.slots >= batch.length // 2).to(device) if pairs else None
+            _accumulate(sums, attention_statistics(out.attentions, mask, groups, segments))
     finally:
         model.train(was_training)
     return _finish(sums)
@@ -158,9 +165,10 @@ def head_statistics(model, tokenizer, batches) -> dict[str, torch.Tensor]:
 # at least BROAD_ENTROPY of the entropy of uniform attention over the same rows.
 TYPE_MASS = 0.5
 MIXED_MASS = 0.25  # Kovaleva et al.'s vertical + diagonal: at least this much of each, neither reaching TYPE_MASS
+BLOCK_MASS = 0.8  # their block: a pair's row keeps this much in its own segment (about half would be uniform)
 BROAD_ENTROPY = 0.9
 CLARK_TYPES = ("[CLS]", "[SEP]", "previous token", "next token", "current token", "broad", "other")
-KOVALEVA_TYPES = ("vertical", "diagonal", "vertical + diagonal", "heterogeneous")
+KOVALEVA_TYPES = ("vertical", "diagonal", "vertical + diagonal", "block", "heterogeneous")
 
 
 def head_types(stats: dict) -> dict[str, list[list[str]]]:
@@ -170,10 +178,9 @@ def head_types(stats: dict) -> dict[str, list[list[str]]]:
       attention's), else "other";
     - "kovaleva" (Kovaleva et al. 2019, "Revealing the dark secrets of BERT"): "vertical" (mass on [CLS],
       separators and punctuation), "diagonal" (mass on the previous, current and next token), "vertical +
-      diagonal" (some of both), else "heterogeneous". Their fifth type, "block" (attention within one's own
-      segment), needs the mass inside each segment, which ``head_statistics`` does not measure: such heads count
-      as heterogeneous here.
-    Thresholds: ``TYPE_MASS``, ``MIXED_MASS``, ``BROAD_ENTROPY``."""
+      diagonal" (some of both), "block" (a sentence pair's row keeps its attention in its own segment: needs
+      ``head_statistics(..., pairs=True)``; without it no head is block), else "heterogeneous".
+    Thresholds: ``TYPE_MASS``, ``MIXED_MASS``, ``BLOCK_MASS``, ``BROAD_ENTROPY``."""
     vertical = stats["mass_cls"] + stats["mass_sep"] + stats["mass_punctuation"]
     diagonal = stats["offset_-1"] + stats["offset_+0"] + stats["offset_+1"]
     broad = stats["entropy"] >= BROAD_ENTROPY * stats["uniform_entropy"]
@@ -182,6 +189,8 @@ def head_types(stats: dict) -> dict[str, list[list[str]]]:
                    ("current token", stats["offset_+0"] >= TYPE_MASS), ("broad", broad))
     kovaleva_rules = (("vertical", vertical >= TYPE_MASS), ("diagonal", diagonal >= TYPE_MASS),
                       ("vertical + diagonal", (vertical >= MIXED_MASS) & (diagonal >= MIXED_MASS)))
+    if "mass_own_segment" in stats:
+        kovaleva_rules += (("block", stats["mass_own_segment"] >= BLOCK_MASS),)
     layers, heads = stats["entropy"].shape
 
     def first(rules, fallback, layer, head):

@@ -330,3 +330,25 @@ def test_the_averages_figures_draw_the_slots_in_use():
     counts = torch.zeros(6, 6)
     counts.diagonal()[:] = torch.tensor([100.0, 100.0, 4.0, 5.0, 0.0, 100.0])  # slot 2 below 5% of the most used
     assert used_slots(counts) == [0, 1, 3, 5]
+
+
+def test_a_pairs_rows_own_segment_mass_and_block_heads():
+    """Hand-built attention on one pair (slots 0-1 segment A, 2-3 segment B, slot 4 padding): a row's mass on its
+    own segment, over real rows only; a head that keeps 80% there is a block head, if nothing else."""
+    from papa_utils.head_stats import head_types
+
+    mask = torch.tensor([[1, 1, 1, 1, 0]])
+    segments = torch.tensor([[0, 0, 1, 1, 1]])
+    a = torch.zeros(1, 1, 1, 5, 5)
+    a[0, 0, 0, :4, :4] = torch.tensor([[0.9, 0.1, 0.0, 0.0], [0.5, 0.3, 0.2, 0.0],
+                                       [0.0, 0.4, 0.3, 0.3], [0.25, 0.25, 0.25, 0.25]])
+    a[0, 0, 0, 4] = torch.tensor([1.0, 0, 0, 0, 0])  # the padded row, never counted
+    total, rows = attention_statistics(a, mask, segments=segments)["mass_own_segment"]
+    assert (total / rows).item() == pytest.approx((1.0 + 0.8 + 0.6 + 0.5) / 4)
+    stats = {name: torch.zeros(1, 3) for name in ("entropy", "uniform_entropy", "mass_cls", "mass_sep",
+                                                  "mass_punctuation", "offset_-1", "offset_+0", "offset_+1")}
+    stats["uniform_entropy"][:] = 2.0
+    assert head_types(stats)["kovaleva"] == [["heterogeneous"] * 3]  # no segment mass measured: no block
+    stats["mass_own_segment"] = torch.tensor([[0.8, 0.79, 0.95]])
+    stats["mass_cls"][0, 2] = 0.6  # vertical comes first
+    assert head_types(stats)["kovaleva"] == [["block", "heterogeneous", "vertical"]]

@@ -137,7 +137,7 @@ def test_head_scores_and_statistics_do_not_depend_on_the_passes(family):
         def convert_ids_to_tokens(self, i):
             return "," if i % 5 == 0 else "w"
 
-    stats = {p: head_statistics(model, Tokenizer(), backbone_batches(data, 3, p)) for p in ("padded", "packed")}
+    stats = {p: head_statistics(model, Tokenizer(), backbone_batches(data, 3, p), pairs=True) for p in ("padded", "packed")}
     for name in stats["padded"]:
         assert (stats["packed"][name] - stats["padded"][name]).abs().max() <= 1e-5, name
 

@@ -131,7 +131,7 @@ if len(normal_tokens) == len(real_slots) and not spec.token_task:  # the same to
 # (packed passes, `papa_utils.packing`): the padding of the layout changes none of them.
 
 # %%
-stats = head_statistics(net, tokenizer, backbone_batches(corpus, 32, profile.passes))
+stats = head_statistics(net, tokenizer, backbone_batches(corpus, 32, profile.passes), pairs=spec.is_pair)
 maps = ["entropy", "mass_cls", "mass_sep", "mass_punctuation", "offset_-1", "offset_+0", "offset_+1"]
 fig, axes = plt.subplots(len(maps), 1, figsize=(6.3, len(maps) * (0.3 * info["layers"] + 0.6)))
 for ax, name in zip(axes, maps):
@@ -202,8 +202,9 @@ print("mean input dependence per layer:", [round(float(v), 3) for v in scores["i
 # punctuation), *diagonal* (the previous, current or next token), *vertical + diagonal*, *block* (within one's own
 # segment) and *heterogeneous*. Below, every head gets both labels from the statistics of section 3
 # (`papa_utils.head_stats.head_types`: a type holds when at least half of an average row's mass goes where it
-# says; "block" needs the mass inside each segment, which is not measured here, so block heads count as
-# heterogeneous), and the tables count each type in each quarter of the input-dependence ranking. If PAPA's
+# says; a block head keeps 80% of a pair's row in its own segment, about half being what uniform attention would
+# keep, so there are block heads only on a sentence-pair task such as MRPC), and the tables count each type in
+# each quarter of the input-dependence ranking. If PAPA's
 # replaceable heads are the vertical and positional ones, the least dependent quarter is where they gather.
 #
 # > **Related work, one line each.** Clark et al. 2019 (*What does BERT look at?*): heads with positional, `[CLS]`,
