@@ -348,6 +348,39 @@ def curve_markdown(summary: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def curve_drops_markdown(summary: pd.DataFrame, left_out: dict | None = None) -> str:
+    """The learning curve (``curve_summary``) in short: per model x task, PAPA's relative drop at each training
+    size with the baseline beside it. A drop is read only where the cell carries signal in the run's claims (not
+    in `left_out`, claims.json's cells whose baseline does not clear its references by more than its noise at the
+    full training size, on the same dev set) and, at this size, the baseline beats both the trivial predictor and
+    the attention-free probe; elsewhere "—" and the reason in a footnote mark."""
+    left_out = left_out or {}
+    sizes = sorted(summary.train_examples.unique())
+    lines = ["| model | task | " + " | ".join(f"{n:,} examples" for n in sizes) + " |", "|---|---|" + "---|" * len(sizes)]
+    for (model, task), part in summary.groupby(["model", "task"], sort=True):
+        cells = []
+        for n in sizes:
+            row = part[part.train_examples == n]
+            if not len(row):
+                cells.append("")
+                continue
+            r = row.iloc[0]
+            reference = np.nanmax([r.trivial, r.attention_free])
+            if f"{model} {task}" in left_out:
+                cells.append(f"— (baseline {r.baseline:.1f})¹")
+            elif not r.baseline > reference:
+                cells.append(f"— (baseline {r.baseline:.1f} ≤ {reference:.1f})²")
+            else:
+                cells.append(f"{_pct(r.relative_drop)} (baseline {r.baseline:.1f})")
+        lines.append(f"| {model} | {task} | " + " | ".join(cells) + " |")
+    notes = {"¹": "¹ left out of the claims: at the full training size its baseline does not clear its references "
+                  "by more than its noise.",
+             "²": "² at this size the baseline does not beat a reference (the trivial predictor or the attention-free "
+                  "probe)."}
+    used = [note for mark, note in notes.items() if any(line.count(f"){mark}") for line in lines[2:])]
+    return "\n".join(lines + ([""] + [" ".join(used)] if used else [])) + "\n"
+
+
 def bootstrap_correlation(x, y, n: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
     """Pearson and Spearman correlation of x and y with percentile bootstrap CIs over the (x, y) pairs
     (``scipy.stats.bootstrap``, paired); a resample whose x or y is constant has no correlation and is dropped."""
@@ -589,19 +622,7 @@ def check_claims(results: pd.DataFrame, statistics: dict | None = None, n_boot: 
            "points_with_undefined_drop": [f"{r.model} {r.task}" for r in main[main.relative_drop.isna()].itertuples()]}
     models = list(dict.fromkeys(main.model))
     for name, replaced in (("all_heads", "all"), ("half_heads", "half")):
-        points = {cell: p for cell, p in point_draws(results, statistics, replaced, n=n_boot).items() if cell in kept}
-        block = {"relative_drop": bootstrap_average(points, _relative),
-                 "learned_signal_lost": bootstrap_average(points, _learned), "per_model": {}}
-        block["verdict"] = average_verdict(block["relative_drop"], replaced)
-        for model in models:
-            mine = {cell: p for cell, p in points.items() if cell[0] == model}
-            average = bootstrap_average(mine, _relative)
-            block["per_model"][model] = {"relative_drop": average,
-                                         "learned_signal_lost": bootstrap_average(mine, _learned),
-                                         "verdict": average_verdict(average, replaced)}
-        out[name] = block
-    half = half_heads_change(results)
-    out["half_heads"]["gains"] = int(sum((r.model, r.task) in kept and r.relative_drop < 0 for r in half.itertuples()))
+        out[name] = average_claim(results, statistics, replaced, kept, models, n_boot)
     out["all_heads"]["contextual_signal_lost"] = {
         "value": float(main.contextual_lost.mean()) if main.contextual_lost.notna().any() else None,
         "points": int(main.contextual_lost.notna().sum()),
@@ -614,6 +635,63 @@ def check_claims(results: pd.DataFrame, statistics: dict | None = None, n_boot: 
                pooled_strength_correlation=bootstrap_correlation(defined["baseline"], defined["relative_drop"],
                                                                  n=n_boot))
     return out
+
+
+def average_claim(results: pd.DataFrame, statistics: dict | None, replaced: str, kept: set, models: list,
+                  n_boot: int = 2000) -> dict:
+    """Claim 1 (`replaced` "all") or claim 2 ("half") over the cells in `kept` (those that carry signal): the
+    average relative drop and share of the learned signal lost, pooled and per model, each with its bootstrap CI
+    (``point_draws``, ``bootstrap_average``) and verdict (``average_verdict``); for claim 2 also how many cells gain."""
+    points = {cell: p for cell, p in point_draws(results, statistics, replaced, n=n_boot).items() if cell in kept}
+    block = {"relative_drop": bootstrap_average(points, _relative),
+             "learned_signal_lost": bootstrap_average(points, _learned), "per_model": {}}
+    block["verdict"] = average_verdict(block["relative_drop"], replaced)
+    for model in models:
+        mine = {cell: p for cell, p in points.items() if cell[0] == model}
+        average = bootstrap_average(mine, _relative)
+        block["per_model"][model] = {"relative_drop": average, "learned_signal_lost": bootstrap_average(mine, _learned),
+                                     "verdict": average_verdict(average, replaced)}
+    if replaced == "half":
+        half = half_heads_change(results)
+        block["gains"] = int(sum((r.model, r.task) in kept and r.relative_drop < 0 for r in half.itertuples()))
+    return block
+
+
+def half_heads_by_ranking(runs: dict, kept: set, models: list, n_boot: int = 2000) -> pd.DataFrame:
+    """Claim 2 measured once per ranking: `runs` maps a ranking to (results, statistics), the run's results with
+    that ranking's half of the heads at k = ½ (the baseline, all heads and the references are the same rows for
+    every ranking) and their per-example dev statistics, and the claim averages the same cells (`kept`, those that
+    carry signal in the main results) under each. One row per ranking x model ("all models" for the pooled
+    average): cells, relative drop and share of the learned signal lost with their 95% CIs, cells that gain
+    (pooled rows), verdict and reason."""
+    rows = []
+    for ranking, (table, statistics) in runs.items():
+        block = average_claim(table, statistics, "half", kept, models, n_boot)
+        for model, part in [("all models", block), *block["per_model"].items()]:
+            drop, lost = part["relative_drop"], part["learned_signal_lost"]
+            rows.append({"ranking": ranking, "model": model, "cells": drop["points"],
+                         "relative_drop": drop["value"], "ci_low": drop["ci_low"], "ci_high": drop["ci_high"],
+                         "learned_lost": lost["value"], "learned_ci_low": lost["ci_low"],
+                         "learned_ci_high": lost["ci_high"], "dev_resampled_cells": drop["dev_resampled_points"],
+                         "cells_gaining": block["gains"] if part is block else None,
+                         "verdict": part["verdict"]["verdict"], "reason": part["verdict"]["reason"]})
+    return pd.DataFrame(rows)
+
+
+def half_heads_markdown(table: pd.DataFrame) -> str:
+    """``half_heads_by_ranking`` as a Markdown table: one row per ranking, the pooled verdict and each model's."""
+    models = [m for m in dict.fromkeys(table.model) if m != "all models"]
+    lines = ["| half of the heads chosen by | all models | " + " | ".join(models) + " |",
+             "|---|---|" + "---|" * len(models)]
+    for ranking, part in table.groupby("ranking", sort=False):
+        cells = []
+        for model in ["all models", *models]:
+            r = part[part.model == model].iloc[0]
+            ci = "" if _missing(r.ci_low) else f" [{100 * r.ci_low:.1f}, {100 * r.ci_high:.1f}]"
+            value = "undefined" if _missing(r.relative_drop) else f"{100 * r.relative_drop:.1f}%{ci}"
+            cells.append(f"{value}, {r.cells} cells, **{r.verdict}**")
+        lines.append(f"| {ranking.replace('_', ' ')} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _missing(value) -> bool:

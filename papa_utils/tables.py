@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .analysis import STATISTICS_FILE, statistics_key
+from .analysis import STATISTICS_FILE, half_heads_by_ranking, ranking_family, statistics_key, table1
 from .averages import AttentionAverages
 from .backbones import cached_model
 from .head_stats import ranking_agreement
@@ -132,12 +132,17 @@ def write_results(run_dir: Path, profile: Profile) -> pd.DataFrame:
     table = results_table(records)
     save_table(table, results_dir(run_dir) / "probe_results.csv")
     save_table(convergence_table(records), results_dir(run_dir) / "convergence.csv")
-    statistics = {statistics_key(r["model"], r["task"], r.get("predictor", "probe"), r["replaced_heads"], r["seed"]):
-                  np.asarray(r["dev_statistics"], dtype=np.int32) for r in records if r.get("dev_statistics")}
+    statistics = dev_statistics(records)
     with atomic_path(results_dir(run_dir) / STATISTICS_FILE) as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **statistics)
     return table
+
+
+def dev_statistics(records: list[dict]) -> dict:
+    """Per-example dev statistics of probe records, filed by ``analysis.statistics_key``."""
+    return {statistics_key(r["model"], r["task"], r.get("predictor", "probe"), r["replaced_heads"], r["seed"]):
+            np.asarray(r["dev_statistics"], dtype=np.int32) for r in records if r.get("dev_statistics")}
 
 
 def timing(run_dir: Path, profile: Profile) -> dict:
@@ -189,6 +194,33 @@ def ranking_comparison_table(run_dir: Path, profile: Profile) -> pd.DataFrame:
                                  "seed": r["seed"], "replaced_heads": k, "dynamic_heads": total - k,
                                  "total_heads": total, "metric": metric, "value": r["metrics"][metric]})
     return pd.DataFrame(rows, columns=columns)
+
+
+def half_heads_table(run_dir: Path, profile: Profile, n_boot: int = 2000, cells: set | None = None) -> pd.DataFrame:
+    """Claim 2 under every ranking of the comparison (``analysis.half_heads_by_ranking``): on the compared models,
+    the main results with their partial points taken from each ranking's sweep in turn (the profile's own ranking
+    is the main sweep; random orders count as one ranking, each order with its one seed), over the cells that carry
+    signal in the main results (or the (model, task) `cells` given), with the same paired bootstrap over seeds and
+    dev examples. Empty when the run compares no ranking."""
+    with reading_only(RANKINGS_NOTEBOOK):
+        models = [m for m in profile.models if m in profile.compare_models]
+        main = [r for r in _main_records(run_dir, profile) if r["model"] in models]
+        partial = lambda r: 0 < r["replaced_heads"] < r["total_heads"]  # noqa: E731
+        by_ranking = {profile.ranking: [r for r in main if partial(r)]}
+        for model_name in models:
+            for task in profile.tasks:
+                for r in ranking_comparison(run_dir, profile, model_name, task):
+                    by_ranking.setdefault(ranking_family(r["ranking"]), []).append(r)
+    if len(by_ranking) < 2:
+        return pd.DataFrame()
+    shared = [r for r in main if not partial(r)]
+    order = ["gates"] + [m for m in by_ranking if m != "gates"]  # the paper's ranking first
+    # a ranking's own statistics: the partial points of two rankings share their statistics keys
+    runs = {m: (results_table(shared + by_ranking[m]), dev_statistics(shared + by_ranking[m]))
+            for m in order if m in by_ranking}
+    kept = cells if cells is not None else {(r.model, r.task) for r in table1(*runs[profile.ranking], n_boot).itertuples()
+                                            if r.headline and r.in_claims}
+    return half_heads_by_ranking(runs, kept, models, n_boot)
 
 
 def ranking_stability_table(run_dir: Path, profile: Profile) -> pd.DataFrame:

@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from papa_utils.analysis import (bootstrap_correlation, check_claims, claim_statements, half_heads_change,
+from papa_utils.analysis import (bootstrap_correlation, check_claims, claim_statements, curve_drops_markdown,
+                                 curve_summary, half_heads_by_ranking, half_heads_change, half_heads_markdown,
                                  relative_drop, table1, table1_latex, table1_markdown)
 
 
@@ -103,6 +104,63 @@ def test_claims_are_averaged_per_model_as_well_as_pooled():
     said = claim_statements(claims)["all_heads"]
     assert said.startswith("**undecided**") or said.startswith("**fails**")
     assert "Per model: a 2.0% [2.0, 2.0] over 3 cells, holds; b 30.0% [30.0, 30.0] over 3 cells, fails" in said
+
+
+def test_claim_2_under_another_ranking_swaps_only_the_half_heads_points():
+    """Each ranking's claim 2 averages the same cells (those the main results keep) with its own half of the heads:
+    the main ranking's row is claims.json's claim 2, another ranking's is computed from its own k = 2 points (here
+    a cell left out for its floor stays out under every ranking)."""
+    values, refs = {}, {}
+    for model, drop in (("a", 0.02), ("b", 0.30)):
+        for task in "xyz":
+            values[(model, task, 0)] = [80, 81, 79]
+            values[(model, task, 2)] = [80 * (1 - drop / 4)] * 3
+            values[(model, task, 4)] = [70, 71, 69]
+            refs[(model, task)] = (50, [55, 56, 54])
+    values[("a", "w", 0)], values[("a", "w", 2)], values[("a", "w", 4)] = [50, 50, 50], [10, 10, 10], [40, 40, 40]
+    refs[("a", "w")] = (50, [55, 56, 54])  # a floor cell: left out
+    main = results(values, refs)
+    other = main.copy()
+    half = other.replaced_heads == 2
+    other.loc[half, "value"] = other.loc[half, "seed"].map({0: 80, 1: 81, 2: 79}) * 0.88  # every cell loses 12%
+    claims = check_claims(main, n_boot=300)
+    kept = {tuple(c.split()) for c in claims["cells_in_claims"]}
+    assert ("a", "w") not in kept and len(kept) == 6
+    table = half_heads_by_ranking({"gates": (main, None), "variance": (other, None)}, kept, ["a", "b"], n_boot=300)
+    assert list(table.ranking) == ["gates"] * 3 + ["variance"] * 3
+    assert list(table.model) == ["all models", "a", "b"] * 2
+    gates = table.set_index(["ranking", "model"]).loc["gates"]
+    expected = claims["half_heads"]
+    assert gates.loc["all models", "relative_drop"] == pytest.approx(expected["relative_drop"]["value"])
+    assert gates.loc["all models", ["ci_low", "ci_high"]].tolist() == pytest.approx(
+        [expected["relative_drop"]["ci_low"], expected["relative_drop"]["ci_high"]])
+    assert gates.loc["all models", "cells_gaining"] == expected["gains"] == 0
+    for model in "ab":
+        assert gates.loc[model, "verdict"] == expected["per_model"][model]["verdict"]["verdict"]
+    variance = table.set_index(["ranking", "model"]).loc["variance"]
+    assert variance.loc["a", "relative_drop"] == pytest.approx(0.12)
+    assert variance.loc["all models", "cells"] == 6 and variance.loc["all models", "verdict"] == "fails"
+    assert variance.loc["a", "reason"] == "the 95% interval [12.0, 12.0] lies above a 5% drop"
+    said = half_heads_markdown(table)
+    assert said.splitlines()[0] == "| half of the heads chosen by | all models | a | b |"
+    assert "| variance | 12.0% [12.0, 12.0], 6 cells, **fails** | 12.0% [12.0, 12.0], 3 cells, **fails** |" in said
+
+
+def test_the_short_learning_curve_reads_a_drop_only_where_the_baseline_carries_signal():
+    rows = []
+    for n, (base, papa, free) in {100: (52, 50, 53), 200: (60, 54, 55), 400: (70, 63, 56)}.items():
+        for configuration, value in (("baseline", base), ("PAPA", papa), ("attention_free", free), ("trivial", 50)):
+            for model in ("a", "b"):
+                rows.append({"model": model, "task": "x", "metric": "accuracy", "train_examples": n,
+                             "configuration": configuration, "seed": 0, "value": value})
+    summary = curve_summary(pd.DataFrame(rows))
+    text = curve_drops_markdown(summary, {"b x": "baseline 70.0 does not clear ..."})
+    lines = text.splitlines()
+    assert lines[0] == "| model | task | 100 examples | 200 examples | 400 examples |"
+    assert lines[2] == "| a | x | — (baseline 52.0 ≤ 53.0)² | 10.0% (baseline 60.0) | 10.0% (baseline 70.0) |"
+    assert lines[3] == "| b | x | — (baseline 52.0)¹ | — (baseline 60.0)¹ | — (baseline 70.0)¹ |"
+    assert lines[-1].startswith("¹ left out of the claims") and "² at this size" in lines[-1]
+    assert "²" not in curve_drops_markdown(summary[summary.train_examples > 100], {})
 
 
 @pytest.mark.parametrize("low, high, claim, verdict", [

@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 PUBLISHED = sorted(p.parent for p in (ROOT / "results").glob("*/run.json"))
-GENERATED_BLOCK = re.compile(r"<!-- results:[\w-]+:start -->.*?<!-- results:[\w-]+:end -->", re.S)
+GENERATED_BLOCK = re.compile(r"<!-- (results|summary):[\w-]+:start -->.*?<!-- \1:[\w-]+:end -->", re.S)
 # a commit hash in backticks, or an issue / pull request number
 HISTORY = re.compile(r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{7,40}\b|\b[Ii]ssues? #?\d+|\bPR #?\d+|"
                      r"(?<![\w&])#\d+\b")

@@ -4,11 +4,13 @@ import json
 from dataclasses import replace
 
 import nbformat
+import numpy as np
 import pandas as pd
 import papermill
 import pytest
 import torch
 
+from papa_utils.analysis import average_claim, read_statistics
 from papa_utils.head_stats import head_scores, ranking_from_scores
 from papa_utils.metrics import metric_range
 from papa_utils.backbones import cached_model
@@ -16,6 +18,7 @@ from papa_utils.choices import RANKINGS
 from papa_utils.profiles import Profile, get_profile
 from papa_utils.runs import ROOT
 from papa_utils.steps import average_attention, encoded, head_ranking, task_data
+from papa_utils.tables import half_heads_table
 from papa_utils.sweeps import probe_sweep
 
 PARTIAL = [18, 32, 34]  # minilm-l3: 1/2, 7/8, 15/16 of 36 heads
@@ -43,6 +46,35 @@ def test_ranking_comparison_covers_every_ranking_point_and_seed(smoke):
     assert (agreement[agreement.ranking == "random0"].seconds == 0).all() and (agreement.gates_seconds > 0).all()
     for suffix in (".pdf", ".png"):
         assert (run_dir / "figures" / f"ranking_comparison{suffix}").stat().st_size > 5000
+
+
+def test_claim_2_under_each_ranking_is_read_from_that_rankings_half(smoke):
+    """notebook 6's half_heads_by_ranking.csv, and the same table over every cell (no smoke cell carries signal):
+    the gates' rows (the smoke profile's own ranking, the main sweep) are claim 2 as the published results give it;
+    every ranking's point estimate is the average relative drop of its own k = 18 points against the baseline, as
+    ranking_comparison.csv holds them (the random orders as one ranking, the mean of their seeds)."""
+    profile, run_dir, results = smoke
+    written = pd.read_csv(run_dir / "results" / "half_heads_by_ranking.csv")
+    claims = json.loads((run_dir / "results" / "claims.json").read_text())
+    assert claims["cells_in_claims"] == [] and (written.cells == 0).all()
+    assert set(written.reason) == {"no cell carries signal"} and list(written.model.unique()) == ["all models",
+                                                                                                    "minilm-l3"]
+    every_cell = {("minilm-l3", t) for t in profile.tasks}
+    table = half_heads_table(run_dir, profile, n_boot=500, cells=every_cell)
+    assert list(dict.fromkeys(table.ranking)) == list(dict.fromkeys(written.ranking)) == [
+        "gates", "input_dependence", "random"]
+    pooled = table[table.model == "all models"].set_index("ranking")
+    main = average_claim(results, read_statistics(run_dir / "results"), "half", every_cell, ["minilm-l3"], n_boot=500)
+    assert pooled.loc["gates", ["relative_drop", "ci_low", "ci_high"]].tolist() == pytest.approx(
+        [main["relative_drop"][k] for k in ("value", "ci_low", "ci_high")])
+    assert (pooled.cells == 3).all() and (pooled.dev_resampled_cells == 3).all()
+    comparison = pd.read_csv(run_dir / "results" / "ranking_comparison.csv")
+    comparison["family"] = comparison.ranking.str.replace(r"random\d+", "random", regex=True)
+    means = comparison.groupby(["task", "family", "replaced_heads"]).value.mean()
+    for ranking in ("gates", "input_dependence", "random"):
+        drops = [(means[t, "none", 0] - means[t, ranking, 18]) / means[t, "none", 0] for t in profile.tasks]
+        assert pooled.loc[ranking, "relative_drop"] == pytest.approx(np.mean(drops)), ranking
+    assert pooled.relative_drop.nunique() == 3  # the rankings picked different halves
 
 
 def test_each_ranking_sweep_replaces_the_first_k_heads_of_its_own_ranking(smoke):

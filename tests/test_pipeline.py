@@ -320,18 +320,28 @@ def test_publishing_is_an_explicit_step_that_never_narrows_published_results(smo
     _, run_dir, _ = smoke
     root = tmp_path / "repo"
     root.mkdir()
-    (root / "README.md").write_text("intro\n<!-- results:smoke:start -->\nold\n<!-- results:smoke:end -->\nend\n")
+    (root / "README.md").write_text("intro\n<!-- results:smoke:start -->\nold\n<!-- results:smoke:end -->\nend\n"
+                                    "<!-- summary:smoke:start -->\nold\n<!-- summary:smoke:end -->\n")
     target = publish_run(run_dir, root)
     assert sorted(p.name for p in target.iterdir()) == [
-        "README.md", "claims.json", "convergence.csv", "dev_statistics.npz", "learning_curves.csv", "notebooks",
-        "probe_results.csv", "ranking_agreement.csv", "ranking_comparison.csv", "ranking_stability.csv", "run.json",
-        "table1.md", "table1.tex", "truncation.csv"]
+        "README.md", "claims.json", "convergence.csv", "dev_statistics.npz", "half_heads_by_ranking.csv",
+        "learning_curves.csv", "notebooks", "probe_results.csv", "ranking_agreement.csv", "ranking_comparison.csv",
+        "ranking_stability.csv", "run.json", "table1.md", "table1.tex", "truncation.csv"]
     assert (root / "figures" / "smoke" / "performance_vs_dynamic_heads.png").stat().st_size > 5000
     recorded = json.loads((target / "run.json").read_text())
     assert recorded == json.loads((run_dir / "run.json").read_text()) and not recorded["run_dir"].startswith("/")
     readme = (root / "README.md").read_text()
     assert readme.startswith("intro\n<!-- results:smoke:start -->\nProduced by `make figures PROFILE=smoke`")
-    assert "\nold\n" not in readme and readme.endswith("<!-- results:smoke:end -->\nend\n")
+    assert "\nold\n" not in readme and "<!-- results:smoke:end -->\nend\n" in readme
+    summary = readme.split("<!-- summary:smoke:start -->\n")[1]
+    assert summary.startswith("Produced by `make figures PROFILE=smoke`") and "### Table 1" not in summary
+    assert "| model | task | 16 examples | 64 examples |" in summary.split("|---|", 1)[0]
+    half_heads = pd.read_csv(target / "half_heads_by_ranking.csv")
+    assert list(dict.fromkeys(half_heads.ranking)) == ["gates", "input_dependence", "random"]
+    assert "**Claim 2 with the half of the heads each ranking picks**" in summary
+    assert "| half of the heads chosen by | all models | minilm-l3 |" in summary
+    index = (target / "README.md").read_text()  # the run's own page carries the whole results block
+    assert readme.split("<!-- results:smoke:start -->\n")[1].split("<!-- results:smoke:end -->")[0] in index
     for sentence in claim_statements(json.loads((target / "claims.json").read_text())).values():
         assert sentence in readme  # the README says what claims.json says
     assert "resample seeds and dev examples (paired bootstrap)" in readme  # the run kept its dev statistics

@@ -2,7 +2,8 @@
 # # 6. Can a cheap statistic replace the gates?
 #
 # Rebuilds `figures/ranking_comparison.{pdf,png}`, `results/ranking_comparison.csv`,
-# `results/ranking_agreement.csv` and (when the profile asks) `results/ranking_stability.csv` in the run folder.
+# `results/ranking_agreement.csv`, `results/half_heads_by_ranking.csv` and (when the profile asks)
+# `results/ranking_stability.csv` in the run folder.
 #
 # The paper replaces heads in the order of trained gates: one gate per head, trained jointly with a probe,
 # a backward pass through the whole backbone. Notebook 0 measures, for every head, how far its attention on
@@ -34,11 +35,12 @@ passes = ""  # backbone passes: packed (real tokens only) or padded (the whole l
 run_dir = ""  # empty: runs/<run name> ($PAPA_RUNS_DIR instead of runs/ when set)
 
 # %%
-from papa_utils.analysis import ranking_markdown, ranking_points, ranking_verdict
+from papa_utils.analysis import half_heads_markdown, ranking_markdown, ranking_points, ranking_verdict
 from papa_utils.figures import plot_ranking_comparison, save_figure
 from papa_utils.runs import figures_dir, notebook_run, results_dir
 from papa_utils.sweeps import compare_rankings
-from papa_utils.tables import ranking_agreement_table, ranking_comparison_table, ranking_stability_table, save_table
+from papa_utils.tables import (half_heads_table, ranking_agreement_table, ranking_comparison_table,
+                               ranking_stability_table, save_table)
 
 profile, run_dir = notebook_run(profile, models, tasks, ranking, passes, run_dir)
 print(f"main ranking: {profile.ranking}; compared: {', '.join(profile.compare_rankings)} "
@@ -93,3 +95,17 @@ else:
 if len(comparison):
     verdict = ranking_verdict(comparison)
     print(ranking_markdown(verdict, agreement))
+
+# %% [markdown]
+# ## Claim 2 under each ranking
+# The paper picks the half of the heads that stays input-dependent with its gates; the main sweep (notebooks 3
+# and 4) picks it by the profile's ranking. Here claim 2 (half of the heads constant: little or no drop) is
+# measured again with the half each ranking picks, over the same cells (those whose baseline carries signal) and
+# with the same paired bootstrap over seeds and dev examples. If the verdict of a model changes with the ranking,
+# the choice of heads, not constant attention as such, decides it.
+
+# %%
+if len(comparison):
+    by_ranking = half_heads_table(run_dir, profile)
+    save_table(by_ranking, results_dir(run_dir) / "half_heads_by_ranking.csv")
+    print(half_heads_markdown(by_ranking))
