@@ -331,8 +331,14 @@ def summary_block(name: str, root: Path = ROOT) -> str:
     (``analysis.half_heads_markdown``), from the published files."""
     folder = root / "results" / name
     run = json.loads((folder / "run.json").read_text())
-    p = run["profile"]
-    lines = _run_lines(name, run)
+    p, steps = run["profile"], run["step_seconds"]
+    lines = [f"Produced by `make figures PROFILE={name}` then `make publish RUN_DIR={run['run_dir']}` (commit "
+             f"`{run['git_commit'][:7]}`{' with uncommitted changes' if run['dirty'] else ''}, {run['cpus']} CPU "
+             f"cores): wall time {_minutes(run['wall_seconds'])}"
+             + (" (it resumed a run folder: the steps earlier invocations made are not in it)"
+                if sum(steps.values()) > RESUMED * run["wall_seconds"] else "") + f", steps summed {_minutes(sum(steps.values()))} "
+             f"(" + ", ".join(f"{key.replace('_', ' ')} {_minutes(v)}" for key, v in steps.items() if v) + "), peak "
+             f"memory {run['peak_memory_gb']:.1f} GiB."]
     curve = _table(folder / "learning_curves.csv")
     if curve is not None and len(curve):
         left_out = json.loads((folder / "claims.json").read_text()).get("left_out", {})
