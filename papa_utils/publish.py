@@ -295,16 +295,15 @@ def readme_block(name: str, root: Path = ROOT, folder: Path | None = None) -> st
     comparison = _table(folder / "ranking_comparison.csv")
     if comparison is not None and len(comparison):
         agreement = pd.read_csv(folder / "ranking_agreement.csv")
+        partial = ", ".join(_share(f) for f in p.get("sweep_fractions", SWEEP_FRACTIONS) if 0 < f < 1)
         lines += ["", "### Can a cheap statistic replace the gates? (notebook 6)", "",
-                  f"Partial sweep (k = ½, ⅞, 15/16 of the heads) under each ranking on "
+                  f"Partial sweep (k = {partial} of the heads) under each ranking on "
                   f"{', '.join(p['compare_models'])}: deterministic rankings with seeds "
                   f"{', '.join(map(str, p['seeds']))}, {p['random_orders']} random orders with one seed each. A ranking is "
                   f"as good as the gates at a point when its mean is at least the gates' worst seed. Agreement and cost "
                   f"for every model × task of the run.", "",
                   ranking_markdown(ranking_verdict(comparison), agreement).rstrip()]
-        by_ranking = _table(folder / "half_heads_by_ranking.csv")
-        if by_ranking is not None and len(by_ranking):
-            lines += ["", HALF_HEADS_INTRO, "", half_heads_markdown(by_ranking).rstrip()]
+        lines += _half_heads_lines(folder)
     stability = _table(folder / "ranking_stability.csv")
     if stability is not None and len(stability):
         if "ranking" not in stability:  # made before other rankings than the gates had a stability
@@ -346,10 +345,15 @@ def summary_block(name: str, root: Path = ROOT) -> str:
                       f"{', '.join(map(str, p['curve_seeds']))}, no interval): PAPA's relative drop with every head "
                       f"constant, by the probe's training size.", "",
                   curve_drops_markdown(curve_summary(curve), left_out).rstrip()]
+    return "\n".join(lines + _half_heads_lines(folder)) + "\n"
+
+
+def _half_heads_lines(folder: Path) -> list[str]:
+    """Claim 2 under each ranking (``analysis.half_heads_markdown``), when the run compared rankings."""
     by_ranking = _table(folder / "half_heads_by_ranking.csv")
-    if by_ranking is not None and len(by_ranking):
-        lines += ["", HALF_HEADS_INTRO, "", half_heads_markdown(by_ranking).rstrip()]
-    return "\n".join(lines) + "\n"
+    if by_ranking is None or not len(by_ranking):
+        return []
+    return ["", HALF_HEADS_INTRO, "", half_heads_markdown(by_ranking).rstrip()]
 
 
 def _cells_line(run: dict) -> str:
