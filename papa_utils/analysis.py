@@ -365,9 +365,12 @@ def curve_drops_markdown(summary: pd.DataFrame, left_out: dict | None = None) ->
                 cells.append("")
                 continue
             r = row.iloc[0]
-            reference = np.nanmax([r.trivial, r.attention_free])
+            references = [v for v in (r.trivial, r.attention_free) if not np.isnan(v)]
+            reference = max(references, default=np.nan)
             if f"{model} {task}" in left_out:
                 cells.append(f"— (baseline {r.baseline:.1f})¹")
+            elif not references:
+                cells.append(f"— (baseline {r.baseline:.1f}, no reference)")
             elif not r.baseline > reference:
                 cells.append(f"— (baseline {r.baseline:.1f} ≤ {reference:.1f})²")
             else:
@@ -651,25 +654,30 @@ def average_claim(results: pd.DataFrame, statistics: dict | None, replaced: str,
         average = bootstrap_average(mine, _relative)
         block["per_model"][model] = {"relative_drop": average, "learned_signal_lost": bootstrap_average(mine, _learned),
                                      "verdict": average_verdict(average, replaced)}
-    if replaced == "half":
-        half = half_heads_change(results)
-        block["gains"] = int(sum((r.model, r.task) in kept and r.relative_drop < 0 for r in half.itertuples()))
+    if replaced == "half":  # on the same seeds as the drop beside it
+        block["gains"] = int(sum(_relative(*p["estimates"]) < 0 for p in points.values()))
     return block
 
 
-def half_heads_by_ranking(runs: dict, kept: set, models: list, n_boot: int = 2000) -> pd.DataFrame:
+def half_heads_by_ranking(runs: dict, kept: set, models: list, n_boot: int = 2000, main: str = "") -> pd.DataFrame:
     """Claim 2 measured once per ranking: `runs` maps a ranking to (results, statistics), the run's results with
     that ranking's half of the heads at k = ½ (the baseline, all heads and the references are the same rows for
     every ranking) and their per-example dev statistics, and the claim averages the same cells (`kept`, those that
-    carry signal in the main results) under each. One row per ranking x model ("all models" for the pooled
-    average): cells, relative drop and share of the learned signal lost with their 95% CIs, cells that gain
-    (pooled rows), verdict and reason."""
+    carry signal in the main results) under each; `main` names the run's own ranking (its main sweep). A ranking
+    with fewer seeds than the baseline (a random order runs with one) is paired with the baseline on its seeds only
+    (``point_draws``): its interval has no seed-to-seed noise then, and the `seeds` column says so. One row per
+    ranking x model ("all models" for the pooled average): seeds, cells, relative drop and share of the learned
+    signal lost with their 95% CIs, cells that gain (pooled rows), verdict and reason."""
     rows = []
     for ranking, (table, statistics) in runs.items():
         block = average_claim(table, statistics, "half", kept, models, n_boot)
+        probes = table[(table.predictor == "probe") & table.headline]
+        half = probes[probes.replaced_heads == (probes.total_heads / 2).round()]
+        seeds = ", ".join(str(int(s)) for s in sorted(set(half.seed)))
         for model, part in [("all models", block), *block["per_model"].items()]:
             drop, lost = part["relative_drop"], part["learned_signal_lost"]
-            rows.append({"ranking": ranking, "model": model, "cells": drop["points"],
+            rows.append({"ranking": ranking, "main": ranking == main, "model": model, "seeds": seeds,
+                         "cells": drop["points"],
                          "relative_drop": drop["value"], "ci_low": drop["ci_low"], "ci_high": drop["ci_high"],
                          "learned_lost": lost["value"], "learned_ci_low": lost["ci_low"],
                          "learned_ci_high": lost["ci_high"], "dev_resampled_cells": drop["dev_resampled_points"],
@@ -679,10 +687,13 @@ def half_heads_by_ranking(runs: dict, kept: set, models: list, n_boot: int = 200
 
 
 def half_heads_markdown(table: pd.DataFrame) -> str:
-    """``half_heads_by_ranking`` as a Markdown table: one row per ranking, the pooled verdict and each model's."""
+    """``half_heads_by_ranking`` as a Markdown table: one row per ranking (with its seeds; the run's own ranking
+    marked), the pooled verdict and each model's."""
+    if not len(table):
+        return "No ranking was compared with the run's own.\n"
     models = [m for m in dict.fromkeys(table.model) if m != "all models"]
-    lines = ["| half of the heads chosen by | all models | " + " | ".join(models) + " |",
-             "|---|---|" + "---|" * len(models)]
+    lines = ["| half of the heads chosen by | seeds | all models | " + " | ".join(models) + " |",
+             "|---|---|---|" + "---|" * len(models)]
     for ranking, part in table.groupby("ranking", sort=False):
         cells = []
         for model in ["all models", *models]:
@@ -690,7 +701,8 @@ def half_heads_markdown(table: pd.DataFrame) -> str:
             ci = "" if _missing(r.ci_low) else f" [{100 * r.ci_low:.1f}, {100 * r.ci_high:.1f}]"
             value = "undefined" if _missing(r.relative_drop) else f"{100 * r.relative_drop:.1f}%{ci}"
             cells.append(f"{value}, {r.cells} cells, **{r.verdict}**")
-        lines.append(f"| {ranking.replace('_', ' ')} | " + " | ".join(cells) + " |")
+        label = ranking.replace("_", " ") + (" (the run's own: claim 2)" if part["main"].iloc[0] else "")
+        lines.append(f"| {label} | {part.seeds.iloc[0]} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

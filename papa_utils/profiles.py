@@ -66,6 +66,10 @@ class Profile:
         if missing:
             raise ValueError(f"sweep_fractions {self.sweep_fractions} lack {sorted(missing)}: Table 1 and the claims "
                              f"need no head, half of them and all of them replaced")
+        if "random" in self.compare_rankings and self.random_orders > len(self.seeds):
+            raise ValueError(f"{self.random_orders} random orders need as many seeds (each order runs with a seed of "
+                             f"its own, and the claims pair them by seed); seeds are {self.seeds}: lower random_orders "
+                             f"or add seeds")
         if self.compare_rankings and self.ranking != "gates" and "gates" not in self.compare_rankings:
             raise ValueError(f"notebook 6 compares rankings with the gates: with ranking {self.ranking!r}, add "
                              f"'gates' to compare_rankings {self.compare_rankings}, or compare none")

@@ -208,9 +208,10 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
 
-def _run_lines(name: str, run: dict) -> list[str]:
-    """How a published run was made: the commands, commit and packages, wall and step times, memory."""
-    steps, notebooks, p, scope = run["step_seconds"], run["notebook_seconds"], run["profile"], run["scope"]
+def _command(name: str, run: dict) -> tuple[str, str]:
+    """The commands that made a published run (with what narrowed it, and its executor) and the state of its
+    tree ("" when clean)."""
+    p, scope = run["profile"], run["scope"]
     grid = PROFILES[name] if name in PROFILES else Profile(**p)  # the profile's whole grid, to tell a narrowed run
     full = {"models": grid.models, "tasks": grid.tasks}
     narrowed = "".join(f" {part.upper()}={','.join(scope[part])}" for part in ("models", "tasks")
@@ -221,7 +222,14 @@ def _run_lines(name: str, run: dict) -> list[str]:
         state = f" with uncommitted changes (diff sha256 `{run['diff_sha256'][:12]}`)" if run["dirty"] else ""
     executor = run.get("executor", "inprocess")
     narrowed += f" EXECUTOR={executor}" if executor != "inprocess" else ""
-    lines = [f"Produced by `make figures PROFILE={name}{narrowed}` then `make publish RUN_DIR={run['run_dir']}`, "
+    return f"`make figures PROFILE={name}{narrowed}` then `make publish RUN_DIR={run['run_dir']}`", state
+
+
+def _run_lines(name: str, run: dict) -> list[str]:
+    """How a published run was made: the commands, commit and packages, wall and step times, memory."""
+    steps, notebooks = run["step_seconds"], run["notebook_seconds"]
+    command, state = _command(name, run)
+    lines = [f"Produced by {command}, "
              f"with `PAPA_DATA_DIR={run['data_dir']}`, on {run['cpus']} CPU cores (commit "
              f"`{run['git_commit'][:7]}`{state}; torch {run['packages']['torch']}, transformers "
              f"{run['packages']['transformers']}).", "",
@@ -320,8 +328,9 @@ def readme_block(name: str, root: Path = ROOT, folder: Path | None = None) -> st
 
 
 HALF_HEADS_INTRO = ("**Claim 2 with the half of the heads each ranking picks** (`half_heads_by_ranking.csv`): the average "
-                    "relative drop at k = ½ with its 95% CI (seeds and dev examples, paired), over the cells that carry "
-                    "signal, and its verdict; the paper picks with the gates.")
+                    "relative drop at k = ½ with its 95% CI (the ranking's seeds and the dev examples, resampled paired "
+                    "with the baseline on those seeds: a random order has one seed, so its interval has no seed noise), "
+                    "over the cells that carry signal, and its verdict; the paper picks with the gates.")
 
 
 def summary_block(name: str, root: Path = ROOT) -> str:
@@ -331,10 +340,10 @@ def summary_block(name: str, root: Path = ROOT) -> str:
     folder = root / "results" / name
     run = json.loads((folder / "run.json").read_text())
     p, steps = run["profile"], run["step_seconds"]
-    lines = [f"Produced by `make figures PROFILE={name}` then `make publish RUN_DIR={run['run_dir']}` (commit "
-             f"`{run['git_commit'][:7]}`{' with uncommitted changes' if run['dirty'] else ''}, {run['cpus']} CPU "
-             f"cores): wall time {_minutes(run['wall_seconds'])}"
-             + (" (it resumed a run folder: the steps earlier invocations made are not in it)"
+    command, state = _command(name, run)
+    lines = [f"Produced by {command} (commit `{run['git_commit'][:7]}`{state}; {run['cpus']} CPU cores): wall time "
+             f"{_minutes(run['wall_seconds'])}"
+             + (" (this invocation resumed a run folder: its wall time leaves out the steps earlier invocations made)"
                 if sum(steps.values()) > RESUMED * run["wall_seconds"] else "") + f", steps summed {_minutes(sum(steps.values()))} "
              f"(" + ", ".join(f"{key.replace('_', ' ')} {_minutes(v)}" for key, v in steps.items() if v) + "), peak "
              f"memory {run['peak_memory_gb']:.1f} GiB."]
@@ -415,14 +424,15 @@ def write_readme_block(name: str, root: Path = ROOT) -> bool:
     ``results:<name>``) or their summary (``summary_block``, marker ``summary:<name>``); False when the README
     has neither."""
     readme = root / "README.md"
-    text = old = readme.read_text() if readme.exists() else ""
+    text = readme.read_text() if readme.exists() else ""
+    found = False
     for kind, make in BLOCKS.items():
         pattern = re.compile(rf"(<!-- {kind}:{re.escape(name)}:start -->\n).*?(<!-- {kind}:{re.escape(name)}:end -->)",
                              re.S)
         if pattern.search(text):
-            block = make(name, root)
+            block, found = make(name, root), True
             text = pattern.sub(lambda m: m.group(1) + block + m.group(2), text)
-    if text == old and not any(f"<!-- {kind}:{name}:start -->" in old for kind in BLOCKS):
+    if not found:
         return False
     with atomic_path(readme) as tmp:
         tmp.write_text(text)

@@ -220,7 +220,7 @@ def half_heads_table(run_dir: Path, profile: Profile, n_boot: int = 2000, cells:
             for m in order if m in by_ranking}
     kept = cells if cells is not None else {(r.model, r.task) for r in table1(*runs[profile.ranking], n_boot).itertuples()
                                             if r.headline and r.in_claims}
-    return half_heads_by_ranking(runs, kept, models, n_boot)
+    return half_heads_by_ranking(runs, kept, models, n_boot, main=profile.ranking)
 
 
 def ranking_stability_table(run_dir: Path, profile: Profile) -> pd.DataFrame:

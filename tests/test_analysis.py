@@ -126,8 +126,10 @@ def test_claim_2_under_another_ranking_swaps_only_the_half_heads_points():
     claims = check_claims(main, n_boot=300)
     kept = {tuple(c.split()) for c in claims["cells_in_claims"]}
     assert ("a", "w") not in kept and len(kept) == 6
-    table = half_heads_by_ranking({"gates": (main, None), "variance": (other, None)}, kept, ["a", "b"], n_boot=300)
-    assert list(table.ranking) == ["gates"] * 3 + ["variance"] * 3
+    table = half_heads_by_ranking({"gates": (main, None), "variance": (other, None)}, kept, ["a", "b"], n_boot=300,
+                                  main="gates")
+    assert list(table.ranking) == ["gates"] * 3 + ["variance"] * 3 and list(table["main"]) == [True] * 3 + [False] * 3
+    assert set(table.seeds) == {"0, 1, 2"}
     assert list(table.model) == ["all models", "a", "b"] * 2
     gates = table.set_index(["ranking", "model"]).loc["gates"]
     expected = claims["half_heads"]
@@ -142,14 +144,25 @@ def test_claim_2_under_another_ranking_swaps_only_the_half_heads_points():
     assert variance.loc["all models", "cells"] == 6 and variance.loc["all models", "verdict"] == "fails"
     assert variance.loc["a", "reason"] == "the 95% interval [12.0, 12.0] lies above a 5% drop"
     said = half_heads_markdown(table)
-    assert said.splitlines()[0] == "| half of the heads chosen by | all models | a | b |"
-    assert "| variance | 12.0% [12.0, 12.0], 6 cells, **fails** | 12.0% [12.0, 12.0], 3 cells, **fails** |" in said
+    assert said.splitlines()[0] == "| half of the heads chosen by | seeds | all models | a | b |"
+    assert "| variance | 0, 1, 2 | 12.0% [12.0, 12.0], 6 cells, **fails** | 12.0% [12.0, 12.0], 3 cells, **fails** |" in said
+    assert said.splitlines()[2].startswith("| gates (the run's own: claim 2) | 0, 1, 2 | ")
+    # a ranking run with one seed is paired with the baseline on that seed only, and says so
+    one_seed = other[(other.replaced_heads != 2) | (other.seed == 1)]
+    table = half_heads_by_ranking({"random": (one_seed, None)}, kept, ["a", "b"], n_boot=300)
+    assert table.seeds.iloc[0] == "1" and table.relative_drop.iloc[0] == pytest.approx(0.12)
+    assert table.cells_gaining.iloc[0] == 0
+    gaining = other[(other.replaced_heads != 2) | (other.seed == 2)].copy()  # seed 2's baseline is 79: 79.5 gains
+    gaining.loc[gaining.replaced_heads == 2, "value"] = 79.5  # on it, though it is below the mean of every seed (80)
+    table = half_heads_by_ranking({"random": (gaining, None)}, kept, ["a", "b"], n_boot=300)
+    assert table.cells_gaining.iloc[0] == 6 and table.relative_drop.iloc[0] < 0
+    assert half_heads_markdown(table.iloc[:0]) == "No ranking was compared with the run's own.\n"
 
 
-def test_the_short_learning_curve_reads_a_drop_only_where_the_baseline_carries_signal():
+def test_the_short_learning_curve_reads_a_drop_only_where_the_baseline_beats_its_references():
     rows = []
-    for n, (base, papa, free) in {100: (52, 50, 53), 200: (60, 54, 55), 400: (70, 63, 56)}.items():
-        for configuration, value in (("baseline", base), ("PAPA", papa), ("attention_free", free), ("trivial", 50)):
+    for n, (base, papa, free, trivial) in {100: (52, 50, 45, 53), 200: (60, 54, 55, 50), 400: (70, 63, 56, 50)}.items():
+        for configuration, value in (("baseline", base), ("PAPA", papa), ("attention_free", free), ("trivial", trivial)):
             for model in ("a", "b"):
                 rows.append({"model": model, "task": "x", "metric": "accuracy", "train_examples": n,
                              "configuration": configuration, "seed": 0, "value": value})

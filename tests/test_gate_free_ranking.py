@@ -10,7 +10,7 @@ import papermill
 import pytest
 import torch
 
-from papa_utils.analysis import average_claim, read_statistics
+from papa_utils.analysis import average_claim, read_statistics, statistics_key
 from papa_utils.head_stats import head_scores, ranking_from_scores
 from papa_utils.metrics import metric_range
 from papa_utils.backbones import cached_model
@@ -18,7 +18,7 @@ from papa_utils.choices import RANKINGS
 from papa_utils.profiles import Profile, get_profile
 from papa_utils.runs import ROOT
 from papa_utils.steps import average_attention, encoded, head_ranking, task_data
-from papa_utils.tables import half_heads_table
+from papa_utils.tables import half_heads_table, results_table
 from papa_utils.sweeps import probe_sweep
 
 PARTIAL = [18, 32, 34]  # minilm-l3: 1/2, 7/8, 15/16 of 36 heads
@@ -75,6 +75,19 @@ def test_claim_2_under_each_ranking_is_read_from_that_rankings_half(smoke):
         drops = [(means[t, "none", 0] - means[t, ranking, 18]) / means[t, "none", 0] for t in profile.tasks]
         assert pooled.loc[ranking, "relative_drop"] == pytest.approx(np.mean(drops)), ranking
     assert pooled.relative_drop.nunique() == 3  # the rankings picked different halves
+    assert list(pooled.seeds) == ["42, 43"] * 3 and list(pooled["main"]) == [True, False, False]
+    # each ranking's interval resamples its own records' dev statistics, read here from the run folder
+    records = [json.loads(p.read_text()) for p in sorted((run_dir / "ranking_sweep").glob("*__k18__*.json"))]
+    for ranking in ("input_dependence", "random"):
+        mine = [r for r in records if r["ranking"].rstrip("0123456789") == ranking]
+        swapped = pd.concat([results[results.replaced_heads != 18], results_table(mine)], ignore_index=True)
+        statistics = {k: v for k, v in read_statistics(run_dir / "results").items() if "|18|" not in k}
+        statistics.update({statistics_key(r["model"], r["task"], "probe", 18, r["seed"]): np.asarray(r["dev_statistics"])
+                           for r in mine})
+        own = average_claim(swapped, statistics, "half", every_cell, ["minilm-l3"], n_boot=500)["relative_drop"]
+        assert pooled.loc[ranking, ["relative_drop", "ci_low", "ci_high"]].tolist() == pytest.approx(
+            [own["value"], own["ci_low"], own["ci_high"]]), ranking
+    assert half_heads_table(run_dir, replace(profile, compare_models=())).empty  # no model compared
 
 
 def test_each_ranking_sweep_replaces_the_first_k_heads_of_its_own_ranking(smoke):

@@ -313,6 +313,14 @@ def test_a_published_run_carries_its_executed_notebooks_and_links_every_figure(s
                                                          and p.name != "README.md"} <= linked
 
 
+def test_a_readme_block_without_its_end_marker_is_not_regenerated(tmp_path):
+    from papa_utils.publish import write_readme_block
+
+    text = "intro\n<!-- summary:cpu:start -->\nold\n<!-- results:cpu:start -->\nold\n"
+    (tmp_path / "README.md").write_text(text)
+    assert write_readme_block("cpu", tmp_path) is False and (tmp_path / "README.md").read_text() == text
+
+
 def test_publishing_is_an_explicit_step_that_never_narrows_published_results(smoke, tmp_path):
     from papa_utils.analysis import claim_statements
     from papa_utils.publish import PublishError, publish_run
@@ -339,7 +347,7 @@ def test_publishing_is_an_explicit_step_that_never_narrows_published_results(smo
     half_heads = pd.read_csv(target / "half_heads_by_ranking.csv")
     assert list(dict.fromkeys(half_heads.ranking)) == ["gates", "input_dependence", "random"]
     assert "**Claim 2 with the half of the heads each ranking picks**" in summary
-    assert "| half of the heads chosen by | all models | minilm-l3 |" in summary
+    assert "| half of the heads chosen by | seeds | all models | minilm-l3 |" in summary
     index = (target / "README.md").read_text()  # the run's own page carries the whole results block
     assert readme.split("<!-- results:smoke:start -->\n")[1].split("<!-- results:smoke:end -->")[0] in index
     for sentence in claim_statements(json.loads((target / "claims.json").read_text())).values():
@@ -502,6 +510,12 @@ def test_lengths_and_sizes_per_task():
     with pytest.raises(ValueError, match=r"^sweep_fractions \(0, 0.875, 1\) lack \[0.5\]: Table 1 and the claims need no "
                                          r"head, half of them and all of them replaced$"):
         replace(profile, sweep_fractions=(0, 7 / 8, 1))
+    robustness = get_profile("cpu-robustness")
+    with pytest.raises(ValueError, match=re.escape(
+            "4 random orders need as many seeds (each order runs with a seed of its own, and the claims pair them by "
+            "seed); seeds are (42, 43, 44): lower random_orders or add seeds")):
+        replace(robustness, random_orders=4)
+    assert replace(robustness, random_orders=5, compare_rankings=("gates", "variance")).random_orders == 5  # none run
 
 
 def test_convergence_reads_the_last_epochs_of_every_probe():
