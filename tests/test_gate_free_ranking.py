@@ -123,7 +123,7 @@ def test_the_main_results_hold_the_gates_ranking_only(smoke):
 def test_the_profiles_ranking_decides_the_main_sweep(data_dir, tmp_path, method):
     """Either score ranking (the smoke run compares input dependence; variance is ranked here) orders the main
     sweep: the heads sorted by the score, the first k replaced."""
-    profile = replace(get_profile("smoke", tasks="sst2", ranking=method), seeds=(42,), epochs=1)
+    profile = replace(get_profile("smoke", tasks="sst2", ranking=method), seeds=(42,), random_orders=1, epochs=1)
     order = head_ranking(tmp_path, profile, "minilm-l3", "sst2")  # as notebook 3 runs the main sweep
     scores = json.loads((tmp_path / "ranking" / "minilm-l3__sst2__scores.json").read_text())
     assert order["method"] == method and order["ranking"] == ranking_from_scores(torch.tensor(scores[method]))
