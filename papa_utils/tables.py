@@ -246,8 +246,8 @@ def ranking_stability_table(run_dir: Path, profile: Profile) -> pd.DataFrame:
 
 
 def ranking_agreement_table(run_dir: Path, profile: Profile) -> pd.DataFrame:
-    """For every (model, task) of the profile: how each ranking the profile compares (``compare_rankings``;
-    random: its first order) agrees with the gates (Spearman correlation, overlap of the first halves) and what it
+    """For every (model, task) of the profile: how the profile's own ranking and each ranking it compares
+    (``compare_rankings``; random: its first order) agrees with the gates (Spearman correlation, overlap of the first halves) and what it
     cost (seconds; the gates' own cost beside it). Empty when the profile compares none."""
     with reading_only(RANKINGS_NOTEBOOK):
         rows = []
@@ -256,7 +256,7 @@ def ranking_agreement_table(run_dir: Path, profile: Profile) -> pd.DataFrame:
                 if not profile.compare_rankings:
                     break
                 gates = head_ranking(run_dir, profile, model_name, task, "gates")
-                for method in (m for m in profile.compare_rankings if m != "gates"):
+                for method in dict.fromkeys(m for m in (profile.ranking, *profile.compare_rankings) if m != "gates"):
                     other = head_ranking(run_dir, profile, model_name, task, method)
                     rows.append({"model": model_name, "task": task,
                                  "ranking": "random0" if method == "random" else method,

@@ -18,7 +18,7 @@ from papa_utils.choices import RANKINGS
 from papa_utils.profiles import Profile, get_profile
 from papa_utils.runs import ROOT
 from papa_utils.steps import average_attention, encoded, head_ranking, task_data
-from papa_utils.tables import half_heads_table, results_table
+from papa_utils.tables import half_heads_table, ranking_agreement_table, results_table
 from papa_utils.sweeps import probe_sweep
 
 PARTIAL = [18, 32, 34]  # minilm-l3: 1/2, 7/8, 15/16 of 36 heads
@@ -88,6 +88,18 @@ def test_claim_2_under_each_ranking_is_read_from_that_rankings_half(smoke):
         assert pooled.loc[ranking, ["relative_drop", "ci_low", "ci_high"]].tolist() == pytest.approx(
             [own["value"], own["ci_low"], own["ci_high"]]), ranking
     assert half_heads_table(run_dir, replace(profile, compare_models=())).empty  # no model compared
+
+
+def test_the_agreement_table_holds_the_runs_own_ranking_when_it_is_not_the_gates(smoke):
+    """A profile ranked by input dependence that compares the gates and random orders (as cpu-robustness does)
+    shows how its own ranking agrees with the gates, beside the compared ones."""
+    profile, run_dir, _ = smoke
+    own = replace(profile, ranking="input_dependence", compare_rankings=("gates", "random"))
+    agreement = ranking_agreement_table(run_dir, own)
+    assert list(dict.fromkeys(agreement.ranking)) == ["input_dependence", "random0"]
+    written = pd.read_csv(run_dir / "results" / "ranking_agreement.csv")  # the smoke run's, ranked by the gates
+    assert agreement.set_index(["task", "ranking"]).spearman.to_dict() == pytest.approx(
+        written.set_index(["task", "ranking"]).spearman.to_dict())
 
 
 def test_each_ranking_sweep_replaces_the_first_k_heads_of_its_own_ranking(smoke):
