@@ -3,9 +3,10 @@
 #
 # Rebuilds `figures/<profile>/performance_vs_dynamic_heads.{pdf,png}`.
 #
-# The heads are ranked, and replacing the first k of the ranking gives the sweep over k = 0, 1/2, 7/8, 15/16
-# and all of the heads (BERT-base: 0, 72, 126, 135, 144; a profile may run fewer shares for a costly model, as
-# the `cpu` profile does for MPNet: 0, 1/2, all). The ranking is the profile's (`ranking`):
+# The heads are ranked, and replacing the first k of the ranking gives the paper's sweep over k = 0, 1/2, 7/8,
+# 15/16 and all of the heads (BERT-base: 0, 72, 126, 135, 144); a profile may run fewer shares, the same for every
+# model (the `cpu` profiles: 0, 1/2, all; the figure below shows the run's). The ranking is the profile's
+# (`ranking`):
 # - **gates** (the paper's): every head gets a gate g (initialised to 0, so sigmoid(g) = 0.5) and attends with
 #   sigmoid(g) * its own attention + (1 - sigmoid(g)) * its constant matrix; the gates train jointly with a
 #   probe while the backbone stays frozen. Heads sorted by final gate, ascending, lean most on their constant
