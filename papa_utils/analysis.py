@@ -614,7 +614,7 @@ def check_claims(results: pd.DataFrame, statistics: dict | None = None, n_boot: 
     metrics and dev sets, is kept beside it."""
     t1 = table1(results, statistics, n_boot)
     main = t1[t1.headline]
-    kept = {(r.model, r.task) for r in main.itertuples() if r.in_claims}
+    kept = cells_in_claims(t1)
     protocols = protocol_per_task(results)
     out = {"paper_all_heads_average_relative_drop": PAPER_ALL_HEADS_DROP,
            "thresholds": {"little_drop": LITTLE_DROP, "wide_interval": WIDE_INTERVAL,
@@ -638,6 +638,11 @@ def check_claims(results: pd.DataFrame, statistics: dict | None = None, n_boot: 
                pooled_strength_correlation=bootstrap_correlation(defined["baseline"], defined["relative_drop"],
                                                                  n=n_boot))
     return out
+
+
+def cells_in_claims(t1: pd.DataFrame) -> set:
+    """The (model, task) cells of Table 1 (``table1``) that the claims average: those whose baseline carries signal."""
+    return {(r.model, r.task) for r in t1[t1.headline].itertuples() if r.in_claims}
 
 
 def average_claim(results: pd.DataFrame, statistics: dict | None, replaced: str, kept: set, models: list,

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .analysis import STATISTICS_FILE, half_heads_by_ranking, ranking_family, statistics_key, table1
+from .analysis import (STATISTICS_FILE, cells_in_claims, half_heads_by_ranking, ranking_family, statistics_key,
+                       table1)
 from .averages import AttentionAverages
 from .backbones import cached_model
 from .head_stats import ranking_agreement
@@ -218,8 +219,7 @@ def half_heads_table(run_dir: Path, profile: Profile, n_boot: int = 2000, cells:
     # a ranking's own statistics: the partial points of two rankings share their statistics keys
     runs = {m: (results_table(shared + by_ranking[m]), dev_statistics(shared + by_ranking[m]))
             for m in order if m in by_ranking}
-    kept = cells if cells is not None else {(r.model, r.task) for r in table1(*runs[profile.ranking], n_boot).itertuples()
-                                            if r.headline and r.in_claims}
+    kept = cells if cells is not None else cells_in_claims(table1(*runs[profile.ranking], n_boot))
     return half_heads_by_ranking(runs, kept, models, n_boot, main=profile.ranking)
 
 
