@@ -1,4 +1,5 @@
-"""From tidy probe results to the paper's numbers: Table 1, relative drops, correlation with strength."""
+"""From tidy probe results to the paper's numbers: Table 1, relative drops and their paired bootstrap replicates,
+and the tables that show them. The rules that turn these numbers into verdicts live in ``verdicts``."""
 from __future__ import annotations
 
 import warnings
@@ -9,10 +10,6 @@ import numpy as np
 import pandas as pd
 
 
-# Thresholds of the verdicts (project decisions, stated with every verdict)
-PAPER_ALL_HEADS_DROP = 0.08  # claim 1: the paper's average relative drop with every head constant
-LITTLE_DROP = 0.05  # claim 2, "little or no drop" with half of the heads constant: a relative drop below 5%
-WIDE_INTERVAL = 0.15  # an interval wider than 15 points of relative drop cannot say that a drop is about 8%
 DEGENERATE_SHARE = 0.99  # a probe that puts at least 99% of its dev predictions in one class predicts one class
 # reported in Table 1 beside the headline metric, not used by the claims (which keep the paper's metric)
 SECONDARY_METRICS = {"mrpc": ("accuracy",)}
@@ -71,8 +68,8 @@ def table1(results: pd.DataFrame, statistics: dict | None = None, n_boot: int = 
     - relative_drop: the paper's, (baseline - PAPA) / baseline;
     - learned_lost: share of the learned signal lost, (baseline - PAPA) / (baseline - trivial);
     - contextual_lost: share of the contextual signal lost, (baseline - PAPA) / (baseline - attention-free),
-      only where baseline - attention-free exceeds the seed spread (the larger of the two min..max ranges over
-      seeds) and the attention-free probe does not predict one class; elsewhere NaN, `contextual_note` says why.
+      on the cells in the claims (whose baseline clears the attention-free probe by more than its noise) where
+      the attention-free probe does not predict one class; elsewhere NaN, `contextual_note` says why.
     The first two come with 95% bootstrap CIs (`*_low`, `*_high`; ``point_draws``): over seeds, and with
     per-example `statistics` over dev examples too (`dev_resampled`), paired between baseline, PAPA and floor.
     `signal_note` is "" where the baseline clears both references by more than its own noise
@@ -112,14 +109,6 @@ def _table1_rows(results: pd.DataFrame, statistics, n_boot: int, metric: str | N
     table["attention_free_degenerate"] = free["degenerate"].reindex(table.index).fillna(0).astype(int)
     table["relative_drop"] = relative_drop(table["baseline"], table["papa"])
     table["learned_lost"] = share_lost(table["baseline"], table["papa"], table["trivial"])
-    spread = np.maximum(base["max"] - base["min"], (free["max"] - free["min"]).reindex(base.index)).reindex(table.index)
-    contextual = (table["baseline"] - table["attention_free"]) > spread
-    one_class = table["attention_free_degenerate"] > 0
-    table["contextual_lost"] = np.where(contextual & ~one_class, share_lost(table["baseline"], table["papa"],
-                                                                            table["attention_free"]), np.nan)
-    table["contextual_note"] = np.where(table["attention_free"].isna(), "no reference",
-                                        np.where(one_class, "attention-free probe predicts one class",
-                                                 np.where(contextual, "", "no contextual signal to lose")))
     draws = point_draws(results, statistics, "all", n=n_boot, metric=metric)
     for name, measure in (("relative_drop", _relative), ("learned_lost", _learned)):
         bounds = {point: interval(measure(*d["draws"])) for point, d in draws.items()}
@@ -129,6 +118,14 @@ def _table1_rows(results: pd.DataFrame, statistics, n_boot: int, metric: str | N
     notes = signal_notes(draws, table["baseline_degenerate"].to_dict())
     table["signal_note"] = [notes.get(i, "no references on the same dev data") for i in table.index]
     table["in_claims"] = table["signal_note"] == ""
+    # one rule for both: a cell has contextual signal to lose exactly when it is in the claims (its baseline clears
+    # the attention-free probe, and the trivial predictor, by more than its noise); a one-class reference is a floor
+    one_class = table["attention_free_degenerate"] > 0
+    table["contextual_lost"] = np.where(table["in_claims"] & ~one_class, share_lost(
+        table["baseline"], table["papa"], table["attention_free"]), np.nan)
+    table["contextual_note"] = np.where(table["attention_free"].isna(), "no reference",
+                                        np.where(one_class, "attention-free probe predicts one class",
+                                                 np.where(table["in_claims"], "", "left out of the claims")))
     protocol = _protocols(results)
     for column in PROTOCOL_FIELDS:
         table[column] = [protocol.get(i, {}).get(column) for i in table.index]
@@ -206,18 +203,29 @@ def statistics_key(model: str, task: str, predictor: str, replaced_heads: int, s
     return f"{model}|{task}|{predictor}|{int(replaced_heads)}|{seed}"
 
 
-def point_draws(results: pd.DataFrame, statistics: dict | None = None, replaced: str = "all", n: int = 2000,
-                seed: int = 0, metric: str | None = None) -> dict:
-    """Per model x task, the baseline, the configuration `replaced` ("all" or "half" of the heads) and the trivial
-    predictor: {"estimates": their means over seeds on the whole dev set (3 values), "draws": [3, n] bootstrap
-    replicates, "free_estimate" / "free_draws": the attention-free probe's (NaN without it), "dev_resampled"}.
-    The headline metric, or `metric` (its per-example counts derived from the headline's, ``derived_statistics``).
+def replaced_count(total_heads: int, replaced) -> int:
+    """How many heads a configuration replaces: "all", "half" (round(total / 2)) or a share of the heads such as
+    7/8 (rounded as ``choices.replaced_counts`` rounds the sweep's shares)."""
+    if replaced == "all":
+        return int(total_heads)
+    share = 0.5 if replaced == "half" else float(replaced)
+    return int(round(share * total_heads))
+
+
+def point_draws(results: pd.DataFrame, statistics: dict | None = None, replaced="all", n: int = 2000,
+                seed: int = 0, metric: str | None = None, pairing: str | None = None) -> dict:
+    """Per model x task, the baseline, the configuration `replaced` ("all" or "half" of the heads, or a share such
+    as 7/8, ``replaced_count``) and the trivial predictor: {"estimates": their means over seeds on the whole dev set
+    (3 values), "draws": [3, n] bootstrap replicates, "free_estimate" / "free_draws": the attention-free probe's
+    (NaN without it), "dev_resampled"}. The headline metric, or `metric` (its per-example counts derived from the
+    headline's, ``derived_statistics``).
 
     A replicate resamples the seeds (with replacement) and, where `statistics` (``statistics_key`` -> per-example
     counts, ``metrics.example_statistics``) hold every value of the point, the dev examples too, with Poisson(1)
     weights per example (the Poisson bootstrap). It is paired: one replicate applies the same seed indices and
     the same dev weights to the baseline, the configuration, the attention-free probe and the floor, so what
-    they share cancels."""
+    they share cancels. Two calls with the same `pairing` name (default: `replaced`) pick the same seeds in each
+    replicate, so their configurations are paired with each other too (on the same seeds)."""
     from .metrics import metric_from_statistics
 
     rows = headline(results, None, metric)
@@ -228,10 +236,9 @@ def point_draws(results: pd.DataFrame, statistics: dict | None = None, replaced:
         # every point draws from generators named by what it is, so its replicates do not depend on which other
         # points are there; the dev weights are named by the task and dev size only: models scored on the same dev
         # examples share them, and the dev noise they share stays in the averages' CIs
-        rng = np.random.default_rng([seed, zlib.crc32(f"{model}|{task}|{replaced}".encode())])
+        rng = np.random.default_rng([seed, zlib.crc32(f"{model}|{task}|{pairing or replaced}".encode())])
         p = predictor.loc[part.index]
-        total = part.total_heads.iloc[0]
-        k = total if replaced == "all" else round(total / 2)
+        k = replaced_count(part.total_heads.iloc[0], replaced)
         pick = lambda who, heads: part[(p == who) & (part.replaced_heads == heads)].set_index("seed")["value"]  # noqa
         base, other, trivial, free = pick("probe", 0), pick("probe", k), pick("trivial", 0), pick("attention_free", 0)
         seeds = sorted(set(base.index) & set(other.index))
@@ -297,7 +304,8 @@ def bootstrap_average(points: dict, measure, seed: int = 0, level: float = 0.95)
     """Average of `measure(baseline, configuration, floor)` (vectorised) over the points of ``point_draws``, with a
     percentile CI whose replicates also resample the points (each replicate picks points with replacement and
     takes each picked point's own replicate). Points where the measure is undefined (NaN) are left out and
-    counted; `dev_resampled_points` says at how many the dev examples were resampled."""
+    counted; `dev_resampled_points` says at how many the dev examples were resampled. Over one point the interval
+    is that point's own (its replicates resample seeds and dev examples only)."""
     estimates = np.array([float(measure(*p["estimates"])) for p in points.values()], dtype=float)
     defined = ~np.isnan(estimates)
     kept = [p for p, ok in zip(points.values(), defined) if ok]
@@ -305,7 +313,10 @@ def bootstrap_average(points: dict, measure, seed: int = 0, level: float = 0.95)
            "points": int(defined.sum()), "undefined_points": int((~defined).sum()),
            "dev_resampled_points": sum(p["dev_resampled"] for p in kept), "ci_low": float("nan"),
            "ci_high": float("nan")}
-    if len(kept) < 2:
+    if len(kept) == 1:  # one cell: no cells to resample, its own replicates (seeds, dev examples) give the interval
+        out["ci_low"], out["ci_high"] = interval(measure(*kept[0]["draws"]), level)
+        return out
+    if not kept:
         return out
     replicates = np.stack([measure(*p["draws"]) for p in kept], axis=1)  # [n, points]
     chosen = np.random.default_rng(seed).integers(0, len(kept), replicates.shape)
@@ -500,197 +511,6 @@ def table1_latex(table: pd.DataFrame) -> str:
     return "\n".join(rows) + "\n"
 
 
-def within_task_test(t1: pd.DataFrame, points: dict, protocols: dict, alpha: float = 0.05) -> dict:
-    """Claim 3 read within each task, on the cells that carry signal (``in_claims``) of models scored on one dev
-    set with one protocol: per task the Spearman correlation of baseline and relative drop across its models;
-    their mean over tasks; its exact one-sided p-values under the null that the drops are unrelated to the
-    baselines (every assignment of one task's drops to its models equally likely, tasks independent); the
-    smallest mean this design could call significant at `alpha` (its power: with three models a task's Spearman
-    is one of -1, -0.5, 0.5, 1); and a bootstrap CI of the mean over the cells' paired replicates (``point_draws``:
-    models on one dev set share its dev weights)."""
-    import itertools
-
-    from scipy.stats import spearmanr
-
-    tasks, nulls, replicate = {}, [], []
-    rows = t1[t1.in_claims]
-    for task in dict.fromkeys(t1.task):
-        part = rows[rows.task == task]
-        entry = {"models": len(part), "spearman": None}
-        if "differs" in protocols.get(task, {}):
-            entry["left_out"] = "the models got different training or dev examples or L"
-        elif len(part) < 2:
-            entry["left_out"] = "fewer than two models carry signal"
-        elif part.baseline.nunique() < 2 or part.relative_drop.nunique() < 2:
-            entry["left_out"] = "ties throughout"
-        else:
-            b, d = part.baseline.to_numpy(float), part.relative_drop.to_numpy(float)
-            entry["spearman"] = float(spearmanr(b, d)[0])
-            nulls.append(sorted(float(spearmanr(b, d[list(order)])[0])
-                                for order in itertools.permutations(range(len(d)))))
-            cells = [points[(m, task)] for m in part.model]
-            base = np.stack([c["draws"][0] for c in cells], axis=1)
-            drop = relative_drop(base, np.stack([c["draws"][1] for c in cells], axis=1))
-            replicate.append(_rank_correlation(base, drop))
-        tasks[task] = entry
-    measured = [t["spearman"] for t in tasks.values() if t["spearman"] is not None]
-    out = {"tasks": tasks, "tasks_measured": len(measured), "tasks_where_it_holds": sum(v > 0 for v in measured),
-           "mean_spearman": float(np.mean(measured)) if measured else None, "p_greater": None, "p_less": None,
-           "detectable_mean_spearman": None, "ci_low": None, "ci_high": None, "alpha": alpha}
-    if not measured:
-        return out
-    means = np.array([np.mean(c) for c in itertools.product(*nulls)])  # the exact null distribution of the mean
-    observed = out["mean_spearman"]
-    out["p_greater"] = float(np.mean(means >= observed - 1e-12))
-    out["p_less"] = float(np.mean(means <= observed + 1e-12))
-    detectable = [v for v in np.unique(means) if np.mean(means >= v - 1e-12) <= alpha]
-    out["detectable_mean_spearman"] = float(min(detectable)) if detectable else None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        out["ci_low"], out["ci_high"] = interval(np.nanmean(np.stack(replicate, axis=1), axis=1))
-    return out
-
-
-def _rank_correlation(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Spearman correlation along axis 1 of [n, m] arrays, one per row (NaN where a row is constant)."""
-    rank = lambda v: np.argsort(np.argsort(v, axis=1), axis=1).astype(float)  # noqa: E731
-    rx, ry = rank(x), rank(y)
-    rx, ry = rx - rx.mean(1, keepdims=True), ry - ry.mean(1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (rx * ry).sum(1) / np.sqrt((rx ** 2).sum(1) * (ry ** 2).sum(1))
-
-
-def average_verdict(average: dict, claim: str) -> dict:
-    """{"verdict": "holds" | "fails" | "undecided", "reason"} of claim 1 ("all": about the paper's 8% or less) or
-    claim 2 ("half": little or no drop, below ``LITTLE_DROP``) from an average relative drop and its 95% CI
-    (``bootstrap_average``)."""
-    low, high = average.get("ci_low"), average.get("ci_high")
-    if not average.get("points"):
-        return {"verdict": "undecided", "reason": "no cell carries signal"}
-    if _missing(low):
-        return {"verdict": "undecided", "reason": f"no interval over {average['points']} cell(s) carrying signal"}
-    span = f"95% interval [{100 * low:.1f}, {100 * high:.1f}]"
-    if claim == "all":
-        if low > PAPER_ALL_HEADS_DROP:
-            return {"verdict": "fails",
-                    "reason": f"the {span} lies above the paper's {100 * PAPER_ALL_HEADS_DROP:.0f}%"}
-        if high - low > WIDE_INTERVAL:
-            return {"verdict": "undecided", "reason": f"the {span} is wider than {100 * WIDE_INTERVAL:.0f} points"}
-        return {"verdict": "holds", "reason": f"the {span} reaches down to the paper's "
-                                              f"{100 * PAPER_ALL_HEADS_DROP:.0f}% or below it"}
-    if high < LITTLE_DROP:
-        return {"verdict": "holds", "reason": f"the {span} lies below a {100 * LITTLE_DROP:.0f}% drop"}
-    if low > LITTLE_DROP:
-        return {"verdict": "fails", "reason": f"the {span} lies above a {100 * LITTLE_DROP:.0f}% drop"}
-    return {"verdict": "undecided", "reason": f"the {span} straddles a {100 * LITTLE_DROP:.0f}% drop"}
-
-
-def strength_verdict(test: dict) -> dict:
-    """Claim 3's verdict from ``within_task_test``: holds when the mean within-task Spearman is significantly
-    positive, fails when significantly negative, else undecided with what this design could detect."""
-    if not test["tasks_measured"]:
-        return {"verdict": "undecided", "reason": "no task has two or more models that carry signal"}
-    said = (f"mean within-task Spearman {test['mean_spearman']:+.2f} over {test['tasks_measured']} tasks, exact "
-            f"one-sided p = {test['p_greater']:.3f}")
-    if test["p_greater"] < test["alpha"]:
-        return {"verdict": "holds", "reason": said}
-    if test["p_less"] < test["alpha"]:
-        return {"verdict": "fails", "reason": said.replace(f"p = {test['p_greater']:.3f}",
-                                                           f"p = {test['p_less']:.3f} for a negative relation")}
-    power = (f"no result of this design could reach p < {test['alpha']:g}" if test["detectable_mean_spearman"] is None
-             else f"this design detects only a mean of {test['detectable_mean_spearman']:+.2f} or more")
-    return {"verdict": "undecided", "reason": f"{said}; {power}"}
-
-
-def check_claims(results: pd.DataFrame, statistics: dict | None = None, n_boot: int = 2000) -> dict:
-    """The paper's three claims, measured on these results, each with a verdict (``average_verdict``,
-    ``strength_verdict``).
-
-    Claims 1 and 2 (all / half of the heads constant): the paper's average relative drop and the average share
-    of the learned signal lost (against the trivial predictor), pooled and per model, over the cells that carry
-    signal (``signal_notes``; the others are listed in `left_out` with the reason), each with a bootstrap CI over
-    cells, seeds and, with per-example `statistics`, dev examples (``point_draws``, ``bootstrap_average``).
-    Claim 3 is tested within tasks (``within_task_test``); the correlation pooled over every cell, which mixes
-    metrics and dev sets, is kept beside it."""
-    t1 = table1(results, statistics, n_boot)
-    main = t1[t1.headline]
-    kept = cells_in_claims(t1)
-    protocols = protocol_per_task(results)
-    out = {"paper_all_heads_average_relative_drop": PAPER_ALL_HEADS_DROP,
-           "thresholds": {"little_drop": LITTLE_DROP, "wide_interval": WIDE_INTERVAL,
-                          "degenerate_share": DEGENERATE_SHARE},
-           "protocol_per_task": protocols,
-           "cells_in_claims": [f"{m} {t}" for m, t in sorted(kept)],
-           "left_out": {f"{r.model} {r.task}": r.signal_note for r in main.itertuples() if not r.in_claims},
-           "points_with_undefined_drop": [f"{r.model} {r.task}" for r in main[main.relative_drop.isna()].itertuples()]}
-    models = list(dict.fromkeys(main.model))
-    for name, replaced in (("all_heads", "all"), ("half_heads", "half")):
-        out[name] = average_claim(results, statistics, replaced, kept, models, n_boot)
-    out["all_heads"]["contextual_signal_lost"] = {
-        "value": float(main.contextual_lost.mean()) if main.contextual_lost.notna().any() else None,
-        "points": int(main.contextual_lost.notna().sum()),
-        "no_contextual_signal": [f"{r.model} {r.task}" for r in main.itertuples() if r.contextual_note]}
-    within = within_task_test(main, point_draws(results, statistics, "all", n=n_boot), protocols)
-    within["verdict"] = strength_verdict(within)
-    within["holds"] = {"holds": True, "fails": False}.get(within["verdict"]["verdict"])
-    defined = main[main.in_claims].dropna(subset=["relative_drop"])
-    out.update(strength_within_tasks=within, stronger_models_lose_more=within["holds"],
-               pooled_strength_correlation=bootstrap_correlation(defined["baseline"], defined["relative_drop"],
-                                                                 n=n_boot))
-    return out
-
-
-def cells_in_claims(t1: pd.DataFrame) -> set:
-    """The (model, task) cells of Table 1 (``table1``) that the claims average: those whose baseline carries signal."""
-    return {(r.model, r.task) for r in t1[t1.headline].itertuples() if r.in_claims}
-
-
-def average_claim(results: pd.DataFrame, statistics: dict | None, replaced: str, kept: set, models: list,
-                  n_boot: int = 2000) -> dict:
-    """Claim 1 (`replaced` "all") or claim 2 ("half") over the cells in `kept` (those that carry signal): the
-    average relative drop and share of the learned signal lost, pooled and per model, each with its bootstrap CI
-    (``point_draws``, ``bootstrap_average``) and verdict (``average_verdict``); for claim 2 also how many cells gain."""
-    points = {cell: p for cell, p in point_draws(results, statistics, replaced, n=n_boot).items() if cell in kept}
-    block = {"relative_drop": bootstrap_average(points, _relative),
-             "learned_signal_lost": bootstrap_average(points, _learned), "per_model": {}}
-    block["verdict"] = average_verdict(block["relative_drop"], replaced)
-    for model in models:
-        mine = {cell: p for cell, p in points.items() if cell[0] == model}
-        average = bootstrap_average(mine, _relative)
-        block["per_model"][model] = {"relative_drop": average, "learned_signal_lost": bootstrap_average(mine, _learned),
-                                     "verdict": average_verdict(average, replaced)}
-    if replaced == "half":  # on the same seeds as the drop beside it
-        block["gains"] = int(sum(_relative(*p["estimates"]) < 0 for p in points.values()))
-    return block
-
-
-def half_heads_by_ranking(runs: dict, kept: set, models: list, n_boot: int = 2000, main: str = "") -> pd.DataFrame:
-    """Claim 2 measured once per ranking: `runs` maps a ranking to (results, statistics), the run's results with
-    that ranking's half of the heads at k = ½ (the baseline, all heads and the references are the same rows for
-    every ranking) and their per-example dev statistics, and the claim averages the same cells (`kept`, those that
-    carry signal in the main results) under each; `main` names the run's own ranking (its main sweep). A ranking
-    with fewer seeds than the baseline (a random order runs with one) is paired with the baseline on its seeds only
-    (``point_draws``): its interval has no seed-to-seed noise then, and the `seeds` column says so. One row per
-    ranking x model ("all models" for the pooled average): seeds, cells, relative drop and share of the learned
-    signal lost with their 95% CIs, cells that gain (pooled rows), verdict and reason."""
-    rows = []
-    for ranking, (table, statistics) in runs.items():
-        block = average_claim(table, statistics, "half", kept, models, n_boot)
-        probes = table[(table.predictor == "probe") & table.headline]
-        half = probes[probes.replaced_heads == (probes.total_heads / 2).round()]
-        seeds = ", ".join(str(int(s)) for s in sorted(set(half.seed)))
-        for model, part in [("all models", block), *block["per_model"].items()]:
-            drop, lost = part["relative_drop"], part["learned_signal_lost"]
-            rows.append({"ranking": ranking, "main": ranking == main, "model": model, "seeds": seeds,
-                         "cells": drop["points"],
-                         "relative_drop": drop["value"], "ci_low": drop["ci_low"], "ci_high": drop["ci_high"],
-                         "learned_lost": lost["value"], "learned_ci_low": lost["ci_low"],
-                         "learned_ci_high": lost["ci_high"], "dev_resampled_cells": drop["dev_resampled_points"],
-                         "cells_gaining": block["gains"] if part is block else None,
-                         "verdict": part["verdict"]["verdict"], "reason": part["verdict"]["reason"]})
-    return pd.DataFrame(rows)
-
-
 def half_heads_markdown(table: pd.DataFrame) -> str:
     """``half_heads_by_ranking`` as a Markdown table: one row per ranking (with its seeds; the run's own ranking
     marked), the pooled verdict and each model's."""
@@ -714,45 +534,6 @@ def half_heads_markdown(table: pd.DataFrame) -> str:
 def _missing(value) -> bool:
     """Undefined: None (strict JSON's null) or NaN."""
     return value is None or bool(np.isnan(value))
-
-
-def _ci(c: dict) -> str:
-    if _missing(c["value"]):
-        return "undefined"
-    return f"{c['value']:+.2f}" + ("" if _missing(c["ci_low"]) else f" [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}]")
-
-
-def _average(a: dict) -> str:
-    if not a["points"]:
-        return "undefined"
-    ci = "" if _missing(a["ci_low"]) else f" [{100 * a['ci_low']:.1f}, {100 * a['ci_high']:.1f}]"
-    left = f"; {a['undefined_points']} undefined" if a["undefined_points"] else ""
-    return f"{100 * a['value']:.1f}%{ci} over {a['points']} cells{left}"
-
-
-def claim_statements(claims: dict) -> dict:
-    """One sentence per claim, measured, with its verdict, from ``check_claims``'s output: what notebook 4
-    prints and what the README's results block shows, so the two cannot disagree."""
-    c = claims
-    out = {}
-    for name in ("all_heads", "half_heads"):
-        a = c[name]
-        verdict = a.get("verdict", {"verdict": "undecided", "reason": ""})
-        per_model = "; ".join(f"{m} {_average(v['relative_drop'])}, {v['verdict']['verdict']}"
-                              for m, v in a.get("per_model", {}).items())
-        out[name] = (f"**{verdict['verdict']}** ({verdict['reason']}): relative drop {_average(a['relative_drop'])}; "
-                     f"share of the learned signal lost {_average(a['learned_signal_lost'])}"
-                     + (f"; {a['gains']} cells gain" if "gains" in a else "")
-                     + (f". Per model: {per_model}" if per_model else ""))
-    w, r = c["strength_within_tasks"], c["pooled_strength_correlation"]
-    verdict = w.get("verdict", {"verdict": "undecided", "reason": ""})
-    per_task = ", ".join(f"{t} {v['spearman']:+.2f}" for t, v in w["tasks"].items() if v["spearman"] is not None)
-    ci = "" if _missing(w.get("ci_low")) else f", bootstrap 95% interval of the mean [{w['ci_low']:+.2f}, {w['ci_high']:+.2f}]"
-    out["strength"] = (f"**{verdict['verdict']}** ({verdict['reason']}{ci})"
-                       + (f"; Spearman per task: {per_task}" if per_task else "")
-                       + (f"; pooled over all {r['points']} cells (mixed metrics and dev sets): Pearson "
-                          f"{_ci(r['pearson'])}, Spearman {_ci(r['spearman'])}" if r["points"] > 2 else ""))
-    return out
 
 
 def ranking_family(name: str) -> str:

@@ -22,11 +22,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from .analysis import (claim_statements, curve_drops_markdown, curve_markdown, curve_summary, half_heads_markdown,
+from .analysis import (curve_drops_markdown, curve_markdown, curve_summary, half_heads_markdown,
                        ranking_markdown, ranking_verdict, read_statistics, table1, table1_markdown)
 from .choices import SWEEP_FRACTIONS
 from .profiles import PROFILES, Profile
 from .runs import ROOT, RunScopeError, atomic_path, covers, describe_scope, repo_relative, write_json
+from .verdicts import FLAT_TAIL, claim_statements, findings
 
 RESULT_FILES = ("probe_results.csv", "convergence.csv", "table1.md", "table1.tex", "claims.json")
 # only from profiles that ask for them (learning curves, the ranking comparison, stability), or from runs made
@@ -285,12 +286,7 @@ def readme_block(name: str, root: Path = ROOT, folder: Path | None = None) -> st
               table1_markdown(table1(results, statistics)).rstrip()]
     convergence = _table(folder / "convergence.csv")
     if convergence is not None and len(convergence):
-        flat = convergence[convergence.converged.astype(bool)]
-        lines += ["", f"Convergence (`convergence.csv`): {len(flat)} of {len(convergence)} probes (model × task × "
-                      f"configuration, mean over seeds) gain less than 0.5 points in their last epoch"
-                  + ("." if len(flat) == len(convergence) else "; still moving: " + ", ".join(
-                      f"{r.model} {r.task} {r.predictor} k={r.replaced_heads} ({r.last_gain:+.1f})"
-                      for r in convergence[~convergence.converged.astype(bool)].itertuples()) + ".")]
+        lines += ["", convergence_line(convergence)]
     lines += ["", "### The paper's claims, with a verdict each", "",
               "| claim (Hassid et al. 2022) | paper | here |", "|---|---|---|",
               f"| 1. all heads constant | average relative drop 8% | {said['all_heads']} |",
@@ -325,6 +321,20 @@ def readme_block(name: str, root: Path = ROOT, folder: Path | None = None) -> st
             lines.append(f"| {ranking} | {model} | " + " | ".join(
                 f"{v.mean():+.2f} ({v.min():+.2f} to {v.max():+.2f})" if len(v) else "—" for v in cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def convergence_line(convergence: pd.DataFrame) -> str:
+    """How many probe curves ended flat (``tables.convergence_table``) and which did not, with their tail slopes."""
+    if "tail_slope" not in convergence:  # a run made before the slope was kept: its last epoch's gain only
+        return (f"Convergence (`convergence.csv`): this run kept only each curve's last-epoch gain, which a decaying "
+                f"learning rate makes small whether or not the curve has converged; no check is reported.")
+    moving = convergence[~convergence.converged.astype(bool)]
+    return (f"Convergence (`convergence.csv`): {len(convergence) - len(moving)} of {len(convergence)} probe curves "
+            f"(model × task × configuration, mean over seeds) ended flat: the slope of their last epochs' dev metric, "
+            f"against the training done counted in epochs at the peak learning rate, is under {FLAT_TAIL:g} points "
+            f"per epoch" + ("." if not len(moving) else "; still moving (points per epoch at the peak rate): " + ", ".join(
+                f"{r.model} {r.task} {r.predictor} k={r.replaced_heads} ({r.tail_slope:+.1f})"
+                for r in moving.itertuples()) + "."))
 
 
 HALF_HEADS_INTRO = ("**Claim 2 with the half of the heads each ranking picks** (`half_heads_by_ranking.csv`): the average "

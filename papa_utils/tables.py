@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .analysis import (STATISTICS_FILE, cells_in_claims, half_heads_by_ranking, ranking_family, statistics_key,
+from .analysis import (STATISTICS_FILE, ranking_family, statistics_key,
                        table1)
 from .averages import AttentionAverages
 from .backbones import cached_model
@@ -19,6 +19,7 @@ from .runs import MissingStepError, atomic_path, read_json, reading_only, result
 from .steps import head_ranking, stability_variants, task_data
 from .sweeps import ranking_comparison
 from .tasks import get_task
+from .verdicts import FLAT_TAIL, cells_where_full_papa_loses, half_heads_by_ranking, tail_slope
 
 RANKINGS_NOTEBOOK = "06_gate_free_ranking"  # makes every ranking and sweep the ranking tables read
 
@@ -72,13 +73,14 @@ def results_table(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-CONVERGED_GAIN = 0.5  # metric points: a dev curve whose last epoch gains less than this has ended flat
-
-
-def convergence_table(records: list[dict], last: int = 3) -> pd.DataFrame:
+def convergence_table(records: list[dict], schedule: str = "constant", last: int = 3) -> pd.DataFrame:
     """Whether each probe's dev curve ended flat: per model x task x predictor x replaced heads, the headline
     metric's mean over seeds at each of the `last` epochs (columns "epoch_<n>"), the last epoch's gain over the one
-    before, and `converged`: that gain is below ``CONVERGED_GAIN``. The final epoch is what the results report."""
+    before (`last_gain`), and the tail's slope: the least-squares slope of those means against the training done,
+    counted in epochs at the peak learning rate (``verdicts.tail_slope``). Under a decaying rate a curve flattens because
+    its steps shrink, not because it has converged; the slope undoes that: it is what one more epoch at the peak
+    rate would move the metric by. `converged`: its size is below ``FLAT_TAIL`` points, so a curve still rising,
+    falling or swinging fails. The final epoch is what the results report."""
     rows = []
     for r in records:
         metric = get_task(r["task"]).metric
@@ -88,7 +90,7 @@ def convergence_table(records: list[dict], last: int = 3) -> pd.DataFrame:
                          "seed": r["seed"], "epoch": point["epoch"], "value": point[metric]})
     columns = ["model", "task", "predictor", "replaced_heads", "total_heads", "metric"]
     if not rows:
-        return pd.DataFrame(columns=columns + ["seeds", "last_gain", "converged"])
+        return pd.DataFrame(columns=columns + ["seeds", "last_gain", "tail_slope", "converged"])
     frame = pd.DataFrame(rows)
     means = frame.pivot_table(index=columns, columns="epoch", values="value", aggfunc="mean")
     seeds = frame.groupby(columns)["seed"].nunique()
@@ -96,7 +98,8 @@ def convergence_table(records: list[dict], last: int = 3) -> pd.DataFrame:
     table = means[epochs].rename(columns=lambda e: f"epoch_{e}")
     table["seeds"] = seeds
     table["last_gain"] = (means[epochs[-1]] - means[epochs[-2]]) if len(epochs) > 1 else np.nan
-    table["converged"] = table["last_gain"] < CONVERGED_GAIN
+    table["tail_slope"] = tail_slope(means[epochs].to_numpy(float), epochs, max(means.columns), schedule)
+    table["converged"] = table["tail_slope"].abs() < FLAT_TAIL
     return table.reset_index()
 
 
@@ -132,7 +135,7 @@ def write_results(run_dir: Path, profile: Profile) -> pd.DataFrame:
                                "02_probe_baselines")
     table = results_table(records)
     save_table(table, results_dir(run_dir) / "probe_results.csv")
-    save_table(convergence_table(records), results_dir(run_dir) / "convergence.csv")
+    save_table(convergence_table(records, profile.lr_schedule), results_dir(run_dir) / "convergence.csv")
     statistics = dev_statistics(records)
     with atomic_path(results_dir(run_dir) / STATISTICS_FILE) as tmp:
         with open(tmp, "wb") as f:
@@ -198,10 +201,10 @@ def ranking_comparison_table(run_dir: Path, profile: Profile) -> pd.DataFrame:
 
 
 def half_heads_table(run_dir: Path, profile: Profile, n_boot: int = 2000, cells: set | None = None) -> pd.DataFrame:
-    """Claim 2 under every ranking of the comparison (``analysis.half_heads_by_ranking``): on the compared models,
+    """Claim 2 under every ranking of the comparison (``verdicts.half_heads_by_ranking``): on the compared models,
     the main results with their partial points taken from each ranking's sweep in turn (the profile's own ranking
-    is the main sweep; random orders count as one ranking, each order with its one seed), over the cells that carry
-    signal in the main results (or the (model, task) `cells` given), with the same paired bootstrap over seeds and
+    is the main sweep; random orders count as one ranking, each order with its one seed), over the cells where full
+    PAPA loses measurably in the main results (claim 2's cells, or the (model, task) `cells` given), with the same paired bootstrap over seeds and
     dev examples. Empty when the run compares no ranking."""
     with reading_only(RANKINGS_NOTEBOOK):
         models = [m for m in profile.models if m in profile.compare_models]
@@ -219,7 +222,7 @@ def half_heads_table(run_dir: Path, profile: Profile, n_boot: int = 2000, cells:
     # a ranking's own statistics: the partial points of two rankings share their statistics keys
     runs = {m: (results_table(shared + by_ranking[m]), dev_statistics(shared + by_ranking[m]))
             for m in order if m in by_ranking}
-    kept = cells if cells is not None else cells_in_claims(table1(*runs[profile.ranking], n_boot))
+    kept = cells if cells is not None else cells_where_full_papa_loses(table1(*runs[profile.ranking], n_boot))
     return half_heads_by_ranking(runs, kept, models, n_boot, main=profile.ranking)
 
 

@@ -10,7 +10,8 @@ import papermill
 import pytest
 import torch
 
-from papa_utils.analysis import average_claim, read_statistics, statistics_key
+from papa_utils.analysis import read_statistics, statistics_key
+from papa_utils.verdicts import average_claim
 from papa_utils.head_stats import head_scores, ranking_from_scores
 from papa_utils.metrics import metric_range
 from papa_utils.backbones import cached_model

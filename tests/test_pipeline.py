@@ -165,7 +165,7 @@ def test_figures_tables_and_metadata_exist(smoke):
     claims = json.loads((run_dir / "results" / "claims.json").read_text())
     assert claims["pooled_strength_correlation"]["points"] == len(claims["cells_in_claims"])
     assert claims["stronger_models_lose_more"] is None  # one model: nothing to compare within a task
-    assert claims["strength_within_tasks"]["verdict"]["verdict"] == "undecided"
+    assert claims["strength_model_level"]["verdict"]["verdict"] == "undecided"
     meta = json.loads((run_dir / "run.json").read_text())
     assert meta["git_commit"] and meta["packages"]["torch"].startswith("2.13.0")
     assert isinstance(meta["dirty"], bool) and (meta["diff_sha256"] is None) == (not meta["dirty"])
@@ -322,7 +322,7 @@ def test_a_readme_block_without_its_end_marker_is_not_regenerated(tmp_path):
 
 
 def test_publishing_is_an_explicit_step_that_never_narrows_published_results(smoke, tmp_path):
-    from papa_utils.analysis import claim_statements
+    from papa_utils.verdicts import claim_statements
     from papa_utils.publish import PublishError, publish_run
 
     _, run_dir, _ = smoke
@@ -519,23 +519,31 @@ def test_lengths_and_sizes_per_task():
 
 
 def test_convergence_reads_the_last_epochs_of_every_probe():
-    """Per model x task x predictor x k: the mean over seeds of the last epochs and whether the last one gained
-    less than half a point."""
+    """Per model x task x predictor x k: the mean over seeds of the last epochs, the last epoch's gain and the tail's
+    slope in epochs at the peak rate; a curve ended flat only when that slope is under half a point, so a curve
+    that still climbs or falls fails, and under a linear decay a small last gain is not enough."""
     from papa_utils.tables import convergence_table
 
     def record(seed, k, values, predictor="probe"):
         return {"model": "m", "task": "sst2", "predictor": predictor, "replaced_heads": k, "total_heads": 4,
                 "seed": seed, "curve": [{"epoch": e + 1, "accuracy": v} for e, v in enumerate(values)]}
 
-    records = [record(0, 0, [70, 80, 81, 81.2]), record(1, 0, [70, 80, 81, 81.6]),  # +0.4 on average: flat
+    records = [record(0, 0, [70, 80, 81, 81.2]), record(1, 0, [70, 80.8, 81, 81.2]),  # +0.4 per epoch: flat
                record(0, 4, [60, 70, 75, 76]), record(1, 4, [60, 70, 75, 77]),  # +1.5: still climbing
-               record(0, 0, [50, 52, 51, 50], "attention_free")]  # falling: flat
+               record(0, 0, [50, 52, 51, 50], "attention_free")]  # falling by 1 per epoch: not flat either
     table = convergence_table(records).set_index(["predictor", "replaced_heads"])
-    assert list(table.columns[-6:]) == ["epoch_2", "epoch_3", "epoch_4", "seeds", "last_gain", "converged"]
-    assert table.loc[("probe", 0), "epoch_4"] == pytest.approx(81.4)
-    assert table.loc[("probe", 0), "last_gain"] == pytest.approx(0.4) and table.loc[("probe", 0), "converged"]
+    assert list(table.columns[-7:]) == ["epoch_2", "epoch_3", "epoch_4", "seeds", "last_gain", "tail_slope",
+                                        "converged"]
+    assert table.loc[("probe", 0), "epoch_4"] == pytest.approx(81.2)
+    assert table.loc[("probe", 0), "tail_slope"] == pytest.approx(0.4) and table.loc[("probe", 0), "converged"]
     assert table.loc[("probe", 4), "last_gain"] == pytest.approx(1.5) and not table.loc[("probe", 4), "converged"]
-    assert table.loc[("attention_free", 0), "converged"] and table.loc[("probe", 0), "seeds"] == 2
+    assert table.loc[("attention_free", 0), "tail_slope"] == pytest.approx(-1)
+    assert not table.loc[("attention_free", 0), "converged"] and table.loc[("probe", 0), "seeds"] == 2
+    # the same curves under a linear decay over 4 epochs: epochs 2-4 ran at 5/8, 3/8 and 1/8 of the peak rate
+    # (training done 1.5, 1.875, 2 peak-rate epochs), so the flat one's +0.6 and +0.2 read as 1.6 points per epoch
+    # at the peak rate: still moving
+    linear = convergence_table(records, "linear").set_index(["predictor", "replaced_heads"])
+    assert linear.loc[("probe", 0), "tail_slope"] == pytest.approx(1.6) and not linear.loc[("probe", 0), "converged"]
 
 
 def test_baseline_features_are_kept_on_disk_only_while_the_cache_has_room(tmp_path, monkeypatch):

@@ -30,12 +30,13 @@ run_dir = ""  # empty: runs/<run name> ($PAPA_RUNS_DIR instead of runs/ when set
 import pandas as pd
 
 from papa_utils import describe
-from papa_utils.analysis import table1
+from papa_utils.analysis import read_statistics, table1
 from papa_utils.figures import plot_dev_curves, save_figure
 from papa_utils.backbones import cached_model
 from papa_utils.runs import figures_dir, notebook_run, results_dir
 from papa_utils.sweeps import probe_sweep
 from papa_utils.tables import save_table, truncation_table, write_results
+from papa_utils.verdicts import FLAT_TAIL
 
 profile, run_dir = notebook_run(profile, models, tasks, ranking, passes, run_dir)
 print("examples per task, the same for every model (None: the whole split):")
@@ -69,7 +70,8 @@ truncation.pivot_table(index=["task", "L"], columns="model", values="dev_truncat
 # ## Baseline vs. all heads constant (mean ± std over seeds, task metric in points), with the references
 
 # %%
-t1 = table1(results)
+statistics = read_statistics(results_dir(run_dir))  # the same per-example statistics notebook 4 reads
+t1 = table1(results, statistics)
 t1[["model", "task", "metric", "trivial", "attention_free", "baseline", "baseline_std", "papa", "papa_std",
     "relative_drop", "learned_lost", "contextual_lost", "contextual_note", "in_claims"]].round(3)
 
@@ -84,11 +86,15 @@ for r in t1[t1.headline & ~t1.in_claims].itertuples():
 # %% [markdown]
 # ## Did the probes converge?
 # The final epoch is reported, so each dev curve should end flat: per cell, the mean over seeds of the last
-# epochs and the last epoch's gain (`results/convergence.csv`; converged: a gain below 0.5 points).
+# epochs, the last epoch's gain and the tail's slope (`results/convergence.csv`). Under a learning rate that
+# decays to 0 the last epoch's gain is small by construction, so the check fits the slope of the last epochs
+# against the training done, counted in epochs at the peak rate: what one more epoch at that rate would still move.
+# A curve ended flat when that is under 0.5 points; a curve still rising, falling or swinging fails.
 
 # %%
 convergence = pd.read_csv(results_dir(run_dir) / "convergence.csv")
-print(f"{int(convergence.converged.sum())} of {len(convergence)} probes ended flat")
+print(f"{int(convergence.converged.sum())} of {len(convergence)} probe curves ended flat (tail slope under "
+      f"{FLAT_TAIL:g} points per epoch at the peak learning rate)")
 convergence.round(2)
 
 # %% [markdown]

@@ -29,10 +29,10 @@ import seaborn as sns
 import torch
 
 from papa_utils import describe
-from papa_utils.analysis import half_heads_change, seed_summary, table1
+from papa_utils.analysis import half_heads_change, read_statistics, seed_summary, table1
 from papa_utils.figures import plot_performance_vs_dynamic_heads, save_figure
 from papa_utils.backbones import cached_model
-from papa_utils.runs import figures_dir, notebook_run
+from papa_utils.runs import figures_dir, notebook_run, results_dir
 from papa_utils.steps import head_ranking
 from papa_utils.sweeps import probe_sweep
 from papa_utils.tables import write_results
@@ -57,7 +57,7 @@ results = write_results(run_dir, profile)
 
 # %%
 summary = seed_summary(results)
-fig = plot_performance_vs_dynamic_heads(summary, references=table1(results))
+fig = plot_performance_vs_dynamic_heads(summary, references=table1(results, read_statistics(results_dir(run_dir))))
 save_figure(fig, figures_dir(run_dir) / "performance_vs_dynamic_heads")
 
 # %% [markdown]

@@ -1,0 +1,184 @@
+"""The rules that turn results into verdicts (synthetic numbers): claim 1 needs its whole interval, claim 2 is read
+where full PAPA loses, claim 3 is tested with the models relabelled jointly, the convergence check can fail, and
+the sentences about results are generated from claims.json."""
+import signal
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from papa_utils.analysis import table1
+from papa_utils.verdicts import (FLAT_TAIL, check_claims, claim_statements, epoch_rates, findings, model_level_test,
+                                 strength_verdict, tail_slope)
+from test_analysis import results
+
+
+def strength_grid(models: int, tasks: int, order=None):
+    """`models` models on `tasks` tasks, model i with baseline 50 + 5 i and a relative drop that grows with it (or
+    follows `order`, a drop rank per model), clear of their references on every cell."""
+    values, refs = {}, {}
+    for t in range(tasks):
+        for i in range(models):
+            base = 50 + 5 * i + t
+            rank = i if order is None else order[i]
+            values[(f"m{i}", f"t{t}", 0)] = [base, base + 0.5, base - 0.5]
+            values[(f"m{i}", f"t{t}", 4)] = [v * (1 - 0.02 * (rank + 1)) for v in (base, base + 0.5, base - 0.5)]
+            refs[(f"m{i}", f"t{t}")] = (20, [25, 25.5, 24.5])
+    return results(values, refs)
+
+
+def test_claim_3_relabels_the_models_jointly_so_three_models_never_reach_significance():
+    """The same three models in four tasks, each task ordered perfectly: tasks treated as independent would give
+    p = 6^-4; a model's drops move together, so there are only 3! relabellings and p = 1/6, and the verdict says
+    that no result of this design could reach p < 0.05."""
+    claims = check_claims(strength_grid(3, 4), n_boot=100)
+    test = claims["strength_model_level"]
+    assert test["mean_spearman"] == pytest.approx(1) and test["relabellings"] == 6 and test["exact"]
+    assert test["p_greater"] == pytest.approx(1 / 6) and test["smallest_p"] == pytest.approx(1 / 6)
+    assert test["verdict"]["verdict"] == "undecided"
+    assert test["verdict"]["reason"].endswith("with 3 models the smallest p this design can give is 0.167, so no "
+                                              "result could reach p < 0.05")
+    assert claims["stronger_models_lose_more"] is None
+
+
+def test_claim_3_on_six_models_and_six_tasks_is_exact_and_fast():
+    """The paper's grid, 6 models x 6 tasks: the null has 6! = 720 relabellings (not 720^6), the perfectly ordered
+    grid reaches p = 1/720 and holds, the reversed one fails; the whole check runs well within a minute."""
+    def alarm(*_):
+        raise TimeoutError("check_claims on a 6 x 6 grid did not finish within 60 s")
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(60)
+    try:
+        claims = check_claims(strength_grid(6, 6), n_boot=200)
+        reversed_ = check_claims(strength_grid(6, 6, order=[5, 4, 3, 2, 1, 0]), n_boot=200)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    test = claims["strength_model_level"]
+    assert test["relabellings"] == 720 and test["tasks_measured"] == 6
+    assert test["p_greater"] == pytest.approx(1 / 720) and test["verdict"]["verdict"] == "holds"
+    assert reversed_["strength_model_level"]["verdict"]["verdict"] == "fails"
+    assert reversed_["strength_model_level"]["p_less"] == pytest.approx(1 / 720)
+
+
+def test_the_joint_relabelling_restricts_to_the_models_a_task_has():
+    """A task where one of three models is left out is compared on the other two, under the same relabelling:
+    with one task of three models and one of two, ordered, p = 1/6, the mean counts both tasks."""
+    t1 = pd.DataFrame({"model": ["a", "b", "c", "a", "c"], "task": ["x", "x", "x", "y", "y"],
+                       "baseline": [60, 70, 80, 50, 90], "relative_drop": [.1, .2, .3, .1, .4], "in_claims": True})
+    test = model_level_test(t1, {})
+    assert test["tasks"]["y"]["spearman"] == pytest.approx(1) and test["tasks_measured"] == 2
+    assert test["p_greater"] == pytest.approx(1 / 6)
+    # task y reversed: the six relabellings give x's Spearman 1, .5, .5, -.5, -.5, -1; each sends a and c to y in
+    # the same order as in x or in the other one, so y's is -1, -1, -1, +1, +1, +1: means 0, -.25, -.25, .25, .25, 0
+    reversed_y = model_level_test(t1.assign(relative_drop=[.1, .2, .3, .4, .1]), {})
+    assert reversed_y["mean_spearman"] == pytest.approx(0) and reversed_y["p_greater"] == pytest.approx(4 / 6)
+    assert reversed_y["p_less"] == pytest.approx(4 / 6) and reversed_y["smallest_p"] == pytest.approx(2 / 6)
+    differs = model_level_test(t1, {"x": {"differs": {}}})
+    assert differs["tasks"]["x"]["left_out"] == "the models got different training or dev examples or L"
+    assert strength_verdict(differs)["verdict"] == "undecided"
+
+
+def test_more_models_than_the_exact_limit_sample_the_relabellings():
+    t1 = pd.DataFrame({"model": [f"m{i}" for i in range(9)], "task": "x", "baseline": np.arange(9.0),
+                       "relative_drop": np.arange(9.0) / 10, "in_claims": True})
+    test = model_level_test(t1, {}, samples=2000)
+    assert not test["exact"] and test["relabellings"] == 2001
+    assert test["p_greater"] == pytest.approx(1 / 2001)
+
+
+def test_claim_2_is_read_where_full_papa_loses_and_a_model_that_loses_nothing_is_uninformative():
+    """Model a loses nothing with every head constant (its interval includes 0): at half it cannot test claim 2.
+    Model b loses 20% with every head and 10% at half: half of its full-PAPA loss, and claim 2 fails for it."""
+    values, refs = {}, {}
+    for task in "xyz":
+        values[("a", task, 0)], values[("a", task, 2)] = [80, 81, 79], [80, 81, 79]
+        values[("a", task, 4)] = [80.5, 80, 79.5]
+        values[("b", task, 0)] = [80, 81, 79]
+        values[("b", task, 2)] = [72, 72.9, 71.1]
+        values[("b", task, 4)] = [64, 64.8, 63.2]
+        for model in "ab":
+            refs[(model, task)] = (40, [45, 46, 44])
+    claims = check_claims(results(values, refs), n_boot=300)
+    half = claims["half_heads"]
+    assert half["cells"] == ["b x", "b y", "b z"] and half["relative_drop"]["points"] == 3
+    assert half["per_model"]["a"]["verdict"]["verdict"] == "uninformative"
+    assert half["per_model"]["a"]["verdict"]["reason"].startswith("full PAPA loses nothing measurable on any of its "
+                                                                  "3 cell(s) in the claims")
+    assert half["per_model"]["b"]["verdict"]["verdict"] == "fails"
+    share = half["sweep"]["1/2"]["per_model"]["b"]["share_of_full_loss"]
+    assert share["value"] == pytest.approx(0.5) and share["ci_low"] <= 0.5 <= share["ci_high"]
+    assert "a" not in half["sweep"]["1/2"]["per_model"]
+    said = claim_statements(claims)["half_heads"]
+    assert said.startswith("On the 3 cells where full PAPA loses measurably. Per model: a **uninformative**; b 10.0%")
+    assert "Share of the full-PAPA loss already lost at 1/2: b 0.50" in said
+
+
+def test_claim_2_reads_every_partial_point_of_the_sweep_in_order():
+    values, refs = {}, {}
+    for task in "xy":
+        values[("b", task, 0)] = [80, 81, 79]
+        for k, drop in ((2, 0.05), (3, 0.10), (4, 0.20)):
+            values[("b", task, k)] = [v * (1 - drop) for v in (80, 81, 79)]
+        refs[("b", task)] = (40, [45, 46, 44])
+    claims = check_claims(results(values, refs), n_boot=200)
+    sweep = claims["half_heads"]["sweep"]
+    assert list(sweep) == ["1/2", "3/4"]
+    assert sweep["3/4"]["share_of_full_loss"]["value"] == pytest.approx(0.5)
+    assert sweep["1/2"]["share_of_full_loss"]["value"] == pytest.approx(0.25)
+
+
+def test_a_cell_in_the_claims_always_has_contextual_signal_to_lose():
+    """One rule decides both: a baseline that clears the attention-free probe by more than its noise, though by less
+    than the seed spread, is in the claims and its share of the contextual signal lost is defined."""
+    r = results({("a", "x", 0): [48.6, 49.4, 47.8], ("a", "x", 4): [48.9, 49.0, 48.8]},
+                {("a", "x"): (33, [47.1, 47.3, 46.9])})
+    row = table1(r, n_boot=400).iloc[0]
+    assert row.in_claims and row.contextual_note == ""
+    assert row.contextual_lost == pytest.approx((48.6 - 48.9) / (48.6 - 47.1))
+    left = table1(results({("a", "x", 0): [47, 48, 46], ("a", "x", 4): [47, 47, 47]},
+                          {("a", "x"): (33, [47.1, 47.3, 46.9])}), n_boot=400).iloc[0]
+    assert not left.in_claims and left.contextual_note == "left out of the claims" and np.isnan(left.contextual_lost)
+
+
+def test_the_convergence_check_fails_a_curve_that_a_decaying_rate_flattens():
+    """Under a linear decay to 0 over 5 epochs the last epoch runs at a tenth of the peak rate: a probe that gains
+    2 points per epoch at the peak rate gains 0.2 in its last epoch, which the last-gain rule called flat. The
+    tail slope, in epochs at the peak rate, reads 2 and fails it; a flat curve passes; a swinging one fails."""
+    rates = epoch_rates(5, "linear")
+    assert rates == pytest.approx([0.9, 0.7, 0.5, 0.3, 0.1]) and epoch_rates(3).tolist() == [1, 1, 1]
+    done = np.cumsum(rates)
+    rising = 60 + 2 * done
+    assert rising[-1] - rising[-2] == pytest.approx(0.2) and 0.2 < FLAT_TAIL
+    curves = np.stack([rising[2:], [70, 70.05, 70.02], [46.6, 45.4, 46.7]])
+    slope = tail_slope(curves, [3, 4, 5], 5, "linear")
+    assert slope[0] == pytest.approx(2) and abs(slope[1]) < FLAT_TAIL and abs(slope[2]) > FLAT_TAIL
+    assert tail_slope(curves, [3, 4, 5], 5, "constant")[0] == pytest.approx(np.polyfit([3, 4, 5], rising[2:], 1)[0])
+
+
+def test_the_findings_are_generated_from_claims_json(tmp_path):
+    """The README's paragraph is read off claims.json: its numbers and verdicts follow the file, so a change in the
+    file changes the sentence."""
+    import json
+
+    from papa_utils.runs import write_json
+
+    values, refs = {}, {}
+    for model, drop in (("a", 0.02), ("b", 0.30)):
+        for task in "xyz":
+            values[(model, task, 0)] = [80, 81, 79]
+            values[(model, task, 2)] = [v * (1 - drop / 4) for v in (80, 81, 79)]
+            values[(model, task, 4)] = [v * (1 - drop) for v in (80, 81, 79)]
+            refs[(model, task)] = (50, [55, 56, 54])
+    claims = json.loads(write_json(tmp_path / "claims.json", check_claims(results(values, refs), n_boot=200)).read_text())
+    text = findings(claims)
+    assert text.startswith("**What it says.** With every head constant, the average relative drop over the 6 cells "
+                           "that carry signal is 16.0% [")
+    assert "Per model it is not one number: a 2.0% [2.0, 2.0] over 3 cells, b 30.0% [30.0, 30.0] over 3 cells, and b " \
+           "makes 94% of the summed drop." in text
+    assert "claim 1 is **undecided** pooled; it holds for a; it fails for b." in text
+    assert "the share of the full-PAPA loss already lost at half is a 0.25 [0.25, 0.25], b 0.25 [0.25, 0.25]" in text
+    assert "**Caveats.** The models (a and b) are not the paper's" in text
+    claims["all_heads"]["per_model"]["a"]["verdict"]["verdict"] = "fails"
+    assert "it fails for a and b." in findings(claims)
