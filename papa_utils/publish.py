@@ -426,13 +426,24 @@ def _table(path: Path):
         return None
 
 
-BLOCKS = {"results": readme_block, "summary": summary_block}  # README markers: <!-- <kind>:<profile>:start -->
+def findings_block(name: str, root: Path = ROOT) -> str:
+    """The README's "What it says" and "Caveats" paragraphs for results/<name>/ (``verdicts.findings``), generated
+    from its claims.json and convergence.csv, with the command that regenerates them."""
+    folder = root / "results" / name
+    text = findings(json.loads((folder / "claims.json").read_text()), _table(folder / "convergence.csv"))
+    return (text + f"\nGenerated from `results/{name}/claims.json` by `make publish` (`.venv/bin/python -m "
+                   f"papa_utils.publish --readme {name}` regenerates it); the rules behind each verdict: "
+                   f"[docs/method.md](docs/method.md#verdicts).\n")
+
+
+BLOCKS = {"results": readme_block, "summary": summary_block, "findings": findings_block}  # README markers:
+# <!-- <kind>:<profile>:start --> ... <!-- <kind>:<profile>:end -->
 
 
 def write_readme_block(name: str, root: Path = ROOT) -> bool:
     """Replace the README's blocks for results/<name>/: the whole results (``readme_block``, marker
-    ``results:<name>``) or their summary (``summary_block``, marker ``summary:<name>``); False when the README
-    has neither."""
+    ``results:<name>``) or their summary (``summary_block``, marker ``summary:<name>``), and what they say
+    (``findings_block``, marker ``findings:<name>``); False when the README has none of them."""
     readme = root / "README.md"
     text = readme.read_text() if readme.exists() else ""
     found = False

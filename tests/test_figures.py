@@ -24,3 +24,26 @@ def test_learning_curves_have_one_tick_per_training_size():
     for ax in fig.axes:
         assert [t.get_text() for t in ax.get_xticklabels()] == ["1,000", "2,000", "4,000"]
         assert not any(t.get_text() for t in ax.get_xticklabels(minor=True))  # no 2x10^3 between them
+
+
+def test_claim_3s_figure_draws_one_line_per_task_and_titles_its_verdict():
+    """What the model-level test compares: each task's models joined by one line (the pooled fit only as a faint
+    secondary mark), and the verdict with its estimate in the title."""
+    from papa_utils.analysis import table1
+    from papa_utils.figures import plot_relative_drop_vs_baseline
+    from papa_utils.verdicts import check_claims
+    from test_verdicts import strength_grid
+
+    r = strength_grid(3, 2)
+    claims = check_claims(r, n_boot=100)
+    t1 = table1(r, n_boot=100)
+    fig = plot_relative_drop_vs_baseline(t1[t1.in_claims], claims)
+    ax = fig.axes[0]
+    tasks = [line for line in ax.get_lines() if line.get_label().startswith(("t0 ", "t1 "))]
+    assert [line.get_label() for line in tasks] == ["t0 (Spearman +1.00)", "t1 (Spearman +1.00)"]
+    assert all(len(line.get_xdata()) == 3 for line in tasks)
+    assert list(tasks[0].get_xdata()) == sorted(tasks[0].get_xdata())  # across the models, by baseline
+    pooled = [line for line in ax.get_lines() if line.get_label().startswith("pooled fit")]
+    assert len(pooled) == 1 and pooled[0].get_linestyle() == ":"
+    assert ax.get_title() == ("Claim 3, better models lose more: undecided\n(mean within-task Spearman +1.00, "
+                              "model-level p = 0.17)")

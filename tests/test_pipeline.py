@@ -3,6 +3,7 @@ import json
 import re
 import shutil
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -179,6 +180,26 @@ def test_figures_tables_and_metadata_exist(smoke):
         assert any("injected-parameters" in c["metadata"].get("tags", []) for c in executed["cells"])
 
 
+def notebook_text(path: Path) -> str:
+    """Everything an executed notebook printed."""
+    cells = json.loads(path.read_text())["cells"]
+    return "".join("".join(o.get("text", "")) for c in cells if c["cell_type"] == "code" for o in c["outputs"])
+
+
+def test_the_notebooks_of_one_run_agree_on_the_cells_in_the_claims(smoke):
+    """Notebooks 2 and 4 list the same cells left out, for the same reasons (the same per-example statistics),
+    and claims.json says the same."""
+    _, run_dir, _ = smoke
+    def left_out(name, prefix):
+        return sorted(line.split(prefix, 1)[1] for line in notebook_text(run_dir / f"{name}.ipynb").splitlines()
+                      if line.startswith(prefix))
+
+    claims = json.loads((run_dir / "results" / "claims.json").read_text())
+    in_02 = left_out("02_probe_baselines", "left out of the claims: ")
+    assert in_02 and in_02 == left_out("04_model_strength", "left out of claims 1-3: ")
+    assert in_02 == sorted(f"{cell}: {why}" for cell, why in claims["left_out"].items())
+
+
 def test_a_narrowed_run_gets_its_own_folder():
     assert run_name(get_profile("cpu")) == "cpu"
     assert run_name(get_profile("cpu", models="minilm-l3", tasks="sst2,ner")) == "cpu__minilm-l3__sst2-ner"
@@ -322,14 +343,15 @@ def test_a_readme_block_without_its_end_marker_is_not_regenerated(tmp_path):
 
 
 def test_publishing_is_an_explicit_step_that_never_narrows_published_results(smoke, tmp_path):
-    from papa_utils.verdicts import claim_statements
     from papa_utils.publish import PublishError, publish_run
+    from papa_utils.verdicts import claim_statements, findings
 
     _, run_dir, _ = smoke
     root = tmp_path / "repo"
     root.mkdir()
     (root / "README.md").write_text("intro\n<!-- results:smoke:start -->\nold\n<!-- results:smoke:end -->\nend\n"
-                                    "<!-- summary:smoke:start -->\nold\n<!-- summary:smoke:end -->\n")
+                                    "<!-- summary:smoke:start -->\nold\n<!-- summary:smoke:end -->\n"
+                                    "<!-- findings:smoke:start -->\nold\n<!-- findings:smoke:end -->\n")
     target = publish_run(run_dir, root)
     assert sorted(p.name for p in target.iterdir()) == [
         "README.md", "claims.json", "convergence.csv", "dev_statistics.npz", "half_heads_by_ranking.csv",
@@ -352,6 +374,10 @@ def test_publishing_is_an_explicit_step_that_never_narrows_published_results(smo
     assert readme.split("<!-- results:smoke:start -->\n")[1].split("<!-- results:smoke:end -->")[0] in index
     for sentence in claim_statements(json.loads((target / "claims.json").read_text())).values():
         assert sentence in readme  # the README says what claims.json says
+    said = readme.split("<!-- findings:smoke:start -->\n")[1].split("<!-- findings:smoke:end -->")[0]
+    assert said.startswith(findings(json.loads((target / "claims.json").read_text()),
+                                    pd.read_csv(target / "convergence.csv")))
+    assert said.startswith("**What it says.**") and "\n\n**Caveats.**" in said
     assert "resample seeds and dev examples (paired bootstrap)" in readme  # the run kept its dev statistics
     assert "### Can a cheap statistic replace the gates?" in readme and "| input_dependence | 9 |" in readme
     assert "### How stable the head ranking is" in readme and "| gates | minilm-l3 | " in readme
