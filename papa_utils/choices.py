@@ -14,11 +14,13 @@ RANKINGS = ("gates", "input_dependence", "variance", "random")
 
 SWEEP_FRACTIONS = (0, 1 / 2, 7 / 8, 15 / 16, 1)  # the paper's sweep over the share of heads replaced
 
-# Tiny randomly initialised encoders of the paper's three families, for the `paper-dry` profile: built once into
+# Tiny randomly initialised encoders of the paper's three families at two sizes each (the paper's grid: base and
+# large of three families), for the `paper-dry` profile: built once into
 # the local models folder (``models.models_dir``) and loaded from there like any Hub id found in it. Their numbers
 # mean nothing; they exercise the paper profile's code path on a machine without a GPU or the Hub.
 TINY_RANDOM = {"papa-dry/bert-tiny-random": "bert", "papa-dry/roberta-tiny-random": "roberta",
-               "papa-dry/deberta-tiny-random": "deberta"}
+               "papa-dry/deberta-tiny-random": "deberta", "papa-dry/bert-small-random": "bert",
+               "papa-dry/roberta-small-random": "roberta", "papa-dry/deberta-small-random": "deberta"}
 
 
 def check_passes(passes: str) -> str:

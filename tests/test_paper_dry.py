@@ -16,14 +16,16 @@ from papa_utils.choices import TINY_RANDOM
 from papa_utils.tasks import load_task
 
 STEP_FOLDERS = ("averages", "probe", "ranking")
+TASKS = ("cola", "mrpc", "rte")
 
 
 def test_the_dry_run_is_the_paper_profiles_protocol_on_whole_splits():
     """What the slow tier's whole dry run would otherwise be the only check of: paper-dry is the paper profile's
     protocol, with no size anywhere (whole splits), cheaper only in L, seeds and epochs."""
     paper, dry = profiles.get_profile("paper"), profiles.get_profile("paper-dry")
-    assert dry.models == tuple(TINY_RANDOM) and set(TINY_RANDOM.values()) == {"bert", "roberta", "deberta"}
-    assert dry.tasks == ("cola", "mrpc")
+    assert dry.models == tuple(TINY_RANDOM) and sorted(TINY_RANDOM.values()) == ["bert", "bert", "deberta", "deberta",
+                                                                                  "roberta", "roberta"]
+    assert len(dry.models) == len(paper.models) and dry.tasks == ("cola", "mrpc", "rte")
     for name in ("protocol", "precision", "ranking", "compare_rankings", "compare_models", "random_orders",
                  "ranking_stability", "curve_models", "curve_tasks", "curve_sizes", "task_sizes",
                  "sweep_fractions", "probe_lr", "gate_lr", "average_examples", "train_examples", "dev_examples",
@@ -44,7 +46,7 @@ def test_one_cell_of_two_families_runs_the_paper_path_as_local_jobs(tmp_path, mo
     monkeypatch.setenv("PAPA_MODELS_DIR", str(tmp_path / "models"))
     monkeypatch.setenv("PAPA_PROGRESS", "0")
     backbones.cached_model.cache_clear()
-    models = tuple(m for m, family in TINY_RANDOM.items() if family in ("bert", "deberta"))
+    models = tuple(m for m, family in TINY_RANDOM.items() if family in ("bert", "deberta") and "-tiny-" in m)
     assert len(models) == 2
     profile = replace(profiles.get_profile("paper-dry"), models=models, tasks=("mrpc",),
                       task_sizes={"mrpc": {"average_examples": 48, "train_examples": 40, "dev_examples": 24,
@@ -103,9 +105,9 @@ def test_every_cell_ran_as_a_job_and_two_ran_at_once(dry_run):
     run = json.loads((dry_run / "run.json").read_text())
     assert run["executor"] == "local" and "wall_seconds" in run
     cells = run["cells"]
-    assert sorted(cells) == sorted(f"{m.replace('/', '--')}__{t}" for m in TINY_RANDOM for t in ("cola", "mrpc"))
+    assert sorted(cells) == sorted(f"{m.replace('/', '--')}__{t}" for m in TINY_RANDOM for t in TASKS)
     assert {c["device"] for c in cells.values()} == {"cpu"} and {c["precision"] for c in cells.values()} == {"fp32"}
-    assert len({c["job_id"] for c in cells.values()}) == 6 and str(os.getpid()) not in {c["job_id"] for c in cells.values()}
+    assert len({c["job_id"] for c in cells.values()}) == 18 and str(os.getpid()) not in {c["job_id"] for c in cells.values()}
     spans = sorted((c["started"], c["finished"]) for c in cells.values())
     assert any(a[1] > b[0] for a, b in zip(spans, spans[1:])), spans  # at least two workers at the same time
     assert run["precision"] == {m: {"asked": "fp32", "used": "fp32"} for m in TINY_RANDOM}
@@ -113,22 +115,25 @@ def test_every_cell_ran_as_a_job_and_two_ran_at_once(dry_run):
 
 @pytest.mark.slow
 def test_the_notebooks_found_every_step_done(dry_run):
-    """The step files after the notebooks are exactly those the jobs left, none written again: 6 averages, 6
-    gate rankings, and per cell 4 sweep points x 2 seeds + the attention-free and trivial references x 2 seeds."""
+    """The step files after the notebooks are exactly those the jobs left, none written again: 18 averages, 18
+    gate rankings, and per cell its sweep points x 2 seeds (4 on the tiny models' 8 heads: 0, 4, 7, 8; 5 on the
+    small ones' 18: 0, 9, 16, 17, 18) + the attention-free and trivial references x 2 seeds."""
     before = json.loads((dry_run.parent / "steps_before_notebooks.json").read_text())
     assert step_files(dry_run) == before
-    assert sum(name.startswith("averages/") for name in before) == 6
-    assert sum(name.startswith("ranking/") for name in before) == 6
-    assert sum(name.startswith("probe/") for name in before) == 6 * (4 * 2 + 2 * 2)
+    assert sum(name.startswith("averages/") for name in before) == 18
+    assert sum(name.startswith("ranking/") for name in before) == 18
+    assert sum(name.startswith("probe/") for name in before) == 3 * (3 * (4 * 2 + 2 * 2) + 3 * (5 * 2 + 2 * 2))
 
 
 @pytest.mark.slow
 def test_the_paper_protocol_on_whole_splits(dry_run):
     results = pd.read_csv(dry_run / "results" / "probe_results.csv")
     probe = results[(results.predictor == "probe") & results.headline]
-    assert set(probe.model) == set(TINY_RANDOM) and set(probe.task) == {"cola", "mrpc"}
-    assert set(probe.replaced_heads) == {0, 4, 7, 8} and set(probe.seed) == {42, 43}  # 2 layers x 4 heads
-    for task in ("cola", "mrpc"):
+    assert set(probe.model) == set(TINY_RANDOM) and set(probe.task) == set(TASKS)
+    assert set(probe[probe.model.str.contains("-tiny-")].replaced_heads) == {0, 4, 7, 8}  # 2 layers x 4 heads
+    assert set(probe[probe.model.str.contains("-small-")].replaced_heads) == {0, 9, 16, 17, 18}  # 3 x 6 heads
+    assert set(probe.seed) == {42, 43}
+    for task in TASKS:
         rows = probe[probe.task == task]
         assert set(rows.train_examples) == {len(load_task(task, "train"))}
         assert set(rows.dev_examples) == {len(load_task(task, "validation"))}
@@ -140,7 +145,7 @@ def test_the_paper_protocol_on_whole_splits(dry_run):
     # Hub ids have a "/": figures of every model and task are files of the figures folder, not in folders of their own
     figures = list((dry_run / "figures").iterdir())
     assert all(p.is_file() for p in figures)
-    assert {f"average_attention_{m.replace('/', '--')}_{t}.png" for m in TINY_RANDOM for t in ("cola", "mrpc")} <= {
+    assert {f"average_attention_{m.replace('/', '--')}_{t}.png" for m in TINY_RANDOM for t in TASKS} <= {
         p.name for p in figures}
 
 
@@ -155,12 +160,31 @@ def test_results_from_the_jobs_come_back_into_results_by_publishing(dry_run, tmp
     assert (published / "probe_results.csv").read_text() == (dry_run / "results" / "probe_results.csv").read_text()
     block = (tmp_path / "README.md").read_text()
     assert "Produced by `make figures PROFILE=paper-dry EXECUTOR=local` then `make publish RUN_DIR=" in block
-    assert "- **Cells as jobs** (`EXECUTOR=local`): 6 cells, " in block and "this run waited " in block
+    assert "- **Cells as jobs** (`EXECUTOR=local`): 18 cells, " in block and "this run waited " in block
     # whole splits, the same for every model, stated per task above Table 1
     assert "the constant matrices average whole split training examples" in block
     assert "- cola: 8551 training, 1043 dev examples, L 32, for every model" in block
     assert "- mrpc: 3668 training, 408 dev examples, L 32, for every model" in block
+    assert "- rte: 2490 training, 277 dev examples, L 32, for every model" in block
     assert (tmp_path / "figures" / "paper-dry" / "performance_vs_dynamic_heads.png").exists()
+
+
+@pytest.mark.slow
+def test_claim_3s_test_runs_on_the_paper_grids_shape(dry_run):
+    """Six models on three tasks: the model-level test enumerates the 6! relabellings (its null would be 720^3
+    combinations if each task were permuted on its own). Random models carry no signal, so the test runs here on
+    every headline cell of the dry run's Table 1, as if each carried it."""
+    from papa_utils.analysis import protocol_per_task, read_statistics, table1
+    from papa_utils.verdicts import model_level_test
+
+    results = pd.read_csv(dry_run / "results" / "probe_results.csv")
+    t1 = table1(results, read_statistics(dry_run / "results"), n_boot=200)
+    main = t1[t1.headline].assign(in_claims=True)
+    test = model_level_test(main.assign(relative_drop=main.papa - main.baseline), protocol_per_task(results))
+    assert test["relabellings"] == 720 and test["exact"] and len(test["models"]) == 6
+    assert test["tasks_measured"] == 3 and 0 < test["p_greater"] <= 1
+    claims = json.loads((dry_run / "results" / "claims.json").read_text())
+    assert "strength_model_level" in claims and "sweep" in claims["half_heads"]
 
 
 def test_the_cost_model_counts_what_a_cell_runs_through_the_backbone(tmp_path, monkeypatch):
