@@ -361,3 +361,76 @@ def plot_average_vs_input(substitute, attention, layer: int, head: int, title: s
     fig.suptitle(title or f"layer {layer} head {head}", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_claims_1_and_2(claims):
+    """Claims 1 and 2 as their rules read them (``verdicts.check_claims``). Left, claim 1: each model's average
+    relative drop with every head constant and the pooled one, with their 95% intervals, beside the paper's 8% and
+    the 12% the whole interval must stay under. Right, claim 2: each model's share of its full-PAPA loss already
+    lost at each partial point of the sweep, with its interval, on the cells where full PAPA loses measurably.
+    Each panel's title carries the pooled estimate and the verdict."""
+    import numpy as np
+    from fractions import Fraction
+
+    set_style()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(FULL_WIDTH, 3.0))
+    a, h = claims["all_heads"], claims["half_heads"]
+    rows = [(m, v["relative_drop"]) for m, v in a["per_model"].items() if v["relative_drop"]["points"]]
+    rows.append(("all models", a["relative_drop"]))
+    for y, (name, avg) in enumerate(rows):
+        low, high = avg.get("ci_low"), avg.get("ci_high")
+        err = None if low is None or np.isnan(low) else [[max(0, 100 * (avg["value"] - low))],
+                                                         [max(0, 100 * (high - avg["value"]))]]
+        left.errorbar([100 * avg["value"]], [y], xerr=err, fmt="o" if name != "all models" else "D", ms=4,
+                      color="0.2" if name == "all models" else f"C{y}", capsize=2, lw=1)
+    left.set_yticks(range(len(rows)), [f"{n} ({r['points']} cells)" for n, r in rows], fontsize=7)
+    left.invert_yaxis()
+    paper, upper = 100 * claims["paper_all_heads_average_relative_drop"], 100 * claims["thresholds"]["about_paper_upper"]
+    left.axvline(paper, color="C3", lw=0.8, ls="--", label=f"the paper's {paper:.0f}%")
+    left.axvline(upper, color="C3", lw=0.8, ls=":", label=f"{upper:.0f}%: the interval's limit to hold")
+    left.axvline(0, color="0.6", lw=0.6)
+    left.set_xlabel("average relative drop, all heads constant (%, 95% CI)", fontsize=7)
+    left.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
+    verdict = a.get("verdict", {}).get("verdict", "undecided")
+    left.set_title(f"Claim 1, all heads constant: {verdict}\npooled {_percent(a['relative_drop'])}", fontsize=8)
+    sweep = h.get("sweep", {})
+    labels = sorted(sweep, key=Fraction)
+    models = list(dict.fromkeys(m for label in labels for m in sweep[label]["per_model"]))
+    for i, model in enumerate(models):
+        xs, ys, errs = [], [], [[], []]
+        for label in labels:
+            share = sweep[label]["per_model"].get(model, {}).get("share_of_full_loss", {})
+            if share.get("value") is None or np.isnan(share["value"]):
+                continue
+            xs.append(float(Fraction(label)) + 0.012 * (i - (len(models) - 1) / 2))  # side by side
+            ys.append(share["value"])
+            low, high = share.get("ci_low"), share.get("ci_high")
+            errs[0].append(0 if low is None or np.isnan(low) else max(0, share["value"] - low))
+            errs[1].append(0 if high is None or np.isnan(high) else max(0, high - share["value"]))
+        if xs:
+            colour = [n for n, _ in rows].index(model) if model in [n for n, _ in rows] else i
+            right.errorbar(xs, ys, yerr=errs, fmt="o-", ms=4, capsize=2, lw=1, color=f"C{colour}", label=model)
+    right.axhline(0, color="0.6", lw=0.6)
+    right.axhline(1, color="0.6", lw=0.6, ls="--")
+    right.set_xlim(0.4, 1.02)
+    right.set_xticks([float(Fraction(label)) for label in labels] or [0.5], labels or ["1/2"], fontsize=7)
+    right.set_xlabel("share of the heads constant", fontsize=7)
+    right.set_ylabel("share of the full-PAPA loss\nalready lost (95% CI)", fontsize=7)
+    if models:
+        right.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, frameon=False)
+    verdict = h.get("verdict", {}).get("verdict", "undecided")
+    right.set_title(f"Claim 2, half of the heads constant: {verdict}\npooled drop {_percent(h['relative_drop'])}\n"
+                    f"where full PAPA loses measurably", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _percent(average: dict) -> str:
+    """'6.7% [1.9, 13.6] over 14 cells' from a claims.json average."""
+    import numpy as np
+
+    value, low, high = average.get("value"), average.get("ci_low"), average.get("ci_high")
+    if value is None or np.isnan(value):
+        return "undefined"
+    ci = "" if low is None or np.isnan(low) else f" [{100 * low:.1f}, {100 * high:.1f}]"
+    return f"{100 * value:.1f}%{ci} over {average['points']} cells"

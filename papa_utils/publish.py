@@ -27,7 +27,7 @@ from .analysis import (curve_drops_markdown, curve_markdown, curve_summary, half
 from .choices import SWEEP_FRACTIONS
 from .profiles import PROFILES, Profile
 from .runs import ROOT, RunScopeError, atomic_path, covers, describe_scope, repo_relative, write_json
-from .verdicts import FLAT_TAIL, claim_statements, findings
+from .verdicts import FLAT_TAIL, claim_statements, findings, probe_strength, probe_strength_sentence
 
 RESULT_FILES = ("probe_results.csv", "convergence.csv", "table1.md", "table1.tex", "claims.json")
 # only from profiles that ask for them (learning curves, the ranking comparison, stability), or from runs made
@@ -363,7 +363,8 @@ def summary_block(name: str, root: Path = ROOT) -> str:
         lines += ["", f"**Learning curves** ({', '.join(p['curve_models'])} on {', '.join(p['curve_tasks'])}; seeds "
                       f"{', '.join(map(str, p['curve_seeds']))}, no interval): PAPA's relative drop with every head "
                       f"constant, by the probe's training size.", "",
-                  curve_drops_markdown(curve_summary(curve), left_out).rstrip()]
+                  curve_drops_markdown(curve_summary(curve), left_out).rstrip(), "",
+                  probe_strength_sentence(probe_strength(curve_summary(curve), left_out), p["curve_seeds"])]
     return "\n".join(lines + _half_heads_lines(folder)) + "\n"
 
 

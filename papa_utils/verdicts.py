@@ -392,6 +392,36 @@ def half_heads_by_ranking(runs: dict, kept: set, models: list, n_boot: int = 200
     return pd.DataFrame(rows)
 
 
+def probe_strength(summary: pd.DataFrame, left_out=()) -> dict:
+    """Claim 3 within a model: does a stronger probe of the same model (more training examples, a higher
+    baseline) lose more? Per model x task of a learning curve (``analysis.curve_summary``) whose cell is in the
+    claims (not in `left_out`) and whose baseline beats both references at every size: the Spearman correlation of
+    baseline and relative drop across the training sizes; their mean; and in how many cells it is positive. With
+    three sizes a cell's correlation is one of -1, -0.5, 0.5, 1, and one seed gives no interval: descriptive."""
+    from scipy.stats import spearmanr
+
+    cells = {}
+    for (model, task), part in summary.groupby(["model", "task"], sort=True):
+        references = part[["trivial", "attention_free"]].max(axis=1)
+        if f"{model} {task}" in left_out or len(part) < 3 or not (part.baseline > references).all():
+            continue
+        part = part.sort_values("train_examples")
+        if part.baseline.nunique() > 1 and part.relative_drop.nunique() > 1:
+            cells[f"{model} {task}"] = float(spearmanr(part.baseline, part.relative_drop)[0])
+    return {"cells": cells, "mean_spearman": float(np.mean(list(cells.values()))) if cells else None,
+            "positive": sum(v > 0 for v in cells.values())}
+
+
+def probe_strength_sentence(result: dict, seeds) -> str:
+    """``probe_strength`` in words."""
+    if not result["cells"]:
+        return "No learning-curve cell carries signal at every size, so none says whether a stronger probe loses more."
+    return (f"**Does a stronger probe of the same model lose more?** Across the training sizes, the Spearman "
+            f"correlation of baseline and relative drop is positive in {result['positive']} of {len(result['cells'])} "
+            f"cells (mean {result['mean_spearman']:+.2f}: " + ", ".join(f"{c} {v:+.1f}" for c, v in result["cells"].items())
+            + f"); seed{'s' * (len(seeds) != 1)} {', '.join(map(str, seeds))}, no interval.")
+
+
 def _ci(c: dict) -> str:
     if _missing(c["value"]):
         return "undefined"

@@ -182,3 +182,20 @@ def test_the_findings_are_generated_from_claims_json(tmp_path):
     assert "**Caveats.** The models (a and b) are not the paper's" in text
     claims["all_heads"]["per_model"]["a"]["verdict"]["verdict"] = "fails"
     assert "it fails for a and b." in findings(claims)
+
+
+def test_a_stronger_probe_of_the_same_model_is_read_only_where_the_cell_carries_signal():
+    """Claim 3 within a model, from a learning curve: the drop rising with the baseline gives +1, falling -1; a cell
+    left out of the claims, or whose baseline does not beat a reference at some size, is not read."""
+    from papa_utils.verdicts import probe_strength, probe_strength_sentence
+
+    rows = []
+    for model, task, drops in (("a", "x", (0.1, 0.2, 0.3)), ("b", "x", (0.3, 0.2, 0.1)), ("c", "x", (0.1, 0.2, 0.3)),
+                               ("d", "x", (0.1, 0.2, 0.3))):
+        for n, base, drop in zip((1000, 2000, 4000), (60, 65, 70), drops):
+            rows.append({"model": model, "task": task, "train_examples": n, "baseline": base if model != "d" else
+                         (40 if n == 1000 else base), "relative_drop": drop, "trivial": 30, "attention_free": 50})
+    result = probe_strength(pd.DataFrame(rows), left_out={"c x": "floor"})
+    assert result["cells"] == {"a x": pytest.approx(1), "b x": pytest.approx(-1)} and result["positive"] == 1
+    assert probe_strength_sentence(result, [42]).endswith("positive in 1 of 2 cells (mean +0.00: a x +1.0, b x -1.0); "
+                                                         "seed 42, no interval.")

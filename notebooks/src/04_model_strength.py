@@ -1,8 +1,8 @@
 # %% [markdown]
 # # 4. Do better models lose more? Table 1 and the paper's three claims
 #
-# Rebuilds `results/<profile>/table1.{md,tex}`, `results/<profile>/claims.json` and
-# `figures/<profile>/relative_drop_vs_baseline.{pdf,png}`.
+# Rebuilds `results/<profile>/table1.{md,tex}`, `results/<profile>/claims.json`,
+# `figures/<profile>/claims_1_and_2.{pdf,png}` and `figures/<profile>/relative_drop_vs_baseline.{pdf,png}`.
 #
 # Relative drop = (baseline - PAPA) / baseline, per model x task (means over seeds), as in the paper. Near a
 # task's floor that number says little, so every row also stands beside two references measured on the same
@@ -57,7 +57,7 @@ import json
 import pandas as pd
 
 from papa_utils.analysis import read_statistics, table1, table1_latex, table1_markdown
-from papa_utils.figures import plot_relative_drop_vs_baseline, save_figure
+from papa_utils.figures import plot_claims_1_and_2, plot_relative_drop_vs_baseline, save_figure
 from papa_utils.runs import atomic_path, figures_dir, notebook_run, results_dir, write_json
 from papa_utils.tables import write_results
 from papa_utils.verdicts import check_claims, claim_statements, findings
@@ -92,6 +92,8 @@ save_figure(fig, figures_dir(run_dir) / "relative_drop_vs_baseline")
 
 # %%
 write_json(results_dir(run_dir) / "claims.json", claims)
+fig = plot_claims_1_and_2(json.loads((results_dir(run_dir) / "claims.json").read_text()))
+save_figure(fig, figures_dir(run_dir) / "claims_1_and_2")
 said = claim_statements(claims)
 print("1. all heads constant (paper: relative drop 8%):", said["all_heads"])
 print("2. half of the heads constant (paper: little or no drop, sometimes a gain):", said["half_heads"])
