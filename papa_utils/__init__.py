@@ -10,6 +10,7 @@ _EXPORTS = {
     "Encoded": "layout", "encode": "layout",
     "OFFLINE_MODELS": "models", "ModelNotAvailableError": "models", "describe": "models", "load_model": "models",
     "UnsupportedModelError": "replace", "mix_heads": "replace", "replace_heads": "replace", "patch_attention": "replace",
+    "record_attention": "replace", "hook_names": "replace",
     "TASKS": "tasks", "DataError": "tasks", "Task": "tasks", "TaskSplit": "tasks", "get_task": "tasks",
     "load_task": "tasks",
 }

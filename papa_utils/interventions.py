@@ -12,7 +12,7 @@ import torch
 
 from .averages import AttentionAverages
 from .layout import pair_mask
-from .replace import LayerSpec, _constant_tensor, _head_list, mix_heads, renormalise_rows
+from .replace import LayerSpec, constant_tensor, head_list, mix_heads, renormalise_rows
 
 
 def zero(probs: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
@@ -87,8 +87,8 @@ def papa_mix(model, averages: AttentionAverages | torch.Tensor, heads="all"):
     """A ``patch_attention`` function for PAPA itself: the listed heads attend with their constant matrices,
     masked to each example's real pairs and renormalised (``replace.mix_heads``, as ``replace_heads`` does), on
     inputs of the whole PAPA layout (length L)."""
-    constants = _constant_tensor(model, averages)
-    per_layer = _head_list(heads, constants.shape[0], constants.shape[1])
+    constants = constant_tensor(model, averages)
+    per_layer = head_list(heads, constants.shape[0], constants.shape[1])
 
     def fn(layer: int, probs: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
         if layer not in per_layer:

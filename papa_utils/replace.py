@@ -20,8 +20,17 @@ Two mechanisms, one per architecture family, sharing ``mix_heads``:
 - attention-dropout hook (DeBERTa v1/v2, MPNet, which compute their softmax inline): a forward pre-hook on
   the attention-probability dropout module rewrites the probabilities it receives.
 
-``patch_attention`` uses the same two mechanisms for any intervention: every layer's probabilities go through a
-function that returns the ones it attends with (``papa_utils.interventions``).
+Named attention points, in TransformerLens's style: ``blocks.{layer}.attn.pattern`` is what a layer attends with
+([batch, heads, L, L], after the softmax and any replacement, before dropout), ``blocks.{layer}.attn.scores`` the
+scores before the softmax (the registry family only: the others compute them inline). ``patch_attention`` puts any
+function in at the pattern points (``papa_utils.interventions``), ``record_attention`` keeps what they hold. The
+layer of a call comes from a module-to-layer map (ALBERT, whose layers share one module, counts calls instead).
+
+Nesting has one meaning in every family: a model has one active state; a context entered inside another adds its
+step to that state, after the steps already there, so the inner function is applied to what the outer one returns
+(``replace_heads``'s constant mix counts as a step), and recorders see the result of every step. Leaving a context
+removes its step only. While any patch or recorder is active, replaced layers take the explicit path (every head's
+probabilities formed), whose results are those of ``replace_heads(..., fast=False)``.
 """
 from __future__ import annotations
 
@@ -107,24 +116,38 @@ class LayerSpec:
 
 
 class ReplacementState:
-    """Per-model state while ``replace_heads`` is active: layer specs, the current batch's token mask, and
-    a counter of attention calls in the current forward pass (the layer index; ALBERT shares one module)."""
+    """Per-model state while ``replace_heads``, ``patch_attention`` or ``record_attention`` is active: layer specs,
+    the steps that nested contexts added (`patches`, each fn(layer, probs, token_mask), applied in order after the
+    specs) and the caches that record the result (`recorders`), the current batch's token mask, the module-to-layer
+    map, and a counter of attention calls in the current forward pass (the layer where modules are shared, as in
+    ALBERT)."""
 
     def __init__(self, specs: dict[int, LayerSpec], layers: int, original: str = "eager", fast: bool = True,
-                 patch=None):
+                 patch=None, modules: list | None = None):
         self.specs, self.layers, self.original, self.fast = specs, layers, original, fast
-        self.patch = patch  # ``patch_attention``'s fn(layer, probs, token_mask), or None
+        self.patches = [] if patch is None else [patch]
+        self.recorders: list[dict] = []
         self.token_mask: torch.Tensor | None = None
         self.slots: torch.Tensor | None = None  # [B, W] in a packed pass (``papa_utils.packing``), else None
         self.calls = 0
+        modules = modules or []
+        self.layer_of = {id(m): i for i, m in enumerate(modules)} if len(modules) == layers else {}
+
+    @property
+    def patched(self) -> bool:
+        """Whether every layer's probabilities must be formed: a patch or a recorder is active."""
+        return bool(self.patches or self.recorders)
 
     def upcoming(self) -> LayerSpec | None:
-        """Spec of the layer whose attention runs next (its projections run before its attention call)."""
+        """Spec of the layer whose attention runs next (its projections run before its attention call); for
+        modules shared between layers."""
         return self.specs.get(self.calls)
 
-    def next_layer(self) -> int:
-        layer, self.calls = self.calls, self.calls + 1
-        if layer >= self.layers:
+    def next_layer(self, module=None) -> int:
+        """The layer `module` computes: from the module-to-layer map, else (shared modules) the call count."""
+        counted, self.calls = self.calls, self.calls + 1
+        layer = self.layer_of.get(id(module), counted) if module is not None else counted
+        if counted >= self.layers:
             raise RuntimeError(f"more attention calls ({self.calls}) than layers ({self.layers}) in one forward pass")
         return layer
 
@@ -150,11 +173,11 @@ def papa_attention(module, query, key, value, attention_mask, scaling=None, drop
     constant matrix times V (no scores, no softmax).
     """
     state: ReplacementState | None = getattr(module, "_papa_state", None)
-    if state is not None and state.patch is not None:
+    if state is not None and state.patched:
         return _patched_attention(module, query, key, value, attention_mask, scaling, dropout, state)
     spec = None
     if state is not None:
-        spec = state.specs.get(state.next_layer())
+        spec = state.specs.get(state.next_layer(module))
     if spec is None:  # no replaced head here: run the original attention, unchanged
         return _original_attention(module, state)(module, query, key, value, attention_mask, scaling=scaling,
                                                   dropout=dropout, **kwargs)
@@ -181,24 +204,59 @@ def papa_attention(module, query, key, value, attention_mask, scaling=None, drop
 
 
 def _patched_attention(module, query, key, value, attention_mask, scaling, dropout, state):
-    """``patch_attention`` in the registry family: every head's probabilities, as the eager attention computes
-    them, then the patch function's, then dropout and V."""
-    layer = state.next_layer()
+    """A patched or recorded layer in the registry family: every head's probabilities, as the eager attention
+    computes them, then the state's steps (``_patched``), then dropout and V."""
+    layer = state.next_layer(module)
     scores = torch.matmul(query, key.transpose(2, 3)) * (query.size(-1) ** -0.5 if scaling is None else scaling)
     if attention_mask is not None:
         scores = scores + attention_mask
-    probs = _patched(state, layer, nn.functional.softmax(scores, dim=-1)).to(value.dtype)
+    probs = _patched(state, layer, nn.functional.softmax(scores, dim=-1), scores).to(value.dtype)
     dropped = nn.functional.dropout(probs, p=dropout, training=module.training)
     return torch.matmul(dropped, value).transpose(1, 2).contiguous(), probs
 
 
-def _patched(state, layer: int, probs: torch.Tensor) -> torch.Tensor:
-    out = state.patch(layer, probs, state.token_mask)
-    if not isinstance(out, torch.Tensor) or out.shape != probs.shape:
-        found = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(f"patch_attention: the function must return attention probabilities of the shape it was "
-                         f"given, [batch, heads, L, L] = {tuple(probs.shape)}, got {found} for layer {layer}")
+def _patched(state, layer: int, probs: torch.Tensor, scores: torch.Tensor | None = None) -> torch.Tensor:
+    """What a layer attends with under the state's steps: its own probabilities, then the replaced heads' constant
+    mix (the state's specs), then each patch in the order the contexts were entered; every recorder keeps the
+    result at ``blocks.{layer}.attn.pattern`` (and the scores, where the family has them)."""
+    out = probs
+    spec = state.specs.get(layer)
+    if spec is not None:
+        out = mix_heads(out[:, spec.dynamic] if len(spec.dynamic) else None, spec, state.token_mask,
+                        state.slots).to(probs.dtype)
+    for fn in state.patches:
+        new = fn(layer, out, state.token_mask)
+        if not isinstance(new, torch.Tensor) or new.shape != probs.shape:
+            found = tuple(new.shape) if isinstance(new, torch.Tensor) else type(new).__name__
+            raise ValueError(f"patch_attention: the function must return attention probabilities of the shape it "
+                             f"was given, [batch, heads, L, L] = {tuple(probs.shape)}, got {found} for layer {layer}")
+        if torch.isnan(new).any():
+            raise ValueError(f"patch_attention: the function returned NaN probabilities for layer {layer}")
+        out = new
+    for cache in state.recorders:
+        cache[pattern_name(layer)] = out.detach()
+        if scores is not None:
+            cache[scores_name(layer)] = scores.detach()
     return out
+
+
+def pattern_name(layer: int) -> str:
+    """The hook point of what layer `layer` attends with ([batch, heads, L, L])."""
+    return f"blocks.{layer}.attn.pattern"
+
+
+def scores_name(layer: int) -> str:
+    """The hook point of layer `layer`'s scores before the softmax (registry family)."""
+    return f"blocks.{layer}.attn.scores"
+
+
+def hook_names(model) -> list[str]:
+    """Every named attention point of `model`: a pattern per layer, and its scores where the family exposes them
+    (the registry family; DeBERTa and MPNet compute them inline)."""
+    info = describe(model)
+    family, _ = attention_modules(model)
+    return [name for layer in range(info["layers"])
+            for name in (pattern_name(layer),) + ((scores_name(layer),) if family == "registry" else ())]
 
 
 def _original_attention(module, state):
@@ -232,7 +290,7 @@ def _fast_attention(module, query, key, value, attention_mask, scaling, dropout,
     return out.transpose(1, 2).contiguous(), None
 
 
-def _mpnet_fast_forward(module: nn.Module, state: ReplacementState):
+def _mpnet_fast_forward(module: nn.Module, state: ReplacementState, layer: int):
     """A forward for one ``MPNetSelfAttention`` while ``replace_heads`` is active: layers with replaced heads
     take the fast path of the registry family (MPNet computes attention inline, so its probabilities are
     otherwise only reachable through the dropout hook). Training mode, gates and output_attentions fall back to
@@ -240,10 +298,10 @@ def _mpnet_fast_forward(module: nn.Module, state: ReplacementState):
     original = module.forward
 
     def forward(hidden_states, attention_mask=None, position_bias=None, output_attentions=False, **kwargs):
-        spec = state.upcoming()
-        if spec is None or spec.gates is not None or output_attentions or module.training:
+        spec = state.specs.get(layer)
+        if spec is None or spec.gates is not None or output_attentions or module.training or state.patched:
             return original(hidden_states, attention_mask, position_bias, output_attentions, **kwargs)
-        state.next_layer()
+        state.next_layer(module)
         shape = (*hidden_states.shape[:-1], -1, module.attention_head_size)
         q, k, v = (proj(hidden_states).view(shape).transpose(1, 2) for proj in (module.q, module.k, module.v))
         bias = attention_mask
@@ -280,14 +338,14 @@ class DynamicHeadsProjection(nn.Module):
     """Stands in for a query or key projection inside ``replace_heads``: computes only the columns of the
     dynamic heads of the layer about to run (zeros for replaced heads, whose scores are never used)."""
 
-    def __init__(self, linear: nn.Linear, head_dim: int, state: ReplacementState):
+    def __init__(self, linear: nn.Linear, head_dim: int, state: ReplacementState, layer: int | None = None):
         super().__init__()
-        self.linear, self.head_dim, self.state = linear, head_dim, state
+        self.linear, self.head_dim, self.state, self.layer = linear, head_dim, state, layer
         self._slices: dict[int, tuple] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        spec = self.state.upcoming()
-        if spec is None or spec.gates is not None:
+        spec = self.state.upcoming() if self.layer is None else self.state.specs.get(self.layer)
+        if spec is None or spec.gates is not None or getattr(self.state, "patched", False):
             return self.linear(x)
         shape = (*x.shape[:-1], self.linear.out_features)
         if not len(spec.dynamic):  # never read by the fast path: a zero-stride view, nothing allocated
@@ -303,12 +361,12 @@ class DynamicHeadsProjection(nn.Module):
         return out
 
 
-def _dropout_pre_hook(state: ReplacementState):
+def _dropout_pre_hook(state: ReplacementState, module: nn.Module):
     def hook(dropout_module, args):
-        if state.patch is not None:  # ``patch_attention``: the probabilities of every head, as the layer made them
-            layer = state.next_layer()
+        if state.patched:  # patches or recorders: the probabilities of every head, as the layer made them
+            layer = state.next_layer(module)
             return (_patched(state, layer, args[0]).to(args[0].dtype),)
-        spec = state.specs.get(state.next_layer())
+        spec = state.specs.get(state.next_layer(module))
         if spec is None:
             return None
         (probs,) = args
@@ -342,7 +400,7 @@ def attention_modules(model) -> tuple[str, list[nn.Module]]:
         f"module among {sorted(n for n in names if 'Attention' in n) or 'its modules'}). Supported: {SUPPORTED}.")
 
 
-def _constant_tensor(model, averages) -> torch.Tensor:
+def constant_tensor(model, averages) -> torch.Tensor:
     """Accept AttentionAverages (checked against the model) or a plain [layers, heads, L, L] tensor."""
     info = describe(model)
     if isinstance(averages, AttentionAverages):
@@ -356,7 +414,8 @@ def _constant_tensor(model, averages) -> torch.Tensor:
     return averages
 
 
-def _head_list(heads, layers: int, n_heads: int) -> dict[int, list[int]]:
+def head_list(heads, layers: int, n_heads: int) -> dict[int, list[int]]:
+    """{layer: [head, ...]} from "all" or (layer, head) pairs, each checked against `layers` x `n_heads`."""
     if isinstance(heads, str):
         if heads != "all":
             raise ValueError(f"heads must be 'all' or a list of (layer, head) pairs, got {heads!r}")
@@ -380,10 +439,12 @@ def replace_heads(model, averages, heads="all", gates: torch.Tensor | None = Non
     sigmoid(gate) * its own probabilities + (1 - sigmoid(gate)) * its renormalised constant matrix.
     fast=False: the straightforward reference (every head's Q, K, scores and softmax computed, then the
     replaced ones overwritten); same results, slower; for checks and benchmarks.
+    Inside another attention context (``patch_attention``, ``record_attention``) the constant mix is applied to what
+    that context's steps return, on batches of the whole layout.
     """
     info = describe(model)
-    constants = _constant_tensor(model, averages)
-    per_layer = _head_list(heads, info["layers"], info["heads"])
+    constants = constant_tensor(model, averages)
+    per_layer = head_list(heads, info["layers"], info["heads"])
     if gates is not None and tuple(gates.shape) != (info["layers"], info["heads"]):
         raise ValueError(f"gates must have shape [layers={info['layers']}, heads={info['heads']}], "
                          f"got {tuple(gates.shape)}")
@@ -391,7 +452,18 @@ def replace_heads(model, averages, heads="all", gates: torch.Tensor | None = Non
     device = model_device(model)
     specs = {layer: LayerSpec(info["heads"], hs, constants[layer], layer, gates, device)
              for layer, hs in per_layer.items()}
-    state = ReplacementState(specs, info["layers"], model.config._attn_implementation, fast)
+    active = _active_state(model)
+    if active is not None:  # nested: one more step of the active state, after the steps already there
+        def mix(layer, probs, token_mask):
+            spec = specs.get(layer)
+            if spec is None:
+                return probs
+            check_batch_length(constants.shape[-1], probs.shape[-1])
+            return mix_heads(probs[:, spec.dynamic] if len(spec.dynamic) else None, spec, token_mask).to(probs.dtype)
+        with _step(active.patches, mix):
+            yield model
+        return
+    state = ReplacementState(specs, info["layers"], model.config._attn_implementation, fast, modules=modules)
     with _installed(model, state, family, modules, length=constants.shape[-1]):
         yield model
 
@@ -400,16 +472,80 @@ def replace_heads(model, averages, heads="all", gates: torch.Tensor | None = Non
 def patch_attention(model, fn):
     """Inside this context, every attention layer of `model` attends with what `fn(layer, probs, token_mask)`
     returns: `probs` are the layer's probabilities [batch, heads, L, L] as the model made them (after the softmax,
-    before dropout), `token_mask` the real tokens [batch, L]; the return value takes their place (same shape),
-    then dropout and the product with V run as usual. One hook for any attention intervention, in every family
+    before dropout; inside another context, what its steps made of them), `token_mask` the real tokens [batch, L];
+    the return value takes their place (same shape), then dropout and the product with V run as usual. `fn` may
+    also be a dict of named points, {"blocks.1.attn.pattern": fn, ...}: each function, with the same signature,
+    patches its layer only (``hook_names``). One hook for any attention intervention, in every family
     ``replace_heads`` supports (``papa_utils.interventions`` has PAPA's constant mix and the usual ablations).
-    Leaving restores the model exactly. Every head's probabilities are computed (no fast path): for the pipeline's
-    passes, ``replace_heads`` stays the fast way to put in constant matrices."""
+    Nested contexts apply the inner function to what the outer one returns. Leaving restores the model exactly.
+    Every head's probabilities are computed (no fast path): for the pipeline's passes, ``replace_heads`` stays the
+    fast way to put in constant matrices."""
     info = describe(model)
     family, modules = attention_modules(model)
-    state = ReplacementState({}, info["layers"], model.config._attn_implementation, fast=False, patch=fn)
+    fn = _by_name(fn, info["layers"]) if isinstance(fn, dict) else fn
+    active = _active_state(model)
+    if active is not None:
+        with _step(active.patches, fn):
+            yield model
+        return
+    state = ReplacementState({}, info["layers"], model.config._attn_implementation, fast=False, patch=fn,
+                             modules=modules)
     with _installed(model, state, family, modules):
         yield model
+
+
+@contextmanager
+def record_attention(model):
+    """Inside this context, every forward pass of `model` records what each layer attends with, in the dict it
+    yields: ``blocks.{layer}.attn.pattern`` [batch, heads, L, L] (under ``replace_heads`` or ``patch_attention``,
+    the probabilities after their steps: what the model actually used) and, in the registry family,
+    ``blocks.{layer}.attn.scores`` (before the softmax, with the mask added). A later pass overwrites an earlier
+    one's entries. Batches of the whole layout only: a packed batch is refused, since its positions are not its
+    slots. Leaving restores the model exactly."""
+    info = describe(model)
+    family, modules = attention_modules(model)
+    cache: dict[str, torch.Tensor] = {}
+    active = _active_state(model)
+    if active is not None:
+        with _step(active.recorders, cache):
+            yield cache
+        return
+    state = ReplacementState({}, info["layers"], model.config._attn_implementation, fast=False, modules=modules)
+    state.recorders.append(cache)
+    with _installed(model, state, family, modules):
+        yield cache
+
+
+def _by_name(fns: dict, layers: int):
+    """One patch function from {"blocks.{layer}.attn.pattern": fn}: each fn on its own layer."""
+    names = {pattern_name(layer): layer for layer in range(layers)}
+    unknown = [name for name in fns if name not in names]
+    if unknown:
+        raise ValueError(f"patch_attention: no attention point named {', '.join(map(repr, unknown))}; this model's are "
+                         f"{pattern_name(0)} to {pattern_name(layers - 1)} (the scores cannot be patched)")
+    by_layer = {names[name]: fn for name, fn in fns.items()}
+
+    def fn(layer, probs, token_mask):
+        return by_layer[layer](layer, probs, token_mask) if layer in by_layer else probs
+    return fn
+
+
+def _active_state(model) -> ReplacementState | None:
+    """The state of the attention context active on `model` (its encoder), or None."""
+    return getattr(getattr(model, "base_model", model), "__dict__", {}).get("_papa_active")
+
+
+@contextmanager
+def _step(steps: list, step):
+    """`step` in `steps` for the block, then out again (the one entered, wherever it is)."""
+    steps.append(step)
+    try:
+        yield
+    finally:
+        for i in range(len(steps) - 1, -1, -1):
+            if steps[i] is step:
+                del steps[i]
+                break
 
 
 @contextmanager
@@ -428,13 +564,14 @@ def _installed(model, state: ReplacementState, family: str, modules: list, lengt
         state.slots = None if packing is None else packing[0]
         if length is not None:  # a packed row is shorter than L; the layout it was packed from must have L
             check_batch_length(length, state.token_mask.shape[1] if packing is None else packing[1])
-        if state.patch is not None and packing is not None:
-            raise ValueError("patch_attention runs on batches of the whole layout (a function sees positions, and a "
-                             "packed row's positions are not its slots): give it padded batches, "
-                             "backbone_batches(data, size, 'padded')")
+        if state.patched and packing is not None:
+            raise ValueError("patch_attention and record_attention run on batches of the whole layout (a function "
+                             "sees positions, and a packed row's positions are not its slots): give them padded "
+                             "batches, backbone_batches(data, size, 'padded')")
 
     base = getattr(model, "base_model", model)  # the encoder itself, also inside a task-head wrapper
     handles = [base.register_forward_pre_hook(capture, with_kwargs=True)]
+    base.__dict__["_papa_active"] = state  # contexts entered inside this one add their steps to it
     swapped = []  # (module, attribute, original projection)
     # what each attention module's instance dict held under the names this context sets (e.g. a forward that
     # accelerate or another tool installed): put back exactly that when leaving
@@ -448,17 +585,17 @@ def _installed(model, state: ReplacementState, family: str, modules: list, lengt
                     continue
                 head_dim = linear.out_features // info["heads"]
                 swapped.append((m, name, linear))
-                setattr(m, name, DynamicHeadsProjection(linear, head_dim, state))
+                setattr(m, name, DynamicHeadsProjection(linear, head_dim, state, state.layer_of.get(id(m))))
         if family == "registry":
             _register_implementation()
             for m in modules:
                 m._papa_state = state
             model.config._attn_implementation = IMPLEMENTATION
         else:
-            handles += [m.dropout.register_forward_pre_hook(_dropout_pre_hook(state)) for m in modules]
+            handles += [m.dropout.register_forward_pre_hook(_dropout_pre_hook(state, m)) for m in modules]
             for m in modules if state.fast else []:
                 if type(m).__name__ == "MPNetSelfAttention":
-                    m.forward = _mpnet_fast_forward(m, state)
+                    m.forward = _mpnet_fast_forward(m, state, state.layer_of[id(m)])
         yield
     finally:
         for m, name, linear in swapped:
@@ -470,3 +607,4 @@ def _installed(model, state: ReplacementState, family: str, modules: list, lengt
                 m.__dict__.pop(name, None)
             m.__dict__.update(before)
         model.config._attn_implementation = previous
+        base.__dict__.pop("_papa_active", None)
