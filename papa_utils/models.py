@@ -253,7 +253,12 @@ def load_model(name: str, attn_implementation: str = "eager", device: str | None
     (needs the Hub). ``model.config.papa_model_name`` records `name`, so averages can be checked against it.
     """
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
 
+    from .runs import progress_enabled
+
+    if not progress_enabled():  # no "Loading weights" bar in logs or in an executed notebook, where it stays at 0%
+        transformers_logging.disable_progress_bar()
     offline = ", ".join(OFFLINE_MODELS)
     source = model_source(name)
     try:

@@ -85,14 +85,23 @@ def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None,
     recorded["precision"] = precision_record(profile)  # and where a model falls back to fp32 (DeBERTa v1 in bf16)
     write_json(run_dir / "run.json", {**recorded, **environment()})  # no wall time yet: not finished
     started, seconds, cache_gb = time.time(), {}, []
-    for name in notebooks or NOTEBOOKS:
-        source = ROOT / "notebooks" / f"{name}.ipynb"
-        start = time.time()
-        papermill.execute_notebook(str(source), str(run_dir / source.name), parameters=params,
-                                   cwd=str(ROOT / "notebooks"), progress_bar=progress_enabled())
-        seconds[name] = round(time.time() - start, 1)
-        cache_gb.append(feature_cache_gb(run_dir))  # largest right after notebook 1, which fills it
-        print(f"{name}: {seconds[name]:.0f} s", flush=True)
+    progress, before = progress_enabled(), os.environ.get("PAPA_PROGRESS")
+    os.environ["PAPA_PROGRESS"] = "0"  # the kernels: an executed notebook keeps no progress bar (one drawn as a
+    # widget or with carriage returns is saved at its first frame)
+    try:
+        for name in notebooks or NOTEBOOKS:
+            source = ROOT / "notebooks" / f"{name}.ipynb"
+            start = time.time()
+            papermill.execute_notebook(str(source), str(run_dir / source.name), parameters=params,
+                                       cwd=str(ROOT / "notebooks"), progress_bar=progress)
+            seconds[name] = round(time.time() - start, 1)
+            cache_gb.append(feature_cache_gb(run_dir))  # largest right after notebook 1, which fills it
+            print(f"{name}: {seconds[name]:.0f} s", flush=True)
+    finally:
+        if before is None:
+            os.environ.pop("PAPA_PROGRESS")
+        else:
+            os.environ["PAPA_PROGRESS"] = before
     if executor != "inprocess":  # where and how long each cell's job ran, and how long this run waited for them
         recorded.update(cells=cell_records(run_dir), cells_wall_seconds=cells_seconds)
     meta = {**recorded, "notebooks": list(seconds), "notebook_seconds": seconds,

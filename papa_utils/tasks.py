@@ -56,6 +56,8 @@ class Task:
         return self.metrics[0]
 
 
+_NOTED: set[str] = set()  # data notes already logged in this process
+
 def _glue(name, cols, labels, metrics, length, splits=None):
     return Task(name, f"glue/{name}", ("nyu-mll/glue", name), cols, "label", labels, metrics, length,
                 splits or {"train": "train", "validation": "validation"})
@@ -208,7 +210,9 @@ def _read_local(task: Task, split: str, root: Path) -> TaskSplit:
     if path.name == "train_subset.parquet":
         note = (f"MNLI train is the local subset {rel}: {len(frame):,} of the {OFFICIAL_MNLI_TRAIN:,} official pairs "
                 f"(two random samples); results are not comparable with full-MNLI training")
-        log.warning(note)
+        if note not in _NOTED:  # once per process: every later read of the split has the same cause
+            _NOTED.add(note)
+            log.warning(note)
     # a shallow copy: pandas (3.x, pinned) copies on write, so a caller's change never reaches the cached frame
     return TaskSplit(task, split, frame.copy(deep=False), str(path), actual, note)
 

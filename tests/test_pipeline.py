@@ -200,6 +200,34 @@ def test_the_notebooks_of_one_run_agree_on_the_cells_in_the_claims(smoke):
     assert in_02 == sorted(f"{cell}: {why}" for cell, why in claims["left_out"].items())
 
 
+PROGRESS_BAR = re.compile(r"\d+%\|.*\||it/s\]|Loading weights")
+
+
+def test_executed_notebooks_carry_no_progress_bar_and_no_repeated_note(smoke):
+    """What a reader sees in an executed notebook: no progress bar frozen at its first frame, no widget that cannot
+    be drawn, and each note on stderr once."""
+    _, run_dir, _ = smoke
+    for path in sorted(run_dir.glob("*.ipynb")):
+        cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+        outputs = [o for c in cells for o in c["outputs"]]
+        assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs), path.name
+        text = [line for o in outputs for line in "".join(o.get("text", "")).splitlines()]
+        assert [line for line in text if PROGRESS_BAR.search(line)] == [], path.name
+        noted = [line for o in outputs if o.get("name") == "stderr" for line in "".join(o["text"]).splitlines()
+                 if line.strip()]
+        assert len(noted) == len(set(noted)), path.name
+
+
+def test_a_data_note_is_logged_once_per_process(data_dir, caplog):
+    from papa_utils import tasks
+
+    tasks._NOTED.clear()
+    with caplog.at_level("WARNING"):
+        for _ in range(3):
+            tasks.load_task("mnli", "train")
+    assert [r.getMessage()[:34] for r in caplog.records] == ["MNLI train is the local subset glu"]
+
+
 def test_a_narrowed_run_gets_its_own_folder():
     assert run_name(get_profile("cpu")) == "cpu"
     assert run_name(get_profile("cpu", models="minilm-l3", tasks="sst2,ner")) == "cpu__minilm-l3__sst2-ner"
