@@ -9,7 +9,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .head_stats import js_divergence, papa_substitute, row_entropy
+from .head_stats import hidden_state_change, js_divergence, papa_substitute, row_entropy
+from .interventions import last_token, on_heads, papa_mix, uniform
+from .packing import as_batch, run_backbone
+from .replace import record_attention
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,10 @@ def _compare(name: str, got, expected: torch.Tensor, atol: float) -> Check:
     if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(expected.shape):
         found = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
         return Check(False, f"{name}: not yet right: expected a tensor of shape {tuple(expected.shape)}, got {found}")
+    nan = int(torch.isnan(got.float()).sum())
+    if nan:
+        return Check(False, f"{name}: not yet right: your answer has {nan} NaN entr{'y' if nan == 1 else 'ies'} "
+                            f"(0 * log 0 and 0 / 0 give NaN: keep them out with torch.where or a clamp)")
     diff = (got.float().cpu() - expected.float().cpu()).abs().nan_to_num(nan=float("inf")).max().item()
     if diff <= atol:
         return Check(True, f"{name}: correct")
@@ -66,10 +73,11 @@ def check_score(fn, attention: torch.Tensor, substitute: torch.Tensor, token_mas
 
 
 def check_prediction(fn, stats: dict, scores: torch.Tensor, n: int) -> Check:
-    """Exercise 4: `fn(stats, n)` picks n distinct heads (layer, head) from the section-3 statistics alone. It
-    passes when their mean input dependence (`scores` [layers, heads]) lies below that of the average head: the
-    pick is better than chance at finding heads that do not depend on their input. The message also counts the
-    picks among the n least input-dependent heads, against what a random pick gets on average."""
+    """Exercise 4: `fn(stats, n)` picks n distinct heads (layer, head) from the section-3 statistics alone (the
+    notebook asks before it computes any score). Input dependence falls with depth, so a pick from the lowest layer
+    looks good whatever it knows: the pick passes only when its mean input dependence (`scores` [layers, heads])
+    lies below that of a random pick from the same layers (each picked head against its layer's mean). The message
+    also counts the picks among the n least input-dependent heads, against what a random pick gets on average."""
     picked, problem = _attempt("exercise 4", fn, stats, n)
     if problem:
         return problem
@@ -82,11 +90,41 @@ def check_prediction(fn, stats: dict, scores: torch.Tensor, n: int) -> Check:
         return Check(False, f"exercise 4: not yet right: pick {n} distinct heads of {layers} layers x {heads} heads "
                             f"(got {len(picked)} distinct, in range or not)")
     mine = torch.stack([scores[layer, head] for layer, head in picked]).mean().item()
-    average = scores.mean().item()
+    same_layers = torch.stack([scores[layer].mean() for layer, _ in picked]).mean().item()
     order = torch.argsort(scores.flatten(), stable=True)[:n].tolist()
     hits = len(set(picked) & {(i // heads, i % heads) for i in order})
-    detail = (f"their mean input dependence {mine:.4f} against {average:.4f} for the average head; {hits} of {n} "
-              f"among the {n} least input-dependent (a random pick: {n * n / scores.numel():.1f} on average)")
-    if mine < average:
-        return Check(True, f"exercise 4: better than chance: {detail}")
-    return Check(False, f"exercise 4: not yet better than chance: {detail}")
+    detail = (f"their mean input dependence {mine:.4f} against {same_layers:.4f} for a random pick from the same "
+              f"layers ({scores.mean().item():.4f} for the average head); {hits} of {n} among the {n} least "
+              f"input-dependent (a random pick: {n * n / scores.numel():.1f} on average)")
+    if mine < same_layers:
+        return Check(True, f"exercise 4: better than a same-layer random pick: {detail}")
+    return Check(False, f"exercise 4: not yet better than a same-layer random pick: {detail}")
+
+
+def check_intervention(fn, model, batches, averages) -> Check:
+    """Exercise 5: `fn(layer, probs, token_mask)`, a ``patch_attention`` function under which every real token
+    attends only to the last real token of its row (the final separator, slot L - 1 of the PAPA layout). Checked
+    on the probabilities of the first batch against ``interventions.last_token``; then its cost, the relative
+    change of the last hidden states (``head_stats.hidden_state_change``) with every head patched, beside the cost
+    of PAPA's average on every head."""
+    batches = list(batches)
+    first = as_batch(batches[0])
+    with record_attention(model) as cache:
+        run_backbone(model, first)
+    probs = cache["blocks.0.attn.pattern"].float()
+    mask = first.token_mask.to(probs.device)
+    got, problem = _attempt("exercise 5", fn, 0, probs, mask)
+    if problem:
+        return problem
+    check = _compare("exercise 5", got, last_token(probs, mask), 1e-6)
+    if not check.passed:
+        return check
+    try:
+        yours = hidden_state_change(model, fn, batches)
+    except Exception as e:  # a student's bug is reported, not raised
+        return Check(False, f"exercise 5: your function raised {type(e).__name__}: {e}")
+    papa = hidden_state_change(model, papa_mix(model, averages), batches)
+    uniform_cost = hidden_state_change(model, on_heads(uniform), batches)
+    return Check(True, f"exercise 5: correct. With every head on the final separator the last hidden states move by "
+                       f"{yours:.3f} (relative change); with PAPA's average on every head {papa:.3f}, with uniform "
+                       f"attention {uniform_cost:.3f}")

@@ -57,6 +57,14 @@ def first_token(probs: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
     return _one_key(probs, token_mask, torch.zeros_like(token_mask, dtype=torch.long))
 
 
+def last_token(probs: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+    """Every real token attends to the last real token of its row (the final separator, slot L - 1 of the PAPA
+    layout)."""
+    positions = torch.arange(token_mask.shape[-1], device=token_mask.device).expand_as(token_mask)
+    last = torch.where(token_mask.bool(), positions, torch.zeros_like(positions)).max(-1, keepdim=True).values
+    return _one_key(probs, token_mask, last.expand_as(token_mask))
+
+
 def self_token(probs: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
     """Every real token attends to itself."""
     positions = torch.arange(token_mask.shape[-1], device=token_mask.device).expand_as(token_mask)

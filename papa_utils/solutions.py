@@ -34,3 +34,11 @@ def prediction(stats: dict, n: int) -> list[tuple[int, int]]:
     mass = stats["mass_sep"]
     heads = mass.shape[1]
     return [(int(i) // heads, int(i) % heads) for i in torch.argsort(mass.flatten(), descending=True)[:n]]
+
+
+def final_separator(layer: int, probs: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+    """Exercise 5: every real token attends only to the last real token of its row (the final separator)."""
+    length = token_mask.shape[-1]
+    last = (token_mask * torch.arange(length, device=token_mask.device)).argmax(-1)  # [B]: the last real position
+    target = torch.nn.functional.one_hot(last, length).to(probs.dtype)[:, None, None, :].expand_as(probs)
+    return torch.where(token_mask.bool()[:, None, :, None], target, torch.zeros_like(probs))

@@ -56,13 +56,13 @@ def test_a_check_accepts_the_solution_and_rejects_the_shipped_stub_and_a_wrong_a
 
 
 def test_the_prediction_check_can_fail():
-    """Exercise 4 passes only a pick less input-dependent than the average head."""
+    """Exercise 4 passes only a pick less input-dependent than a random pick from the same layers."""
     scores = torch.arange(24, dtype=torch.float32).reshape(2, 12) / 24  # head (0, 0) the least dependent
     stats = {"mass_sep": -scores}  # separator mass that follows the score exactly
     passed = check_prediction(solutions.prediction, stats, scores, 3)
     assert passed.passed and "3 of 3 among the 3 least input-dependent" in passed.message
     worst = check_prediction(lambda stats, n: [(1, 11), (1, 10), (1, 9)], stats, scores, 3)
-    assert not worst.passed and "not yet better than chance" in worst.message
+    assert not worst.passed and "not yet better than a same-layer random pick" in worst.message
     assert not check_prediction(lambda stats, n: [(0, 0)] * 3, stats, scores, 3).passed  # not distinct
     assert not check_prediction(lambda stats, n: [(2, 0), (0, 1), (0, 2)], stats, scores, 3).passed  # no layer 2
     stub = check_prediction(shipped("my_prediction"), stats, scores, 3)
@@ -95,3 +95,68 @@ def test_an_answer_of_the_wrong_kind_is_reported_not_raised():
         check = check_score(lambda a, s, m: answer, *args)
         assert not check.passed and "not yet right: expected a tensor of shape ()" in check.message
     assert check_score(lambda a, s, m: float(solutions.score(a, s, m)), *args).passed  # a plain number is fine
+
+
+def test_exercise_4_needs_more_than_the_layer():
+    """Input dependence rises with depth: any three heads of layer 0 beat the average head, but not a random pick
+    from layer 0; the reference (separator mass that follows the score) does."""
+    scores = torch.arange(24, dtype=torch.float32).reshape(2, 12) / 24
+    stats = {"mass_sep": -scores}
+    layer_only = check_prediction(lambda stats, n: [(0, 9), (0, 10), (0, 11)], stats, scores, 3)
+    assert not layer_only.passed and "not yet better than a same-layer random pick" in layer_only.message
+    assert "against 0.2292 for a random pick from the same layers" in layer_only.message
+    assert check_prediction(solutions.prediction, stats, scores, 3).passed
+
+
+def test_exercise_4_is_asked_before_the_notebook_computes_any_score():
+    """The ranking is not in scope when the student writes the pick: no cell before exercise 4's binds `scores` or
+    `ranking`, and its check measures the scores without naming them."""
+    cells = NOTEBOOK.read_text().split("# %%")
+    ask = next(i for i, c in enumerate(cells) if "def my_prediction" in c)
+    bound = set()
+    for cell in cells[:ask + 2]:
+        try:
+            tree = ast.parse(cell)
+        except SyntaxError:
+            continue
+        bound |= {t.id for n in ast.walk(tree) if isinstance(n, ast.Assign) for t in n.targets
+                  if isinstance(t, ast.Name)}
+    assert not {"scores", "ranking"} & bound
+    assert "check_prediction(my_prediction" in cells[ask + 1]
+
+
+def test_the_template_ships_five_unsolved_exercises():
+    stubs = re.findall(r'raise NotImplementedError\("exercise (\d)"\)', NOTEBOOK.read_text())
+    assert sorted(stubs) == ["1", "2", "3", "4", "5"]
+
+
+def test_exercise_5_checks_an_own_intervention_and_names_nan_and_shape_errors():
+    """Every real token on the final separator: the reference passes and reports its cost beside PAPA's; the stub,
+    another pattern, NaN and a wrong shape are each named."""
+    from papa_utils.averages import AttentionAverages
+    from papa_utils.exercises import check_intervention
+    from papa_utils.interventions import first_token, on_heads
+    from tiny_models import HEADS, LAYERS, tiny_batch, tiny_model
+
+    model = tiny_model("bert")
+    batch = tiny_batch(16)
+    averages = torch.rand(LAYERS, HEADS, 16, 16, generator=torch.Generator().manual_seed(0))
+    batches = [batch]
+    solved = check_intervention(solutions.final_separator, model, batches, averages)
+    assert solved.passed and solved.message.startswith("exercise 5: correct. With every head on the final separator")
+    assert "with PAPA's average on every head" in solved.message
+    stub = check_intervention(shipped("my_intervention"), model, batches, averages)
+    assert not stub.passed and "not solved yet" in stub.message
+    other = check_intervention(on_heads(first_token), model, batches, averages)
+    assert not other.passed and "not yet right (largest difference from the reference" in other.message
+    nan = check_intervention(lambda layer, p, m: p * float("nan"), model, batches, averages)
+    assert not nan.passed and "your answer has" in nan.message and "NaN entries" in nan.message
+    shape = check_intervention(lambda layer, p, m: p[0], model, batches, averages)
+    assert not shape.passed and f"expected a tensor of shape (3, {HEADS}, 16, 16), got ({HEADS}, 16, 16)" in shape.message
+    assert isinstance(AttentionAverages, type)
+
+
+def test_checks_name_nan_answers():
+    attention, constants, mask = inputs()
+    nan = check_entropy(lambda p: -(p * p.log()).sum(-1), attention)  # 0 log 0 on the padded keys
+    assert not nan.passed and "NaN entries (0 * log 0 and 0 / 0 give NaN" in nan.message

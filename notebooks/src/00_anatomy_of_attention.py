@@ -7,6 +7,21 @@
 # replaced by its average?** Every computation lives in `papa_utils.head_stats` (tested); this notebook
 # narrates and plots. Figures go to `figures/` in the run folder, like the other notebooks'.
 #
+# **A 90-minute class.** Objectives: read an attention pattern and check that it is one; measure what heads attend
+# to over a corpus and how much each depends on its input; replace heads and measure what changes, and say why a
+# weight alone explains nothing. Each section asks you to **predict** before you run it, then says what to
+# **observe** (sentences computed from this run's numbers) and leaves the **explanation** to you.
+#
+# | section | minutes | predict before you run it |
+# |---|---|---|
+# | 1-2. This is attention; one input | 10 | which shapes (previous token, `[CLS]`, separators) will a small encoder show? |
+# | 3. Statistics over a corpus | 10 | will the heads that look positional on one input look so on average? |
+# | 4. The average against one input | 10 | which head's average will be closest to its attention on one input? |
+# | Exercise 4: predict the replaceable heads | 10 | (your prediction is the exercise) |
+# | 5. Input dependence, and the layer confound | 15 | do the least input-dependent heads share a layer? |
+# | 6. Interventions | 15 | will PAPA's average change the hidden states less than uniform attention? |
+# | 7. Exercises 1-3 and 5 | 20 | |
+#
 # > **Attention weights are not explanations.** A head that puts its weight on a token does not show that the
 # > token matters for the model's output: the values it mixes, the other heads, the residual stream and the
 # > layers above all decide that, and different attention patterns can lead to the same prediction (Jain &
@@ -39,13 +54,18 @@ from IPython.display import display
 from papa_utils import describe, get_task
 from papa_utils.backbones import cached_model, example_attention
 from papa_utils.device import inputs_on, model_device
-from papa_utils.exercises import check_entropy, check_prediction, check_score, check_substitute
+from papa_utils.exercises import (check_entropy, check_intervention, check_prediction, check_score,
+                                  check_substitute)
 from papa_utils.figures import plot_average_vs_input, plot_head_map, plot_one_input, save_figure, show_figure
 from papa_utils.head_stats import (attention_row_checks, head_scores, head_statistics, head_types, heads_of_layer,
                                    hidden_state_change, papa_substitute, pos_attention, ranking_from_scores,
                                    recompute_attention)
 from papa_utils.interventions import PATTERNS, on_heads, papa_mix
-from papa_utils.packing import backbone_batches
+from papa_utils.layout import truncated_share
+from papa_utils.lesson import intervention_notes, layer_notes, length_note
+from papa_utils.packing import backbone_batches, run_backbone
+from papa_utils.profiles import get_profile
+from papa_utils.replace import patch_attention, record_attention
 from papa_utils.runs import figures_dir, notebook_run
 from papa_utils.steps import average_attention, encoded, task_data
 from papa_utils.tasks import POS_LABELS
@@ -62,6 +82,7 @@ corpus = encoded(model_name, corpus_data, length)
 figures = figures_dir(run_dir)
 print(f"{model_name}: {info['layers']} layers x {info['heads']} heads, hidden size {info['hidden']}; task {task}, "
       f"L = {length}, corpus of {len(corpus)} training examples")
+print(length_note(task, length, get_profile("cpu").length(task), truncated_share(corpus_data, tokenizer, length)))
 
 # %% [markdown]
 # ## 1. This really is attention
@@ -171,6 +192,25 @@ fig = plot_average_vs_input(substitute, attention, *heads[2], title=f"{model_nam
 save_figure(fig, figures / f"average_vs_input_{model_name.replace('/', '--')}_{task}")
 
 # %% [markdown]
+# **Exercise 4: predict which heads are most replaceable.** Before section 5 measures it, use only the statistics of
+# section 3 (`stats`: entropy, mass on `[CLS]` / `[SEP]`, offsets; each [layers, heads]) to pick the 10% of heads
+# you expect to depend least on their input, as a list of (layer, head). The check measures the scores itself,
+# without showing them, and passes only when your heads are less input-dependent than a random pick **from the same
+# layers**: input dependence changes with depth, so a pick that only knows "layer 0" does not pass. It also counts
+# how many of your heads the score puts in its own first 10%. One hypothesis to start from: heads that park their
+# attention on a separator look the same on every input.
+
+# %%
+def my_prediction(stats, n):
+    raise NotImplementedError("exercise 4")
+
+
+# %%
+n_predicted = max(1, info["layers"] * info["heads"] // 10)
+print(check_prediction(my_prediction, stats, head_scores(net, averages, backbone_batches(corpus, 32, profile.passes))
+                       ["input_dependence"], n_predicted))
+
+# %% [markdown]
 # ## 5. How input-dependent is each head?
 # The **input-dependence score** of a head is the Jensen–Shannon divergence (natural log, between 0 and
 # log 2 ≈ 0.69) between its attention row on an input and the substitute's row, averaged over every real query
@@ -190,9 +230,7 @@ score_of = lambda h: float(scores["input_dependence"][h])  # noqa: E731
 print("least input-dependent heads (replaced first):", ", ".join(f"{h} {score_of(h):.3f}" for h in ranking[:5]))
 print("most input-dependent heads:", ", ".join(f"{h} {score_of(h):.3f}" for h in ranking[-5:]))
 first = ranking[: max(1, len(ranking) // 4)]
-print(f"the {len(first)} least input-dependent heads by layer (the ranking sorts by score, not by layer):",
-      {layer: sum(1 for l, _ in first if l == layer) for layer in range(info["layers"])})
-print("mean input dependence per layer:", [round(float(v), 3) for v in scores["input_dependence"].mean(1)])
+print("What to notice:", layer_notes(scores["input_dependence"], ranking))
 
 # %% [markdown]
 # ### Known head types, and where PAPA's heads fall among them
@@ -254,6 +292,27 @@ pd.DataFrame(best).sort_values("ratio", ascending=False).head(8).round(3)
 
 # %% [markdown]
 # ## 6. Intervention: replace heads and watch the hidden states
+# First by hand. Every layer has named points (`papa_utils.hook_names`): `blocks.{layer}.attn.pattern` is what the
+# layer attends with. `record_attention` keeps them; `patch_attention` takes a function for all layers, or a dict of
+# points. Below, layer 0 attends with uniform attention and we record what each layer used. **Predict:** does
+# layer 1's pattern change too, though nothing patched it?
+
+# %%
+probe_batch = next(iter(backbone_batches(corpus, 8, "padded")))
+with record_attention(net) as before:
+    run_backbone(net, probe_batch)
+with patch_attention(net, {"blocks.0.attn.pattern": on_heads(PATTERNS["uniform"])}), record_attention(net) as after:
+    run_backbone(net, probe_batch)
+changes = {name: float((after[name] - before[name]).abs().max()) for name in before if name.endswith(".pattern")}
+for name, change in changes.items():
+    print(f"{name}: largest change {change:.3f}")
+moved = [name for name, change in list(changes.items())[1:] if change > 1e-3]
+print("What to notice:", f"{', '.join(moved)} attend{'s' * (len(moved) == 1)} differently although only layer 0 was "
+      "patched: their queries and keys are computed from layer 0's output, which the uniform pattern changed."
+      if moved else "no later layer changed: nothing downstream reads layer 0's output here.")
+
+# %% [markdown]
+# Now every intervention of `papa_utils.interventions`, on a few scopes.
 # One hook puts any attention pattern into the model: `patch_attention(model, fn)` calls `fn(layer, probs,
 # token_mask)` in every layer and attends with what it returns (`papa_utils.interventions`). Replace one head (the
 # least and the most input-dependent), one layer, then every head, with its PAPA average and with the usual
@@ -270,6 +329,7 @@ interventions = {"PAPA average": lambda heads: papa_mix(net, averages, heads),
 whole_layout = list(backbone_batches(corpus, 32, "padded"))  # the PAPA average is a matrix over the layout's slots
 table = {kind: {scope: hidden_state_change(net, make(replaced), whole_layout) for scope, replaced in scopes.items()}
          for kind, make in interventions.items()}
+print("What to notice:", intervention_notes(table, list(scopes)[:2]))
 pd.DataFrame(table).T.round(3)
 
 # %% [markdown]
@@ -319,18 +379,18 @@ sub = papa_substitute(averages.averages, m)
 layer, head = min(1, len(out.attentions) - 1), min(4, out.attentions[0].shape[1] - 1)  # any head will do
 print(check_score(my_score, out.attentions[layer][0, head].float().cpu(), sub[0, layer, head], m[0]))
 
+
 # %% [markdown]
-# **Exercise 4: predict which heads are most replaceable.** Before looking at section 5's ranking, use only the
-# statistics of section 3 (`stats`: entropy, mass on `[CLS]` / `[SEP]`, offsets; each [layers, heads]) to pick the
-# 10% of heads you expect to depend least on their input, as a list of (layer, head). The check passes when your
-# heads are, on average, less input-dependent than the average head (better than chance), and counts how many of
-# them the score puts in its own first 10%. One hypothesis to start from: heads that park their attention on a
-# separator look the same on every input.
+# **Exercise 5: your own intervention.** Write a `patch_attention` function under which every real token attends
+# only to the final separator (the last real token of its row, slot L − 1 in the PAPA layout): `fn(layer, probs,
+# token_mask)` returns probabilities of the shape of `probs` [batch, heads, L, L], rows of padded queries all zero.
+# The check compares it with the reference on one batch, then measures what it costs the hidden states beside
+# PAPA's average and uniform attention. **Predict first:** which of the three moves them the most?
 
 # %%
-def my_prediction(stats, n):
-    raise NotImplementedError("exercise 4")
+def my_intervention(layer, probs, token_mask):
+    raise NotImplementedError("exercise 5")
 
 
 # %%
-print(check_prediction(my_prediction, stats, scores["input_dependence"], max(1, len(ranking) // 10)))
+print(check_intervention(my_intervention, net, whole_layout, averages))
