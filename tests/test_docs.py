@@ -140,3 +140,22 @@ def test_published_notebooks_run_the_code_of_the_notebooks_here(folder):
 
     for path in sorted((folder / "notebooks").glob("*.ipynb")):
         assert code(path) == code(ROOT / "notebooks" / path.name), path.name
+
+
+def test_an_empty_notebook_of_a_published_run_points_to_a_run_that_has_it(tmp_path):
+    """The `cpu` profile runs no learning curve and compares no ranking: its index page says so and links the
+    copies of the run that does, instead of sending readers to an empty notebook."""
+    import shutil
+
+    from papa_utils.publish import index_page
+
+    for name in ("cpu", "cpu-robustness"):
+        shutil.copytree(ROOT / "results" / name, tmp_path / name)
+    lines = index_page("cpu", tmp_path / "cpu", []).splitlines()
+    assert ("- 05_probe_strength: Learning curves: the loss against the probe's training size: the `cpu` profile runs "
+            "no learning curve, so [its copy](notebooks/05_probe_strength.ipynb) is empty; see [the `cpu-robustness` "
+            "run's copy](../cpu-robustness/notebooks/05_probe_strength.ipynb)") in lines
+    assert any(line.startswith("- 06_gate_free_ranking: ") and "compares no ranking" in line for line in lines)
+    assert "- [04_model_strength](notebooks/04_model_strength.ipynb): Table 1 and the paper's claims" in lines
+    robustness = index_page("cpu-robustness", tmp_path / "cpu-robustness", []).splitlines()
+    assert any(line.startswith("- [05_probe_strength](notebooks/05_probe_strength.ipynb)") for line in robustness)
