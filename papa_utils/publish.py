@@ -93,6 +93,55 @@ def publish_run(run_dir: str | Path, root: Path = ROOT) -> Path:
     return target
 
 
+def republish_notebooks(run_dir: str | Path, root: Path = ROOT) -> Path:
+    """Put the notebooks a run folder executed, and the result files and figures they made, in place of those of
+    the published run of the same profile, keeping the published notebooks and files this run did not make. For a
+    published run whose later notebooks cannot be executed again here (their steps are not at hand): the run must
+    have the published run's settings, so that its steps are the same computation. The published run.json keeps the
+    run that made every notebook and lists this one under "reexecuted" (commit, time, notebooks, wall time), and
+    the README block says so."""
+    run_dir = Path(run_dir)
+    run = _finished_run(run_dir)
+    name = run["scope"]["profile"]
+    target = root / "results" / name
+    if not (target / "run.json").exists():
+        raise PublishError(f"results/{name}/ holds no published run to execute notebooks of again: publish a whole "
+                           f"run with `make publish RUN_DIR={run_dir}`")
+    published = json.loads((target / "run.json").read_text())
+    if _settings(run["profile"]) != _settings(published["profile"]) or not covers(run["scope"], published["scope"]):
+        raise PublishError(f"the run in {run_dir} is not the published {name} run's computation (other settings, or "
+                           f"fewer models, tasks or seeds): publish it whole with `make publish RUN_DIR={run_dir}`")
+    entry = {k: run.get(k) for k in ("git_commit", "dirty", "diff_sha256", "time", "notebooks", "notebook_seconds",
+                                     "wall_seconds", "peak_memory_gb", "run_dir", "packages")}
+    published["reexecuted"] = [*published.get("reexecuted", []), entry]
+    with atomic_path(target, folder=True) as tmp:
+        shutil.copytree(target, tmp, dirs_exist_ok=True)
+        for file in RESULT_FILES + OPTIONAL_FILES:
+            if _filled(run_dir / "results" / file):
+                shutil.copy2(run_dir / "results" / file, tmp / file)
+        write_json(tmp / "run.json", published)
+        for notebook in run["notebooks"]:
+            path = run_dir / f"{notebook}.ipynb"
+            (tmp / "notebooks" / path.name).write_text(published_notebook(path, run_dir, name))
+    figures = root / "figures" / name
+    with atomic_path(figures, folder=True) as tmp:
+        if figures.exists():
+            shutil.copytree(figures, tmp, dirs_exist_ok=True)
+        for figure in sorted((run_dir / "figures").glob("*")):
+            shutil.copy2(figure, tmp / figure.name)
+    (target / "README.md").write_text(index_page(name, target, sorted(p.name for p in figures.glob("*"))))
+    write_readme_block(name, root)
+    return target
+
+
+def _reexecuted_lines(run: dict) -> list[str]:
+    """What a published run.json says of the invocations that executed some of its notebooks again."""
+    return [f"- **Notebooks {', '.join(n[:2] for n in e['notebooks'])} executed again** at commit "
+            f"`{e['git_commit'][:7]}`{' with uncommitted changes' if e.get('dirty') else ''} on the same steps "
+            f"({_minutes(e['wall_seconds'])}); the other notebooks, and the times above, are the run's."
+            for e in run.get("reexecuted", [])]
+
+
 def published_notebook(path: Path, run_dir: Path, name: str) -> str:
     """An executed notebook as published: every output kept (figures embedded as PNG), and the paths of the machine
     that ran it (papermill's input and output paths, the run folder given as a parameter and printed, files of the
@@ -263,6 +312,7 @@ def _run_lines(name: str, run: dict) -> list[str]:
              f"- Peak resident memory of the largest process: {run['peak_memory_gb']:.1f} GiB. Baseline features saved "
              f"on disk: {run['feature_cache_gb']['largest']:.1f} GiB at most, {run['feature_cache_gb']['at_the_end']:.1f} "
              f"GiB left at the end."]
+    lines += _reexecuted_lines(run)
     return lines
 
 
@@ -369,7 +419,7 @@ def summary_block(name: str, root: Path = ROOT) -> str:
              + (" (this invocation resumed a run folder: its wall time leaves out the steps earlier invocations made)"
                 if sum(steps.values()) > RESUMED * run["wall_seconds"] else "") + f", steps summed {_minutes(sum(steps.values()))} "
              f"(" + ", ".join(f"{key.replace('_', ' ')} {_minutes(v)}" for key, v in steps.items() if v) + "), peak "
-             f"memory {run['peak_memory_gb']:.1f} GiB."]
+             f"memory {run['peak_memory_gb']:.1f} GiB."] + ([""] + _reexecuted_lines(run) if run.get("reexecuted") else [])
     curve = _table(folder / "learning_curves.csv")
     if curve is not None and len(curve):
         left_out = json.loads((folder / "claims.json").read_text()).get("left_out", {})
@@ -478,6 +528,9 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", nargs="?", help="a finished run folder, e.g. runs/cpu")
     parser.add_argument("--readme", metavar="PROFILE", help="only regenerate the README block from results/PROFILE/")
+    parser.add_argument("--notebooks-only", action="store_true",
+                        help="put the notebooks this run executed (and what they made) in place of the published "
+                             "run's, keeping the others (republish_notebooks)")
     args = parser.parse_args(argv)
     if args.readme:
         if not write_readme_block(args.readme):
@@ -487,7 +540,7 @@ def main(argv=None) -> None:
     if not args.run_dir:
         parser.error("give a run folder to publish (e.g. runs/cpu) or --readme PROFILE")
     try:
-        target = publish_run(args.run_dir)
+        target = (republish_notebooks if args.notebooks_only else publish_run)(args.run_dir)
     except (PublishError, RunScopeError) as e:
         sys.exit(str(e))
     print(f"published {args.run_dir} to {target.relative_to(ROOT)}/ and figures/{target.name}/")

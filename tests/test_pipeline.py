@@ -618,3 +618,42 @@ def test_baseline_features_are_kept_on_disk_only_while_the_cache_has_room(tmp_pa
     results = [sweeps.probe_sweep(folder, profile, "minilm-l3", "sst2", [0], seeds=(42,))[0]["metrics"]
                for folder in (kept, full)]
     assert results[0] == results[1] and not path.exists()  # the saved features were used, then removed
+
+
+def test_notebooks_executed_again_replace_only_theirs_in_a_published_run(smoke, tmp_path):
+    """A run of the same computation that executed some notebooks again: those notebooks and the files they made
+    replace the published ones, the others stay, and run.json and the README block say which were executed again,
+    when. A run of other settings is refused."""
+    from papa_utils.publish import PublishError, publish_run, republish_notebooks
+
+    _, run_dir, _ = smoke
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "README.md").write_text("<!-- results:smoke:start -->\n<!-- results:smoke:end -->\n")
+    target = publish_run(run_dir, root)
+    before = {p.name: p.read_text() for p in (target / "notebooks").glob("*.ipynb")}
+    again = tmp_path / "again"
+    shutil.copytree(run_dir, again)
+    run = json.loads((again / "run.json").read_text())
+    run.update(notebooks=["04_model_strength"], git_commit="f" * 40, wall_seconds=12.0, run_dir=str(again))
+    (again / "run.json").write_text(json.dumps(run))
+    marked = json.loads((again / "results" / "claims.json").read_text())
+    marked["cells_in_claims"] = ["marked"]
+    (again / "results" / "claims.json").write_text(json.dumps(marked))
+    notebook = json.loads((again / "04_model_strength.ipynb").read_text())
+    notebook["cells"][0]["source"] = "# executed again"
+    (again / "04_model_strength.ipynb").write_text(json.dumps(notebook))
+    republish_notebooks(again, root)
+    assert json.loads((target / "claims.json").read_text())["cells_in_claims"] == ["marked"]
+    after = {p.name: p.read_text() for p in (target / "notebooks").glob("*.ipynb")}
+    assert sorted(after) == sorted(before) and "# executed again" in after["04_model_strength.ipynb"]
+    assert all(after[name] == text for name, text in before.items() if name != "04_model_strength.ipynb")
+    recorded = json.loads((target / "run.json").read_text())
+    assert recorded["git_commit"] == json.loads((run_dir / "run.json").read_text())["git_commit"]
+    assert [e["git_commit"] for e in recorded["reexecuted"]] == ["f" * 40]
+    assert "- **Notebooks 04 executed again** at commit `fffffff` on the same steps (0.2 min)" in (
+        root / "README.md").read_text()
+    run["profile"]["epochs"] += 1
+    (again / "run.json").write_text(json.dumps(run))
+    with pytest.raises(PublishError, match="is not the published smoke run's computation"):
+        republish_notebooks(again, root)
