@@ -376,7 +376,9 @@ def plot_claims_1_and_2(claims):
     fig, (left, right) = plt.subplots(1, 2, figsize=(FULL_WIDTH, 3.0))
     a, h = claims["all_heads"], claims["half_heads"]
     rows = [(m, v["relative_drop"]) for m, v in a["per_model"].items() if v["relative_drop"]["points"]]
-    rows.append(("all models", a["relative_drop"]))
+    rows += [("all models", a["relative_drop"])] if a["relative_drop"]["points"] else []
+    if not rows:
+        left.text(0.5, 0.5, "no cell carries signal", ha="center", va="center", transform=left.transAxes, fontsize=8)
     for y, (name, avg) in enumerate(rows):
         low, high = avg.get("ci_low"), avg.get("ci_high")
         err = None if low is None or np.isnan(low) else [[max(0, 100 * (avg["value"] - low))],

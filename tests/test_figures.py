@@ -74,3 +74,18 @@ def test_the_claims_figure_titles_each_claims_verdict_and_estimate(tmp_path):
     assert [t.get_text() for t in left.get_yticklabels()] == ["a (3 cells)", "b (3 cells)", "all models (6 cells)"]
     shares = [line for line in right.get_lines() if len(line.get_xdata()) == 1 and line.get_linestyle() == "-"]
     assert sorted(round(float(line.get_ydata()[0]), 3) for line in shares) == [0.25, 0.25]
+
+
+def test_the_claims_figure_says_when_no_cell_carries_signal(tmp_path):
+    import json
+
+    from papa_utils.figures import plot_claims_1_and_2
+    from papa_utils.runs import write_json
+    from papa_utils.verdicts import check_claims
+    from test_analysis import results
+
+    r = results({("a", "x", 0): [0, 0], ("a", "x", 2): [0, 0], ("a", "x", 4): [0, 0]}, {("a", "x"): (0, [0, 0])})
+    claims = json.loads(write_json(tmp_path / "claims.json", check_claims(r, n_boot=20)).read_text())
+    left, right = plot_claims_1_and_2(claims).axes
+    assert [t.get_text() for t in left.texts] == ["no cell carries signal"]
+    assert left.get_title() == "Claim 1, all heads constant: undecided\npooled undefined"
