@@ -19,7 +19,7 @@ from .runs import MissingStepError, atomic_path, read_json, reading_only, result
 from .steps import head_ranking, stability_variants, task_data
 from .sweeps import ranking_comparison
 from .tasks import get_task
-from .verdicts import FLAT_TAIL, cells_where_full_papa_loses, half_heads_by_ranking, tail_slope
+from .verdicts import FLAT_TAIL, cells_in_claims, cells_where_full_papa_loses, half_heads_by_ranking, tail_slope
 
 RANKINGS_NOTEBOOK = "06_gate_free_ranking"  # makes every ranking and sweep the ranking tables read
 
@@ -222,8 +222,10 @@ def half_heads_table(run_dir: Path, profile: Profile, n_boot: int = 2000, cells:
     # a ranking's own statistics: the partial points of two rankings share their statistics keys
     runs = {m: (results_table(shared + by_ranking[m]), dev_statistics(shared + by_ranking[m]))
             for m in order if m in by_ranking}
-    kept = cells if cells is not None else cells_where_full_papa_loses(table1(*runs[profile.ranking], n_boot))
-    return half_heads_by_ranking(runs, kept, models, n_boot, main=profile.ranking)
+    t1 = table1(*runs[profile.ranking], n_boot)
+    kept = cells if cells is not None else cells_where_full_papa_loses(t1)
+    return half_heads_by_ranking(runs, kept, models, n_boot, main=profile.ranking,
+                                 in_claims=cells if cells is not None else cells_in_claims(t1))
 
 
 def ranking_stability_table(run_dir: Path, profile: Profile) -> pd.DataFrame:

@@ -112,6 +112,10 @@ def cells_where_full_papa_loses(t1: pd.DataFrame) -> set:
 
 
 def uninformative(cells: int) -> dict:
+    """Claim 2's verdict where full PAPA loses nothing measurable on any of `cells` cells in the claims (or, with
+    none, where no cell carries signal)."""
+    if not cells:
+        return {"verdict": "undecided", "reason": "no cell carries signal"}
     return {"verdict": "uninformative",
             "reason": f"full PAPA loses nothing measurable on any of its {cells} cell(s) in the claims (no cell's 95% "
                       f"interval of the all-heads drop lies above 0), so half of the heads has nothing to lose: "
@@ -364,7 +368,8 @@ def _shares_of_pooled_drop(main: pd.DataFrame, kept: set) -> dict:
     return {m: float(part.relative_drop.sum() / total) for m, part in rows.groupby("model", sort=False)}
 
 
-def half_heads_by_ranking(runs: dict, kept: set, models: list, n_boot: int = 2000, main: str = "") -> pd.DataFrame:
+def half_heads_by_ranking(runs: dict, kept: set, models: list, n_boot: int = 2000, main: str = "",
+                          in_claims: set | None = None) -> pd.DataFrame:
     """Claim 2 measured once per ranking: `runs` maps a ranking to (results, statistics), the run's results with
     that ranking's half of the heads at k = ½ (the baseline, all heads and the references are the same rows for
     every ranking) and their per-example dev statistics, and the claim averages the same cells (`kept`: those where
@@ -372,7 +377,9 @@ def half_heads_by_ranking(runs: dict, kept: set, models: list, n_boot: int = 200
     sweep). A ranking with fewer seeds than the baseline (a random order runs with one) is paired with the baseline
     on its seeds only (``point_draws``): its interval has no seed-to-seed noise then, and the `seeds` column says
     so. One row per ranking x model ("all models" for the pooled average): seeds, cells, relative drop and share of
-    the learned signal lost with their 95% CIs, cells that gain (pooled rows), verdict and reason."""
+    the learned signal lost with their 95% CIs, cells that gain (pooled rows), verdict and reason (``uninformative``
+    where a model has cells `in_claims`, default `kept`, but none of `kept`)."""
+    in_claims = kept if in_claims is None else in_claims
     rows = []
     for ranking, (table, statistics) in runs.items():
         block = average_claim(table, statistics, "half", kept, models, n_boot)
@@ -381,7 +388,8 @@ def half_heads_by_ranking(runs: dict, kept: set, models: list, n_boot: int = 200
         seeds = ", ".join(str(int(s)) for s in sorted(set(half.seed)))
         for model, part in [("all models", block), *block["per_model"].items()]:
             drop, lost = part["relative_drop"], part["learned_signal_lost"]
-            verdict = part["verdict"] if drop["points"] else uninformative(0)
+            verdict = part["verdict"] if drop["points"] else uninformative(
+                sum(model in ("all models", c[0]) for c in in_claims))
             rows.append({"ranking": ranking, "main": ranking == main, "model": model, "seeds": seeds,
                          "cells": drop["points"],
                          "relative_drop": drop["value"], "ci_low": drop["ci_low"], "ci_high": drop["ci_high"],

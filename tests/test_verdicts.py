@@ -199,3 +199,14 @@ def test_a_stronger_probe_of_the_same_model_is_read_only_where_the_cell_carries_
     assert result["cells"] == {"a x": pytest.approx(1), "b x": pytest.approx(-1)} and result["positive"] == 1
     assert probe_strength_sentence(result, [42]).endswith("positive in 1 of 2 cells (mean +0.00: a x +1.0, b x -1.0); "
                                                          "seed 42, no interval.")
+
+
+def test_claim_2_by_ranking_calls_a_model_without_a_losing_cell_uninformative():
+    from papa_utils.verdicts import half_heads_by_ranking
+
+    r = results({("a", "x", 0): [80, 81, 79], ("a", "x", 2): [80, 81, 79], ("a", "x", 4): [80, 80.5, 79.5]},
+                {("a", "x"): (40, [45, 46, 44])})
+    table = half_heads_by_ranking({"gates": (r, None)}, set(), ["a"], n_boot=100, in_claims={("a", "x")})
+    assert list(table.verdict) == ["uninformative", "uninformative"] and list(table.cells) == [0, 0]
+    nothing = half_heads_by_ranking({"gates": (r, None)}, set(), ["a"], n_boot=100)
+    assert set(nothing.reason) == {"no cell carries signal"}
