@@ -22,7 +22,7 @@ SLURM_MEM ?=         # GB per job (default 64)
 SLURM_TIME ?=        # minutes per job (default 2880)
 export PAPA_CACHE_DIR ?= $(HOME)/.cache/papa
 
-.PHONY: setup setup-mpnet figures publish test test-all bench scrub clean
+.PHONY: setup setup-mpnet figures publish verify test test-all bench scrub clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ figures: setup-mpnet  # results, tables and figures go into the run folder, neve
 
 publish: setup  # copy a finished run to results/<profile>/ and figures/<profile>/, regenerate the README block
 	$(PY) -m papa_utils.publish $(or $(strip $(RUN_DIR)),runs/$(strip $(PROFILE)))
+
+verify: setup-mpnet  # compute a slice of a published run again from scratch (a temporary folder) and compare every row
+	$(PY) -m papa_utils.verify --profile $(strip $(or $(PUBLISHED),cpu)) \
+	  $(if $(strip $(MODELS)),--models $(strip $(MODELS))) $(if $(strip $(TASKS)),--tasks $(strip $(TASKS)))
 
 test: setup-mpnet  # the fast tier: unit tests, the smoke run's pipeline, paper-dry cells as jobs, about 2 minutes
 	$(PY) -m pytest tests -m "not slow" -p no:cacheprovider -q

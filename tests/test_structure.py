@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # lowest first: a module may import only modules listed before it (device and precision policy near the bottom)
 LAYERS = ["choices", "tasks", "profiles", "runs", "device", "models", "layout", "packing", "metrics", "references",
           "averages", "replace", "interventions", "head_stats", "exercises", "lesson", "solutions", "probe", "analysis", "verdicts", "figures", "backbones", "steps", "sweeps", "tables",
-          "cost", "executor", "pipeline", "publish"]
+          "cost", "executor", "pipeline", "publish", "verify"]
 # what the modules below import, directly or through other modules: plain data, no torch (publishing a run reads
 # its files only)
 WITHOUT_TORCH = ["choices", "tasks", "profiles", "runs", "analysis", "verdicts", "publish"]
