@@ -52,22 +52,10 @@ def test_claim_3s_figure_draws_one_line_per_task_and_titles_its_verdict():
 def test_the_claims_figure_titles_each_claims_verdict_and_estimate(tmp_path):
     """Claims 1 and 2 as their rules read them: one interval per model and the pooled one, each panel titled with
     its verdict and pooled estimate, read from claims.json as written."""
-    import json
-
     from papa_utils.figures import plot_claims_1_and_2
-    from papa_utils.runs import write_json
-    from papa_utils.verdicts import check_claims
-    from test_analysis import results
+    from test_verdicts import two_models_claims
 
-    values, refs = {}, {}
-    for model, drop in (("a", 0.02), ("b", 0.30)):
-        for task in "xyz":
-            values[(model, task, 0)] = [80, 81, 79]
-            values[(model, task, 2)] = [v * (1 - drop / 4) for v in (80, 81, 79)]
-            values[(model, task, 4)] = [v * (1 - drop) for v in (80, 81, 79)]
-            refs[(model, task)] = (50, [55, 56, 54])
-    claims = json.loads(write_json(tmp_path / "claims.json", check_claims(results(values, refs), n_boot=200)).read_text())
-    fig = plot_claims_1_and_2(claims)
+    fig = plot_claims_1_and_2(two_models_claims(tmp_path))
     left, right = fig.axes
     assert left.get_title().startswith("Claim 1, all heads constant: undecided\npooled 16.0% [")
     assert right.get_title().startswith("Claim 2, half of the heads constant: undecided\npooled drop 4.0% [")
