@@ -111,7 +111,8 @@ def _table1_rows(results: pd.DataFrame, statistics, n_boot: int, metric: str | N
     table["learned_lost"] = share_lost(table["baseline"], table["papa"], table["trivial"])
     draws = point_draws(results, statistics, "all", n=n_boot, metric=metric)
     for name, measure in (("relative_drop", _relative), ("learned_lost", _learned)):
-        bounds = {point: interval(measure(*d["draws"])) for point, d in draws.items()}
+        bounds = {point: interval(measure(*d["draws"])) if d["noise"] else (np.nan, np.nan)
+                  for point, d in draws.items()}
         table[f"{name}_low"] = [bounds.get(i, (np.nan, np.nan))[0] for i in table.index]
         table[f"{name}_high"] = [bounds.get(i, (np.nan, np.nan))[1] for i in table.index]
     table["dev_resampled"] = [bool(draws[i]["dev_resampled"]) if i in draws else False for i in table.index]
@@ -225,7 +226,9 @@ def point_draws(results: pd.DataFrame, statistics: dict | None = None, replaced=
     weights per example (the Poisson bootstrap). It is paired: one replicate applies the same seed indices and
     the same dev weights to the baseline, the configuration, the attention-free probe and the floor, so what
     they share cancels. Two calls with the same `pairing` name (default: `replaced`) pick the same seeds in each
-    replicate, so their configurations are paired with each other too (on the same seeds)."""
+    replicate, so their configurations are paired with each other too where their `seeds` are the same. `noise`
+    is False where nothing is resampled (one seed, no per-example statistics): the replicates are all the same,
+    and an interval from them alone would have no width."""
     from .metrics import metric_from_statistics
 
     rows = headline(results, None, metric)
@@ -268,6 +271,7 @@ def point_draws(results: pd.DataFrame, statistics: dict | None = None, replaced=
         draws = [np.take_along_axis(v, chosen, axis=1).mean(1) for v in values]
         out[model, task] = {"estimates": np.array([base.loc[seeds].mean(), other.loc[seeds].mean(), floor]),
                             "draws": np.stack(draws[:2] + [floor_draws]), "dev_resampled": resampled,
+                            "seeds": tuple(seeds), "noise": resampled or len(seeds) > 1,
                             "free_estimate": float(free.loc[seeds].mean()) if with_free else np.nan,
                             "free_draws": draws[2] if with_free else np.full(n, np.nan)}
     return out
@@ -305,7 +309,7 @@ def bootstrap_average(points: dict, measure, seed: int = 0, level: float = 0.95)
     percentile CI whose replicates also resample the points (each replicate picks points with replacement and
     takes each picked point's own replicate). Points where the measure is undefined (NaN) are left out and
     counted; `dev_resampled_points` says at how many the dev examples were resampled. Over one point the interval
-    is that point's own (its replicates resample seeds and dev examples only)."""
+    is that point's own (its replicates resample seeds and dev examples only), undefined where it has no noise."""
     estimates = np.array([float(measure(*p["estimates"])) for p in points.values()], dtype=float)
     defined = ~np.isnan(estimates)
     kept = [p for p, ok in zip(points.values(), defined) if ok]
@@ -314,7 +318,8 @@ def bootstrap_average(points: dict, measure, seed: int = 0, level: float = 0.95)
            "dev_resampled_points": sum(p["dev_resampled"] for p in kept), "ci_low": float("nan"),
            "ci_high": float("nan")}
     if len(kept) == 1:  # one cell: no cells to resample, its own replicates (seeds, dev examples) give the interval
-        out["ci_low"], out["ci_high"] = interval(measure(*kept[0]["draws"]), level)
+        if kept[0].get("noise", True):
+            out["ci_low"], out["ci_high"] = interval(measure(*kept[0]["draws"]), level)
         return out
     if not kept:
         return out

@@ -24,6 +24,9 @@ def layer_notes(scores: torch.Tensor, ranking: list, share: float = 0.25) -> str
             + f" Within each layer, where depth is the same: {within}.")
 
 
+ABOUT_AS_MUCH = (0.8, 1.25)  # a ratio of two changes within these bounds reads "about as much"
+
+
 def intervention_notes(table: dict, single: list[str], everything: str = "all heads") -> str:
     """What the intervention table (kind -> scope -> relative change of the last hidden states) says about PAPA's
     average against uniform attention: for the single-head scopes and for every head, the two changes and their
@@ -32,13 +35,19 @@ def intervention_notes(table: dict, single: list[str], everything: str = "all he
     papa, uniform = table["PAPA average"], table["uniform"]
     parts = [f"{scope}: PAPA's average {papa[scope]:.3f}, uniform {uniform[scope]:.3f}" for scope in single + [everything]]
     ratios = [papa[scope] / uniform[scope] for scope in single if uniform[scope] > 0]
-    closest = min(ratios, default=float("nan"))
     said = "; ".join(parts) + "."
     if ratios:
-        said += (f" For a single head the average changes the hidden states by {closest:.2f} to {max(ratios):.2f} "
-                 f"times what uniform attention does")
-        said += (": about as much, so for these heads the average adds little to spreading the attention evenly."
-                 if max(ratios) > 0.4 else ": much less, so the average keeps structure that uniform attention loses.")
+        low, high = min(ratios), max(ratios)
+        said += (f" For a single head the average changes the hidden states by {low:.2f} to {high:.2f} times what "
+                 f"uniform attention does")
+        if ABOUT_AS_MUCH[0] <= low and high <= ABOUT_AS_MUCH[1]:
+            said += ": about as much, so for these heads the average adds little to spreading the attention evenly."
+        elif high < ABOUT_AS_MUCH[0]:
+            said += ": less, so the average keeps structure that uniform attention loses."
+        elif low > ABOUT_AS_MUCH[1]:
+            said += ": more, so the average moves these heads further from what they do than uniform attention."
+        else:
+            said += ": as much for some heads and not for others."
     if uniform[everything] > 0:
         said += (f" With every head replaced, the average moves them {papa[everything] / uniform[everything]:.2f} times "
                  f"as far as uniform attention.")

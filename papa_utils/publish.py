@@ -395,7 +395,7 @@ def convergence_line(convergence: pd.DataFrame) -> str:
     return (f"Convergence (`convergence.csv`): {len(convergence) - len(moving)} of {len(convergence)} probe curves "
             f"(model × task × configuration, mean over seeds) ended flat: the slope of their last epochs' dev metric, "
             f"against the training done counted in epochs at the peak learning rate, is under {FLAT_TAIL:g} points "
-            f"per epoch" + ("." if not len(moving) else "; still moving (points per epoch at the peak rate): " + ", ".join(
+            f"per epoch or within twice its standard error over seeds" + ("." if not len(moving) else "; still moving (points per epoch at the peak rate): " + ", ".join(
                 f"{r.model} {r.task} {r.predictor} k={r.replaced_heads} ({r.tail_slope:+.1f})"
                 for r in moving.itertuples()) + "."))
 

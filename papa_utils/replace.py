@@ -28,9 +28,10 @@ layer of a call comes from a module-to-layer map (ALBERT, whose layers share one
 
 Nesting has one meaning in every family: a model has one active state; a context entered inside another adds its
 step to that state, after the steps already there, so the inner function is applied to what the outer one returns
-(``replace_heads``'s constant mix counts as a step), and recorders see the result of every step. Leaving a context
-removes its step only. While any patch or recorder is active, replaced layers take the explicit path (every head's
-probabilities formed), whose results are those of ``replace_heads(..., fast=False)``.
+(``replace_heads``'s constant mix counts as a step, and changes only the heads it lists), and recorders see the
+result of every step. Leaving a context removes its step only. While any patch, recorder or nested step is active,
+replaced layers take the explicit path (every head's probabilities formed), whose results are those of
+``replace_heads(..., fast=False)``, and packed batches are refused.
 """
 from __future__ import annotations
 
@@ -454,12 +455,15 @@ def replace_heads(model, averages, heads="all", gates: torch.Tensor | None = Non
              for layer, hs in per_layer.items()}
     active = _active_state(model)
     if active is not None:  # nested: one more step of the active state, after the steps already there
-        def mix(layer, probs, token_mask):
+        def mix(layer, probs, token_mask):  # only the listed heads change: what the outer steps made of the others stays
             spec = specs.get(layer)
             if spec is None:
                 return probs
             check_batch_length(constants.shape[-1], probs.shape[-1])
-            return mix_heads(probs[:, spec.dynamic] if len(spec.dynamic) else None, spec, token_mask).to(probs.dtype)
+            mixed = mix_heads(probs[:, spec.dynamic] if len(spec.dynamic) else None, spec, token_mask).to(probs.dtype)
+            out = probs.clone()
+            out[:, spec.replaced] = mixed[:, spec.replaced]
+            return out
         with _step(active.patches, mix):
             yield model
         return
@@ -565,9 +569,10 @@ def _installed(model, state: ReplacementState, family: str, modules: list, lengt
         if length is not None:  # a packed row is shorter than L; the layout it was packed from must have L
             check_batch_length(length, state.token_mask.shape[1] if packing is None else packing[1])
         if state.patched and packing is not None:
-            raise ValueError("patch_attention and record_attention run on batches of the whole layout (a function "
-                             "sees positions, and a packed row's positions are not its slots): give them padded "
-                             "batches, backbone_batches(data, size, 'padded')")
+            raise ValueError("patch_attention, record_attention and attention contexts nested in one another run "
+                             "on batches of the whole layout (a function sees positions, and a packed row's "
+                             "positions are not its slots): give them padded batches, "
+                             "backbone_batches(data, size, 'padded')")
 
     base = getattr(model, "base_model", model)  # the encoder itself, also inside a task-head wrapper
     handles = [base.register_forward_pre_hook(capture, with_kwargs=True)]

@@ -79,8 +79,10 @@ def convergence_table(records: list[dict], schedule: str = "constant", last: int
     before (`last_gain`), and the tail's slope: the least-squares slope of those means against the training done,
     counted in epochs at the peak learning rate (``verdicts.tail_slope``). Under a decaying rate a curve flattens because
     its steps shrink, not because it has converged; the slope undoes that: it is what one more epoch at the peak
-    rate would move the metric by. `converged`: its size is below ``FLAT_TAIL`` points, so a curve still rising,
-    falling or swinging fails. The final epoch is what the results report."""
+    rate would move the metric by. `tail_slope_se`: its standard error over seeds (each seed's own slope).
+    `converged`: the slope's size is below ``FLAT_TAIL`` points, or within twice its standard error (no movement
+    shown beyond the seeds' noise); a curve that rises, falls or swings by more fails. The final epoch is what the
+    results report."""
     rows = []
     for r in records:
         metric = get_task(r["task"]).metric
@@ -90,7 +92,7 @@ def convergence_table(records: list[dict], schedule: str = "constant", last: int
                          "seed": r["seed"], "epoch": point["epoch"], "value": point[metric]})
     columns = ["model", "task", "predictor", "replaced_heads", "total_heads", "metric"]
     if not rows:
-        return pd.DataFrame(columns=columns + ["seeds", "last_gain", "tail_slope", "converged"])
+        return pd.DataFrame(columns=columns + ["seeds", "last_gain", "tail_slope", "tail_slope_se", "converged"])
     frame = pd.DataFrame(rows)
     means = frame.pivot_table(index=columns, columns="epoch", values="value", aggfunc="mean")
     seeds = frame.groupby(columns)["seed"].nunique()
@@ -99,7 +101,12 @@ def convergence_table(records: list[dict], schedule: str = "constant", last: int
     table["seeds"] = seeds
     table["last_gain"] = (means[epochs[-1]] - means[epochs[-2]]) if len(epochs) > 1 else np.nan
     table["tail_slope"] = tail_slope(means[epochs].to_numpy(float), epochs, max(means.columns), schedule)
-    table["converged"] = table["tail_slope"].abs() < FLAT_TAIL
+    per_seed = frame.pivot_table(index=columns + ["seed"], columns="epoch", values="value", aggfunc="mean")
+    slopes = pd.Series(tail_slope(per_seed[epochs].to_numpy(float), epochs, max(means.columns), schedule),
+                       index=per_seed.index).groupby(level=columns)
+    table["tail_slope_se"] = slopes.std() / np.sqrt(slopes.count())  # NaN with one seed
+    table["converged"] = (table["tail_slope"].abs() < FLAT_TAIL) | (
+        table["tail_slope"].abs() <= 2 * table["tail_slope_se"])
     return table.reset_index()
 
 

@@ -146,9 +146,15 @@ def bootstrap_share(partial: dict, full: dict, seed: int = 0, level: float = 0.9
     """The share of the full-PAPA loss already lost at a partial point: the average relative drop at the point
     over the average with every head constant, over the cells both hold, with a percentile CI whose replicates
     resample the cells (the same cells for numerator and denominator) and take each cell's paired replicates
-    (``point_draws`` with one `pairing` name: the same seeds and dev weights at both points)."""
-    cells = [c for c in partial if c in full]
-    out = {"value": None, "points": len(cells), "ci_low": None, "ci_high": None}
+    (``point_draws`` with one `pairing` name: the same seeds and dev weights at both points). A cell whose two
+    points differ in their seeds or in whether the dev examples are resampled cannot be paired: it is left out and
+    counted (`unpaired_points`)."""
+    both = [c for c in partial if c in full]
+    # paired only where both points have the same seeds and both resample the dev examples or neither does
+    cells = [c for c in both if partial[c]["seeds"] == full[c]["seeds"]
+             and partial[c]["dev_resampled"] == full[c]["dev_resampled"]]
+    out = {"value": None, "points": len(cells), "unpaired_points": len(both) - len(cells), "ci_low": None,
+           "ci_high": None}
     if not cells:
         return out
     num = np.array([_relative(*partial[c]["estimates"]) for c in cells], dtype=float)
@@ -156,6 +162,8 @@ def bootstrap_share(partial: dict, full: dict, seed: int = 0, level: float = 0.9
     out["value"] = float(num.mean() / den.mean()) if den.mean() > 0 else None
     draws_num = np.stack([_relative(*partial[c]["draws"]) for c in cells], axis=1)  # [n, cells]
     draws_den = np.stack([_relative(*full[c]["draws"]) for c in cells], axis=1)
+    if len(cells) == 1 and not partial[cells[0]]["noise"]:  # one cell, nothing resampled: no interval
+        return out
     # one cell: its own replicates (seeds, dev examples); more: the cells are resampled too
     chosen = (np.zeros(draws_num.shape, dtype=int) if len(cells) == 1 else
               np.random.default_rng(seed).integers(0, len(cells), draws_num.shape))
@@ -205,7 +213,7 @@ def half_heads_claim(results: pd.DataFrame, statistics: dict | None, kept: set, 
     if not losing:
         block["verdict"] = uninformative(len(kept))
     for model, part in block["per_model"].items():
-        if not part["relative_drop"]["points"]:
+        if not any(c[0] == model for c in losing):
             part["verdict"] = uninformative(sum(c[0] == model for c in kept))
     block["sweep"] = share_of_full_loss(results, statistics, losing, models, n_boot)
     return block
@@ -272,8 +280,12 @@ def model_level_test(t1: pd.DataFrame, protocols: dict, column: str = "relative_
     null /= len(used)
     observed, eps = null[0], 1e-9  # the identity comes first: the observed mean
     count = (lambda hits: float(hits.mean())) if exact else (lambda hits: float((hits[1:].sum() + 1) / len(hits)))
+    # exact where every relabelling is counted and every measured task has every model (then the relabellings act
+    # on the data as a group); a task without some models takes each relabelling's order of the models it has,
+    # which is not a group action, so the p-values are then approximate
+    complete = all(len(idx) == len(models) for idx, _, _ in used)
     out.update(p_greater=count(null >= observed - eps), p_less=count(null <= observed + eps),
-               smallest_p=count(null >= null.max() - eps), relabellings=int(len(perms)), exact=exact)
+               smallest_p=count(null >= null.max() - eps), relabellings=int(len(perms)), exact=exact and complete)
     if replicate:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -296,7 +308,8 @@ def strength_verdict(test: dict) -> dict:
     the smallest p the design can give when that is not below the level."""
     if not test["tasks_measured"]:
         return {"verdict": "undecided", "reason": "no task has two or more models that carry signal"}
-    how = "exact" if test["exact"] else f"{test['relabellings'] - 1:,} sampled relabellings"
+    how = ("exact" if test["exact"] else f"{test['relabellings'] - 1:,} sampled relabellings"
+           if len(test["models"]) > MAX_EXACT_MODELS else "approximate: some tasks lack some models")
     said = (f"mean within-task Spearman {test['mean_spearman']:+.2f} over {test['tasks_measured']} tasks and "
             f"{len(test['models'])} models; one-sided p = {test['p_greater']:.3f} with the models relabelled jointly "
             f"across tasks ({how})")
@@ -388,8 +401,9 @@ def half_heads_by_ranking(runs: dict, kept: set, models: list, n_boot: int = 200
         seeds = ", ".join(str(int(s)) for s in sorted(set(half.seed)))
         for model, part in [("all models", block), *block["per_model"].items()]:
             drop, lost = part["relative_drop"], part["learned_signal_lost"]
-            verdict = part["verdict"] if drop["points"] else uninformative(
-                sum(model in ("all models", c[0]) for c in in_claims))
+            losing = [c for c in kept if model in ("all models", c[0])]
+            verdict = (uninformative(sum(model in ("all models", c[0]) for c in in_claims)) if not losing
+                       else part["verdict"])
             rows.append({"ranking": ranking, "main": ranking == main, "model": model, "seeds": seeds,
                          "cells": drop["points"],
                          "relative_drop": drop["value"], "ci_low": drop["ci_low"], "ci_high": drop["ci_high"],
@@ -471,6 +485,8 @@ def claim_statements(claims: dict) -> dict:
     a = c["all_heads"]
     drivers = ", ".join(f"{m} {100 * v:.0f}%" for m, v in sorted(a.get("share_of_pooled_drop", {}).items(),
                                                                      key=lambda kv: -kv[1]))
+    shares = a.get("share_of_pooled_drop", {})
+    drivers = drivers if len(shares) > 1 and min(shares.values()) >= 0 else ""  # parts only where each is a part
     out = {"all_heads": (f"Per model: {_per_model(a)}. Pooled **{_verdict(a)['verdict']}** ({_verdict(a)['reason']}): "
                          f"relative drop {_average(a['relative_drop'])}"
                          + (f" (parts of the summed drop: {drivers})" if drivers else "")
@@ -480,10 +496,10 @@ def claim_statements(claims: dict) -> dict:
     shares = "; ".join(f"at {label}: " + ", ".join(f"{m} {_share_ci(v['share_of_full_loss'])}"
                                                     for m, v in point["per_model"].items())
                        for label, point in ((k, sweep[k]) for k in _by_share(sweep)))
-    out["half_heads"] = (f"On the {len(h.get('cells', []))} cells where full PAPA loses measurably. Per model: "
+    out["half_heads"] = (f"On the {_cells(len(h.get('cells', [])))} where full PAPA loses measurably. Per model: "
                          f"{_per_model(h)}. Pooled **{_verdict(h)['verdict']}** ({_verdict(h)['reason']}): relative drop "
                          f"{_average(h['relative_drop'])}"
-                         + (f"; {h['gains']} cells gain" if "gains" in h else "")
+                         + (f"; {_cells(h['gains'])} gain{'s' * (h['gains'] == 1)}" if "gains" in h else "")
                          + (f". Share of the full-PAPA loss already lost {shares}" if shares else ""))
     w, r = c["strength_model_level"], c["pooled_strength_correlation"]
     per_task = ", ".join(f"{t} {v['spearman']:+.2f}" for t, v in w["tasks"].items() if v["spearman"] is not None)
@@ -498,6 +514,15 @@ def claim_statements(claims: dict) -> dict:
                        + (f"; pooled over all {r['points']} cells (mixed metrics and dev sets): Pearson "
                           f"{_ci(r['pearson'])}, Spearman {_ci(r['spearman'])}" if r["points"] > 2 else ""))
     return out
+
+
+def _is(verdict: str) -> str:
+    """A verdict as a verb phrase: "**holds**", "**fails**", "is **undecided**", "is **uninformative**"."""
+    return f"**{verdict}**" if verdict in ("holds", "fails") else f"is **{verdict}**"
+
+
+def _cells(n: int) -> str:
+    return f"{n} cell{'s' * (n != 1)}"
 
 
 def _models_with(block: dict, verdict: str) -> list:
@@ -515,26 +540,34 @@ def findings(claims: dict, convergence: pd.DataFrame | None = None) -> str:
     a, h, w = claims["all_heads"], claims["half_heads"], claims["strength_model_level"]
     upper = 100 * claims["thresholds"]["about_paper_upper"]
     paper = 100 * claims["paper_all_heads_average_relative_drop"]
-    per_model = ", ".join(f"{m} {_average(v['relative_drop'])}" for m, v in a["per_model"].items()
-                          if v["relative_drop"]["points"])
-    top = max(a.get("share_of_pooled_drop", {}).items(), key=lambda kv: kv[1], default=None)
-    said = [f"**What it says.** With every head constant, the average relative drop over the "
-            f"{a['relative_drop']['points']} cells that carry signal is {_estimate(a['relative_drop'])}; the paper "
-            f"reports {paper:.0f}%. Per model it is not one number: {per_model}"
-            + (f", and {top[0]} makes {100 * top[1]:.0f}% of the summed drop" if top else "") + "."]
-    holds, undecided, fails = (_models_with(a, v) for v in ("holds", "undecided", "fails"))
-    said.append(f"Read as \"about {paper:.0f}% or less\" (the whole 95% interval at most {upper:.0f}%), claim 1 is "
-                f"**{_verdict(a)['verdict']}** pooled" + "".join(
-                    f"; {verb} for {_names(ms)}" for verb, ms in (("it holds", holds), ("undecided", undecided),
-                                                                   ("it fails", fails)) if ms) + ".")
+    measured = {m: v for m, v in a["per_model"].items() if v["relative_drop"]["points"]}
+    shares = a.get("share_of_pooled_drop", {})
+    top = max(shares.items(), key=lambda kv: kv[1], default=None) if len(shares) > 1 and min(shares.values()) >= 0 \
+        else None  # which model makes the summed drop, where every model's part of it is a part
+    if not a["relative_drop"]["points"]:
+        said = [f"**What it says.** With every head constant, no cell carries signal, so claim 1 "
+                f"{_is(_verdict(a)['verdict'])}."]
+    else:
+        said = [f"**What it says.** With every head constant, the average relative drop over the "
+                f"{_cells(a['relative_drop']['points'])} that carry signal is {_estimate(a['relative_drop'])}; the "
+                f"paper reports {paper:.0f}%."
+                + (f" Per model it is not one number: " + ", ".join(f"{m} {_average(v['relative_drop'])}"
+                                                                   for m, v in measured.items())
+                   + (f", and {top[0]} makes {100 * top[1]:.0f}% of the summed drop" if top else "") + "."
+                   if len(measured) > 1 else "")]
+        holds, undecided, fails = (_models_with(a, v) for v in ("holds", "undecided", "fails"))
+        said.append(f"Read as \"about {paper:.0f}% or less\" (the whole 95% interval at most {upper:.0f}%), claim 1 "
+                    f"{_is(_verdict(a)['verdict'])} pooled" + "".join(
+                        f"; {verb} for {_names(ms)}" for verb, ms in (("it holds", holds), ("it is undecided", undecided),
+                                                                       ("it fails", fails)) if ms) + ".")
     sweep = h.get("sweep", {})
     uninformed = _models_with(h, "uninformative")
     if h.get("cells"):
         half = sweep.get("1/2", {}).get("per_model", {})
         parts = ", ".join(f"{m} {_share_ci(v['share_of_full_loss'])}" for m, v in half.items())
-        said.append(f"With half of the heads constant, on the {len(h['cells'])} cells where full PAPA loses "
-                    f"measurably, the average relative drop is {_estimate(h['relative_drop'])} and claim 2 is "
-                    f"**{_verdict(h)['verdict']}** ({_verdict(h)['reason']})"
+        said.append(f"With half of the heads constant, on the {_cells(len(h['cells']))} where full PAPA loses "
+                    f"measurably, the average relative drop is {_estimate(h['relative_drop'])} and claim 2 "
+                    f"{_is(_verdict(h)['verdict'])} ({_verdict(h)['reason']})"
                     + (f"; the share of the full-PAPA loss already lost at half is {parts}" if parts else "")
                     + (f"; {_names(uninformed)} lose{'s' * (len(uninformed) == 1)} nothing measurable with every head "
                        f"constant, so half of the heads cannot test the claim there" if uninformed else "") + ".")
@@ -544,10 +577,12 @@ def findings(claims: dict, convergence: pd.DataFrame | None = None) -> str:
                 f"at {label}: " + ", ".join(f"{m} {_share_ci(v['share_of_full_loss'])}"
                                             for m, v in sweep[label]["per_model"].items()) for label in later) + ".")
     else:
-        said.append(f"Claim 2 is **{_verdict(h)['verdict']}**: {_verdict(h)['reason']}.")
-    if w["tasks_measured"]:
+        said.append(f"Claim 2 {_is(_verdict(h)['verdict'])}: {_verdict(h)['reason']}.")
+    if not w["tasks_measured"]:
+        said.append(f"Claim 3 (better models lose more) cannot be tested here: {_verdict(w)['reason']}.")
+    else:
         ctx = claims.get("strength_on_contextual_signal") or {}
-        said.append(f"Claim 3 (better models lose more) is **{_verdict(w)['verdict']}**: "
+        said.append(f"Claim 3 (better models lose more) {_is(_verdict(w)['verdict'])}: "
                     f"{_verdict(w)['reason']}"
                     + (f". Measured as the share of the contextual signal lost, which takes each model's headroom "
                        f"over the attention-free probe into account, the mean Spearman is {ctx['mean_spearman']:+.2f} "
@@ -568,8 +603,10 @@ def findings(claims: dict, convergence: pd.DataFrame | None = None) -> str:
         caveats.append(f"the probe trains on at most {max(sizes - {None}):,} examples per task (the paper: whole "
                        f"training splits)")
     if claims.get("left_out"):
-        caveats.append(f"{len(claims['left_out'])} cells are left out because their baselines do not clear their "
-                       f"references by more than their noise: {', '.join(claims['left_out'])}")
+        caveats.append(f"{_cells(len(claims['left_out']))} {'are' if len(claims['left_out']) != 1 else 'is'} left out "
+                       f"because {'their baselines do' if len(claims['left_out']) != 1 else 'its baseline does'} not "
+                       f"clear {'their' if len(claims['left_out']) != 1 else 'its'} references by more than the noise: "
+                       f"{', '.join(claims['left_out'])}")
     if convergence is not None and len(convergence) and "tail_slope" in convergence:
         moving = convergence[~convergence.converged.astype(bool)]
         caveats.append(f"{len(moving)} of {len(convergence)} probe curves had not ended flat by the convergence check"

@@ -109,20 +109,21 @@ def test_exercise_4_needs_more_than_the_layer():
 
 
 def test_exercise_4_is_asked_before_the_notebook_computes_any_score():
-    """The ranking is not in scope when the student writes the pick: no cell before exercise 4's binds `scores` or
-    `ranking`, and its check measures the scores without naming them."""
-    cells = NOTEBOOK.read_text().split("# %%")
-    ask = next(i for i, c in enumerate(cells) if "def my_prediction" in c)
-    bound = set()
-    for cell in cells[:ask + 2]:
-        try:
-            tree = ast.parse(cell)
-        except SyntaxError:
-            continue
-        bound |= {t.id for n in ast.walk(tree) if isinstance(n, ast.Assign) for t in n.targets
-                  if isinstance(t, ast.Name)}
-    assert not {"scores", "ranking"} & bound
-    assert "check_prediction(my_prediction" in cells[ask + 1]
+    """The ranking is not in scope when the student writes the pick: no code cell before exercise 4's check binds a
+    name `scores` or `ranking` (the parameters cell's empty `ranking` string, the profile's ranking choice, aside),
+    and the check measures the scores without naming them; section 5, after it, binds both."""
+    import nbformat
+
+    cells = [c.source for c in nbformat.read(ROOT / "notebooks" / "00_anatomy_of_attention.ipynb", 4).cells
+             if c.cell_type == "code"]
+    check = next(i for i, c in enumerate(cells) if "check_prediction(my_prediction" in c)
+
+    def bound(source):
+        return {n.id for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+
+    assert "ranking" in bound(cells[0]) and "scores" not in bound(cells[0])  # the parameters cell: a string
+    assert not {"scores", "ranking"} & set().union(*(bound(c) for c in cells[1:check + 1]))
+    assert {"scores", "ranking"} <= set().union(*(bound(c) for c in cells[check + 1:]))
 
 
 def test_the_template_ships_five_unsolved_exercises():

@@ -176,3 +176,50 @@ def test_leaving_every_context_restores_the_model(family):
     assert not any(m._forward_pre_hooks for m in model.modules())
     assert not any(k in m.__dict__ for m in model.modules() for k in ("_papa_state", "_papa_active", "forward"))
     assert torch.equal(run(model, batch).last_hidden_state, before)
+
+
+def test_an_error_inside_a_nested_context_leaves_the_outer_one_working_and_then_the_model_restored(family):
+    model = tiny_model(family)
+    batch = batch_for(model)
+    before = run(model, batch).last_hidden_state
+    with patch_attention(model, on_heads(uniform)):
+        patched = run(model, batch).last_hidden_state
+        with pytest.raises(RuntimeError, match="inside"):
+            with patch_attention(model, on_heads(self_token)):
+                raise RuntimeError("inside")
+        assert torch.equal(run(model, batch).last_hidden_state, patched)
+    assert not any(k in m.__dict__ for m in model.modules() for k in ("_papa_state", "_papa_active"))
+    assert torch.equal(run(model, batch).last_hidden_state, before)
+
+
+def test_replace_heads_inside_replace_heads_changes_only_its_own_heads():
+    """The inner constants go to the heads the inner context lists; the outer context's heads keep theirs, and an
+    outer patch's rows on the other heads are left as it made them (not renormalised)."""
+    model = tiny_model("bert")
+    batch = batch_for(model)
+    mask = batch["attention_mask"]
+    c, d = constants(), constants().flip(-1)
+    with replace_heads(model, c, heads=[(1, 0)]), replace_heads(model, d, heads=[(1, 2)]), \
+            record_attention(model) as cache:
+        run(model, batch)
+    pattern = cache["blocks.1.attn.pattern"]
+    assert torch.allclose(pattern[:, 0], renormalise_rows(c[1, 0][None] * pair_mask(mask)[:, 0]), atol=1e-6)
+    assert torch.allclose(pattern[:, 2], renormalise_rows(d[1, 2][None] * pair_mask(mask)[:, 0]), atol=1e-6)
+    halved = lambda layer, probs, m: probs / 2  # noqa: E731  (rows that sum to one half)
+    with patch_attention(model, halved), replace_heads(model, d, heads=[(1, 2)]), record_attention(model) as cache:
+        run(model, batch)
+    rows = cache["blocks.1.attn.pattern"][0].sum(-1)[:, mask[0].bool()]  # [heads, real rows] of the first example
+    assert torch.allclose(rows[1], torch.full_like(rows[1], 0.5)) and torch.allclose(rows[2], torch.ones_like(rows[2]))
+
+
+def test_record_attention_refuses_a_packed_batch():
+    from papa_utils.layout import Encoded
+    from papa_utils.packing import backbone_batches, run_backbone
+
+    model = tiny_model("bert")
+    batch = batch_for(model)
+    data = Encoded(batch["input_ids"], batch["attention_mask"], None, torch.zeros(3, dtype=torch.long))
+    with record_attention(model), pytest.raises(ValueError, match=re.escape(
+            "patch_attention, record_attention and attention contexts nested in one another run on batches of the "
+            "whole layout")):
+        run_backbone(model, next(iter(backbone_batches(data, 3, "packed"))))

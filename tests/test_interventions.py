@@ -163,7 +163,7 @@ def test_patch_attention_refuses_a_packed_batch():
     batch = batch_for(model)
     data = Encoded(batch["input_ids"], batch["attention_mask"], None, torch.zeros(3, dtype=torch.long))
     with patch_attention(model, on_heads(uniform)), pytest.raises(ValueError, match=re.escape(
-            "patch_attention and record_attention run on batches of the whole layout (a function sees positions, and a "
-            "packed row's positions are not its slots): give them padded batches, backbone_batches(data, size, "
-            "'padded')")):
+            "patch_attention, record_attention and attention contexts nested in one another run on batches of the "
+            "whole layout (a function sees positions, and a packed row's positions are not its slots): give them "
+            "padded batches, backbone_batches(data, size, 'padded')")):
         run_backbone(model, next(iter(backbone_batches(data, 3, "packed"))))

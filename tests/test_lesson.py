@@ -20,9 +20,15 @@ def test_the_intervention_note_reads_papa_against_uniform():
     table = {"PAPA average": {"head a": 0.034, "all heads": 0.30}, "uniform": {"head a": 0.068, "all heads": 0.60}}
     said = intervention_notes(table, ["head a"])
     assert said.startswith("head a: PAPA's average 0.034, uniform 0.068; all heads: PAPA's average 0.300, uniform 0.600.")
-    assert "0.50 to 0.50 times what uniform attention does: about as much" in said
-    table["PAPA average"]["head a"] = 0.0068
-    assert "much less, so the average keeps structure" in intervention_notes(table, ["head a"])
+    assert "0.50 to 0.50 times what uniform attention does: less, so the average keeps structure" in said
+    table["PAPA average"]["head a"] = 0.066
+    assert "0.97 to 0.97 times what uniform attention does: about as much" in intervention_notes(table, ["head a"])
+    table["PAPA average"]["head a"] = 0.2
+    assert "2.94 to 2.94 times what uniform attention does: more" in intervention_notes(table, ["head a"])
+    table["PAPA average"]["head b"], table["uniform"]["head b"] = 0.01, 0.1
+    assert intervention_notes(table, ["head a", "head b"]).endswith("as much for some heads and not for others. "
+                                                                    "With every head replaced, the average moves "
+                                                                    "them 0.50 times as far as uniform attention.")
 
 
 def test_the_length_note_says_when_the_layout_differs_from_the_published_one():

@@ -582,12 +582,12 @@ def test_convergence_reads_the_last_epochs_of_every_probe():
         return {"model": "m", "task": "sst2", "predictor": predictor, "replaced_heads": k, "total_heads": 4,
                 "seed": seed, "curve": [{"epoch": e + 1, "accuracy": v} for e, v in enumerate(values)]}
 
-    records = [record(0, 0, [70, 80, 81, 81.2]), record(1, 0, [70, 80.8, 81, 81.2]),  # +0.4 per epoch: flat
+    records = [record(0, 0, [70, 80.4, 81, 81.2]), record(1, 0, [70, 80.4, 81, 81.2]),  # +0.4 per epoch: flat
                record(0, 4, [60, 70, 75, 76]), record(1, 4, [60, 70, 75, 77]),  # +1.5: still climbing
                record(0, 0, [50, 52, 51, 50], "attention_free")]  # falling by 1 per epoch: not flat either
     table = convergence_table(records).set_index(["predictor", "replaced_heads"])
-    assert list(table.columns[-7:]) == ["epoch_2", "epoch_3", "epoch_4", "seeds", "last_gain", "tail_slope",
-                                        "converged"]
+    assert list(table.columns[-8:]) == ["epoch_2", "epoch_3", "epoch_4", "seeds", "last_gain", "tail_slope",
+                                        "tail_slope_se", "converged"]
     assert table.loc[("probe", 0), "epoch_4"] == pytest.approx(81.2)
     assert table.loc[("probe", 0), "tail_slope"] == pytest.approx(0.4) and table.loc[("probe", 0), "converged"]
     assert table.loc[("probe", 4), "last_gain"] == pytest.approx(1.5) and not table.loc[("probe", 4), "converged"]
@@ -595,9 +595,15 @@ def test_convergence_reads_the_last_epochs_of_every_probe():
     assert not table.loc[("attention_free", 0), "converged"] and table.loc[("probe", 0), "seeds"] == 2
     # the same curves under a linear decay over 4 epochs: epochs 2-4 ran at 5/8, 3/8 and 1/8 of the peak rate
     # (training done 1.5, 1.875, 2 peak-rate epochs), so the flat one's +0.6 and +0.2 read as 1.6 points per epoch
-    # at the peak rate: still moving
+    # at the peak rate: still moving (both seeds alike: no noise to hide in)
     linear = convergence_table(records, "linear").set_index(["predictor", "replaced_heads"])
     assert linear.loc[("probe", 0), "tail_slope"] == pytest.approx(1.6) and not linear.loc[("probe", 0), "converged"]
+    # a slope within twice its standard error over seeds shows no movement beyond their noise: it passes
+    swinging = [record(0, 0, [70, 80, 82, 84]), record(1, 0, [70, 80, 82, 80]), record(2, 0, [70, 80, 82, 82.6])]
+    noisy = convergence_table(swinging).set_index(["predictor", "replaced_heads"]).loc[("probe", 0)]
+    assert noisy.tail_slope == pytest.approx(1.1) and noisy.tail_slope_se == pytest.approx(np.std([2, 0, 1.3], ddof=1)
+                                                                                         / np.sqrt(3))
+    assert noisy.converged
 
 
 def test_baseline_features_are_kept_on_disk_only_while_the_cache_has_room(tmp_path, monkeypatch):

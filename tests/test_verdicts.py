@@ -216,3 +216,57 @@ def test_claim_2_by_ranking_calls_a_model_without_a_losing_cell_uninformative():
     assert list(table.verdict) == ["uninformative", "uninformative"] and list(table.cells) == [0, 0]
     nothing = half_heads_by_ranking({"gates": (r, None)}, set(), ["a"], n_boot=100)
     assert set(nothing.reason) == {"no cell carries signal"}
+
+
+def test_a_cell_whose_two_points_have_other_seeds_is_not_paired_into_the_share():
+    """The share of the full-PAPA loss pairs each cell's partial and full points on the same seeds; a cell whose
+    partial point ran on fewer seeds is left out and counted, never paired on mismatched seeds."""
+    values, refs = {}, {}
+    for task in "xy":
+        values[("b", task, 0)] = [80, 81, 79]
+        values[("b", task, 2)] = [72, 72.9, 71.1]
+        values[("b", task, 4)] = [64, 64.8, 63.2]
+        refs[("b", task)] = (40, [45, 46, 44])
+    r = results(values, refs)
+    r = r[~((r.task == "y") & (r.replaced_heads == 2) & (r.seed == 2))]  # y's half point lost a seed
+    share = check_claims(r, n_boot=200)["half_heads"]["sweep"]["1/2"]["share_of_full_loss"]
+    assert share["points"] == 1 and share["unpaired_points"] == 1 and share["value"] == pytest.approx(0.5)
+
+
+def test_one_seed_without_per_example_counts_gives_no_interval():
+    """Nothing is resampled: an interval from such replicates would have no width, so there is none, and full PAPA
+    is not read as losing measurably on that cell."""
+    r = results({("a", "x", 0): [80], ("a", "x", 2): [76], ("a", "x", 4): [70]}, {("a", "x"): (40, [45])})
+    t = table1(r, n_boot=100).iloc[0]
+    assert np.isnan(t.relative_drop_low) and np.isnan(t.relative_drop_high)
+    claims = check_claims(r, n_boot=100)
+    assert claims["half_heads"]["cells"] == [] and np.isnan(claims["all_heads"]["relative_drop"]["ci_low"])
+
+
+def test_a_model_with_losing_cells_but_no_half_point_is_not_called_uninformative():
+    values, refs = {}, {}
+    for model in "ab":
+        for task in "xy":
+            values[(model, task, 0)] = [80, 81, 79]
+            values[(model, task, 4)] = [64, 64.8, 63.2]
+            refs[(model, task)] = (40, [45, 46, 44])
+            if model == "a":
+                values[(model, task, 2)] = [72, 72.9, 71.1]
+    half = check_claims(results(values, refs), n_boot=100)["half_heads"]
+    assert half["per_model"]["b"]["verdict"] == {"verdict": "undecided", "reason": "no cell carries signal"}
+    assert half["per_model"]["a"]["verdict"]["verdict"] == "fails"
+
+
+def test_the_findings_read_well_for_one_model_one_cell_left_out_and_no_task_to_compare(tmp_path):
+    import json
+
+    from papa_utils.runs import write_json
+
+    r = results({("a", "x", 0): [80, 81, 79], ("a", "x", 4): [72, 73, 71], ("a", "y", 0): [0, 0, 0],
+                 ("a", "y", 4): [0, 0, 0]}, {("a", "x"): (40, [45, 46, 44]), ("a", "y"): (0, [0, 0, 0])})
+    claims = json.loads(write_json(tmp_path / "claims.json", check_claims(r, n_boot=100)).read_text())
+    text = findings(claims)
+    assert "Per model it is not one number" not in text and "makes" not in text
+    assert "claim 1 **holds** pooled" in text or "claim 1 is **undecided** pooled" in text
+    assert "1 cell is left out because its baseline does not clear its references" in text
+    assert "Claim 3 (better models lose more) cannot be tested here: no task has two or more models" in text
