@@ -18,6 +18,7 @@ import re
 import shutil
 import sys
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -113,11 +114,14 @@ def republish_notebooks(run_dir: str | Path, root: Path = ROOT) -> Path:
                            f"fewer models, tasks or seeds): publish it whole with `make publish RUN_DIR={run_dir}`")
     entry = {k: run.get(k) for k in ("git_commit", "dirty", "diff_sha256", "time", "notebooks", "notebook_seconds",
                                      "wall_seconds", "peak_memory_gb", "run_dir", "packages")}
+    # only what this invocation wrote: a file or figure older than its start came from an earlier one
+    started = datetime.strptime(run["time"], "%Y-%m-%dT%H:%M:%S%z").timestamp() - run["wall_seconds"] - 60
+    fresh = lambda path: path.exists() and path.stat().st_mtime >= started  # noqa: E731
     published["reexecuted"] = [*published.get("reexecuted", []), entry]
     with atomic_path(target, folder=True) as tmp:
         shutil.copytree(target, tmp, dirs_exist_ok=True)
         for file in RESULT_FILES + OPTIONAL_FILES:
-            if _filled(run_dir / "results" / file):
+            if _filled(run_dir / "results" / file) and fresh(run_dir / "results" / file):
                 shutil.copy2(run_dir / "results" / file, tmp / file)
         write_json(tmp / "run.json", published)
         for notebook in run["notebooks"]:
@@ -128,7 +132,8 @@ def republish_notebooks(run_dir: str | Path, root: Path = ROOT) -> Path:
         if figures.exists():
             shutil.copytree(figures, tmp, dirs_exist_ok=True)
         for figure in sorted((run_dir / "figures").glob("*")):
-            shutil.copy2(figure, tmp / figure.name)
+            if fresh(figure):
+                shutil.copy2(figure, tmp / figure.name)
     (target / "README.md").write_text(index_page(name, target, sorted(p.name for p in figures.glob("*"))))
     write_readme_block(name, root)
     return target

@@ -5,6 +5,9 @@ import pandas as pd
 from papa_utils.verify import compare_rows, report, same_machine_kind
 
 
+SLICE = (["a"], ["x"])
+
+
 def rows(values):
     return pd.DataFrame([{"model": m, "task": t, "predictor": "probe", "replaced_heads": k, "seed": 42,
                           "metric": "accuracy", "value": v} for (m, t, k), v in values.items()])
@@ -12,17 +15,21 @@ def rows(values):
 
 def test_a_slice_is_compared_row_by_row_with_the_published_table():
     published = rows({("a", "x", 0): 80.0, ("a", "x", 4): 70.0, ("a", "y", 0): 60.0, ("b", "x", 0): 50.0})
-    same = compare_rows(published, rows({("a", "x", 0): 80.0, ("a", "x", 4): 70.0}), 0.0)
+    same = compare_rows(published, rows({("a", "x", 0): 80.0, ("a", "x", 4): 70.0}), 0.0, *SLICE)
     assert len(same) == 2 and same.ok.all()  # the slice only: a y and b x are not asked for
-    moved = compare_rows(published, rows({("a", "x", 0): 80.0, ("a", "x", 4): 70.0 + 1e-9}), 0.0)
+    moved = compare_rows(published, rows({("a", "x", 0): 80.0, ("a", "x", 4): 70.0 + 1e-9}), 0.0, *SLICE)
     assert list(moved.ok) == [True, False] and "largest difference 1e-09 points" in report(moved, 0.0, True)
-    assert compare_rows(published, rows({("a", "x", 0): 80.0, ("a", "x", 4): 70.4}), 0.5).ok.all()
-    missing = compare_rows(published, rows({("a", "x", 0): 80.0}), 0.0)  # a published row not recomputed
+    assert compare_rows(published, rows({("a", "x", 0): 80.0, ("a", "x", 4): 70.4}), 0.5, *SLICE).ok.all()
+    missing = compare_rows(published, rows({("a", "x", 0): 80.0}), 0.0, *SLICE)  # a published row not recomputed
     assert list(missing.ok) == [True, False]
-    extra = compare_rows(published, rows({("a", "x", 0): 80.0, ("a", "x", 4): 70.0, ("a", "x", 2): 75.0}), 0.0)
+    extra = compare_rows(published, rows({("a", "x", 0): 80.0, ("a", "x", 4): 70.0, ("a", "x", 2): 75.0}), 0.0, *SLICE)
     assert not extra.ok.all()  # a recomputed row the published table lacks
-    undefined = compare_rows(rows({("a", "x", 0): np.nan}), rows({("a", "x", 0): np.nan}), 0.0)
+    undefined = compare_rows(rows({("a", "x", 0): np.nan}), rows({("a", "x", 0): np.nan}), 0.0, *SLICE)
     assert undefined.ok.all()
+    nothing = compare_rows(published, published.iloc[:0], 0.0, *SLICE)
+    assert not nothing.ok.all()  # the published rows of the slice, none recomputed
+    assert report(compare_rows(published, published, 0.0, ["c"], ["x"]), 0.0, True).startswith(
+        "verify: no row to compare")
 
 
 def test_exact_only_on_the_kind_of_machine_the_run_was_published_from():
@@ -33,6 +40,6 @@ def test_exact_only_on_the_kind_of_machine_the_run_was_published_from():
     fp32 = {**run, "precision_choice": {"m": {"choice": "fp32", "processor": "AMD EPYC"}}}
     torch = {**run, "packages": {"torch": "2.14.1"}}
     assert not any(same_machine_kind(run, here) for here in (other_cpu, fp32, torch))
-    table = compare_rows(rows({("a", "x", 0): 80.0}), rows({("a", "x", 0): 80.3}), 1.0)
+    table = compare_rows(rows({("a", "x", 0): 80.0}), rows({("a", "x", 0): 80.3}), 1.0, *SLICE)
     assert report(table, 1.0, False).startswith("verify: 1 rows compared, 1 within 1 metric points (another kind of "
                                                 "machine than the published run's)")
