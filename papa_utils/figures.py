@@ -308,6 +308,25 @@ def plot_head_map(values, title: str = "", cmap: str = "viridis", center=None, f
     return ax.figure
 
 
+def plot_head_clusters(points, layers: int, heads: int, title: str = ""):
+    """Heads as points in the plane (``head_stats.map_2d`` of their attention distances), coloured by layer, each
+    labelled "layer.head": heads close together attend alike."""
+    set_style()
+    points = points.numpy() if hasattr(points, "numpy") else points
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH + 0.8, COLUMN_WIDTH + 0.2))
+    for layer in range(layers):
+        part = points[layer * heads:(layer + 1) * heads]
+        ax.scatter(part[:, 0], part[:, 1], s=14, color=f"C{layer}", label=f"layer {layer}")
+        for h, (x, y) in enumerate(part):
+            ax.annotate(f"{layer}.{h}", (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points", color="0.3")
+    ax.set_xlabel("first axis of the map (JS distance)", fontsize=7)
+    ax.set_ylabel("second axis of the map (JS distance)", fontsize=7)
+    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=6, frameon=False, loc="best")
+    fig.tight_layout()
+    return fig
+
+
 def plot_one_input(attention, tokens, heads, title: str = "", titles=None):
     """A few heads' attention on one input, with its tokens on the axes (padding slots dropped).
     attention: [layers, heads, L, L] of one example; tokens: L strings ("" for padding); `titles`: one per panel

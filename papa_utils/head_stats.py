@@ -160,6 +160,37 @@ def head_statistics(model, tokenizer, batches, pairs: bool = False) -> dict[str,
     return _finish(sums)
 
 
+@torch.no_grad()
+def head_distances(model, batches) -> torch.Tensor:
+    """The distance between every two heads' attention, as Clark et al. (2019, section 6) measure it: the
+    Jensen-Shannon divergence between their rows on the same input, averaged over every real query row of the
+    corpus: [layers * heads, layers * heads], symmetric, 0 on the diagonal; head (l, h) is row l * heads + h."""
+    device, total, rows = model_device(model), None, 0.0
+    for batch in map(as_batch, batches):
+        out = run_backbone(model, batch, output_attentions=True)
+        att = torch.stack(out.attentions, 1).flatten(1, 2).to(torch.float32)  # [B, K, W, W]
+        real = batch.token_mask.to(device).bool()  # [B, W]
+        p = att.permute(1, 0, 2, 3)[:, real]  # [K, rows, W]: every real query row of the batch, per head
+        k = p.shape[0]
+        sums = torch.stack([js_divergence(p[i][None], p).sum(-1) for i in range(k)])  # [K, K]
+        total = sums if total is None else total + sums
+        rows += float(real.sum())
+    distance = total / max(rows, 1.0)
+    return (distance + distance.T) / 2 * (1 - torch.eye(len(distance), device=distance.device))
+
+
+def map_2d(distance: torch.Tensor) -> torch.Tensor:
+    """Points in the plane whose distances best match `distance` [K, K] (classical multidimensional scaling of
+    its square roots, a metric for the JS divergence): [K, 2]."""
+    d2 = distance.to(torch.float64).clamp_min(0)  # the JS divergence is a squared metric
+    k = len(d2)
+    centre = torch.eye(k, dtype=d2.dtype) - 1.0 / k
+    gram = -0.5 * centre @ d2 @ centre
+    values, vectors = torch.linalg.eigh(gram)
+    top = values.argsort(descending=True)[:2]
+    return (vectors[:, top] * values[top].clamp_min(0).sqrt()).to(torch.float32)
+
+
 # A head type holds when this share of an average real row's attention mass lands where the type says (Clark et
 # al. 2019 call a head positional, [CLS] or [SEP] when most of its attention goes there); a broad head's rows have
 # at least BROAD_ENTROPY of the entropy of uniform attention over the same rows.

@@ -61,3 +61,19 @@ def length_note(task: str, length: int, published_length: int, truncated: float)
     return (f"This run lays {task} out at L = {length}; the published copy uses L = {published_length}. At "
             f"L = {length} the layout cuts {100 * truncated:.0f}% of these examples, so its heads, statistics and "
             f"scores differ from the published ones.")
+
+
+def cluster_notes(distance: torch.Tensor, layers: int, heads: int) -> str:
+    """Whether heads of one layer attend alike (``head_stats.head_distances``): the mean distance between two
+    heads of the same layer against two heads of different layers, and the closest pair."""
+    layer = torch.arange(layers).repeat_interleave(heads)
+    same = (layer[:, None] == layer[None]) & ~torch.eye(len(layer), dtype=torch.bool)
+    other = layer[:, None] != layer[None]
+    within, across = float(distance[same].mean()), float(distance[other].mean())
+    masked = distance + torch.eye(len(distance)) * float("inf")
+    i = int(masked.argmin())
+    a, b = divmod(i, len(distance))
+    return (f"Two heads of the same layer are {within:.3f} apart on average, two heads of different layers "
+            f"{across:.3f}: heads of one layer attend {'more' if within < across else 'less'} alike than heads of "
+            f"different layers. The closest pair is {(a // heads, a % heads)} and {(b // heads, b % heads)} "
+            f"({float(distance[a, b]):.3f}).")

@@ -352,3 +352,37 @@ def test_a_pairs_rows_own_segment_mass_and_block_heads():
     stats["mass_own_segment"] = torch.tensor([[0.8, 0.79, 0.95]])
     stats["mass_cls"][0, 2] = 0.6  # vertical comes first
     assert head_types(stats)["kovaleva"] == [["block", "heterogeneous", "vertical"]]
+
+
+def test_head_distances_are_the_mean_js_divergence_between_two_heads_rows_and_map_to_the_plane():
+    """Clark et al.'s distance: for two heads, JS between their rows on the same input, averaged over real query
+    rows; symmetric with a zero diagonal. The map puts points whose squared distances are given back where they
+    were, up to rotation."""
+    from papa_utils.head_stats import head_distances, js_divergence, map_2d
+    from papa_utils.packing import backbone_batches, run_backbone
+    from papa_utils.layout import Encoded
+    from tiny_models import HEADS, LAYERS, tiny_batch, tiny_model
+
+    model = tiny_model("bert")
+    batch = tiny_batch(16)
+    data = Encoded(batch["input_ids"], batch["attention_mask"], None, torch.zeros(3, dtype=torch.long))
+    distance = head_distances(model, backbone_batches(data, 3, "padded"))
+    assert distance.shape == (LAYERS * HEADS, LAYERS * HEADS)
+    assert torch.allclose(distance, distance.T) and torch.all(distance.diagonal() == 0)
+    attentions = run_backbone(model, next(iter(backbone_batches(data, 3, "padded"))), output_attentions=True).attentions
+    real = batch["attention_mask"].bool()
+    a, b = attentions[0][:, 2][real], attentions[1][:, 5][real]  # heads (0, 2) and (1, 5), every real row
+    assert distance[2, HEADS + 5].item() == pytest.approx(js_divergence(a, b).mean().item(), rel=1e-5)
+    plane = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0], [3.0, 4.0], [1.0, 1.0]])
+    squared = torch.cdist(plane, plane) ** 2
+    assert torch.allclose(torch.cdist(map_2d(squared), map_2d(squared)) ** 2, squared, atol=1e-4)
+
+
+def test_the_cluster_note_compares_heads_within_and_across_layers():
+    from papa_utils.lesson import cluster_notes
+
+    distance = torch.tensor([[0.0, 0.1, 0.5, 0.6], [0.1, 0.0, 0.4, 0.5], [0.5, 0.4, 0.0, 0.2], [0.6, 0.5, 0.2, 0.0]])
+    said = cluster_notes(distance, 2, 2)
+    assert said.startswith("Two heads of the same layer are 0.150 apart on average, two heads of different layers "
+                           "0.500: heads of one layer attend more alike")
+    assert said.endswith("The closest pair is (0, 0) and (0, 1) (0.100).")

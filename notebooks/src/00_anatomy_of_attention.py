@@ -15,7 +15,7 @@
 # | section | minutes | predict before you run it |
 # |---|---|---|
 # | 1-2. This is attention; one input | 10 | which shapes (previous token, `[CLS]`, separators) will a small encoder show? |
-# | 3. Statistics over a corpus | 10 | will the heads that look positional on one input look so on average? |
+# | 3. Statistics over a corpus; heads that attend alike | 10 | will the heads that look positional on one input look so on average? do heads of one layer attend alike? |
 # | 4. The average against one input | 10 | which head's average will be closest to its attention on one input? |
 # | Exercise 4: predict the replaceable heads | 10 | (your prediction is the exercise) |
 # | 5. Input dependence, and the layer confound | 15 | do the least input-dependent heads share a layer? |
@@ -56,13 +56,14 @@ from papa_utils.backbones import cached_model, example_attention
 from papa_utils.device import inputs_on, model_device
 from papa_utils.exercises import (check_entropy, check_intervention, check_prediction, check_score,
                                   check_substitute)
-from papa_utils.figures import plot_average_vs_input, plot_head_map, plot_one_input, save_figure, show_figure
-from papa_utils.head_stats import (attention_row_checks, head_scores, head_statistics, head_types, heads_of_layer,
-                                   hidden_state_change, papa_substitute, pos_attention, ranking_from_scores,
-                                   recompute_attention)
+from papa_utils.figures import (plot_average_vs_input, plot_head_clusters, plot_head_map, plot_one_input,
+                                save_figure, show_figure)
+from papa_utils.head_stats import (attention_row_checks, head_distances, head_scores, head_statistics, head_types,
+                                   heads_of_layer, hidden_state_change, map_2d, papa_substitute, pos_attention,
+                                   ranking_from_scores, recompute_attention)
 from papa_utils.interventions import PATTERNS, on_heads, papa_mix
 from papa_utils.layout import truncated_share
-from papa_utils.lesson import intervention_notes, layer_notes, length_note
+from papa_utils.lesson import cluster_notes, intervention_notes, layer_notes, length_note
 from papa_utils.packing import backbone_batches, run_backbone
 from papa_utils.profiles import get_profile
 from papa_utils.replace import patch_attention, record_attention
@@ -160,6 +161,18 @@ for ax, name in zip(axes, maps):
     plot_head_map(stats[name], title=title, ax=ax, vmin=0)
 fig.tight_layout()
 save_figure(fig, figures / f"head_statistics_{model_name.replace('/', '--')}_{task}")
+
+# %% [markdown]
+# ### Which heads attend alike?
+# Clark et al. (2019, section 6) measure how alike two heads attend by the Jensen–Shannon divergence between their
+# rows on the same input, averaged over the corpus, and draw the heads in the plane so that alike heads sit close
+# (multidimensional scaling). **Predict:** do heads of one layer sit together?
+
+# %%
+distance = head_distances(net, backbone_batches(corpus, 16, "padded"))
+show_figure(plot_head_clusters(map_2d(distance), info["layers"], info["heads"],
+                               title=f"{model_name}: heads by how alike they attend"))
+print("What to notice:", cluster_notes(distance, info["layers"], info["heads"]))
 
 # %% [markdown]
 # The heads these maps single out, on the input of section 2: the one with the most mass on the previous
