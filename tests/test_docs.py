@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 PUBLISHED = sorted(p.parent for p in (ROOT / "results").glob("*/run.json"))
-GENERATED_BLOCK = re.compile(r"<!-- (results|summary):[\w-]+:start -->.*?<!-- \1:[\w-]+:end -->", re.S)
+GENERATED_BLOCK = re.compile(r"<!-- (results|summary|findings):[\w-]+:start -->.*?<!-- \1:[\w-]+:end -->", re.S)
 # a commit hash in backticks, or an issue / pull request number
 HISTORY = re.compile(r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{7,40}\b|\b[Ii]ssues? #?\d+|\bPR #?\d+|"
                      r"(?<![\w&])#\d+\b")
@@ -159,3 +159,13 @@ def test_an_empty_notebook_of_a_published_run_points_to_a_run_that_has_it(tmp_pa
     assert "- [04_model_strength](notebooks/04_model_strength.ipynb): Table 1 and the paper's claims" in lines
     robustness = index_page("cpu-robustness", tmp_path / "cpu-robustness", []).splitlines()
     assert any(line.startswith("- [05_probe_strength](notebooks/05_probe_strength.ipynb)") for line in robustness)
+
+
+def test_the_readme_says_what_the_published_claims_say():
+    """The README's "What it says" paragraphs are the ones `make publish` generates from the committed claims.json
+    (``publish.findings_block``): a hand edit, or claims that moved without publishing, fails here."""
+    from papa_utils.publish import findings_block
+
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"<!-- findings:([\w-]+):start -->\n(.*?)<!-- findings:\1:end -->", text, re.S)
+    assert blocks and all(block == findings_block(name) for name, block in blocks)
