@@ -164,7 +164,7 @@ def plot_relative_drop_vs_baseline(table, claims):
     import numpy as np
 
     set_style()
-    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH + 1.2, 2.9))
+    fig, ax = plt.subplots(figsize=(FULL_WIDTH, 3.6))
     for r in table.itertuples():
         levels = [100 * (r.baseline - getattr(r, c)) / r.baseline for c in ("attention_free", "trivial")
                   if hasattr(r, c) and not np.isnan(getattr(r, c))]
@@ -179,14 +179,15 @@ def plot_relative_drop_vs_baseline(table, claims):
         p = pooled["pearson"]["value"]
         ax.plot(xs, slope * xs + intercept, color="0.7", lw=0.8, ls=":", zorder=1,
                 label=f"pooled fit over all cells (Pearson {p:+.2f}; mixes metrics)")
+    markers = dict(zip(dict.fromkeys(table.model), "osD^vP*X"))
     for i, (task, part) in enumerate(table.sort_values("baseline").groupby("task", sort=True)):
         spearman = test["tasks"].get(task, {}).get("spearman")
         label = f"{task}" + (f" (Spearman {spearman:+.2f})" if spearman is not None else " (one model)")
-        ax.plot(part["baseline"], 100 * part["relative_drop"], color=f"C{i}", lw=1.2, marker="o", ms=3, label=label)
-    for model, part in table.groupby("model", sort=False):
-        for r in part.itertuples():
-            ax.annotate(model, (r.baseline, 100 * r.relative_drop), fontsize=6, xytext=(2, 2),
-                        textcoords="offset points", color="0.3")
+        ax.plot(part["baseline"], 100 * part["relative_drop"], color=f"C{i}", lw=1.2, label=label)
+        for r in part.itertuples():  # each model's point in its own marker
+            ax.plot([r.baseline], [100 * r.relative_drop], color=f"C{i}", marker=markers[r.model], ms=4, lw=0)
+    for model, marker in markers.items():  # the markers' key, as empty lines
+        ax.plot([], [], color="0.3", marker=marker, lw=0, ms=4, label=model)
     verdict = test.get("verdict", {}).get("verdict", "undecided")
     estimate = ("no task with two models" if test["mean_spearman"] is None else
                 f"mean within-task Spearman {test['mean_spearman']:+.2f}, model-level p = {test['p_greater']:.2f}")
@@ -198,8 +199,8 @@ def plot_relative_drop_vs_baseline(table, claims):
         ax.text(0.01, 0.99, "grey ticks: drop if PAPA fell to the attention-free\nprobe (short) / trivial predictor (long)",
                 transform=ax.transAxes, fontsize=6, va="top", color="0.35")
     ax.axhline(0, color="0.6", lw=0.6)
-    ax.legend(fontsize=6.5, bbox_to_anchor=(1.02, 1), loc="upper left", frameon=False, title="one line per task",
-              title_fontsize=7)
+    ax.legend(fontsize=6.5, bbox_to_anchor=(1.02, 1), loc="upper left", frameon=False,
+              title="one line per task, across its models", title_fontsize=7)
     fig.tight_layout()
     return fig
 
