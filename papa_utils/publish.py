@@ -141,7 +141,8 @@ def republish_notebooks(run_dir: str | Path, root: Path = ROOT) -> Path:
 
 def _reexecuted_lines(run: dict) -> list[str]:
     """What a published run.json says of the invocations that executed some of its notebooks again."""
-    return [f"- **Notebooks {', '.join(n[:2] for n in e['notebooks'])} executed again** at commit "
+    return [f"- **Notebook{'s' * (len(e['notebooks']) != 1)} {', '.join(n[:2] for n in e['notebooks'])} executed "
+            f"again** at commit "
             f"`{e['git_commit'][:7]}`{' with uncommitted changes' if e.get('dirty') else ''} on the same steps "
             f"({_minutes(e['wall_seconds'])}); the other notebooks, and the times above, are the run's."
             for e in run.get("reexecuted", [])]
@@ -500,7 +501,7 @@ def findings_block(name: str, root: Path = ROOT) -> str:
     from its claims.json and convergence.csv, with the command that regenerates them."""
     folder = root / "results" / name
     text = findings(json.loads((folder / "claims.json").read_text()), _table(folder / "convergence.csv"))
-    return (text + f"\nGenerated from `results/{name}/claims.json` by `make publish` (`.venv/bin/python -m "
+    return (text.rstrip("\n") + f" Generated from `results/{name}/claims.json` by `make publish` (`.venv/bin/python -m "
                    f"papa_utils.publish --readme {name}` regenerates it); the rules behind each verdict: "
                    f"[docs/method.md](docs/method.md#verdicts).\n")
 

@@ -657,7 +657,7 @@ def test_notebooks_executed_again_replace_only_theirs_in_a_published_run(smoke, 
     recorded = json.loads((target / "run.json").read_text())
     assert recorded["git_commit"] == json.loads((run_dir / "run.json").read_text())["git_commit"]
     assert [e["git_commit"] for e in recorded["reexecuted"]] == ["f" * 40]
-    assert "- **Notebooks 04 executed again** at commit `fffffff` on the same steps (0.2 min)" in (
+    assert "- **Notebook 04 executed again** at commit `fffffff` on the same steps (0.2 min)" in (
         root / "README.md").read_text()
     run["profile"]["epochs"] += 1
     (again / "run.json").write_text(json.dumps(run))
