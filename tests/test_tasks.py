@@ -29,6 +29,9 @@ def test_local_splits_load_verified(data_dir, name, split, rows):
 
 
 def test_mnli_train_is_the_documented_subset_and_says_so(data_dir, caplog):
+    from papa_utils import tasks
+
+    tasks._NOTED.clear()  # logged once per process: this test reads the first time
     data = load_task("mnli", "train")
     assert len(data) == 19739 and data.source.endswith("train_subset.parquet")
     assert "19,739 of the 392,702 official pairs" in data.note
