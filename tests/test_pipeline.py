@@ -404,7 +404,7 @@ def test_publishing_is_an_explicit_step_that_never_narrows_published_results(smo
         assert sentence in readme  # the README says what claims.json says
     said = readme.split("<!-- findings:smoke:start -->\n")[1].split("<!-- findings:smoke:end -->")[0]
     assert said.startswith(findings(json.loads((target / "claims.json").read_text()),
-                                    pd.read_csv(target / "convergence.csv")))
+                                    pd.read_csv(target / "convergence.csv")).rstrip("\n") + " Generated from ")
     assert said.startswith("**What it says.**") and "\n\n**Caveats.**" in said
     assert "resample seeds and dev examples (paired bootstrap)" in readme  # the run kept its dev statistics
     assert "### Can a cheap statistic replace the gates?" in readme and "| input_dependence | 9 |" in readme
@@ -641,7 +641,7 @@ def test_notebooks_executed_again_replace_only_theirs_in_a_published_run(smoke, 
     again = tmp_path / "again"
     shutil.copytree(run_dir, again)
     run = json.loads((again / "run.json").read_text())
-    run.update(notebooks=["04_model_strength"], git_commit="f" * 40, wall_seconds=12.0, run_dir=str(again))
+    run.update(notebooks=["04_model_strength"], git_commit="f" * 40, dirty=False, wall_seconds=12.0, run_dir=str(again))
     (again / "run.json").write_text(json.dumps(run))
     marked = json.loads((again / "results" / "claims.json").read_text())
     marked["cells_in_claims"] = ["marked"]
