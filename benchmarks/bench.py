@@ -193,6 +193,99 @@ def probe_settings_section(model_name: str, task: str, n_train: int, n_dev: int,
             "seeds": len(seeds), "settings": rows}
 
 
+def probe_cell_section(model_name: str, task: str, settings, seeds=(42, 43, 44), quick: bool = False) -> dict:
+    """The cpu profile's probes of one cell (its examples, L, precision and epochs), on the same cached features,
+    under each (batch size, lr) of `settings`, the first being the profile's: the baseline (no head replaced) and
+    full PAPA (every head constant), every seed. Seconds per probe and each seed's headline metric, so that a
+    setting is compared with the profile's within the spread of seeds."""
+    from dataclasses import replace
+
+    from papa_utils.backbones import cached_model, probe_config
+    from papa_utils.probe import averages_and_features
+    from papa_utils.profiles import PROFILES
+    from papa_utils.steps import encoded, task_data
+
+    profile = PROFILES["cpu"]
+    spec = get_task(task)
+    model, _ = cached_model(model_name)
+    sizes = {part: 64 if quick else profile.size(model_name, f"{part}_examples", task) for part in ("train", "dev")}
+    train_data = task_data(task, "train", sizes["train"])
+    dev_data = task_data(task, "validation", sizes["dev"])
+    train, dev = (encoded(model_name, d, profile.length(task)) for d in (train_data, dev_data))
+    config = probe_config(profile, model_name)
+    averages, baseline = averages_and_features(model, spec, train, precision=config.precision, passes=config.passes)
+    features = {"baseline": (baseline, extract_features(model, spec, dev, precision=config.precision,
+                                                        passes=config.passes))}
+    features["full PAPA"] = tuple(extract_features(model, spec, d, averages, "all", precision=config.precision,
+                                                   passes=config.passes) for d in (train, dev))
+    rows = []
+    for batch_size, lr in settings:
+        chosen = replace(config, batch_size=batch_size, lr=lr, epochs=1 if quick else config.epochs)
+        for name, (train_features, dev_features) in features.items():
+            runs = [train_probe(model, spec, train, dev, seed=seed, config=chosen, train_features=train_features,
+                                dev_features=dev_features, heads=[] if name == "baseline" else "all")
+                    for seed in seeds]
+            rows.append({"batch_size": batch_size, "lr": lr, "configuration": name,
+                         "seconds": float(np.mean([r.seconds for r in runs])),
+                         "values": [r.metrics[spec.metric] for r in runs]})
+    parts = [probe_parts(model, spec, train, dev, features["baseline"], config, batch_size)
+             for batch_size in sorted({b for b, _ in settings})]
+    return {"model": model_name, "task": task, "train": len(train_data), "dev": len(dev_data),
+            "L": profile.length(task), "metric": spec.metric, "precision": config.probe_precision,
+            "epochs": 1 if quick else config.epochs, "seeds": list(seeds), "settings": rows, "parts": parts}
+
+
+def memory_bandwidth_gbs(megabytes: int = 512, repeats: int = 5) -> float:
+    """The best rate of copying a large fp32 tensor, bytes read plus bytes written per second (GB/s)."""
+    a = torch.empty(megabytes * 2 ** 18)
+    b = torch.empty_like(a)
+    b.copy_(a)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        b.copy_(a)
+        best = min(best, time.perf_counter() - start)
+    return 2 * a.numel() * 4 / best / 1e9
+
+
+# aten operations of a probe's training step, by the part of the step they belong to
+PROBE_PARTS = {"matrix products": ("aten::addmm", "aten::mm", "aten::bmm"),
+               "AdamW": ("aten::_fused_adamw_",),
+               "gathering the batch": ("aten::index_select", "aten::copy_")}
+
+
+def probe_parts(model, spec, train: "Encoded", dev: "Encoded", features, config, batch_size: int) -> dict:
+    """Where one epoch of a probe's training goes (torch.profiler, self time by operation, ``PROBE_PARTS``) at
+    `batch_size`, with each part's floor on this machine: the pool layer's floating-point work at the measured
+    peak of the probe's precision, AdamW's bytes and the gathering's at the measured memory bandwidth."""
+    from dataclasses import replace
+
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    from papa_utils.probe import make_probe
+
+    parameters = sum(p.numel() for p in make_probe(spec, model, train.length).parameters())
+    dtype = torch.bfloat16 if config.probe_precision == "bf16" else torch.float32
+    peak, bandwidth = matmul_peak_gflops(dtype), memory_bandwidth_gbs()
+    chosen = replace(config, batch_size=batch_size, epochs=1)
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        result = train_probe(model, spec, train, dev, config=chosen, train_features=features[0],
+                             dev_features=features[1])
+    self_seconds = {e.key: e.self_cpu_time_total / 1e6 for e in prof.key_averages()}
+    parts = {part: sum(self_seconds.get(op, 0.0) for op in ops) for part, ops in PROBE_PARTS.items()}
+    steps = -(-len(train) // batch_size)
+    rows = int(features[0].states.shape[0])  # every kept row is gathered once an epoch
+    pooled = rows if spec.token_task else len(train)  # rows through the pool layer
+    floors = {"matrix products": 6 * parameters * pooled / (peak * 1e9),  # forward + 2 backward products
+              # fused AdamW reads parameter, gradient and both moments and writes three of them back, in fp32
+              "AdamW": 7 * 4 * parameters * steps / (bandwidth * 1e9),
+              # each fp16 row read once, written and read again in the probe's precision
+              "gathering the batch": rows * features[0].states[0].numel() * (2 + 2 * dtype.itemsize)
+                                     / (bandwidth * 1e9)}
+    return {"batch_size": batch_size, "seconds": result.seconds, "steps": steps, "parts": parts, "floors": floors,
+            "parameters": parameters, "peak_gflops": peak, "bandwidth_gbs": bandwidth}
+
+
 def precision_section(models) -> list[dict]:
     """What precision="auto" picks for each model on this machine, and the timings behind the choice: measured
     afresh, at the shape the pipeline times (``backbones.PRECISION_ROWS``)."""
@@ -434,6 +527,8 @@ def markdown(report: dict) -> str:
                          f"{b['baseline_bf16']:.1f} | {b['papa_fp32']:.1f} / {b['papa_bf16']:.1f} | {speed:.2f}x |")
     if "probe_settings" in report:
         lines += probe_settings_markdown(report["probe_settings"])
+    if "probe" in report:
+        lines += probe_markdown(report["probe"])
     if "ranking" in report:
         lines += ranking_markdown(report["ranking"])
     if "paper_cost" in report:
@@ -485,6 +580,42 @@ def probe_settings_markdown(sections: list[dict]) -> list[str]:
     return lines
 
 
+def probe_markdown(cells: list[dict]) -> list[str]:
+    """The probe's speed under each setting against the profile's (the first), summed over the cells' probes,
+    each cell's metric beside the seeds' spread, and where one epoch's time goes."""
+    before = cells[0]["settings"][0]
+    name = lambda s: f"batch {s['batch_size']}, lr {s['lr']:g}"  # noqa: E731
+    lines = ["", "## Probe training: the cpu profile's probes at other batch sizes (same cached features)", ""]
+    for setting in {(s["batch_size"], s["lr"]): s for c in cells for s in c["settings"][2:]}.values():
+        after = sum(s["seconds"] for c in cells for s in c["settings"]
+                    if (s["batch_size"], s["lr"]) == (setting["batch_size"], setting["lr"]))
+        first = sum(s["seconds"] for c in cells for s in c["settings"][:2])
+        lines.append(f"probe: {name(setting)} vs {name(before)} {first / after:.2f}x")
+    lines += ["", "| model | task | configuration | setting | seconds per probe | metric per seed | mean | "
+              "difference from the profile's | twice its standard error over seeds |", "|---|---|---|---|---|---|---|---|---|"]
+    for c in cells:
+        reference = {s["configuration"]: s for s in c["settings"][:2]}
+        for s in c["settings"]:
+            ref = reference[s["configuration"]]
+            diff = np.mean(s["values"]) - np.mean(ref["values"])
+            noise = 2 * np.sqrt((np.var(s["values"], ddof=1) + np.var(ref["values"], ddof=1)) / len(s["values"]))
+            lines.append(f"| {c['model']} | {c['task']} | {s['configuration']} | {name(s)} | {s['seconds']:.1f} | "
+                         + ", ".join(f"{v:.1f}" for v in s["values"]) + f" | {np.mean(s['values']):.1f} {c['metric']} | "
+                         f"{diff:+.1f} | {noise:.1f} |")
+    lines += ["", "Where one epoch of the baseline's probe goes (self time by operation) and the share of each part's "
+              "floor it reaches (products at the measured peak of the probe's precision, AdamW and gathering at the "
+              "measured memory bandwidth):", "",
+              "| model | task | batch | epoch s | " + " | ".join(PROBE_PARTS) + " | other |",
+              "|---|---|---|---|" + "---|" * (len(PROBE_PARTS) + 1)]
+    for c in cells:
+        for p in c["parts"]:
+            cells_ = [f"{p['parts'][k]:.2f} s ({100 * p['floors'][k] / p['parts'][k]:.0f}% of floor)"
+                      if p["parts"][k] else "0" for k in PROBE_PARTS]
+            lines.append(f"| {c['model']} | {c['task']} | {p['batch_size']} | {p['seconds']:.1f} | "
+                         + " | ".join(cells_) + f" | {p['seconds'] - sum(p['parts'].values()):.2f} s |")
+    return lines
+
+
 def ranking_markdown(r: dict) -> list[str]:
     lines = ["", f"## Head ranking: stability and cost ({r['model']}, {r['task']}, {r['examples']} examples; seeds "
              f"{r['seeds'][0]} vs {r['seeds'][1]}, and two disjoint subsets)", "",
@@ -498,8 +629,10 @@ def ranking_markdown(r: dict) -> list[str]:
     return lines
 
 
-SECTIONS = ("forward", "probe_protocol", "bf16_metrics", "probe_settings", "ranking", "precision", "paper_cost",
-            "packing")
+SECTIONS = ("forward", "probe_protocol", "bf16_metrics", "probe_settings", "probe", "ranking", "precision",
+            "paper_cost", "packing")
+# the cpu profile's probe setting first, then the settings compared with it: (batch size, lr)
+PROBE_SETTINGS = ((16, 2e-4), (64, 4e-4), (64, 8e-4))
 
 
 def measure(name: str, quick: bool, models):
@@ -521,6 +654,9 @@ def measure(name: str, quick: bool, models):
                                        [(lr, 1 if quick else e, p) for lr, e, p in settings],
                                        (42,) if quick else (42, 43, 44))
                 for m, t, n, d, L in (runs[:1] if quick else runs)]
+    if name == "probe":  # an MPNet cell and a token task of a MiniLM
+        return [probe_cell_section(m, t, PROBE_SETTINGS, (42,) if quick else (42, 43, 44), quick)
+                for m, t in (("mpnet-base", "cola"), ("minilm-l6", "ner"))[:1 if quick else 2]]
     if name == "ranking":
         return ranking_section("minilm-l6", "sst2", 32 if quick else 1000,
                                [(None, 1, "fp32"), (1e-2, 1, "fp32")] if quick else
