@@ -3,7 +3,8 @@ executor is asked for, and the command line (`python -m papa_utils.pipeline --pr
 calls).
 
 Every step writes its result atomically under the run folder and is skipped when a result built from the
-same inputs is already there (``runs.cached_step``), so an interrupted run resumes where it stopped.
+same inputs by the same numerical code is already there (``runs.cached_step``), so an interrupted run resumes
+where it stopped; run.json lists every invocation that worked in the folder.
 """
 from __future__ import annotations
 
@@ -21,11 +22,11 @@ from .device import model_device
 from .executor import EXECUTORS, CellsFailed, ExecutorError, cell_records, check_executor, run_cells, slurm_options
 from .models import ModelNotAvailableError, describe, model_source
 from .profiles import PROFILES, Profile, get_profile
-from .runs import (ROOT, RunScopeError, absolute_data_dir, environment, open_run, peak_memory_gb, progress_enabled,
-                   repo_relative, run_scope, write_json)
+from .runs import (RECOMPUTED, ROOT, RunScopeError, absolute_data_dir, environment, git_state, invoking, open_run,
+                   peak_memory_gb, progress_enabled, read_json, repo_relative, run_scope, run_totals, write_json)
 from .steps import average_attention, feature_cache_gb, head_ranking
 from .sweeps import compare_rankings, learning_curve, probe_sweep
-from .tables import timing
+from .tables import step_census, timing
 from .tasks import DataError, load_task
 
 NOTEBOOKS = ["00_anatomy_of_attention", "01_average_attention", "02_probe_baselines", "03_partial_replacement",
@@ -68,8 +69,12 @@ def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None,
                   cells_seconds: float | None = None) -> Path:
     """Execute the notebooks in order with papermill into the run folder (``open_run``): executed copies,
     results and figures all go there. With an `executor` other than "inprocess", the cells' steps were run as
-    jobs first (``executor.run_cells``, which took `cells_seconds`) and the notebooks find them done. Returns the
-    run folder."""
+    jobs first (``executor.run_cells``, which took `cells_seconds`) and the notebooks find them done.
+
+    The run folder's run.json lists every invocation that worked in it (``invocation_record``): this one is
+    recorded when it starts and again after each notebook, so an interrupted invocation stays on the list. Its
+    "wall_seconds" and "peak_memory_gb" are the run's: summed over the invocations, the largest of them. Returns
+    the run folder."""
     import papermill
 
     absolute_data_dir()
@@ -83,34 +88,63 @@ def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None,
         # and the timings behind the choice (every notebook reads the same cached measurement)
         recorded["precision_choice"] = {m: precision_choice(profile, m) for m in profile.models}
     recorded["precision"] = precision_record(profile)  # and where a model falls back to fp32 (DeBERTa v1 in bf16)
-    write_json(run_dir / "run.json", {**recorded, **environment()})  # no wall time yet: not finished
+    earlier = [i for i in (read_json(run_dir / "run.json") or {}).get("invocations", [])]
     started, seconds, cache_gb = time.time(), {}, []
     progress, before = progress_enabled(), os.environ.get("PAPA_PROGRESS")
     os.environ["PAPA_PROGRESS"] = "0"  # the kernels: an executed notebook keeps no progress bar (one drawn as a
     # widget or with carriage returns is saved at its first frame)
-    try:
-        for name in notebooks or NOTEBOOKS:
-            source = ROOT / "notebooks" / f"{name}.ipynb"
-            start = time.time()
-            papermill.execute_notebook(str(source), str(run_dir / source.name), parameters=params,
-                                       cwd=str(ROOT / "notebooks"), progress_bar=progress)
-            seconds[name] = round(time.time() - start, 1)
-            cache_gb.append(feature_cache_gb(run_dir))  # largest right after notebook 1, which fills it
-            print(f"{name}: {seconds[name]:.0f} s", flush=True)
-    finally:
-        if before is None:
-            os.environ.pop("PAPA_PROGRESS")
-        else:
-            os.environ["PAPA_PROGRESS"] = before
-    if executor != "inprocess":  # where and how long each cell's job ran, and how long this run waited for them
-        recorded.update(cells=cell_records(run_dir), cells_wall_seconds=cells_seconds)
-    meta = {**recorded, "notebooks": list(seconds), "notebook_seconds": seconds,
-            "wall_seconds": round(time.time() - started, 1), "step_seconds": timing(run_dir, profile),
-            "peak_memory_gb": peak_memory_gb(), "feature_cache_gb": {"largest": max(cache_gb, default=0.0),
-                                                                     "at_the_end": feature_cache_gb(run_dir)},
+    with invoking(os.environ.get("PAPA_INVOCATION")) as name:  # the one `main` started for the cells' jobs, if any
+
+        def this(finished: bool) -> dict:
+            return invocation_record(name, started, seconds, executor, cells_seconds, finished)
+
+        write_json(run_dir / "run.json", {**recorded, "invocations": earlier + [this(False)], **environment()})
+        try:
+            for notebook in notebooks or NOTEBOOKS:
+                source = ROOT / "notebooks" / f"{notebook}.ipynb"
+                start = time.time()
+                papermill.execute_notebook(str(source), str(run_dir / source.name), parameters=params,
+                                           cwd=str(ROOT / "notebooks"), progress_bar=progress)
+                seconds[notebook] = round(time.time() - start, 1)
+                cache_gb.append(feature_cache_gb(run_dir))  # largest right after notebook 1, which fills it
+                print(f"{notebook}: {seconds[notebook]:.0f} s", flush=True)
+                write_json(run_dir / "run.json", {**recorded, "invocations": earlier + [this(False)],
+                                                  **environment()})
+        finally:
+            if before is None:
+                os.environ.pop("PAPA_PROGRESS")
+            else:
+                os.environ["PAPA_PROGRESS"] = before
+        invocations = [{**i, "steps": step_census(run_dir, i["invocation"])} if not i.get("finished") else i
+                       for i in earlier] + [{**this(True), "steps": step_census(run_dir, name)}]
+    if executor != "inprocess":  # where and how long each cell's job ran
+        recorded.update(cells=cell_records(run_dir))
+    meta = {**recorded, "invocations": invocations, "notebooks": list(seconds), "notebook_seconds": seconds,
+            **run_totals(invocations), "step_seconds": timing(run_dir, profile),
+            "feature_cache_gb": {"largest": max(cache_gb, default=0.0), "at_the_end": feature_cache_gb(run_dir)},
             **environment()}
     write_json(run_dir / "run.json", meta)
+    steps = invocations[-1]["steps"]
+    again = ", ".join(f"{n} because it {RECOMPUTED[why]}" if n == 1 else f"{n} because they "
+                      f"{RECOMPUTED[why].replace('is ', 'are ').replace('was ', 'were ')}"
+                      for why, n in steps["recomputed"].items())
+    print(f"this invocation computed {steps['computed']} steps{f' ({again})' if again else ''} and found "
+          f"{steps['reused']} done; run.json lists the run folder's {len(invocations)} invocation"
+          f"{'s' * (len(invocations) != 1)}", flush=True)
     return run_dir
+
+
+def invocation_record(name: str, started: float, notebook_seconds: dict, executor: str,
+                      cells_seconds: float | None, finished: bool) -> dict:
+    """One invocation as run.json lists it: its name, the commit and state of the tree, when it started, the
+    notebooks it executed and how long each took, its wall time so far (with the cells' jobs it waited for), its
+    peak memory, and whether it finished."""
+    state = git_state()
+    wall = time.time() - started + (cells_seconds or 0.0)
+    return {"invocation": name, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+            **state, "executor": executor, "notebooks": list(notebook_seconds), "notebook_seconds": notebook_seconds,
+            "cells_wall_seconds": cells_seconds, "wall_seconds": round(wall, 1), "peak_memory_gb": peak_memory_gb(),
+            "finished": finished}
 
 
 def main(argv=None) -> None:
@@ -151,11 +185,12 @@ def main(argv=None) -> None:
         check_inputs(profile)  # before anything is written: a missing model or data folder says so at once
         run_dir = open_run(args.run_dir, profile).resolve()
         cells_start = time.time()
-        if executor != "inprocess":  # decided here, once, for every job and notebook of the run
-            run_cells(cell_steps, run_dir, profile, executor, args.workers, options,
-                      precisions={m: precision_of(profile, m) for m in profile.models})
-        run_dir = run_notebooks(profile, run_dir, args.notebooks.split(",") if args.notebooks else None, executor,
-                                round(time.time() - cells_start, 1))
+        with invoking():  # the cells' jobs and the notebooks are one invocation
+            if executor != "inprocess":  # decided here, once, for every job and notebook of the run
+                run_cells(cell_steps, run_dir, profile, executor, args.workers, options,
+                          precisions={m: precision_of(profile, m) for m in profile.models})
+            run_dir = run_notebooks(profile, run_dir, args.notebooks.split(",") if args.notebooks else None,
+                                    executor, round(time.time() - cells_start, 1) if executor != "inprocess" else None)
     except (RunScopeError, CellsFailed, ExecutorError, DataError, ModelNotAvailableError) as e:
         # (ExecutorError: e.g. GPUs local jobs cannot be given; DataError, ModelNotAvailableError: ``check_inputs``)
         sys.exit(str(e))

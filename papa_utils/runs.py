@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import contextvars
+import functools
 import hashlib
 import json
+import logging
 import math
 import os
 import platform
 import shutil
 import subprocess
 import time
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
@@ -163,6 +166,15 @@ def peak_memory_gb() -> float:
     return round(kb / 1024 ** 2, 2)
 
 
+def run_totals(invocations: list[dict]) -> dict:
+    """A run's wall time and peak memory from its invocations (run.json's "invocations"): walls summed, the largest
+    peak; "walls_recorded" False when some invocation's wall was not recorded (then the sum is a lower bound)."""
+    walls = [i.get("wall_seconds") for i in invocations]
+    return {"wall_seconds": round(sum(w for w in walls if w is not None), 1),
+            "peak_memory_gb": max((i.get("peak_memory_gb") or 0.0 for i in invocations), default=0.0),
+            "walls_recorded": None not in walls}
+
+
 def environment() -> dict:
     import importlib.metadata as md
 
@@ -177,9 +189,68 @@ def environment() -> dict:
 
 
 # Cached steps. A step writes its result atomically under the run folder with a fingerprint of its inputs (what
-# it is computed from: examples, settings, the steps it builds on; never timings), and is skipped when a result
-# with the same fingerprint is there: an interrupted run resumes where it stopped, a changed input is computed
-# again. Tables only read (``reading_only``): a result they need and do not find names the notebook that makes it.
+# it is computed from: examples, settings, the steps it builds on; never timings) and a digest of the code that
+# computed it (``code_digest``), and is skipped when a result with the same fingerprint and code is there: an
+# interrupted run resumes where it stopped, a changed input or changed numerical code is computed again. Tables only
+# read (``reading_only``): a result they need and do not find names the notebook that makes it.
+
+# The modules whose code can change a step's numbers: data and models, the backbone's passes and the hooking, the
+# averages, probes, head scores, references and metrics, and the steps themselves. Tables, verdicts, figures,
+# publishing, the runner and the teaching helpers cannot, and changing them keeps every step.
+NUMERICAL_CODE = ("averages", "backbones", "device", "head_stats", "layout", "metrics", "models", "packing", "probe",
+                  "references", "replace", "steps", "sweeps", "tasks")
+# the packages whose versions can change them too
+NUMERICAL_PACKAGES = ("torch", "transformers")
+
+
+@functools.lru_cache(maxsize=None)
+def code_digest(package: Path = Path(__file__).parent) -> str:
+    """sha256 (16 hex digits) of the source of ``NUMERICAL_CODE`` (in `package`, by default this one) and the
+    versions of ``NUMERICAL_PACKAGES``: what every step records as the code that computed it."""
+    import importlib.metadata as md
+
+    digest = hashlib.sha256()
+    for name in NUMERICAL_CODE:
+        digest.update(f"\0{name}\0".encode() + (package / f"{name}.py").read_bytes())
+    for dist in NUMERICAL_PACKAGES:
+        try:
+            digest.update(f"\0{dist}\0{md.version(dist)}".encode())
+        except md.PackageNotFoundError:
+            digest.update(f"\0{dist}\0none".encode())
+    return digest.hexdigest()[:16]
+
+
+def invocation() -> str:
+    """Which invocation computes steps now: $PAPA_INVOCATION, which the runner sets for its notebooks and jobs
+    (``invoking``), else one of this process's own."""
+    return os.environ.get("PAPA_INVOCATION") or _own_invocation()
+
+
+@functools.lru_cache(maxsize=None)
+def _own_invocation() -> str:
+    return new_invocation()
+
+
+def new_invocation() -> str:
+    """A name for an invocation, unique: when it started, on which host, in which process."""
+    return f"{time.strftime('%Y%m%dT%H%M%S')}-{platform.node()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+@contextmanager
+def invoking(name: str | None = None):
+    """Inside the block, steps record `name` (default: a new one) as the invocation that computed them, in this
+    process and in every process it starts (notebook kernels, jobs). Yields the name."""
+    before = os.environ.get("PAPA_INVOCATION")
+    name = name or new_invocation()
+    os.environ["PAPA_INVOCATION"] = name
+    try:
+        yield name
+    finally:
+        if before is None:
+            os.environ.pop("PAPA_INVOCATION", None)
+        else:
+            os.environ["PAPA_INVOCATION"] = before
+
 
 def fingerprint(inputs) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -197,8 +268,15 @@ def read_json(path: Path):
         return None
 
 
+# why a step found in the run folder is computed again, by its path (until ``provenance`` records it)
+RECOMPUTED = {"damaged": "is damaged (unreadable)", "other code": "was computed by other numerical code"}
+_RECOMPUTING: dict[str, str] = {}
+_WARNED: set = set()
+log = logging.getLogger("papa_utils")
+
+
 class MissingStepError(RuntimeError):
-    """A table needs a step's result that the run folder does not hold (made from the same inputs)."""
+    """A table needs a step's result that the run folder does not hold (made from the same inputs and code)."""
 
     def __init__(self, what: str, made_by: str):
         super().__init__(f"{what}: notebook {made_by} makes it; run it first (make figures NOTEBOOKS={made_by}, "
@@ -219,23 +297,55 @@ def reading_only(made_by: str):
         _MADE_BY.reset(token)
 
 
+def reusable(path: Path, stored: dict | None, key: str) -> bool:
+    """Whether the step stored at `path` (`stored`: its record, None when it is missing or unreadable) is the step
+    asked for: made from the same inputs (fingerprint `key`) by the same numerical code (``code_digest``). A step
+    that is there but damaged, or was computed by other code, is computed again, and the run says so: a warning
+    (once per reason and process), and the new record's "recomputed_because" (``provenance``)."""
+    path = Path(path)
+    if stored is None:
+        reason = "damaged" if path.exists() else None
+    elif stored.get("fingerprint") != key:
+        reason = None  # other inputs: another step, which the folder keeps until it is overwritten
+    elif stored.get("code") != code_digest():
+        reason = "other code"
+    else:
+        return True
+    if reason:
+        _RECOMPUTING[str(path)] = reason
+        if not _MADE_BY.get() and reason not in _WARNED:
+            _WARNED.add(reason)
+            log.warning(f"{path.parent.name}/{path.name} {RECOMPUTED[reason]}: it is computed again, and so is every "
+                        f"other step found so (run.json counts them)")
+    return False
+
+
+def provenance(path: Path) -> dict:
+    """What a step stores beside its result about how it was made: the code (``code_digest``), the invocation
+    (``invocation``) and, when it replaced a step found in the folder, why."""
+    reason = _RECOMPUTING.pop(str(path), None)
+    return {"code": code_digest(), "invocation": invocation(), **({"recomputed_because": reason} if reason else {})}
+
+
 def cached(path: Path, key: str) -> dict | None:
-    """The result stored at `path` when its fingerprint is `key`, else None."""
+    """The result stored at `path` when it was made from inputs `key` by this code (``reusable``), else None."""
     found = read_json(path)
-    return found if found and found.get("fingerprint") == key else None
+    return found if reusable(path, found if isinstance(found, dict) else None, key) else None
 
 
 def about_to_compute(path: Path) -> None:
     """Called before a step computes the result it stores at `path`: refused while ``reading_only``."""
     made_by = _MADE_BY.get()
     if made_by:
-        raise MissingStepError(f"{Path(path).name} is not in {Path(path).parent} (or was made from other inputs)",
-                               made_by)
+        path = Path(path)
+        reason = _RECOMPUTING.get(str(path))
+        state = RECOMPUTED[reason] if reason else "is missing (or was made from other inputs)"
+        raise MissingStepError(f"{path.name} in {path.parent} {state}", made_by)
 
 
 def store(path: Path, key: str, record: dict) -> dict:
-    """Write a step's result with its fingerprint; returns it as stored."""
-    record = {**record, "fingerprint": key}
+    """Write a step's result with its fingerprint and ``provenance``; returns it as stored."""
+    record = {**record, "fingerprint": key, **provenance(path)}
     write_json(path, record)
     return record
 

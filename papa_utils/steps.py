@@ -1,7 +1,7 @@
 """The run's cached steps before any probe: the data subsets every step shares, the constant matrices (with the
 baseline's features from the same pass, within the feature cache's budget), and the head rankings (gates, input
 dependence and variance scores, random orders). Each is stored in the run folder with a fingerprint of its inputs
-and reused when they have not changed (``runs.cached_step``)."""
+and the digest of the code that computed it, and reused while neither changed (``runs.cached_step``)."""
 from __future__ import annotations
 
 import time
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from .averages import AttentionAverages, compute_average_attention
+from .averages import AttentionAverages, AveragesMismatchError, compute_average_attention
 from .backbones import cached_model, precision_of, probe_config
 from .choices import RANKINGS
 from .head_stats import SCORE_DEFINITION, SCORES, head_scores, random_ranking, ranking_from_scores
@@ -18,7 +18,8 @@ from .models import describe
 from .packing import backbone_batches
 from .probe import averages_and_features, rank_heads_by_gates, save_features
 from .profiles import Profile
-from .runs import about_to_compute, cached_step, fingerprint, progress_enabled, slug
+from .runs import (about_to_compute, cached_step, code_digest, fingerprint, progress_enabled, provenance, reusable,
+                   slug)
 from .tasks import TaskSplit, get_task, load_task
 
 
@@ -58,10 +59,10 @@ def average_attention(run_dir: Path, profile: Profile, model_name: str, task: st
     path = averages_path(run_dir, model_name, task, length)
     model, _ = cached_model(model_name)
     precision = precision_of(profile, model_name)
-    if path.exists():
-        found = AttentionAverages.load(path, model=model, length=length)
-        if found.meta.get("key") == key:
-            return found
+    found = stored_averages(path, model, length)
+    if reusable(path, None if found is None else {"fingerprint": found.meta.get("key"), "code": found.meta.get("code")},
+                key):
+        return found
     about_to_compute(path)
     start = time.time()
     train_data = task_data(task, "train", profile.size(model_name, "train_examples", task))
@@ -79,9 +80,21 @@ def average_attention(run_dir: Path, profile: Profile, model_name: str, task: st
         result = compute_average_attention(model, backbone_batches(inputs, 32, profile.passes),
                                            task=task, data_checksum=data.checksum, progress=progress_enabled(),
                                            precision=precision)
-    result.meta.update(key=key, seconds=round(time.time() - start, 2), data_note=data.note)
+    result.meta.update(key=key, seconds=round(time.time() - start, 2), data_note=data.note, **provenance(path))
     result.save(path)
     return result
+
+
+def stored_averages(path: Path, model, length: int) -> AttentionAverages | None:
+    """The averages stored at `path`, None when there are none or the file cannot be read."""
+    if not path.exists():
+        return None
+    try:
+        return AttentionAverages.load(path, model=model, length=length)
+    except AveragesMismatchError:
+        raise
+    except Exception:  # safetensors reports a damaged file in errors of its own
+        return None
 
 
 def baseline_features_path(run_dir: Path, model_name: str, task: str, length: int) -> Path:
@@ -91,7 +104,7 @@ def baseline_features_path(run_dir: Path, model_name: str, task: str, length: in
 
 def baseline_features_meta(model_name: str, data: TaskSplit, length: int, precision: str, passes: str) -> dict:
     return {"model": model_name, "data": data.checksum, "examples": len(data), "L": length, "precision": precision,
-            "passes": passes}
+            "passes": passes, "code": code_digest()}
 
 
 # GiB of baseline features that notebook 1 may leave on disk for notebook 2 (``average_attention``): the features of
@@ -134,10 +147,11 @@ def head_ranking(run_dir: Path, profile: Profile, model_name: str, task: str, me
     avg = average_attention(run_dir, profile, model_name, task)
     data = rank_data(profile, model_name, task, subset)
     seed = profile.seeds[0] if seed is None else seed
-    config = probe_config(profile, model_name)
+    config = probe_config(profile, model_name, batch_size=GATES_BATCH_SIZE)
     key = fingerprint({"averages": avg.meta["key"], "examples": len(data), "data": data.checksum,
                         "epochs": profile.rank_epochs, "precision": config.precision, "lr": config.lr,
-                        "gate_lr": profile.gate_lr, "seed": seed})  # the gates' probe runs in the backbone's pass
+                        "gate_lr": profile.gate_lr, "seed": seed, "batch_size": config.batch_size})
+    # (the gates' probe runs in the backbone's pass)
     variant = ((f"seed{seed}",) if seed != profile.seeds[0] else ()) + ((f"subset{subset}",) if subset else ())
     path = Path(run_dir) / "ranking" / f"{slug(model_name, task, *variant)}.json"
 
@@ -151,6 +165,11 @@ def head_ranking(run_dir: Path, profile: Profile, model_name: str, task: str, me
                 "method": "gates"}
 
     return {**cached_step(path, key, train_gates), "method": "gates"}
+
+
+# the gates train with the paper's batch whatever batch the profile's probes take: a ranking made from a few hundred
+# examples in a few epochs needs its steps
+GATES_BATCH_SIZE = 16
 
 
 def rank_data(profile: Profile, model_name: str, task: str, subset: int = 0) -> TaskSplit:

@@ -1,6 +1,7 @@
 """The run's probe steps: the sweep over the number of replaced heads (with the baseline's references), the same
 sweep under the rankings a profile compares, and the learning curves. Each probe's result is one ``ProbeRecord``,
-stored per (configuration, predictor, seed) with a fingerprint of its inputs (``runs.cached``)."""
+stored per (configuration, predictor, seed) with a fingerprint of its inputs and the digest of the code that
+computed it (``runs.cached``)."""
 from __future__ import annotations
 
 import time

@@ -185,6 +185,38 @@ def timing(run_dir: Path, profile: Profile) -> dict:
     return {k: round(v, 1) for k, v in out.items()}
 
 
+# the run folder's step results: where each kind is stored
+STEP_FOLDERS = ("averages", "ranking", "probe", "ranking_sweep", "curve")
+
+
+def step_provenance(run_dir: Path) -> list[dict]:
+    """What every step stored in the run folder records of how it was made (``runs.provenance``): its "invocation"
+    and "code", and "recomputed_because" when it replaced a step found in the folder (None for a step stored before
+    steps recorded them); one dict per step, with its "path" in the folder."""
+    run_dir = Path(run_dir)
+    found = []
+    for folder in STEP_FOLDERS:
+        for path in sorted((run_dir / folder).glob("*.safetensors" if folder == "averages" else "*.json")):
+            try:
+                record = AttentionAverages.load(path).meta if folder == "averages" else read_json(path)
+            except Exception:  # a damaged averages file: the next run computes it again
+                record = None
+            record = record if isinstance(record, dict) else {}
+            found.append({"path": f"{folder}/{path.name}", "invocation": record.get("invocation"),
+                          "code": record.get("code"), "recomputed_because": record.get("recomputed_because")})
+    return found
+
+
+def step_census(run_dir: Path, invocation: str) -> dict:
+    """How many of the run folder's steps `invocation` computed ("computed"; "recomputed": of those, how many
+    replaced a step found in the folder, by reason) and how many it found done ("reused")."""
+    steps = step_provenance(run_dir)
+    mine = [s for s in steps if s["invocation"] == invocation]
+    reasons = pd.Series([s["recomputed_because"] for s in mine if s["recomputed_because"]], dtype=object)
+    return {"computed": len(mine), "reused": len(steps) - len(mine),
+            "recomputed": {k: int(v) for k, v in reasons.value_counts().sort_index().items()}}
+
+
 def ranking_comparison_table(run_dir: Path, profile: Profile) -> pd.DataFrame:
     """Headline metric of every sweep point of the compared models, under every ranking the profile compares:
     the main sweep of the profile's seeds (k = 0 and all heads with ranking "none", shared by every ranking) and

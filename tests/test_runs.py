@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from papa_utils import AttentionAverages
-from papa_utils.runs import atomic_path, git_state
+from papa_utils.runs import ROOT, atomic_path, git_state
 
 
 def test_an_interrupted_write_leaves_nothing_behind(tmp_path, monkeypatch):
@@ -105,3 +105,74 @@ def test_a_published_notebook_has_relative_paths_in_its_text_only(tmp_path):
     assert cell["outputs"][1]["data"] == {"image/png": image, "text/plain": "notebooks"}
     assert out["metadata"]["papermill"] == {"input_path": "notebooks/00.ipynb", "output_path": "results/cpu/notebooks/00.ipynb",
                                             "parameters": {"run_dir": relative}}
+
+
+def test_a_step_is_reused_only_when_the_same_code_computed_it_from_the_same_inputs(tmp_path, monkeypatch, caplog):
+    """A stored step is the step asked for only with the same fingerprint and the same numerical code: a step
+    computed by other code, or whose file is damaged, is computed again, the run warns once per reason, and the new
+    record says why it replaced the old one; a step made from other inputs is simply another step."""
+    from papa_utils import runs
+
+    monkeypatch.setattr(runs, "_WARNED", set())
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"value": len(calls)}
+
+    path = tmp_path / "probe" / "step.json"
+    first = runs.cached_step(path, "key", compute)
+    assert first["value"] == 1 and first["code"] == runs.code_digest() and "recomputed_because" not in first
+    assert first["invocation"] == runs.invocation()
+    assert runs.cached_step(path, "key", compute)["value"] == 1 and len(calls) == 1  # same inputs, same code
+    assert runs.cached_step(path, "other", compute)["value"] == 2  # other inputs: computed, without a reason
+    assert "recomputed_because" not in runs.read_json(path)
+    monkeypatch.setattr(runs, "code_digest", lambda: "another")
+    with caplog.at_level("WARNING", logger="papa_utils"):
+        again = runs.cached_step(path, "other", compute)
+        runs.cached_step(tmp_path / "probe" / "second.json", "other", compute)  # no second warning for this reason
+        runs.cached_step(tmp_path / "probe" / "second.json", "other", compute)  # nor for a reused step
+    assert again["value"] == 3 and again["code"] == "another" and again["recomputed_because"] == "other code"
+    assert [r.getMessage() for r in caplog.records] == [
+        "probe/step.json was computed by other numerical code: it is computed again, and so is every other step "
+        "found so (run.json counts them)"]
+    path.write_text('{"value": 3, "fingerp')  # damaged
+    assert runs.cached_step(path, "other", compute)["recomputed_because"] == "damaged"
+    assert len(calls) == 5
+
+
+def test_a_table_that_finds_a_step_of_other_code_says_so(tmp_path, monkeypatch):
+    from papa_utils import runs
+
+    path = tmp_path / "ranking" / "scores.json"
+    runs.store(path, "key", {"value": 1})
+    monkeypatch.setattr(runs, "code_digest", lambda: "another")
+    with runs.reading_only("06_gate_free_ranking"), pytest.raises(runs.MissingStepError, match=re.escape(
+            f"scores.json in {path.parent} was computed by other numerical code: notebook 06_gate_free_ranking "
+            f"makes it")):
+        runs.cached_step(path, "key", lambda: {"value": 2})
+    assert runs.read_json(path)["value"] == 1
+
+
+def test_the_code_digest_follows_the_numerical_modules_only(tmp_path, monkeypatch):
+    """Editing a module that computes steps' numbers (or the torch version) changes the digest steps record;
+    editing one that only reads, draws or publishes them does not."""
+    import shutil
+
+    from papa_utils import runs
+
+    package = tmp_path / "papa_utils"
+    shutil.copytree(ROOT / "papa_utils", package, ignore=shutil.ignore_patterns("__pycache__"))
+    digest = lambda: runs.code_digest.__wrapped__(package)  # noqa: E731  (uncached)
+    before = digest()
+    assert before == runs.code_digest()  # the same sources as the checkout's
+    for name in ("figures", "verdicts", "publish", "tables", "pipeline"):
+        (package / f"{name}.py").write_text((package / f"{name}.py").read_text() + "\n# a comment\n")
+        assert digest() == before, name
+    for name in runs.NUMERICAL_CODE:
+        original = (package / f"{name}.py").read_text()
+        (package / f"{name}.py").write_text(original + "\n# a comment\n")
+        assert digest() != before, name
+        (package / f"{name}.py").write_text(original)
+    monkeypatch.setattr("importlib.metadata.version", lambda dist: "0.0")
+    assert digest() != before
