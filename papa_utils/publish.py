@@ -27,7 +27,8 @@ from .analysis import (curve_drops_markdown, curve_markdown, curve_summary, half
                        ranking_markdown, ranking_verdict, read_statistics, table1, table1_markdown)
 from .choices import SWEEP_FRACTIONS
 from .profiles import PROFILES, Profile
-from .runs import ROOT, RunScopeError, atomic_path, covers, describe_scope, repo_relative, write_json
+from .runs import (RECOMPUTED, ROOT, RunScopeError, atomic_path, covers, describe_scope, repo_relative, run_totals,
+                   write_json)
 from .verdicts import FLAT_TAIL, claim_statements, findings, probe_strength, probe_strength_sentence
 
 RESULT_FILES = ("probe_results.csv", "convergence.csv", "table1.md", "table1.tex", "claims.json")
@@ -99,8 +100,8 @@ def republish_notebooks(run_dir: str | Path, root: Path = ROOT) -> Path:
     the published run of the same profile, keeping the published notebooks and files this run did not make. For a
     published run whose later notebooks cannot be executed again here (their steps are not at hand): the run must
     have the published run's settings, so that its steps are the same computation. The published run.json keeps the
-    run that made every notebook and lists this one under "reexecuted" (commit, time, notebooks, wall time), and
-    the README block says so."""
+    run that made every notebook and adds this run's last invocation to its list (its wall time to the run's), and
+    the README block lists it."""
     run_dir = Path(run_dir)
     run = _finished_run(run_dir)
     name = run["scope"]["profile"]
@@ -112,19 +113,19 @@ def republish_notebooks(run_dir: str | Path, root: Path = ROOT) -> Path:
     if _settings(run["profile"]) != _settings(published["profile"]) or not covers(run["scope"], published["scope"]):
         raise PublishError(f"the run in {run_dir} is not the published {name} run's computation (other settings, or "
                            f"fewer models, tasks or seeds): publish it whole with `make publish RUN_DIR={run_dir}`")
-    entry = {k: run.get(k) for k in ("git_commit", "dirty", "diff_sha256", "time", "notebooks", "notebook_seconds",
-                                     "wall_seconds", "peak_memory_gb", "run_dir", "packages")}
+    latest = run["invocations"][-1]  # the invocation that executed the notebooks again
     # only what this invocation wrote: a file or figure older than its start came from an earlier one
-    started = datetime.strptime(run["time"], "%Y-%m-%dT%H:%M:%S%z").timestamp() - run["wall_seconds"] - 60
+    started = datetime.strptime(latest["started"], "%Y-%m-%dT%H:%M:%S%z").timestamp() - 60
     fresh = lambda path: path.exists() and path.stat().st_mtime >= started  # noqa: E731
-    published["reexecuted"] = [*published.get("reexecuted", []), entry]
+    invocations = published["invocations"] + [latest]
+    published = {**published, "invocations": invocations, **run_totals(invocations)}
     with atomic_path(target, folder=True) as tmp:
         shutil.copytree(target, tmp, dirs_exist_ok=True)
         for file in RESULT_FILES + OPTIONAL_FILES:
             if _filled(run_dir / "results" / file) and fresh(run_dir / "results" / file):
                 shutil.copy2(run_dir / "results" / file, tmp / file)
         write_json(tmp / "run.json", published)
-        for notebook in run["notebooks"]:
+        for notebook in latest["notebooks"]:
             path = run_dir / f"{notebook}.ipynb"
             (tmp / "notebooks" / path.name).write_text(published_notebook(path, run_dir, name))
     figures = root / "figures" / name
@@ -139,13 +140,59 @@ def republish_notebooks(run_dir: str | Path, root: Path = ROOT) -> Path:
     return target
 
 
-def _reexecuted_lines(run: dict) -> list[str]:
-    """What a published run.json says of the invocations that executed some of its notebooks again."""
-    return [f"- **Notebook{'s' * (len(e['notebooks']) != 1)} {', '.join(n[:2] for n in e['notebooks'])} executed "
-            f"again** at commit "
-            f"`{e['git_commit'][:7]}`{' with uncommitted changes' if e.get('dirty') else ''} on the same steps "
-            f"({_minutes(e['wall_seconds'])}); the other notebooks, and the times above, are the run's."
-            for e in run.get("reexecuted", [])]
+def _invocation_lines(run: dict) -> list[str]:
+    """The run's wall time and memory over its invocations, and, when there were several, what each did."""
+    invocations = run["invocations"]
+    if len(invocations) == 1:
+        i = invocations[0]
+        return [f"- **Wall time {_minutes(run['wall_seconds'])}** in one invocation at commit "
+                f"`{i['git_commit'][:7]}`{_tree(i)}; peak resident memory "
+                f"{run['peak_memory_gb']:.1f} GiB (the largest process). By notebook: "
+                + ", ".join(f"{nb[:2]} {_minutes(t)}" for nb, t in i["notebook_seconds"].items()) + "."]
+    recorded = [i for i in invocations if i.get("wall_seconds") is not None]
+    over = (f"its {len(invocations)} invocations" if len(recorded) == len(invocations) else
+            f"the {len(recorded)} of its {len(invocations)} invocations that recorded it (a lower bound)")
+    lines = [f"- **Wall time {_minutes(run['wall_seconds'])}**, summed over {over}; peak resident memory "
+             f"{run['peak_memory_gb']:.1f} GiB (the largest process of any of them)."]
+    k = 0
+    while k < len(invocations):  # invocations that recorded nothing but their commit, one line for a run of them
+        unrecorded = 0
+        while k + unrecorded < len(invocations) and invocations[k + unrecorded].get("wall_seconds") is None:
+            unrecorded += 1
+        if unrecorded > 1:
+            group = invocations[k:k + unrecorded]
+            lines.append(f"  {k + 1}-{k + unrecorded}. Commits " + ", ".join(f"`{str(i['git_commit'])[:7]}`" for i in group)
+                         + ", notebooks " + ", ".join(dict.fromkeys(n[:2] for i in group for n in i.get("notebooks") or []))
+                         + ": wall times and steps not recorded.")
+            k += unrecorded
+        else:
+            lines.append(f"  {k + 1}. {_invocation_line(invocations[k])}")
+            k += 1
+    return lines
+
+
+def _tree(i: dict) -> str:
+    """The state of an invocation's tree beside its commit ("" when clean)."""
+    if i.get("dirty") is None:
+        return " (whether the tree had uncommitted changes was not recorded)"
+    return f" with uncommitted changes (diff sha256 `{i['diff_sha256'][:12]}`)" if i["dirty"] else ""
+
+
+def _invocation_line(i: dict) -> str:
+    """One invocation of a run, in words: commit, notebooks, wall, memory, steps computed and found done."""
+    state = _tree(i)
+    notebooks = i.get("notebooks") or []
+    steps = i.get("steps")
+    done = ("its steps were not recorded" if not steps else
+            f"computed {steps['computed']} steps"
+            + "".join(f" ({n} again: {RECOMPUTED[why]})" for why, n in steps["recomputed"].items())
+            + f" and found {steps['reused']} done")
+    wall = "wall time not recorded" if i.get("wall_seconds") is None else _minutes(i["wall_seconds"])
+    peak = "" if i.get("peak_memory_gb") is None else f", peak {i['peak_memory_gb']:.1f} GiB"
+    return (f"Commit `{str(i['git_commit'])[:7]}`{state}, notebook{'s' * (len(notebooks) != 1)} "
+            f"{', '.join(n[:2] for n in notebooks) or 'none'}: {wall}{peak}; {done}"
+            + ("" if i.get("finished", True) else "; interrupted (its wall time runs to its last finished notebook)")
+            + ".")
 
 
 def published_notebook(path: Path, run_dir: Path, name: str) -> str:
@@ -266,47 +313,42 @@ def _settings(profile: dict) -> str:
     return json.dumps({k: v for k, v in profile.items() if k not in ("models", "tasks")}, sort_keys=True)
 
 
-# a run whose summed step times exceed its wall time by this factor found steps done by an earlier run
-RESUMED = 1.1
 # steps that not every run has, in the order the README names them
 STEP_LABELS = (("head_scores", "head scores (input dependence, variance; with their stability subsets)"),
                ("ranking_comparison", "sweeps under the compared rankings"), ("learning_curve", "learning curve"))
+
+
+def _batch_note(profile: Profile) -> str:
+    """Where a profile's probe batch differs from the paper's, the evidence it rests on."""
+    return "" if profile.probe_batch_size == 16 else (
+        " (the paper's batch is 16; the larger one is a choice for speed that a side-by-side of both on the same "
+        "features leaves within seed noise, `benchmarks/bench.py --only probe`, docs/speed.md)")
 
 
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
 
-def _command(name: str, run: dict) -> tuple[str, str]:
-    """The commands that made a published run (with what narrowed it, and its executor) and the state of its
-    tree ("" when clean)."""
+def _command(name: str, run: dict) -> str:
+    """The commands that made a published run (with what narrowed it, and its executor)."""
     p, scope = run["profile"], run["scope"]
     grid = PROFILES[name] if name in PROFILES else Profile(**p)  # the profile's whole grid, to tell a narrowed run
     full = {"models": grid.models, "tasks": grid.tasks}
     narrowed = "".join(f" {part.upper()}={','.join(scope[part])}" for part in ("models", "tasks")
                        if set(scope[part]) != set(full[part]))
-    if run["dirty"] is None:
-        state = "; whether the tree had uncommitted changes was not recorded"
-    else:
-        state = f" with uncommitted changes (diff sha256 `{run['diff_sha256'][:12]}`)" if run["dirty"] else ""
     executor = run.get("executor", "inprocess")
     narrowed += f" EXECUTOR={executor}" if executor != "inprocess" else ""
-    return f"`make figures PROFILE={name}{narrowed}` then `make publish RUN_DIR={run['run_dir']}`", state
+    return f"`make figures PROFILE={name}{narrowed}` then `make publish RUN_DIR={run['run_dir']}`"
 
 
 def _run_lines(name: str, run: dict) -> list[str]:
     """How a published run was made: the commands, commit and packages, wall and step times, memory."""
-    steps, notebooks = run["step_seconds"], run["notebook_seconds"]
-    command, state = _command(name, run)
+    steps = run["step_seconds"]
+    command = _command(name, run)
     lines = [f"Produced by {command}, "
-             f"with `PAPA_DATA_DIR={run['data_dir']}`, on {run['cpus']} CPU cores (commit "
-             f"`{run['git_commit'][:7]}`{state}; torch {run['packages']['torch']}, transformers "
-             f"{run['packages']['transformers']}).", "",
-             f"- **Wall time {_minutes(run['wall_seconds'])}**; by notebook: "
-             + ", ".join(f"{nb[:2]} {_minutes(s)}" for nb, s in notebooks.items()) + "."
-             + (f" **This run resumed a run folder**: it found most steps done by an earlier run in the same folder, "
-                f"so its wall time covers only its own work; all steps together took "
-                f"{_minutes(sum(steps.values()))}." if sum(steps.values()) > RESUMED * run["wall_seconds"] else ""),
+             f"with `PAPA_DATA_DIR={run['data_dir']}`, on {run['cpus']} CPU cores (torch {run['packages']['torch']}, "
+             f"transformers {run['packages']['transformers']}).", "",
+             *_invocation_lines(run),
              *([_cells_line(run)] if run.get("cells") else []),
              f"- Summed over the grid: averages (the same pass also saves the baseline's training features) "
              f"{_minutes(steps['averages'])}, "
@@ -315,10 +357,8 @@ def _run_lines(name: str, run: dict) -> list[str]:
              f"passes {_minutes(steps['feature_passes'])}, probe training (the paper's probe and the attention-free "
              f"one) {_minutes(steps['probe_training'])}"
              + "".join(f", {label} {_minutes(steps[key])}" for key, label in STEP_LABELS if steps.get(key)) + ".",
-             f"- Peak resident memory of the largest process: {run['peak_memory_gb']:.1f} GiB. Baseline features saved "
-             f"on disk: {run['feature_cache_gb']['largest']:.1f} GiB at most, {run['feature_cache_gb']['at_the_end']:.1f} "
-             f"GiB left at the end."]
-    lines += _reexecuted_lines(run)
+             f"- Baseline features saved on disk: {run['feature_cache_gb']['largest']:.1f} GiB at most, "
+             f"{run['feature_cache_gb']['at_the_end']:.1f} GiB left at the end."]
     return lines
 
 
@@ -337,7 +377,8 @@ def readme_block(name: str, root: Path = ROOT, folder: Path | None = None) -> st
              f"fixed seed) and the same L, listed above Table 1; the constant matrices average "
              f"{_size_cell(sized, scope['models'][0], 'average_examples', scope['tasks'])} training examples; heads "
              f"ranked by {_ranking_label(sized)} on {_size_cell(sized, scope['models'][0], 'rank_examples', scope['tasks'])}; "
-             f"probe {sized.epochs} epochs at lr {sized.probe_lr:g} ({sized.lr_schedule} schedule); seeds "
+             f"probe {sized.epochs} epochs at lr {sized.probe_lr:g}, batch {sized.probe_batch_size} "
+             f"({sized.lr_schedule} schedule){_batch_note(sized)}; seeds "
              f"{', '.join(map(str, sized.seeds))}; shares of the heads replaced "
              f"{', '.join(_share(f) for f in sized.sweep_fractions)}"
              + ("" if tuple(sized.sweep_fractions) == tuple(SWEEP_FRACTIONS) else
@@ -419,13 +460,11 @@ def summary_block(name: str, root: Path = ROOT) -> str:
     folder = root / "results" / name
     run = json.loads((folder / "run.json").read_text())
     p, steps = run["profile"], run["step_seconds"]
-    command, state = _command(name, run)
-    lines = [f"Produced by {command} (commit `{run['git_commit'][:7]}`{state}; {run['cpus']} CPU cores): wall time "
-             f"{_minutes(run['wall_seconds'])}"
-             + (" (this invocation resumed a run folder: its wall time leaves out the steps earlier invocations made)"
-                if sum(steps.values()) > RESUMED * run["wall_seconds"] else "") + f", steps summed {_minutes(sum(steps.values()))} "
-             f"(" + ", ".join(f"{key.replace('_', ' ')} {_minutes(v)}" for key, v in steps.items() if v) + "), peak "
-             f"memory {run['peak_memory_gb']:.1f} GiB."] + ([""] + _reexecuted_lines(run) if run.get("reexecuted") else [])
+    command = _command(name, run)
+    lines = [f"Produced by {command} ({run['cpus']} CPU cores); steps summed "
+             f"{_minutes(sum(steps.values()))} ("
+             + ", ".join(f"{key.replace('_', ' ')} {_minutes(v)}" for key, v in steps.items() if v) + ").", "",
+             *_invocation_lines(run)]
     curve = _table(folder / "learning_curves.csv")
     if curve is not None and len(curve):
         left_out = json.loads((folder / "claims.json").read_text()).get("left_out", {})
@@ -451,7 +490,7 @@ def _cells_line(run: dict) -> str:
     seconds = [c["seconds"] or 0 for c in cells]
     hosts = sorted({c["host"] for c in cells if c.get("host")})
     devices = sorted({c["device"] for c in cells if c.get("device")})
-    waited = run.get("cells_wall_seconds")
+    waited = run["invocations"][-1].get("cells_wall_seconds")
     return (f"- **Cells as jobs** (`EXECUTOR={run['executor']}`): {len(seconds)} cells, {_minutes(sum(seconds))} of "
             f"job time in all, the longest {_minutes(max(seconds))}, on {', '.join(hosts)} ({', '.join(devices)})"
             + (f"; this run waited {_minutes(waited)} for the cells it submitted, before the notebooks"
@@ -533,12 +572,17 @@ def write_readme_block(name: str, root: Path = ROOT) -> bool:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", nargs="?", help="a finished run folder, e.g. runs/cpu")
-    parser.add_argument("--readme", metavar="PROFILE", help="only regenerate the README block from results/PROFILE/")
+    parser.add_argument("--readme", metavar="PROFILE", help="only regenerate the README block and the published run's "
+                                                            "page from results/PROFILE/")
     parser.add_argument("--notebooks-only", action="store_true",
                         help="put the notebooks this run executed (and what they made) in place of the published "
                              "run's, keeping the others (republish_notebooks)")
     args = parser.parse_args(argv)
     if args.readme:
+        folder = ROOT / "results" / args.readme
+        if (folder / "run.json").exists():  # the published run's own page carries the same numbers
+            (folder / "README.md").write_text(index_page(args.readme, folder, sorted(
+                p.name for p in (ROOT / "figures" / args.readme).glob("*"))))
         if not write_readme_block(args.readme):
             sys.exit(f"README.md has no <!-- results:{args.readme}:start --> or <!-- summary:{args.readme}:start --> "
                      f"... end block to regenerate")

@@ -3,11 +3,13 @@ import json
 import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from papa_utils.backbones import cached_model
 from papa_utils.choices import replaced_counts
@@ -15,10 +17,10 @@ from papa_utils.metrics import metric_range
 from papa_utils.pipeline import NOTEBOOKS, main
 from papa_utils.probe import ProbeConfig, train_probe
 from papa_utils.profiles import get_profile
-from papa_utils.runs import ROOT, RunScopeError, claim_run_folder, open_run, run_name, runs_root
+from papa_utils.runs import ROOT, RunScopeError, claim_run_folder, code_digest, open_run, run_name, runs_root
 from papa_utils.steps import average_attention, averages_key, encoded, head_ranking, replaced_heads, task_data
 from papa_utils.sweeps import probe_sweep
-from papa_utils.tables import write_results
+from papa_utils.tables import step_provenance, write_results
 from papa_utils.tasks import get_task
 
 
@@ -121,6 +123,29 @@ def test_identical_averages_keep_every_result_built_on_them(smoke):
     assert {p: p.stat().st_mtime_ns for p in files} == before
 
 
+def test_averages_of_other_code_or_damaged_are_computed_again_and_say_so(data_dir, tmp_path, monkeypatch):
+    """The constant matrices are a step like the others: a damaged file, or matrices computed by other numerical
+    code, are computed again (to the same values), and the new file's metadata says why."""
+    from dataclasses import replace
+
+    from papa_utils import runs
+
+    profile = replace(get_profile("smoke", tasks="sst2"), average_examples=16, train_examples=8)
+    first = average_attention(tmp_path, profile, "minilm-l3", "sst2")
+    path = tmp_path / "averages" / "minilm-l3__sst2__L32.safetensors"
+    assert first.meta["code"] == code_digest() and "recomputed_because" not in first.meta
+    path.write_bytes(path.read_bytes()[:100])  # cut short
+    damaged = average_attention(tmp_path, profile, "minilm-l3", "sst2")
+    assert damaged.meta["recomputed_because"] == "damaged" and torch.equal(damaged.averages, first.averages)
+    monkeypatch.setattr(runs, "code_digest", lambda: "another")
+    other = average_attention(tmp_path, profile, "minilm-l3", "sst2")
+    assert other.meta["recomputed_because"] == "other code" and other.meta["code"] == "another"
+    assert torch.equal(other.averages, first.averages)
+    written = path.stat().st_mtime_ns
+    assert average_attention(tmp_path, profile, "minilm-l3", "sst2").meta == other.meta  # now reused as it is
+    assert path.stat().st_mtime_ns == written
+
+
 def test_averages_over_other_examples_do_not_pass_for_the_probes_features(data_dir, tmp_path):
     """The averages pass keeps its hidden states as the baseline's features only when it ran over the probe's
     very examples: a subset of another size is another set of rows, not the same file."""
@@ -174,6 +199,13 @@ def test_figures_tables_and_metadata_exist(smoke):
                              "seeds": [42, 43], "ranking": "gates", "passes": "packed"}
     assert not meta["run_dir"].startswith("/") and (ROOT / meta["run_dir"]).resolve() == run_dir.resolve()
     assert list(meta["notebook_seconds"]) == meta["notebooks"] == NOTEBOOKS[1:]  # as the smoke fixture asked
+    [invocation] = meta["invocations"]  # one invocation, which computed every step in the folder
+    steps = step_provenance(run_dir)
+    assert invocation["finished"] and len(steps) > 100
+    assert invocation["steps"] == {"computed": len(steps), "reused": 0, "recomputed": {}}
+    assert {s["invocation"] for s in steps} == {invocation["invocation"]} and {s["code"] for s in steps} == {code_digest()}
+    assert meta["wall_seconds"] == invocation["wall_seconds"] >= sum(invocation["notebook_seconds"].values())
+    assert meta["peak_memory_gb"] == invocation["peak_memory_gb"] > 0
     assert NOTEBOOKS[0] == "00_anatomy_of_attention"
     for name in meta["notebook_seconds"]:
         executed = json.loads((run_dir / f"{name}.ipynb").read_text())
@@ -641,7 +673,12 @@ def test_notebooks_executed_again_replace_only_theirs_in_a_published_run(smoke, 
     again = tmp_path / "again"
     shutil.copytree(run_dir, again)
     run = json.loads((again / "run.json").read_text())
-    run.update(notebooks=["04_model_strength"], git_commit="f" * 40, dirty=False, wall_seconds=12.0, run_dir=str(again))
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(time.time() - 5))
+    again_invocation = {**run["invocations"][-1], "notebooks": ["04_model_strength"], "git_commit": "f" * 40,
+                        "dirty": False, "wall_seconds": 12.0, "peak_memory_gb": 0.5, "started": started,
+                        "notebook_seconds": {"04_model_strength": 12.0},
+                        "steps": {"computed": 0, "reused": 7, "recomputed": {}}}
+    run.update(invocations=run["invocations"] + [again_invocation], run_dir=str(again))
     (again / "run.json").write_text(json.dumps(run))
     marked = json.loads((again / "results" / "claims.json").read_text())
     marked["cells_in_claims"] = ["marked"]
@@ -656,9 +693,14 @@ def test_notebooks_executed_again_replace_only_theirs_in_a_published_run(smoke, 
     assert all(after[name] == text for name, text in before.items() if name != "04_model_strength.ipynb")
     recorded = json.loads((target / "run.json").read_text())
     assert recorded["git_commit"] == json.loads((run_dir / "run.json").read_text())["git_commit"]
-    assert [e["git_commit"] for e in recorded["reexecuted"]] == ["f" * 40]
-    assert "- **Notebook 04 executed again** at commit `fffffff` on the same steps (0.2 min)" in (
-        root / "README.md").read_text()
+    first = json.loads((run_dir / "run.json").read_text())["invocations"]
+    assert recorded["invocations"] == first + [again_invocation]  # the published run's, and the one that executed 04
+    assert recorded["wall_seconds"] == pytest.approx(first[0]["wall_seconds"] + 12.0)
+    assert recorded["peak_memory_gb"] == first[0]["peak_memory_gb"]  # the larger of the two
+    readme = (root / "README.md").read_text()
+    assert (f"- **Wall time {recorded['wall_seconds'] / 60:.1f} min**, summed over its 2 invocations; peak resident "
+            f"memory {recorded['peak_memory_gb']:.1f} GiB (the largest process of any of them).") in readme
+    assert "  2. Commit `fffffff`, notebook 04: 0.2 min, peak 0.5 GiB; computed 0 steps and found 7 done." in readme
     run["profile"]["epochs"] += 1
     (again / "run.json").write_text(json.dumps(run))
     with pytest.raises(PublishError, match="is not the published smoke run's computation"):
