@@ -97,6 +97,7 @@ def probe_config(profile: Profile, model_name: str, **changes) -> ProbeConfig:
     probe's own products follow (the same rule: bf16 only where this machine's products are faster in it)."""
     precision = precision_of(profile, model_name)
     return replace(ProbeConfig(epochs=profile.epochs, lr=profile.probe_lr, lr_schedule=profile.lr_schedule,
+                               batch_size=profile.probe_batch_size,
                                protocol=profile.protocol,
                                precision=precision, probe_precision=precision if precision in PROBE_DTYPES else "fp32",
                                gate_lr=profile.gate_lr, passes=profile.passes), **changes)
