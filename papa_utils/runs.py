@@ -103,7 +103,9 @@ def git_state(root: Path = ROOT) -> dict:
     digest = hashlib.sha256(diff)
     for name in sorted(untracked):
         digest.update(b"\0untracked\0" + name + b"\0")
-        digest.update((root / name.decode()).read_bytes())
+        path = root / name.decode()
+        # a symbolic link (to a linked .venv or data folder, say) is its target's name, not what it points to
+        digest.update(os.readlink(path).encode() if path.is_symlink() else path.read_bytes())
     return {"git_commit": commit, "dirty": True, "diff_sha256": digest.hexdigest()}
 
 

@@ -57,6 +57,11 @@ def test_the_code_state_says_whether_the_tree_differs_from_its_commit(tmp_path):
     (tmp_path / "a.py").write_text("x = 1\n")
     (tmp_path / "new.py").write_text("y = 1\n")  # an untracked file counts too
     assert git_state(tmp_path)["dirty"] is True
+    (tmp_path / "new.py").unlink()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "venv").symlink_to(tmp_path / "elsewhere")  # an untracked link to a folder: its target's name
+    linked = git_state(tmp_path)
+    assert linked["dirty"] is True and linked["diff_sha256"] != git_state(tmp_path / "nowhere")["diff_sha256"]
     assert git_state(tmp_path / "nowhere")["git_commit"] == "unknown"
 
 
