@@ -20,18 +20,88 @@ def set_style() -> None:
     plt.rcParams.update({"figure.dpi": 150, "savefig.bbox": "tight", "pdf.fonttype": 42})
 
 
+MIN_FONT_PT = 6.0  # the smallest text a figure may carry: readable at the size a page or notebook shows it
+READABILITY_KEY = "papa:readability"  # the PNG text chunk that records ``readability_problems`` of a saved figure
+
+
 def save_figure(fig, path_without_suffix: str | Path) -> None:
     """Write `<path>.pdf` and `<path>.png`, and in a notebook show the PNG in the cell's output (at its own size,
-    the figure's inches at ``figure.dpi``), so that an executed notebook carries its figures."""
+    the figure's inches at ``figure.dpi``), so that an executed notebook carries its figures. The PNG records what
+    ``readability_problems`` found in the figure (a JSON list, empty when it is readable), and any problem is
+    logged."""
+    import json
+    import logging
+
     base = Path(path_without_suffix)
+    problems = readability_problems(fig)
+    if problems:
+        logging.getLogger("papa_utils").warning(f"{base.name}: " + "; ".join(problems))
     paths = []
     for suffix in (".pdf", ".png"):
         target = base.with_suffix(suffix)
         with atomic_path(target) as tmp:
-            fig.savefig(tmp, format=suffix[1:])
+            fig.savefig(tmp, format=suffix[1:],
+                        **({"metadata": {READABILITY_KEY: json.dumps(problems)}} if suffix == ".png" else {}))
         paths.append(target)
     _show_in_notebook(paths[1])
     plt.close(fig)
+
+
+def saved_problems(png: str | Path) -> list[str] | None:
+    """What ``readability_problems`` found in a figure saved by ``save_figure`` (None: not recorded)."""
+    import json
+
+    from PIL import Image
+
+    with Image.open(png) as image:
+        found = image.text.get(READABILITY_KEY)
+    return None if found is None else json.loads(found)
+
+
+def readability_problems(fig) -> list[str]:
+    """Why `fig` would not read at the size it is shown, as sentences (none when it reads): text below
+    ``MIN_FONT_PT``; a panel without a title (when the figure has no overall title either); an x or y axis that
+    shows ticks or an image without a label (its own, or the figure's shared one); a colour bar without a label
+    (its unit); two tick labels of one axis that overlap (their extents as drawn). A label on one panel of a row
+    (y) or column (x) serves the whole row or column."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    problems = []
+    colorbars = {ax for ax in fig.axes if getattr(ax, "_colorbar", None) is not None or ax.get_label() == "<colorbar>"}
+    shared = {"x": fig._supxlabel is not None and fig._supxlabel.get_text(),
+              "y": fig._supylabel is not None and fig._supylabel.get_text()}
+    overall = fig._suptitle is not None and fig._suptitle.get_text()
+    small = sorted({f"{t.get_fontsize():g} pt" for t in fig.findobj(plt.Text)
+                    if t.get_visible() and t.get_text().strip() and t.get_fontsize() < MIN_FONT_PT})
+    if small:
+        problems.append(f"text below {MIN_FONT_PT:g} pt ({', '.join(small)})")
+    panels = [ax for ax in fig.axes if ax.get_visible() and ax.axison and ax not in colorbars]
+    # an axis label serves every panel of its row (y) or column (x): a grid labels its outer panels
+    rows_labelled = {round(ax.get_position().y0, 3) for ax in panels if ax.get_ylabel()}
+    columns_labelled = {round(ax.get_position().x0, 3) for ax in panels if ax.get_xlabel()}
+    for n, ax in enumerate(fig.axes):
+        if not ax.get_visible() or not ax.axison:
+            continue
+        name = f"panel {n + 1}" + (f" ({ax.get_title()})" if ax.get_title() else "")
+        if ax in colorbars:
+            label = ax.get_ylabel() or ax.get_xlabel()
+            if not label:
+                problems.append(f"a colour bar without a label (its unit)")
+            continue
+        if not ax.get_title() and not overall:
+            problems.append(f"{name} has no title")
+        drawn = bool(ax.images or ax.collections or ax.lines or ax.patches)
+        for axis, label in (("x", ax.get_xlabel()), ("y", ax.get_ylabel())):
+            ticks = [t for t in getattr(ax, f"get_{axis}ticklabels")() if t.get_visible() and t.get_text().strip()]
+            line = round(getattr(ax.get_position(), "x0" if axis == "x" else "y0"), 3)
+            labelled = line in (columns_labelled if axis == "x" else rows_labelled)
+            if (ticks or drawn) and not label and not shared[axis] and not labelled:
+                problems.append(f"{name}: its {axis} axis has no label")
+            boxes = sorted((t.get_window_extent(renderer) for t in ticks),
+                           key=lambda b: b.x0 if axis == "x" else b.y0)
+            if any(a.overlaps(b) for a, b in zip(boxes, boxes[1:])):
+                problems.append(f"{name}: its {axis} tick labels overlap")
+    return problems
 
 
 def show_figure(fig) -> None:
@@ -70,48 +140,76 @@ def used_slots(counts) -> list[int]:
 
 
 def plot_attention_heatmaps(averages, example, heads, tokens=None, title="", slots=None):
-    """Average attention (top row) next to one real example's attention (bottom row) for a few heads.
+    """Average attention (top row) next to one real example's attention (bottom row) for a few heads, on one
+    colour scale (attention weight) shared by every panel, with the layout's fixed slots marked: L/2 (where a
+    pair's second segment starts) and L-1 (the final separator).
 
     averages: [layers, heads, L, L]; example: [layers, heads, L, L] of one input; heads: [(layer, head)];
     tokens: optional list of L token strings (padding shown as blank); `slots`: the slots to draw (default all;
     ``used_slots`` leaves out those that are padding on nearly every input).
     """
     set_style()
-    fig, axes = plt.subplots(2, len(heads), figsize=(FULL_WIDTH, 2.9), squeeze=False)
-    for col, (layer, head) in enumerate(heads):
-        for row, (matrix, label) in enumerate(((averages, "average"), (example, "one example"))):
-            ax = axes[row, col]
-            shown = matrix[layer, head] if slots is None else matrix[layer, head][slots][:, slots]
-            sns.heatmap(shown.numpy(), ax=ax, cmap="viridis", vmin=0, cbar=False, square=True,
-                        xticklabels=False, yticklabels=False)
-            ax.set_title(f"layer {layer} head {head}" if row == 0 else "", fontsize=7)
-            used = "" if slots is None else " (used)"
-            if col == 0:
-                ax.set_ylabel(f"{label}\nquery slot{used}", fontsize=7)
-            if row == 1:
-                ax.set_xlabel(f"key slot{used}", fontsize=7)
+    length = averages.shape[-1]
+    slots = list(range(length)) if slots is None else list(slots)
+    marked = [slots.index(s) for s in (length // 2, length - 1) if s in slots]
+    shown = {(row, col): matrix[layer, head][slots][:, slots].numpy()
+             for col, (layer, head) in enumerate(heads) for row, matrix in enumerate((averages, example))}
+    top = max(float(m.max()) for m in shown.values()) or 1.0
+    fig, axes = plt.subplots(2, len(heads), figsize=(FULL_WIDTH, 3.3), squeeze=False, layout="constrained")
+    used = "" if len(slots) == length else " in use"
+    for (row, col), matrix in shown.items():
+        ax = axes[row, col]
+        sns.heatmap(matrix, ax=ax, cmap="viridis", vmin=0, vmax=top, cbar=False, square=True,
+                    xticklabels=False, yticklabels=False)
+        for position in marked:
+            ax.axvline(position, color="w", lw=0.5, ls="--")
+            ax.axhline(position, color="w", lw=0.5, ls="--")
+        layer, head = heads[col]
+        ax.set_title(f"layer {layer}, head {head}" if row == 0 else "", fontsize=7)
+        ax.set_ylabel(f"{('average', 'one example')[row]}\nquery slot{used}" if col == 0 else "", fontsize=7)
+        ax.set_xlabel(f"key slot{used}" if row == 1 else "", fontsize=7)
+    fig.colorbar(axes[0, 0].collections[0], ax=axes, shrink=0.8, label="attention weight")
     fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
+    if marked:
+        fig.supxlabel("dashed lines: slots L/2 (a pair's second segment starts) and L-1 (final separator)",
+                      fontsize=6.5)
     return fig
 
 
 def plot_dev_curves(records, tasks, seed):
-    """One panel per task: its headline metric on the dev set after every epoch, for the probe results in
-    `records` (probe records, ``sweeps.ProbeRecord``, with "curve") of one seed; one line per model x configuration."""
+    """One panel per task, three to a row: its headline metric on the dev set after every epoch, for the probe
+    results in `records` (probe records, ``sweeps.ProbeRecord``, with "curve") of one seed. One line per model x
+    configuration: the colour says the model, the line style the configuration (baseline, half of the heads or
+    another share constant, full PAPA), the same in every panel; one legend below the panels."""
     set_style()
-    fig, axes = plt.subplots(1, len(tasks), figsize=(2.2 * len(tasks), 2.0), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
+    cols = min(3, len(tasks))
+    rows = -(-len(tasks) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(FULL_WIDTH, 1.9 * rows + 0.5), squeeze=False, layout="constrained")
+    shown = [r for r in records if r["task"] in tasks and r["seed"] == seed]
+    colours = dict(zip(dict.fromkeys(r["model"] for r in shown), sns.color_palette("colorblind")))
+    styles = {"baseline": "-", "part of the heads constant": ":", "full PAPA": "--"}
+
+    def configuration(r):
+        k = r["replaced_heads"]
+        return "baseline" if k == 0 else "full PAPA" if k == r["total_heads"] else "part of the heads constant"
+
+    for ax, task in zip(axes.flat, tasks):
         metric = get_task(task).metric  # named: metrics read back from JSON come key-sorted
-        for r in records:
-            if r["task"] == task and r["seed"] == seed:
-                k = r["replaced_heads"]
-                label = f"{r['model']} " + ("baseline" if k == 0 else "PAPA" if k == r["total_heads"] else f"k={k}")
-                ax.plot([c["epoch"] for c in r["curve"]], [c[metric] for c in r["curve"]], marker=".", label=label)
+        for r in shown:
+            if r["task"] == task:
+                ax.plot([c["epoch"] for c in r["curve"]], [c[metric] for c in r["curve"]], marker=".", ms=3, lw=1,
+                        color=colours[r["model"]], ls=styles[configuration(r)])
         ax.set_title(task, fontsize=8)
         ax.set_xlabel("epoch", fontsize=7)
         ax.set_ylabel(metric.replace("_", " "), fontsize=7)
-    axes[0][0].legend(fontsize=6)
-    fig.tight_layout()
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.axis("off")
+    handles = [plt.Line2D([], [], color=c, lw=2) for c in colours.values()]
+    handles += [plt.Line2D([], [], color="0.3", ls=style, lw=1) for style in styles.values()]
+    fig.legend(handles, list(colours) + list(styles), loc="outside lower center", ncol=3, fontsize=6.5,
+               frameon=False)
+    fig.suptitle(f"Dev metric after each epoch of the probe (seed {seed})", fontsize=8)
     return fig
 
 
@@ -236,7 +334,7 @@ def plot_learning_curves(summary):
             ax.set_xticklabels([f"{n:,}" for n in part.train_examples], fontsize=6)
     for row in range(2):
         handles, labels = axes[row, 0].get_legend_handles_labels()
-        axes[row, -1].legend(handles, labels, fontsize=5.5, frameon=False, loc="best")
+        axes[row, -1].legend(handles, labels, fontsize=MIN_FONT_PT, frameon=False, loc="best")
     fig.suptitle(f"{summary.model.iloc[0]}: how the verdicts move with the probe's training data", fontsize=8)
     fig.tight_layout()
     return fig
@@ -287,24 +385,27 @@ def plot_ranking_comparison(points):
                         label=family.replace("_", " "))
                 ax.fill_between(line.share, line["min"], line["max"], alpha=0.15, color=color)
             _share_axis(ax, shares)
-            ax.tick_params(labelsize=5)
+            ax.tick_params(labelsize=MIN_FONT_PT)
             metric = part.metric.iloc[0].replace("_", " ") if len(part) else ""
             ax.set_title(f"{model} {task}\n({metric})" if len(models) > 1 else f"{task} ({metric})", fontsize=6)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=7, frameon=False)
     fig.supxlabel("share of heads input-dependent (0 = all heads constant; 1 = the probing baseline)", fontsize=7)
+    fig.supylabel("headline metric (named in each panel's title; higher is better)", fontsize=7)
     fig.tight_layout(rect=(0, 0, 1, 0.94))
     return fig
 
 
-def plot_head_map(values, title: str = "", cmap: str = "viridis", center=None, fmt: str = ".2f", ax=None, vmin=None):
-    """A [layers, heads] statistic as a layer x head heat map (numbers written in the cells when they fit)."""
+def plot_head_map(values, title: str = "", cmap: str = "viridis", center=None, fmt: str = ".2f", ax=None, vmin=None,
+                  unit: str = ""):
+    """A [layers, heads] statistic as a layer x head heat map (numbers written in the cells when they fit), its
+    colour bar labelled with `unit` (default: the title)."""
     set_style()
     values = values.numpy() if hasattr(values, "numpy") else values
     if ax is None:
         _, ax = plt.subplots(figsize=(min(FULL_WIDTH, 0.45 * values.shape[1] + 1), 0.3 * values.shape[0] + 0.8))
     sns.heatmap(values, ax=ax, cmap=cmap, center=center, vmin=vmin, annot=values.size <= 150, fmt=fmt,
-                annot_kws={"fontsize": 5}, cbar=True)
+                annot_kws={"fontsize": MIN_FONT_PT}, cbar=True, cbar_kws={"label": unit or title})
     ax.set(xlabel="head", ylabel="layer", title=title)
     return ax.figure
 
@@ -329,57 +430,64 @@ def plot_head_clusters(points, layers: int, heads: int, title: str = ""):
 
 
 def plot_one_input(attention, tokens, heads, title: str = "", titles=None):
-    """A few heads' attention on one input, with its tokens on the axes (padding slots dropped).
+    """A few heads' attention on one input, with its tokens on the axes (padding slots dropped), on one colour scale
+    (attention weight) shared by the panels. Every token is labelled while the labels fit at ``MIN_FONT_PT``;
+    beyond that, every other one, and the axis labels say so.
     attention: [layers, heads, L, L] of one example; tokens: L strings ("" for padding); `titles`: one per panel
-    (default "layer l head h")."""
+    (default "layer l, head h")."""
     set_style()
     keep = [i for i, t in enumerate(tokens) if t]
-    step = 1 if len(keep) <= 40 else 2  # a label for every token while they fit at 6 pt, else every other one
+    cols = 1 if len(keep) > 24 else min(2, len(heads))  # long inputs: one panel to a row, the page's width
+    size = FULL_WIDTH / cols - 0.6
+    step = 1 if len(keep) * MIN_FONT_PT * 1.35 / 72 <= size else 2  # a label's height: 1.35 times its size
     labels = [tokens[i] if n % step == 0 else "" for n, i in enumerate(keep)]
-    cols = min(2, len(heads))
+    skipped = "" if step == 1 else " (every other token labelled)"
     rows = -(-len(heads) // cols)
-    size = FULL_WIDTH / cols
-    fig, axes = plt.subplots(rows, cols, figsize=(FULL_WIDTH, size * rows + 0.5), squeeze=False)
+    top = max(float(attention[layer, head][keep][:, keep].max()) for layer, head in heads) or 1.0
+    fig, axes = plt.subplots(rows, cols, figsize=(FULL_WIDTH, (size + 0.6) * rows + 0.5), squeeze=False,
+                             layout="constrained")
     for n, (ax, (layer, head)) in enumerate(zip(axes.flat, heads)):
         matrix = attention[layer, head][keep][:, keep].numpy()
-        sns.heatmap(matrix, ax=ax, cmap="viridis", vmin=0, cbar=False, square=True, xticklabels=labels,
+        sns.heatmap(matrix, ax=ax, cmap="viridis", vmin=0, vmax=top, cbar=False, square=True, xticklabels=labels,
                     yticklabels=labels)
-        ax.tick_params(labelsize=6, length=0)
-        ax.set_title(titles[n] if titles else f"layer {layer} head {head}", fontsize=8)
-        ax.set_xlabel("key", fontsize=7)
-        ax.set_ylabel("query", fontsize=7)
+        ax.tick_params(labelsize=MIN_FONT_PT, length=0)
+        ax.set_title(titles[n] if titles else f"layer {layer}, head {head}", fontsize=8)
+        ax.set_xlabel(f"key{skipped}", fontsize=7)
+        ax.set_ylabel(f"query{skipped}", fontsize=7)
     for ax in list(axes.flat)[len(heads):]:
         ax.axis("off")
+    fig.colorbar(axes.flat[0].collections[0], ax=axes, shrink=0.6, label="attention weight")
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     return fig
 
 
 def plot_average_vs_input(substitute, attention, layer: int, head: int, title: str = "", token_mask=None):
     """One head in the PAPA layout: its substitute renorm(C * m m^T) on one input, its real attention on that
-    input, and their signed difference (real - substitute). Inputs [layers, heads, L, L] of one example; with
-    `token_mask` [L], only the slots of the input's real tokens are drawn (in slot order), not its padding."""
+    input (both on one colour scale, attention weight), and their signed difference (real - substitute, on a scale
+    of its own). Inputs [layers, heads, L, L] of one example; with `token_mask` [L], only the slots of the input's
+    real tokens are drawn (in slot order), not its padding."""
     set_style()
-    fig, axes = plt.subplots(1, 3, figsize=(FULL_WIDTH, 2.3))
+    fig, axes = plt.subplots(1, 3, figsize=(FULL_WIDTH, 2.5), layout="constrained")
     sub, real = substitute[layer, head].numpy(), attention[layer, head].numpy()
     if token_mask is not None:
         keep = [i for i, m in enumerate(token_mask.tolist()) if m]
         sub, real = sub[keep][:, keep], real[keep][:, keep]
     top = max(sub.max(), real.max())
-    for ax, matrix, name in ((axes[0], sub, "constant (average), this input's mask"),
-                             (axes[1], real, "its attention on this input")):
+    for ax, matrix, name in ((axes[0], sub, "constant (average) on\nthis input's tokens"),
+                             (axes[1], real, "its attention on\nthis input")):
         sns.heatmap(matrix, ax=ax, cmap="viridis", vmin=0, vmax=top, square=True, xticklabels=False,
                     yticklabels=False, cbar=False)
         ax.set_title(name, fontsize=7)
+    fig.colorbar(axes[0].collections[0], ax=axes[:2], shrink=0.8, label="attention weight")
     bound = abs(real - sub).max() or 1.0
     sns.heatmap(real - sub, ax=axes[2], cmap="coolwarm", center=0, vmin=-bound, vmax=bound, square=True,
-                xticklabels=False, yticklabels=False)
-    axes[2].set_title("attention - constant", fontsize=7)
+                xticklabels=False, yticklabels=False, cbar_kws={"label": "difference in weight", "shrink": 0.8})
+    axes[2].set_title("attention minus\nconstant", fontsize=7)
     for ax in axes:
-        ax.set_xlabel("key slot" + (" (real tokens)" if token_mask is not None else ""), fontsize=6)
-    axes[0].set_ylabel("query slot" + (" (real tokens)" if token_mask is not None else ""), fontsize=6)
-    fig.suptitle(title or f"layer {layer} head {head}", fontsize=8)
-    fig.tight_layout()
+        ax.set_xlabel("key slot" + (" (real tokens)" if token_mask is not None else ""), fontsize=6.5)
+        ax.set_ylabel("query slot" + (" (real tokens)" if token_mask is not None else "") if ax is axes[0] else "",
+                      fontsize=6.5)
+    fig.suptitle(title or f"layer {layer}, head {head}", fontsize=8)
     return fig
 
 

@@ -1,5 +1,6 @@
 """Figures a reader can read: axes that share one scale across models, and ticks that do not collide."""
 import matplotlib
+import pytest
 import pandas as pd
 
 from papa_utils.figures import plot_learning_curves, plot_performance_vs_dynamic_heads
@@ -77,3 +78,50 @@ def test_the_claims_figure_says_when_no_cell_carries_signal(tmp_path):
     left, right = plot_claims_1_and_2(claims).axes
     assert [t.get_text() for t in left.texts] == ["no cell carries signal"]
     assert left.get_title() == "Claim 1, all heads constant: undecided\npooled undefined"
+
+
+def test_readability_names_each_kind_of_unreadable_figure():
+    """Every rule of ``readability_problems`` fails a figure that breaks it, with a sentence that says where."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import seaborn as sns
+
+    from papa_utils.figures import readability_problems
+
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.plot([0, 1], [0, 1])
+    assert readability_problems(fig) == ["panel 1 has no title", "panel 1: its x axis has no label",
+                                         "panel 1: its y axis has no label"]
+    ax.set(title="a line", xlabel="x", ylabel="y")
+    assert readability_problems(fig) == []
+    ax.set_xticks(np.arange(0, 1, 0.02), [f"tick {i}" for i in range(50)])  # fifty labels on two inches
+    ax.tick_params(labelsize=5)
+    assert readability_problems(fig) == ["text below 6 pt (5 pt)", "panel 1 (a line): its x tick labels overlap"]
+    plt.close(fig)
+    fig, axes = plt.subplots(1, 2, figsize=(4, 2))
+    for a in axes:
+        sns.heatmap(np.eye(3), ax=a)
+        a.set(title="a map", xlabel="key")
+    axes[0].set_ylabel("query")  # one label serves the row
+    assert readability_problems(fig) == ["a colour bar without a label (its unit)"] * 2
+    plt.close(fig)
+
+
+def test_every_figure_of_the_smoke_run_reads_at_its_size(smoke):
+    """``save_figure`` records what ``readability_problems`` finds in each PNG: every figure the run saved was
+    checked, and none has a problem."""
+    from papa_utils.figures import saved_problems
+
+    _, run_dir, _ = smoke
+    pngs = sorted((run_dir / "figures").glob("*.png"))
+    assert len(pngs) >= 8
+    assert {p.name: saved_problems(p) for p in pngs} == {p.name: [] for p in pngs}
+
+
+@pytest.mark.slow  # notebook 0 through papermill
+def test_every_figure_of_the_teaching_notebook_reads_at_its_size(teaching_run):
+    from papa_utils.figures import saved_problems
+
+    pngs = sorted((teaching_run / "figures").glob("*.png"))
+    assert len(pngs) >= 4
+    assert {p.name: saved_problems(p) for p in pngs} == {p.name: [] for p in pngs}
