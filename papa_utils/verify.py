@@ -51,6 +51,18 @@ def same_machine_kind(run: dict, here: dict) -> bool:
             and all(published.get(m) == c for m, c in mine.items()))
 
 
+def changed_settings(published: dict, name: str) -> dict:
+    """The settings (a run.json's "profile") in which a published run differs from the profile `name` as the code
+    has it now, beside what it can narrow (models, tasks): {setting: (then, now)}."""
+    from dataclasses import asdict
+
+    from .profiles import PROFILES, Profile
+
+    as_json = lambda profile: json.loads(json.dumps(asdict(profile)))  # noqa: E731  (tuples as lists)
+    then, now = as_json(Profile(**published)), as_json(PROFILES[name])  # a setting it did not record: its default
+    return {k: (then[k], v) for k, v in now.items() if k not in ("models", "tasks") and then[k] != v}
+
+
 def report(table: pd.DataFrame, tolerance: float, exact: bool) -> str:
     """The comparison in words and as a table of the rows that differ."""
     bad = table[~table.ok]
@@ -78,6 +90,12 @@ def main(argv=None) -> int:
     if not (published_dir / "probe_results.csv").exists():
         sys.exit(f"results/{args.profile}/ holds no published run to verify; published: "
                  f"{', '.join(p.parent.name for p in sorted((ROOT / 'results').glob('*/probe_results.csv')))}")
+    changed = changed_settings(json.loads((published_dir / "run.json").read_text())["profile"], args.profile)
+    if changed:
+        sys.exit(f"results/{args.profile}/ was made with other settings than the {args.profile} profile has now ("
+                 + "; ".join(f"{k}: {old!r} then, {new!r} now" for k, (old, new) in changed.items())
+                 + "): computing it again here would not be the same computation. Publish a run made with the current "
+                   f"settings (make figures PROFILE={args.profile}, then make publish) and verify that.")
     with tempfile.TemporaryDirectory(prefix="papa-verify-") as scratch:
         run_dir = Path(args.keep or Path(scratch) / "run")
         pipeline.main(["--profile", args.profile, "--models", args.models, "--tasks", args.tasks,

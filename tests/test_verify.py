@@ -1,4 +1,6 @@
 """`make verify`: the comparison of a recomputed slice with the published rows, and its stated tolerance."""
+import json
+
 import numpy as np
 import pandas as pd
 
@@ -43,3 +45,18 @@ def test_exact_only_on_the_kind_of_machine_the_run_was_published_from():
     table = compare_rows(rows({("a", "x", 0): 80.0}), rows({("a", "x", 0): 80.3}), 1.0, *SLICE)
     assert report(table, 1.0, False).startswith("verify: 1 rows compared, 1 within 1 metric points (another kind of "
                                                 "machine than the published run's)")
+
+
+def test_a_run_published_with_other_settings_is_not_verified():
+    """A published run made with settings the profile no longer has cannot be computed again here: verify says which
+    settings differ (a setting the run did not record counts at its default) instead of comparing rows."""
+    from dataclasses import asdict
+
+    from papa_utils.profiles import PROFILES
+    from papa_utils.verify import changed_settings
+
+    now = json.loads(json.dumps(asdict(PROFILES["cpu"])))
+    assert changed_settings(now, "cpu") == {}
+    older = {k: v for k, v in now.items() if k != "probe_batch_size"} | {"probe_lr": 2e-4}
+    assert changed_settings(older, "cpu") == {"probe_batch_size": (16, 64), "probe_lr": (2e-4, 6e-4)}
+    assert changed_settings({**now, "models": ["minilm-l3"]}, "cpu") == {}  # a narrowed run is the same computation
