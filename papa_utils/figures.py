@@ -396,11 +396,35 @@ def plot_ranking_comparison(points):
     return fig
 
 
+# the head statistics (``head_stats.head_statistics``) in words, for titles, and the unit of each, for colour bars
+STATISTICS_IN_WORDS = {
+    "entropy": ("entropy of a row", "entropy (nats)"),
+    "mass_cls": ("attention on [CLS]", "share of a row's attention"),
+    "mass_sep": ("attention on separators", "share of a row's attention"),
+    "mass_punctuation": ("attention on punctuation", "share of a row's attention"),
+    "offset_-1": ("attention to the previous token", "share of a row's attention"),
+    "offset_+0": ("attention to the token itself", "share of a row's attention"),
+    "offset_+1": ("attention to the next token", "share of a row's attention"),
+}
+
+
+def in_words(text: str) -> str:
+    """`text` with the head statistics' code names (``STATISTICS_IN_WORDS``) written in words."""
+    import re
+
+    names = sorted(STATISTICS_IN_WORDS, key=len, reverse=True)
+    return re.sub("|".join(re.escape(n) for n in names), lambda m: STATISTICS_IN_WORDS[m.group(0)][0], text)
+
+
 def plot_head_map(values, title: str = "", cmap: str = "viridis", center=None, fmt: str = ".2f", ax=None, vmin=None,
                   unit: str = ""):
-    """A [layers, heads] statistic as a layer x head heat map (numbers written in the cells when they fit), its
-    colour bar labelled with `unit` (default: the title)."""
+    """A [layers, heads] statistic as a layer x head heat map (numbers written in the cells when they fit), titled
+    in words (``in_words``), its colour bar labelled with `unit` (default: the statistic's unit when the title names
+    one of ``STATISTICS_IN_WORDS``, else the title)."""
     set_style()
+    named = next((n for n in sorted(STATISTICS_IN_WORDS, key=len, reverse=True) if title.startswith(n)), None)
+    unit = unit or (STATISTICS_IN_WORDS[named][1] if named else in_words(title))
+    title = in_words(title)
     values = values.numpy() if hasattr(values, "numpy") else values
     if ax is None:
         _, ax = plt.subplots(figsize=(min(FULL_WIDTH, 0.45 * values.shape[1] + 1), 0.3 * values.shape[0] + 0.8))
@@ -457,7 +481,7 @@ def plot_one_input(attention, tokens, heads, title: str = "", titles=None):
     for ax in list(axes.flat)[len(heads):]:
         ax.axis("off")
     fig.colorbar(axes.flat[0].collections[0], ax=axes, shrink=0.6, label="attention weight")
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(in_words(title), fontsize=9)
     return fig
 
 

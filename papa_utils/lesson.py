@@ -4,17 +4,6 @@ from __future__ import annotations
 
 import torch
 
-# the head statistics (``head_stats.head_statistics``) in words, for titles, and the unit of each, for colour bars
-STATISTICS_IN_WORDS = {
-    "entropy": ("entropy of a row", "entropy (nats)"),
-    "mass_cls": ("attention on [CLS]", "share of a row's attention"),
-    "mass_sep": ("attention on separators", "share of a row's attention"),
-    "mass_punctuation": ("attention on punctuation", "share of a row's attention"),
-    "offset_-1": ("attention to the previous token", "share of a row's attention"),
-    "offset_+0": ("attention to the token itself", "share of a row's attention"),
-    "offset_+1": ("attention to the next token", "share of a row's attention"),
-}
-
 
 def layer_notes(scores: torch.Tensor, ranking: list, share: float = 0.25) -> str:
     """The layer confound of an input-dependence ranking (`scores` [layers, heads], `ranking` least dependent

@@ -125,3 +125,20 @@ def test_every_figure_of_the_teaching_notebook_reads_at_its_size(teaching_run):
     pngs = sorted((teaching_run / "figures").glob("*.png"))
     assert len(pngs) >= 4
     assert {p.name: saved_problems(p) for p in pngs} == {p.name: [] for p in pngs}
+
+
+def test_head_maps_are_titled_in_words_with_their_unit_on_the_colour_bar():
+    import torch
+
+    from papa_utils.figures import plot_head_map, plot_one_input, readability_problems
+
+    fig = plot_head_map(torch.rand(3, 4), title="mass_cls")
+    ax, bar = fig.axes
+    assert ax.get_title() == "attention on [CLS]" and bar.get_ylabel() == "share of a row's attention"
+    assert readability_problems(fig) == []
+    fig = plot_head_map(torch.rand(3, 4), title="input dependence (JS divergence from the substitute)")
+    assert fig.axes[1].get_ylabel() == "input dependence (JS divergence from the substitute)"
+    attention = torch.rand(2, 4, 6, 6)
+    fig = plot_one_input(attention, list("abcde") + [""], [(0, 0), (1, 1)], title="offset_-1 / entropy")
+    assert fig._suptitle.get_text() == "attention to the previous token / entropy of a row"
+    assert readability_problems(fig) == []

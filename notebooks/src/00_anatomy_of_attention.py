@@ -63,8 +63,7 @@ from papa_utils.head_stats import (attention_row_checks, head_distances, head_sc
                                    ranking_from_scores, recompute_attention)
 from papa_utils.interventions import PATTERNS, on_heads, papa_mix
 from papa_utils.layout import truncated_share
-from papa_utils.lesson import (STATISTICS_IN_WORDS, cluster_notes, intervention_notes, layer_notes,
-                              length_note)
+from papa_utils.lesson import cluster_notes, intervention_notes, layer_notes, length_note
 from papa_utils.packing import backbone_batches, run_backbone
 from papa_utils.profiles import get_profile
 from papa_utils.replace import patch_attention, record_attention
@@ -158,10 +157,8 @@ stats = head_statistics(net, tokenizer, backbone_batches(corpus, 32, profile.pas
 maps = ["entropy", "mass_cls", "mass_sep", "mass_punctuation", "offset_-1", "offset_+0", "offset_+1"]
 fig, axes = plt.subplots(len(maps), 1, figsize=(6.3, len(maps) * (0.3 * info["layers"] + 0.6)))
 for ax, name in zip(axes, maps):
-    title, unit = STATISTICS_IN_WORDS[name]
-    if name == "entropy":
-        title += f" (uniform attention over the real tokens: {stats['uniform_entropy'].mean():.2f})"
-    plot_head_map(stats[name], title=title, ax=ax, vmin=0, unit=unit)
+    title = name if name != "entropy" else f"entropy (uniform over the real tokens: {stats['uniform_entropy'].mean():.2f})"
+    plot_head_map(stats[name], title=title, ax=ax, vmin=0)
 fig.tight_layout()
 save_figure(fig, figures / f"head_statistics_{model_name.replace('/', '--')}_{task}")
 
@@ -189,9 +186,7 @@ def strongest(values):
 
 picked = {name: strongest(stats[name]) for name in ("offset_-1", "offset_+1", "mass_sep", "entropy")}
 print(picked)
-show_figure(plot_one_input(attention, tokens, list(picked.values()), title=f"{model_name}: the strongest heads of four maps",
-                           titles=[f"most {STATISTICS_IN_WORDS[name][0]}:\nlayer {layer}, head {head}"
-                                   for name, (layer, head) in picked.items()]))
+show_figure(plot_one_input(attention, tokens, list(picked.values()), title=" / ".join(picked)))
 
 # %% [markdown]
 # ## 4. The average against one input
