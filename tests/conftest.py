@@ -18,7 +18,8 @@ def data_dir() -> Path:
     """The local data folder; the tests that read real data need it (CI sets it to ../shared/data)."""
     value = os.environ.get("PAPA_DATA_DIR")
     if not value or not Path(value).is_dir():
-        pytest.fail("set PAPA_DATA_DIR to the local data folder (e.g. ../shared/data) to run the data tests")
+        pytest.skip("no data folder: set PAPA_DATA_DIR to the local data folder (e.g. ../shared/data) to run the "
+                    "tests that read data")
     return Path(value)
 
 
@@ -46,6 +47,24 @@ def checkout_state():
 
 
 SMOKE_RUN = {}  # the session's smoke run: its process, run folder, log and the checkout's state when it started
+SMOKE_THREADS = 1  # threads of the smoke run's kernels (their OMP_NUM_THREADS)
+SMOKE_TIMEOUT = 1200  # seconds the tests wait for the smoke run: many times what it takes, short of a hung run
+
+
+def threads_beside_the_smoke_run() -> int:
+    """Threads of the test process while the smoke run computes beside it: the machine's cores it leaves free (more
+    threads than cores would slow both many times over)."""
+    return max(1, (os.cpu_count() or 1) - SMOKE_THREADS)
+
+
+@pytest.fixture
+def smoke_threads():
+    """For a test that compares its own computation with the smoke run's to the last digit: the run's thread count
+    (sums over another number of threads round differently), restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(SMOKE_THREADS)
+    yield
+    torch.set_num_threads(before)
 
 
 def smoke_command(run_dir: Path) -> list[str]:
@@ -60,10 +79,9 @@ def smoke_command(run_dir: Path) -> list[str]:
 
 def start_smoke_run() -> None:
     """Start the smoke run in the background (its notebooks run in kernels of their own), once, into
-    $PAPA_RUNS_DIR/smoke, where nbval's notebooks (run later, as saved) find its steps done. From then on this
-    process computes on one thread and the run on one (its OMP_NUM_THREADS): two cores, and more threads than
-    cores would slow both many times over. The tests that compare their numbers with the run's exactly
-    compute on one thread as its kernels did."""
+    $PAPA_RUNS_DIR/smoke, where nbval's notebooks (run later, as saved) find its steps done. The run computes on
+    ``SMOKE_THREADS`` threads and this process, from then on, on the cores left (``threads_beside_the_smoke_run``).
+    The tests that compare their numbers with the run's exactly take its thread count (``smoke_threads``)."""
     if SMOKE_RUN or not Path(os.environ.get("PAPA_DATA_DIR") or "/nonexistent").is_dir():
         return
     from papa_utils.runs import runs_root
@@ -74,8 +92,8 @@ def start_smoke_run() -> None:
     state = checkout_state()
     with open(log, "w") as out:
         process = subprocess.Popen(smoke_command(run_dir), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                   env={**os.environ, "PAPA_PROGRESS": "0", "OMP_NUM_THREADS": "1"})
-    torch.set_num_threads(1)
+                                   env={**os.environ, "PAPA_PROGRESS": "0", "OMP_NUM_THREADS": str(SMOKE_THREADS)})
+    torch.set_num_threads(threads_beside_the_smoke_run())
     SMOKE_RUN.update(process=process, run_dir=run_dir, log=log, state=state)
 
 
@@ -116,7 +134,13 @@ def smoke(data_dir):
     start_smoke_run()
     if "process" not in SMOKE_RUN:
         pytest.fail("the smoke run did not start (see the error above)")
-    code = SMOKE_RUN["process"].wait()
+    try:
+        code = SMOKE_RUN["process"].wait(timeout=SMOKE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        SMOKE_RUN["process"].kill()
+        pytest.fail(f"the smoke run ({' '.join(smoke_command(SMOKE_RUN['run_dir'])[1:])}) did not finish within "
+                    f"{SMOKE_TIMEOUT} s and was stopped; its log ends:\n"
+                    + "\n".join(SMOKE_RUN["log"].read_text().splitlines()[-80:]))
     if code != 0:
         pytest.fail(f"the smoke run ({' '.join(smoke_command(SMOKE_RUN['run_dir'])[1:])}) failed with exit code "
                     f"{code}; its log ends:\n" + "\n".join(SMOKE_RUN["log"].read_text().splitlines()[-80:]))

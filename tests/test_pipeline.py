@@ -51,7 +51,7 @@ def test_metrics_lie_in_their_valid_ranges(smoke):
         assert low <= row.value <= high, row
 
 
-def test_rerun_with_same_seed_gives_identical_numbers_and_k0_is_the_baseline(smoke, tmp_path):
+def test_rerun_with_same_seed_gives_identical_numbers_and_k0_is_the_baseline(smoke, smoke_threads, tmp_path):
     """A fresh run (new run folder, nothing cached) of the baseline and of a partial configuration
     reproduces the recorded numbers exactly."""
     profile, run_dir, results = smoke
@@ -80,7 +80,7 @@ def test_full_papa_changes_what_the_probe_sees(smoke):
             assert baseline["heads"] == [] and papa["heads"] == "all"
 
 
-def test_partial_configurations_replace_the_first_k_heads_of_the_ranking(smoke):
+def test_partial_configurations_replace_the_first_k_heads_of_the_ranking(smoke, smoke_threads):
     """Each partial configuration records the first k heads of the gate ranking, and a probe trained here
     directly on those heads (not through the sweep) reproduces the sweep's numbers."""
     profile, run_dir, _ = smoke
@@ -506,7 +506,7 @@ def test_references_stand_beside_every_baseline(smoke):
     assert all(why.startswith("baseline ") for why in claims["left_out"].values())
 
 
-def test_learning_curve_at_the_main_runs_size_reproduces_the_main_run(smoke):
+def test_learning_curve_at_the_main_runs_size_reproduces_the_main_run(smoke, smoke_threads):
     """The curve's subsets are the main run's (the first n of one order): at n = 64, its baseline, PAPA and
     attention-free probes equal the sweep's k = 0, k = all and attention-free results of the same seed."""
     profile, run_dir, _ = smoke
