@@ -59,10 +59,10 @@ verify: setup-mpnet  # compute a slice of a published run again from scratch (a 
 	$(PY) -m papa_utils.verify --profile $(strip $(or $(PUBLISHED),cpu)) \
 	  $(if $(strip $(MODELS)),--models $(strip $(MODELS))) $(if $(strip $(TASKS)),--tasks $(strip $(TASKS)))
 
-test: setup-mpnet  # the fast tier: unit tests, the smoke run's pipeline, paper-dry cells as jobs, about 2 minutes
+test: setup-mpnet  # the fast tier: unit tests, the smoke run's pipeline, paper-dry cells as jobs (docs/tests.md: how long)
 	$(PY) -m pytest tests -m "not slow" -p no:cacheprovider -q
 
-test-all: setup-mpnet  # fast + slow tiers + every notebook through nbval (what CI runs), about 8 minutes
+test-all: setup-mpnet  # fast + slow tiers + every notebook through nbval (what CI runs; docs/tests.md: how long)
 	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider -q --durations=20
 
 bench: setup-mpnet  # speed ratios measured side by side in one run -> results/bench.md
