@@ -62,3 +62,24 @@ def test_profiles_and_publishing_load_without_torch(module):
             f"print(','.join(loaded))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == ""
+
+
+# modules the steps import that cannot change a step's numbers: why each is left out of the code digest
+NOT_NUMERICAL = {"runs": "writes files and keys; never computes a number",
+                 "profiles": "settings, each in the key of the steps it changes",
+                 "choices": "names and shares of heads, each in the keys of the steps it changes"}
+
+
+def test_the_code_digest_covers_every_module_the_steps_compute_with():
+    """A step records the digest of ``runs.NUMERICAL_CODE``: every module the steps import, directly or through
+    others, is in it or stated here as unable to change their numbers (a module added to the steps' path must be
+    placed), and nothing the steps never import is in it."""
+    from papa_utils.runs import NUMERICAL_CODE
+
+    reached, todo = set(), ["steps", "sweeps"]
+    while todo:
+        module = todo.pop()
+        if module not in reached:
+            reached.add(module)
+            todo += imported_package_modules(ROOT / "papa_utils" / f"{module}.py")
+    assert reached - set(NOT_NUMERICAL) == set(NUMERICAL_CODE)
