@@ -1,3 +1,18 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,src//py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.7
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # 0. Anatomy of attention: what do heads do, and how much do they depend on the input?
 #
@@ -34,7 +49,7 @@
 # statistics). The corpus is the start of the training subset the averages are built from, so the scores are
 # in-sample: a head is compared with an average that includes these very inputs.
 
-# %% parameters
+# %% tags=["parameters"]
 profile = "smoke"
 models = ""
 tasks = ""

@@ -1,3 +1,18 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,src//py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.7
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # 1. Average attention: the constant matrices of PAPA
 #
@@ -16,7 +31,7 @@
 #
 # Defaults are the quick `smoke` configuration; `make figures PROFILE=cpu` runs the full grid.
 
-# %% parameters
+# %% tags=["parameters"]
 # models, tasks: comma-separated subsets of the profile (empty: all of them)
 profile = "smoke"
 models = ""

@@ -1,3 +1,18 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,src//py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.7
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # 2. Probing baseline and full PAPA
 #
@@ -18,7 +33,7 @@
 # **attention-free probe** (the same probe, same seeds, on hidden-state level 0 only: the embeddings, before any
 # attention; it reuses the baseline's features, no extra backbone pass).
 
-# %% parameters
+# %% tags=["parameters"]
 profile = "smoke"
 models = ""
 tasks = ""

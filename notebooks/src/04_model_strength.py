@@ -1,3 +1,18 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,src//py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.7
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # 4. Do better models lose more? Table 1 and the paper's three claims
 #
@@ -43,7 +58,7 @@
 #   lost, which takes each model's headroom over the attention-free probe into account. The correlation pooled over
 #   all cells (different metrics and dev sets) stays as a secondary number.
 
-# %% parameters
+# %% tags=["parameters"]
 profile = "smoke"
 models = ""
 tasks = ""

@@ -1,3 +1,18 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,src//py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.7
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # 5. Would a stronger probe change the verdict? Learning curves
 #
@@ -14,7 +29,7 @@
 # Read the bottom row first: if the share of the learned signal that PAPA loses grows with the training size,
 # the small-data numbers of Table 1 understate what constant attention costs this model.
 
-# %% parameters
+# %% tags=["parameters"]
 profile = "smoke"
 models = ""
 tasks = ""

@@ -1,3 +1,18 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,src//py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.7
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # 6. Can a cheap statistic replace the gates?
 #
@@ -26,7 +41,7 @@
 # `cpu-robustness` profile on every cell of the `cpu` grid. The `cpu` profile ranks by input dependence and
 # compares nothing.
 
-# %% parameters
+# %% tags=["parameters"]
 profile = "smoke"
 models = ""
 tasks = ""
