@@ -195,9 +195,9 @@ def probe_settings_section(model_name: str, task: str, n_train: int, n_dev: int,
 
 def probe_cell_section(model_name: str, task: str, settings, seeds=(42, 43, 44), quick: bool = False) -> dict:
     """The cpu profile's probes of one cell (its examples, L, precision and epochs), on the same cached features,
-    under each (batch size, lr) of `settings`, the first being the profile's: the baseline (no head replaced) and
-    full PAPA (every head constant), every seed. Seconds per probe and each seed's headline metric, so that a
-    setting is compared with the profile's within the spread of seeds."""
+    under each (batch size, lr) of `settings`, the first being the one the others are compared with (batch 16, the
+    paper's): the baseline (no head replaced) and full PAPA (every head constant), every seed. Seconds per probe
+    and each seed's headline metric, so that a setting is compared with the first within the spread of seeds."""
     from dataclasses import replace
 
     from papa_utils.backbones import cached_model, probe_config
@@ -581,7 +581,7 @@ def probe_settings_markdown(sections: list[dict]) -> list[str]:
 
 
 def probe_markdown(cells: list[dict]) -> list[str]:
-    """The probe's speed under each setting against the profile's (the first), summed over the cells' probes,
+    """The probe's speed under each setting against the first (batch 16), summed over the cells' probes,
     each cell's metric beside the seeds' spread, and where one epoch's time goes."""
     before = cells[0]["settings"][0]
     name = lambda s: f"batch {s['batch_size']}, lr {s['lr']:g}"  # noqa: E731
@@ -592,7 +592,7 @@ def probe_markdown(cells: list[dict]) -> list[str]:
         first = sum(s["seconds"] for c in cells for s in c["settings"][:2])
         lines.append(f"probe: {name(setting)} vs {name(before)} {first / after:.2f}x")
     lines += ["", "| model | task | configuration | setting | seconds per probe | metric per seed | mean | "
-              "difference from the profile's | twice its standard error over seeds | within seed noise |",
+              "difference from batch 16 | twice its standard error over seeds | within seed noise |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for c in cells:
         reference = {s["configuration"]: s for s in c["settings"][:2]}
@@ -632,7 +632,7 @@ def ranking_markdown(r: dict) -> list[str]:
 
 SECTIONS = ("forward", "probe_protocol", "bf16_metrics", "probe_settings", "probe", "ranking", "precision",
             "paper_cost", "packing")
-# the cpu profile's probe setting first, then the settings compared with it: (batch size, lr)
+# (batch size, lr): batch 16 at the lr the cpu profile had at that batch, then the batch-64 settings compared with it
 PROBE_SETTINGS = ((16, 2e-4), (64, 4e-4), (64, 6e-4), (64, 8e-4))
 
 

@@ -26,7 +26,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .device import accelerator_count
-from .runs import write_json
+from .runs import code_digest, invocation, write_json
 
 log = logging.getLogger("papa_utils")
 
@@ -136,11 +136,12 @@ def cell_name(model_name: str, task: str) -> str:
 
 
 def cell_key(profile) -> dict:
-    """What a finished cell was computed under: the profile's settings except which models and tasks it covers."""
+    """What a finished cell was computed under: the profile's settings except which models and tasks it covers, and
+    the numerical code (``runs.code_digest``): after a change of that code no cell counts as done."""
     settings = asdict(profile)
     for name in ("models", "tasks", "curve_models", "curve_tasks", "compare_models"):
         settings.pop(name)
-    return json.loads(json.dumps(settings, default=str))
+    return {**json.loads(json.dumps(settings, default=str)), "code": code_digest()}
 
 
 def marker_path(run_dir: Path, model_name: str, task: str) -> Path:
@@ -156,12 +157,16 @@ def cell_done(run_dir: Path, profile, model_name: str, task: str) -> bool:
 
 
 def run_cell(steps, run_dir: str, profile, model_name: str, task: str, threads: int | None = None,
-             precision: str | None = None) -> dict:
+             precision: str | None = None, invocation: str | None = None) -> dict:
     """One job: `steps(run_dir, profile, model_name, task, precision)` (``pipeline.cell_steps``, which returns
     where it ran: device, precision) into the run folder, then the cell's marker. `precision`: the model's, as the
-    submitting process decided it for every job and notebook of the run. Returns the marker."""
+    submitting process decided it for every job and notebook of the run; `invocation`: the invocation the steps
+    record (``runs.invocation``), handed over rather than inherited, since a cluster need not pass the environment
+    on. Returns the marker."""
     import torch
 
+    if invocation:
+        os.environ["PAPA_INVOCATION"] = invocation
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     os.environ["PAPA_PROGRESS"] = "0"  # no progress bars in a job's log
     visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
@@ -255,7 +260,7 @@ def run_cells(steps, run_dir: Path, profile, executor: str, workers: int = 2, op
                     submitter.update_parameters(visible_gpus=(gpu,))
                 with _starting_a_job():  # an interrupt meanwhile is held until the job is recorded
                     job = submitter.submit(run_cell, steps, str(run_dir), profile, *cell, threads,
-                                           precisions.get(cell[0]))
+                                           precisions.get(cell[0]), invocation())
                     write_json(job_path(run_dir, *cell), {"executor": executor, "job_id": job.job_id,
                                                           "submitted": round(time.time(), 1)})
                     running[cell] = (job, gpu)

@@ -22,8 +22,9 @@ from .device import model_device
 from .executor import EXECUTORS, CellsFailed, ExecutorError, cell_records, check_executor, run_cells, slurm_options
 from .models import ModelNotAvailableError, describe, model_source
 from .profiles import PROFILES, Profile, get_profile
-from .runs import (RECOMPUTED, ROOT, RunScopeError, absolute_data_dir, environment, git_state, invoking, open_run,
-                   peak_memory_gb, progress_enabled, read_json, repo_relative, run_scope, run_totals, write_json)
+from .runs import (RECOMPUTED, ROOT, RunScopeError, absolute_data_dir, environment, git_state, invocations_of, invoking,
+                   open_run, peak_memory_gb, progress_enabled, read_json, record_invocation, repo_relative, run_scope,
+                   run_totals, write_json)
 from .steps import average_attention, feature_cache_gb, head_ranking
 from .sweeps import compare_rankings, learning_curve, probe_sweep
 from .tables import step_census, timing
@@ -66,15 +67,16 @@ def check_inputs(profile: Profile) -> None:
 
 
 def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None, executor: str = "inprocess",
-                  cells_seconds: float | None = None) -> Path:
+                  cells_seconds: float | None = None, started: float | None = None) -> Path:
     """Execute the notebooks in order with papermill into the run folder (``open_run``): executed copies,
     results and figures all go there. With an `executor` other than "inprocess", the cells' steps were run as
-    jobs first (``executor.run_cells``, which took `cells_seconds`) and the notebooks find them done.
+    jobs first (``executor.run_cells``, which took `cells_seconds`; the invocation `started` before them) and the
+    notebooks find them done.
 
     The run folder's run.json lists every invocation that worked in it (``invocation_record``): this one is
-    recorded when it starts and again after each notebook, so an interrupted invocation stays on the list. Its
-    "wall_seconds" and "peak_memory_gb" are the run's: summed over the invocations, the largest of them. Returns
-    the run folder."""
+    recorded when it starts, after each notebook and when it ends, interrupted or not. Its "wall_seconds" and
+    "peak_memory_gb" are the run's (``runs.run_totals``): summed over the invocations, the largest of them; a run
+    has a wall time only once an invocation finished. Returns the run folder."""
     import papermill
 
     absolute_data_dir()
@@ -88,17 +90,19 @@ def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None,
         # and the timings behind the choice (every notebook reads the same cached measurement)
         recorded["precision_choice"] = {m: precision_choice(profile, m) for m in profile.models}
     recorded["precision"] = precision_record(profile)  # and where a model falls back to fp32 (DeBERTa v1 in bf16)
-    earlier = [i for i in (read_json(run_dir / "run.json") or {}).get("invocations", [])]
-    started, seconds, cache_gb = time.time(), {}, []
+    started, seconds, cache_gb = started or time.time(), {}, []
     progress, before = progress_enabled(), os.environ.get("PAPA_PROGRESS")
     os.environ["PAPA_PROGRESS"] = "0"  # the kernels: an executed notebook keeps no progress bar (one drawn as a
     # widget or with carriage returns is saved at its first frame)
     with invoking(os.environ.get("PAPA_INVOCATION")) as name:  # the one `main` started for the cells' jobs, if any
 
-        def this(finished: bool) -> dict:
-            return invocation_record(name, started, seconds, executor, cells_seconds, finished)
+        def note(finished: bool, starting: bool = False) -> None:
+            record_invocation(run_dir, invocation_record(name, started, seconds, executor, cells_seconds, finished),
+                              starting)
 
-        write_json(run_dir / "run.json", {**recorded, "invocations": earlier + [this(False)], **environment()})
+        write_json(run_dir / "run.json", {**(read_json(run_dir / "run.json") or {}), **recorded, **environment()})
+        note(False, starting=True)
+        finished = False
         try:
             for notebook in notebooks or NOTEBOOKS:
                 source = ROOT / "notebooks" / f"{notebook}.ipynb"
@@ -108,15 +112,19 @@ def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None,
                 seconds[notebook] = round(time.time() - start, 1)
                 cache_gb.append(feature_cache_gb(run_dir))  # largest right after notebook 1, which fills it
                 print(f"{notebook}: {seconds[notebook]:.0f} s", flush=True)
-                write_json(run_dir / "run.json", {**recorded, "invocations": earlier + [this(False)],
-                                                  **environment()})
+                note(False)
+            finished = True
         finally:
             if before is None:
                 os.environ.pop("PAPA_PROGRESS")
             else:
                 os.environ["PAPA_PROGRESS"] = before
-        invocations = [{**i, "steps": step_census(run_dir, i["invocation"])} if not i.get("finished") else i
-                       for i in earlier] + [{**this(True), "steps": step_census(run_dir, name)}]
+            note(finished)  # an interrupted invocation keeps its record, with its wall time so far
+        invocations = [{**i, "steps": {**step_census(run_dir, i["invocation"]), "reused": None}}
+                       if not i.get("finished") and i.get("invocation") else i
+                       for i in invocations_of(read_json(run_dir / "run.json"))[:-1]]
+        invocations.append({**invocations_of(read_json(run_dir / "run.json"))[-1],
+                            "steps": step_census(run_dir, name)})
     if executor != "inprocess":  # where and how long each cell's job ran
         recorded.update(cells=cell_records(run_dir))
     meta = {**recorded, "invocations": invocations, "notebooks": list(seconds), "notebook_seconds": seconds,
@@ -137,10 +145,10 @@ def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None,
 def invocation_record(name: str, started: float, notebook_seconds: dict, executor: str,
                       cells_seconds: float | None, finished: bool) -> dict:
     """One invocation as run.json lists it: its name, the commit and state of the tree, when it started, the
-    notebooks it executed and how long each took, its wall time so far (with the cells' jobs it waited for), its
-    peak memory, and whether it finished."""
+    notebooks it executed and how long each took, how long it waited for the cells' jobs, its wall time so far (from
+    its start, the jobs included), its peak memory, and whether it finished."""
     state = git_state()
-    wall = time.time() - started + (cells_seconds or 0.0)
+    wall = time.time() - started
     return {"invocation": name, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
             **state, "executor": executor, "notebooks": list(notebook_seconds), "notebook_seconds": notebook_seconds,
             "cells_wall_seconds": cells_seconds, "wall_seconds": round(wall, 1), "peak_memory_gb": peak_memory_gb(),
@@ -185,12 +193,15 @@ def main(argv=None) -> None:
         check_inputs(profile)  # before anything is written: a missing model or data folder says so at once
         run_dir = open_run(args.run_dir, profile).resolve()
         cells_start = time.time()
-        with invoking():  # the cells' jobs and the notebooks are one invocation
+        with invoking() as name:  # the cells' jobs and the notebooks are one invocation
             if executor != "inprocess":  # decided here, once, for every job and notebook of the run
+                record_invocation(run_dir, invocation_record(name, cells_start, {}, executor, None, False),
+                                  starting=True)  # listed before its jobs, in case it is interrupted among them
                 run_cells(cell_steps, run_dir, profile, executor, args.workers, options,
                           precisions={m: precision_of(profile, m) for m in profile.models})
             run_dir = run_notebooks(profile, run_dir, args.notebooks.split(",") if args.notebooks else None,
-                                    executor, round(time.time() - cells_start, 1) if executor != "inprocess" else None)
+                                    executor, round(time.time() - cells_start, 1) if executor != "inprocess" else None,
+                                    started=cells_start)
     except (RunScopeError, CellsFailed, ExecutorError, DataError, ModelNotAvailableError) as e:
         # (ExecutorError: e.g. GPUs local jobs cannot be given; DataError, ModelNotAvailableError: ``check_inputs``)
         sys.exit(str(e))

@@ -17,7 +17,7 @@ import json
 import re
 import shutil
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from datetime import datetime
 from pathlib import Path
 
@@ -27,8 +27,8 @@ from .analysis import (curve_drops_markdown, curve_markdown, curve_summary, half
                        ranking_markdown, ranking_verdict, read_statistics, table1, table1_markdown)
 from .choices import SWEEP_FRACTIONS
 from .profiles import PROFILES, Profile
-from .runs import (RECOMPUTED, ROOT, RunScopeError, atomic_path, covers, describe_scope, repo_relative, run_totals,
-                   write_json)
+from .runs import (RECOMPUTED, ROOT, RunScopeError, atomic_path, covers, describe_scope, invocations_of, repo_relative,
+                   run_totals, write_json)
 from .verdicts import FLAT_TAIL, claim_statements, findings, probe_strength, probe_strength_sentence
 
 RESULT_FILES = ("probe_results.csv", "convergence.csv", "table1.md", "table1.tex", "claims.json")
@@ -113,11 +113,11 @@ def republish_notebooks(run_dir: str | Path, root: Path = ROOT) -> Path:
     if _settings(run["profile"]) != _settings(published["profile"]) or not covers(run["scope"], published["scope"]):
         raise PublishError(f"the run in {run_dir} is not the published {name} run's computation (other settings, or "
                            f"fewer models, tasks or seeds): publish it whole with `make publish RUN_DIR={run_dir}`")
-    latest = run["invocations"][-1]  # the invocation that executed the notebooks again
+    latest = invocations_of(run)[-1]  # the invocation that executed the notebooks again
     # only what this invocation wrote: a file or figure older than its start came from an earlier one
     started = datetime.strptime(latest["started"], "%Y-%m-%dT%H:%M:%S%z").timestamp() - 60
     fresh = lambda path: path.exists() and path.stat().st_mtime >= started  # noqa: E731
-    invocations = published["invocations"] + [latest]
+    invocations = invocations_of(published) + [latest]
     published = {**published, "invocations": invocations, **run_totals(invocations)}
     with atomic_path(target, folder=True) as tmp:
         shutil.copytree(target, tmp, dirs_exist_ok=True)
@@ -142,7 +142,7 @@ def republish_notebooks(run_dir: str | Path, root: Path = ROOT) -> Path:
 
 def _invocation_lines(run: dict) -> list[str]:
     """The run's wall time and memory over its invocations, and, when there were several, what each did."""
-    invocations = run["invocations"]
+    invocations = invocations_of(run)
     if len(invocations) == 1:
         i = invocations[0]
         return [f"- **Wall time {_minutes(run['wall_seconds'])}** in one invocation at commit "
@@ -151,9 +151,12 @@ def _invocation_lines(run: dict) -> list[str]:
                 + ", ".join(f"{nb[:2]} {_minutes(t)}" for nb, t in i["notebook_seconds"].items()) + "."]
     recorded = [i for i in invocations if i.get("wall_seconds") is not None]
     over = (f"its {len(invocations)} invocations" if len(recorded) == len(invocations) else
-            f"the {len(recorded)} of its {len(invocations)} invocations that recorded it (a lower bound)")
-    lines = [f"- **Wall time {_minutes(run['wall_seconds'])}**, summed over {over}; peak resident memory "
-             f"{run['peak_memory_gb']:.1f} GiB (the largest process of any of them)."]
+            f"the {len(recorded)} of its {len(invocations)} invocations that recorded it")
+    partial = "" if run.get("walls_recorded", True) else " (a lower bound: not every invocation's wall is known in full)"
+    peaks = [i for i in invocations if i.get("peak_memory_gb") is not None]
+    lines = [f"- **Wall time {_minutes(run['wall_seconds'])}**, summed over {over}{partial}; peak resident memory "
+             f"{run['peak_memory_gb']:.1f} GiB (the largest process of "
+             + ("any of them" if len(peaks) == len(invocations) else "those that recorded it") + ")."]
     k = 0
     while k < len(invocations):  # invocations that recorded nothing but their commit, one line for a run of them
         unrecorded = 0
@@ -186,7 +189,7 @@ def _invocation_line(i: dict) -> str:
     done = ("its steps were not recorded" if not steps else
             f"computed {steps['computed']} steps"
             + "".join(f" ({n} again: {RECOMPUTED[why]})" for why, n in steps["recomputed"].items())
-            + f" and found {steps['reused']} done")
+            + (f" and found {steps['reused']} done" if steps.get("reused") is not None else ""))
     wall = "wall time not recorded" if i.get("wall_seconds") is None else _minutes(i["wall_seconds"])
     peak = "" if i.get("peak_memory_gb") is None else f", peak {i['peak_memory_gb']:.1f} GiB"
     return (f"Commit `{str(i['git_commit'])[:7]}`{state}, notebook{'s' * (len(notebooks) != 1)} "
@@ -309,8 +312,11 @@ def _replaces_an_older_definition(run: dict, published: dict) -> bool:
 
 
 def _settings(profile: dict) -> str:
-    """A profile's settings, without what a run may narrow (models, tasks), as JSON would record them."""
-    return json.dumps({k: v for k, v in profile.items() if k not in ("models", "tasks")}, sort_keys=True)
+    """A profile's settings, without what a run may narrow (models, tasks), as JSON would record them; a setting the
+    run did not record (it predates the setting) at its default."""
+    known = {f.name for f in fields(Profile)}
+    full = asdict(Profile(**{k: v for k, v in profile.items() if k in known}))
+    return json.dumps({k: v for k, v in full.items() if k not in ("models", "tasks")}, sort_keys=True, default=list)
 
 
 # steps that not every run has, in the order the README names them
@@ -319,10 +325,10 @@ STEP_LABELS = (("head_scores", "head scores (input dependence, variance; with th
 
 
 def _batch_note(profile: Profile) -> str:
-    """Where a profile's probe batch differs from the paper's, the evidence it rests on."""
+    """Where a profile's probe batch differs from the paper's, where the evidence for it is."""
     return "" if profile.probe_batch_size == 16 else (
-        " (the paper's batch is 16; the larger one is a choice for speed that a side-by-side of both on the same "
-        "features leaves within seed noise, `benchmarks/bench.py --only probe`, docs/speed.md)")
+        " (the paper's batch is 16; the larger one is a choice for speed, compared with batch 16 on the same "
+        "features in docs/speed.md)")
 
 
 def _minutes(seconds: float) -> str:
@@ -490,7 +496,7 @@ def _cells_line(run: dict) -> str:
     seconds = [c["seconds"] or 0 for c in cells]
     hosts = sorted({c["host"] for c in cells if c.get("host")})
     devices = sorted({c["device"] for c in cells if c.get("device")})
-    waited = run["invocations"][-1].get("cells_wall_seconds")
+    waited = invocations_of(run)[-1].get("cells_wall_seconds")
     return (f"- **Cells as jobs** (`EXECUTOR={run['executor']}`): {len(seconds)} cells, {_minutes(sum(seconds))} of "
             f"job time in all, the longest {_minutes(max(seconds))}, on {', '.join(hosts)} ({', '.join(devices)})"
             + (f"; this run waited {_minutes(waited)} for the cells it submitted, before the notebooks"

@@ -170,11 +170,38 @@ def peak_memory_gb() -> float:
 
 def run_totals(invocations: list[dict]) -> dict:
     """A run's wall time and peak memory from its invocations (run.json's "invocations"): walls summed, the largest
-    peak; "walls_recorded" False when some invocation's wall was not recorded (then the sum is a lower bound)."""
+    peak; "walls_recorded" False when some invocation's wall is not known in full (not recorded, or interrupted:
+    then it runs to its last finished notebook), so that the sum is a lower bound."""
     walls = [i.get("wall_seconds") for i in invocations]
     return {"wall_seconds": round(sum(w for w in walls if w is not None), 1),
             "peak_memory_gb": max((i.get("peak_memory_gb") or 0.0 for i in invocations), default=0.0),
-            "walls_recorded": None not in walls}
+            "walls_recorded": None not in walls and all(i.get("finished", True) for i in invocations)}
+
+
+def invocations_of(run: dict) -> list[dict]:
+    """The invocations a run.json lists; for one written before run.json listed them, its one finished invocation
+    rebuilt from the top-level record (commit, tree, notebooks, wall time, peak; its steps unknown)."""
+    if "invocations" in run or "wall_seconds" not in run:
+        return list(run.get("invocations", []))
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(
+        time.mktime(time.strptime(run["time"], "%Y-%m-%dT%H:%M:%S%z")) - run["wall_seconds"])) if run.get("time") else None
+    return [{"invocation": None, "started": started, "git_commit": run.get("git_commit"), "dirty": run.get("dirty"),
+             "diff_sha256": run.get("diff_sha256"), "executor": run.get("executor", "inprocess"),
+             "notebooks": run.get("notebooks", []), "notebook_seconds": run.get("notebook_seconds", {}),
+             "cells_wall_seconds": run.get("cells_wall_seconds"), "wall_seconds": run["wall_seconds"],
+             "peak_memory_gb": run.get("peak_memory_gb"), "finished": True, "steps": None}]
+
+
+def record_invocation(run_dir: Path, entry: dict, starting: bool = False) -> None:
+    """Put `entry` (one invocation, ``pipeline.invocation_record``) into the run folder's run.json, in place of the
+    record of the same invocation or after the others. A starting invocation takes the run's wall time away: the
+    run is not finished until it finishes."""
+    record = Path(run_dir) / "run.json"
+    run = read_json(record) or {}
+    listed = [i for i in invocations_of(run) if i.get("invocation") is None or i["invocation"] != entry["invocation"]]
+    if starting:
+        run.pop("wall_seconds", None)
+    write_json(record, {**run, "invocations": listed + [entry]})
 
 
 def environment() -> dict:
@@ -201,19 +228,34 @@ def environment() -> dict:
 # publishing, the runner and the teaching helpers cannot, and changing them keeps every step.
 NUMERICAL_CODE = ("averages", "backbones", "device", "head_stats", "layout", "metrics", "models", "packing", "probe",
                   "references", "replace", "steps", "sweeps", "tasks")
-# the packages whose versions can change them too
-NUMERICAL_PACKAGES = ("torch", "transformers")
+# the packages whose versions can change them too: the backbone, the tokenizers, the model conversion, the arrays and
+# the metrics
+NUMERICAL_PACKAGES = ("torch", "transformers", "tokenizers", "onnx", "numpy", "scipy", "scikit-learn", "seqeval")
+
+
+def _code_of(path: Path) -> bytes:
+    """What a module computes with: its syntax tree without docstrings (a comment or a docstring changes no number)."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree).encode()
 
 
 @functools.lru_cache(maxsize=None)
 def code_digest(package: Path = Path(__file__).parent) -> str:
-    """sha256 (16 hex digits) of the source of ``NUMERICAL_CODE`` (in `package`, by default this one) and the
-    versions of ``NUMERICAL_PACKAGES``: what every step records as the code that computed it."""
+    """sha256 (16 hex digits) of the code of ``NUMERICAL_CODE`` (in `package`, by default this one; comments and
+    docstrings left out) and the versions of ``NUMERICAL_PACKAGES``: what every step records as the code that
+    computed it. ``steps`` computes it when it is imported, so that it is read from the files the process imports."""
     import importlib.metadata as md
 
     digest = hashlib.sha256()
     for name in NUMERICAL_CODE:
-        digest.update(f"\0{name}\0".encode() + (package / f"{name}.py").read_bytes())
+        digest.update(f"\0{name}\0".encode() + _code_of(package / f"{name}.py"))
     for dist in NUMERICAL_PACKAGES:
         try:
             digest.update(f"\0{dist}\0{md.version(dist)}".encode())

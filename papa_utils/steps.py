@@ -23,6 +23,9 @@ from .runs import (about_to_compute, cached_step, code_digest, fingerprint, prog
 from .tasks import TaskSplit, get_task, load_task
 
 
+code_digest()  # read now, beside the modules this process computes with (``runs.code_digest``)
+
+
 def task_data(task: str, split: str, n: int | None, seed: int = 0, skip: int = 0) -> TaskSplit:
     """A split, cut to a random subset of n examples (fixed seed, so every step sees the same examples); with
     `skip`, the n examples after the first `skip` of the same order (disjoint from the usual subset)."""
@@ -147,7 +150,7 @@ def head_ranking(run_dir: Path, profile: Profile, model_name: str, task: str, me
     avg = average_attention(run_dir, profile, model_name, task)
     data = rank_data(profile, model_name, task, subset)
     seed = profile.seeds[0] if seed is None else seed
-    config = probe_config(profile, model_name, batch_size=GATES_BATCH_SIZE)
+    config = probe_config(profile, model_name, batch_size=GATES_BATCH_SIZE, lr=profile.rank_probe_lr or profile.probe_lr)
     key = fingerprint({"averages": avg.meta["key"], "examples": len(data), "data": data.checksum,
                         "epochs": profile.rank_epochs, "precision": config.precision, "lr": config.lr,
                         "gate_lr": profile.gate_lr, "seed": seed, "batch_size": config.batch_size})

@@ -13,6 +13,7 @@ import pytest
 from papa_utils import backbones, cost, pipeline, profiles
 from papa_utils.executor import cell_done, cell_records, run_cells
 from papa_utils.choices import TINY_RANDOM
+from papa_utils.tables import step_provenance
 from papa_utils.tasks import load_task
 
 STEP_FOLDERS = ("averages", "probe", "ranking")
@@ -110,6 +111,11 @@ def test_every_cell_ran_as_a_job_and_two_ran_at_once(dry_run):
     assert len({c["job_id"] for c in cells.values()}) == 18 and str(os.getpid()) not in {c["job_id"] for c in cells.values()}
     spans = sorted((c["started"], c["finished"]) for c in cells.values())
     assert any(a[1] > b[0] for a, b in zip(spans, spans[1:])), spans  # at least two workers at the same time
+    [invocation] = run["invocations"]  # the jobs' steps count as the invocation that submitted them
+    assert invocation["finished"] and invocation["cells_wall_seconds"] > 0
+    assert invocation["wall_seconds"] >= invocation["cells_wall_seconds"] + sum(invocation["notebook_seconds"].values()) - 1
+    assert {s["invocation"] for s in step_provenance(dry_run)} == {invocation["invocation"]}
+    assert invocation["steps"]["computed"] == len(step_provenance(dry_run)) > 0
     assert run["precision"] == {m: {"asked": "fp32", "used": "fp32"} for m in TINY_RANDOM}
 
 

@@ -106,10 +106,13 @@ def test_replaced_heads_of_a_configuration():
         replaced_heads(3, 6, ranking[:5])
 
 
-def test_identical_averages_keep_every_result_built_on_them(smoke):
+def test_identical_averages_keep_every_result_built_on_them(smoke, smoke_threads, tmp_path):
     """Cache keys hold inputs, never timings: averages computed again from the same inputs (another wall time)
-    leave the ranking and every probe result in place."""
-    profile, run_dir, _ = smoke
+    leave the ranking and every probe result in place (in a copy of the smoke run's folder, whose own steps other
+    tests count)."""
+    profile, smoke_dir, _ = smoke
+    run_dir = tmp_path / "run"
+    shutil.copytree(smoke_dir, run_dir)
     path = run_dir / "averages" / "minilm-l3__sst2__L32.safetensors"
     key = average_attention(run_dir, profile, "minilm-l3", "sst2").meta["key"]
     path.unlink()

@@ -61,7 +61,10 @@ def test_the_code_state_says_whether_the_tree_differs_from_its_commit(tmp_path):
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "venv").symlink_to(tmp_path / "elsewhere")  # an untracked link to a folder: its target's name
     linked = git_state(tmp_path)
-    assert linked["dirty"] is True and linked["diff_sha256"] != git_state(tmp_path / "nowhere")["diff_sha256"]
+    assert linked["dirty"] is True and re.fullmatch("[0-9a-f]{64}", linked["diff_sha256"])
+    (tmp_path / "venv").unlink()
+    (tmp_path / "venv").symlink_to(tmp_path / "another")
+    assert git_state(tmp_path)["diff_sha256"] != linked["diff_sha256"]  # another target, another state
     assert git_state(tmp_path / "nowhere")["git_commit"] == "unknown"
 
 
@@ -160,8 +163,8 @@ def test_a_table_that_finds_a_step_of_other_code_says_so(tmp_path, monkeypatch):
 
 
 def test_the_code_digest_follows_the_numerical_modules_only(tmp_path, monkeypatch):
-    """Editing a module that computes steps' numbers (or the torch version) changes the digest steps record;
-    editing one that only reads, draws or publishes them does not."""
+    """Editing the code of a module that computes steps' numbers (or a package version) changes the digest steps
+    record; editing its comments or docstrings, or a module that only reads, draws or publishes them, does not."""
     import shutil
 
     from papa_utils import runs
@@ -176,8 +179,36 @@ def test_the_code_digest_follows_the_numerical_modules_only(tmp_path, monkeypatc
         assert digest() == before, name
     for name in runs.NUMERICAL_CODE:
         original = (package / f"{name}.py").read_text()
-        (package / f"{name}.py").write_text(original + "\n# a comment\n")
+        (package / f"{name}.py").write_text(original + "\n# a comment\n")  # a comment computes nothing
+        assert digest() == before, name
+        (package / f"{name}.py").write_text(original.replace('"""', '"""A docstring changed. ', 1))
+        assert digest() == before, name
+        (package / f"{name}.py").write_text(original + "\nEPSILON = 1e-12\n")  # code
         assert digest() != before, name
         (package / f"{name}.py").write_text(original)
     monkeypatch.setattr("importlib.metadata.version", lambda dist: "0.0")
     assert digest() != before
+
+
+def test_a_run_json_from_before_invocations_were_listed_reads_as_one_invocation(tmp_path):
+    """run.json written before it listed invocations: its one finished invocation rebuilt from the top-level record;
+    a new invocation then joins it, and one recorded again under its name replaces its earlier record."""
+    from papa_utils.runs import invocations_of, record_invocation, run_totals, write_json
+
+    old = {"scope": {}, "git_commit": "a" * 40, "dirty": False, "time": "2026-12-05T22:24:30+0000",
+           "wall_seconds": 600.0, "peak_memory_gb": 1.5, "notebooks": ["04_model_strength"],
+           "notebook_seconds": {"04_model_strength": 600.0}}
+    [one] = invocations_of(old)
+    assert one["git_commit"] == "a" * 40 and one["wall_seconds"] == 600.0 and one["finished"] and one["steps"] is None
+    assert one["started"] == "2026-12-05T22:14:30+0000"
+    write_json(tmp_path / "run.json", old)
+    entry = {"invocation": "new", "wall_seconds": 5.0, "peak_memory_gb": 2.0, "finished": False}
+    record_invocation(tmp_path, entry, starting=True)
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert "wall_seconds" not in run  # unfinished until an invocation finishes
+    assert [i["invocation"] for i in run["invocations"]] == [None, "new"]
+    record_invocation(tmp_path, {**entry, "wall_seconds": 50.0, "finished": True})
+    invocations = json.loads((tmp_path / "run.json").read_text())["invocations"]
+    assert [i["wall_seconds"] for i in invocations] == [600.0, 50.0]
+    assert run_totals(invocations) == {"wall_seconds": 650.0, "peak_memory_gb": 2.0, "walls_recorded": True}
+    assert run_totals(invocations[:1] + [entry])["walls_recorded"] is False  # an interrupted one: a lower bound

@@ -1,8 +1,10 @@
 """`make verify`: the comparison of a recomputed slice with the published rows, and its stated tolerance."""
 import json
+import re
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from papa_utils.verify import compare_rows, report, same_machine_kind
 
@@ -60,3 +62,22 @@ def test_a_run_published_with_other_settings_is_not_verified():
     older = {k: v for k, v in now.items() if k != "probe_batch_size"} | {"probe_lr": 2e-4}
     assert changed_settings(older, "cpu") == {"probe_batch_size": (16, 64), "probe_lr": (2e-4, 6e-4)}
     assert changed_settings({**now, "models": ["minilm-l3"]}, "cpu") == {}  # a narrowed run is the same computation
+
+
+def test_verify_stops_before_computing_a_run_made_with_other_settings(tmp_path, monkeypatch, capsys):
+    from dataclasses import asdict
+
+    from papa_utils import verify
+    from papa_utils.profiles import PROFILES
+
+    published = tmp_path / "results" / "cpu"
+    published.mkdir(parents=True)
+    (published / "probe_results.csv").write_text("model,task\n")
+    profile = json.loads(json.dumps(asdict(PROFILES["cpu"])))
+    (published / "run.json").write_text(json.dumps({"profile": {**profile, "probe_batch_size": 16}}))
+    monkeypatch.setattr(verify, "ROOT", tmp_path)
+    monkeypatch.setattr("papa_utils.pipeline.main", lambda argv: pytest.fail("verify computed"))
+    with pytest.raises(SystemExit, match=re.escape(
+            "results/cpu/ was made with other settings than the cpu profile has now (probe_batch_size: 16 then, 64 "
+            "now): computing it again here would not be the same computation.")):
+        verify.main([])
