@@ -169,3 +169,21 @@ def test_the_readme_says_what_the_published_claims_say():
     text = (ROOT / "README.md").read_text()
     blocks = re.findall(r"<!-- findings:([\w-]+):start -->\n(.*?)<!-- findings:\1:end -->", text, re.S)
     assert blocks and all(block == findings_block(name) for name, block in blocks)
+
+
+def test_every_generated_block_of_the_readme_is_what_publishing_makes_now():
+    """Every README block between markers (results, summary, findings) and every published run's own page are what
+    `make publish` generates from the committed files with this code: a hand edit, or a generator changed without
+    regenerating (`python -m papa_utils.publish --readme PROFILE`), fails here."""
+    from papa_utils.publish import BLOCKS, index_page
+
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"<!-- (\w+):([\w-]+):start -->\n(.*?)<!-- \1:\2:end -->", text, re.S)
+    assert {kind for kind, _, _ in blocks} == set(BLOCKS)
+    for kind, name, block in blocks:
+        assert block == BLOCKS[kind](name), f"{kind}:{name}"
+    for folder in PUBLISHED:
+        figures = sorted(p.name for p in (ROOT / "figures" / folder.name).glob("*"))
+        page = index_page(folder.name, folder, figures)
+        assert [line for line in (folder / "README.md").read_text().splitlines() if "PDF" not in line] == [
+            line for line in page.splitlines() if "PDF" not in line], folder.name  # PDFs are not committed
