@@ -24,7 +24,6 @@ class Profile:
     rank_examples: int | None = None  # training examples a head ranking is made from (gates or scores)
     rank_epochs: int = 1
     gate_lr: float | None = None  # the gates' own learning rate in the head ranking (None: `probe_lr`)
-    rank_probe_lr: float | None = None  # the lr of the probe trained beside the gates, at batch 16 (None: `probe_lr`)
     epochs: int = 15
     probe_lr: float = 2e-5  # the paper's; a higher lr with fewer epochs where the learning curves allow it
     probe_batch_size: int = 16  # the paper's; a larger batch where a side-by-side shows the same results within seed
@@ -106,13 +105,12 @@ PROFILES = {
     # constant matrices average the probe's own training examples, so their pass also gives the baseline's
     # features. Probe: batch 64, 5 epochs at lr 6e-4 decaying linearly to 0, so that the dev curve ends flat (the run
     # publishes the check, convergence.csv); batch 64 for speed, lr 6e-4 the one that keeps batch 16's scores at 2e-4
-    # within seed noise on most of the side-by-side (docs/speed.md); the gates keep batch 16 at 2e-4. Heads ranked
-    # by input dependence (a single pass, no seed).
+    # within seed noise on most of the side-by-side (docs/speed.md); the gates keep batch 16. Heads ranked by input
+    # dependence (a single pass, no seed).
     "cpu": Profile("cpu", ("minilm-l3", "minilm-l6", "mpnet-base"), ("cola", "sst2", "mrpc", "mnli", "ner", "pos"),
                    seeds=(42, 43, 44), average_examples=4000, train_examples=4000, dev_examples=None,
                    task_sizes={"mnli": {"dev_examples": 3000}}, sweep_fractions=(0, 1 / 2, 1),
-                   rank_examples=500, rank_epochs=3, gate_lr=1e-2, rank_probe_lr=2e-4, epochs=5, probe_lr=6e-4,
-                   probe_batch_size=64,
+                   rank_examples=500, rank_epochs=3, gate_lr=1e-2, epochs=5, probe_lr=6e-4, probe_batch_size=64,
                    lr_schedule="linear",
                    task_lengths={"cola": 64, "sst2": 128, "mrpc": 128, "mnli": 128, "ner": 64, "pos": 64},
                    precision="auto", ranking="input_dependence"),

@@ -150,7 +150,7 @@ def head_ranking(run_dir: Path, profile: Profile, model_name: str, task: str, me
     avg = average_attention(run_dir, profile, model_name, task)
     data = rank_data(profile, model_name, task, subset)
     seed = profile.seeds[0] if seed is None else seed
-    config = probe_config(profile, model_name, batch_size=GATES_BATCH_SIZE, lr=profile.rank_probe_lr or profile.probe_lr)
+    config = probe_config(profile, model_name, batch_size=GATES_BATCH_SIZE)
     key = fingerprint({"averages": avg.meta["key"], "examples": len(data), "data": data.checksum,
                         "epochs": profile.rank_epochs, "precision": config.precision, "lr": config.lr,
                         "gate_lr": profile.gate_lr, "seed": seed, "batch_size": config.batch_size})
