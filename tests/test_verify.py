@@ -49,22 +49,24 @@ def test_exact_only_on_the_kind_of_machine_the_run_was_published_from():
                                                 "machine than the published run's)")
 
 
-def test_a_run_published_with_other_settings_is_not_verified():
+def test_a_run_published_with_other_settings_is_not_verified(monkeypatch):
     """A published run made with settings the profile no longer has cannot be computed again here: verify says which
     settings differ (a setting the run did not record counts at its default) instead of comparing rows."""
-    from dataclasses import asdict
+    from dataclasses import asdict, replace
 
-    from papa_utils.profiles import PROFILES
+    from papa_utils import profiles
     from papa_utils.verify import changed_settings
 
-    now = json.loads(json.dumps(asdict(PROFILES["cpu"])))
-    assert changed_settings(now, "cpu") == {}
-    older = {k: v for k, v in now.items() if k != "probe_batch_size"} | {"probe_lr": 2e-4}
+    now = replace(profiles.PROFILES["cpu"], probe_batch_size=64, probe_lr=6e-4)  # a profile changed since
+    monkeypatch.setitem(profiles.PROFILES, "cpu", now)
+    recorded = json.loads(json.dumps(asdict(now)))
+    assert changed_settings(recorded, "cpu") == {}
+    older = {k: v for k, v in recorded.items() if k != "probe_batch_size"} | {"probe_lr": 2e-4}
     assert changed_settings(older, "cpu") == {"probe_batch_size": (16, 64), "probe_lr": (2e-4, 6e-4)}
-    assert changed_settings({**now, "models": ["minilm-l3"]}, "cpu") == {}  # a narrowed run is the same computation
+    assert changed_settings({**recorded, "models": ["minilm-l3"]}, "cpu") == {}  # a narrowed run is the same computation
 
 
-def test_verify_stops_before_computing_a_run_made_with_other_settings(tmp_path, monkeypatch, capsys):
+def test_verify_stops_before_computing_a_run_made_with_other_settings(tmp_path, monkeypatch):
     from dataclasses import asdict
 
     from papa_utils import verify
@@ -74,10 +76,11 @@ def test_verify_stops_before_computing_a_run_made_with_other_settings(tmp_path, 
     published.mkdir(parents=True)
     (published / "probe_results.csv").write_text("model,task\n")
     profile = json.loads(json.dumps(asdict(PROFILES["cpu"])))
-    (published / "run.json").write_text(json.dumps({"profile": {**profile, "probe_batch_size": 16}}))
+    other = profile["probe_batch_size"] * 4
+    (published / "run.json").write_text(json.dumps({"profile": {**profile, "probe_batch_size": other}}))
     monkeypatch.setattr(verify, "ROOT", tmp_path)
     monkeypatch.setattr("papa_utils.pipeline.main", lambda argv: pytest.fail("verify computed"))
     with pytest.raises(SystemExit, match=re.escape(
-            "results/cpu/ was made with other settings than the cpu profile has now (probe_batch_size: 16 then, 64 "
-            "now): computing it again here would not be the same computation.")):
+            f"results/cpu/ was made with other settings than the cpu profile has now (probe_batch_size: {other} then, "
+            f"{profile['probe_batch_size']} now): computing it again here would not be the same computation.")):
         verify.main([])
