@@ -63,7 +63,9 @@ def test_own_attention_pattern_leaves_outputs_identical(family):
         assert diff <= 1e-5, (family, i, diff)
 
 
-@pytest.mark.parametrize("heads", ["all", [(0, 3)], [(layer, h) for layer in range(LAYERS) for h in range(0, HEADS, 2)]])
+@pytest.mark.parametrize("heads", ["all", [(0, 3)], [(layer, h) for layer in range(LAYERS) for h in range(0, HEADS, 2)],
+                                   [(0, 1), (1, 0), (1, 2)]],  # a different set in each layer: each its own Q/K
+                         ids=["all", "one head", "the same heads in every layer", "other heads in each layer"])
 def test_fast_path_equals_probability_path(family, heads):
     """Without output_attentions, replaced layers skip probabilities (fused attention for dynamic heads,
     constant x V for replaced ones, Q/K only for dynamic heads): same outputs, padded rows included."""
