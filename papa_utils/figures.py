@@ -237,9 +237,9 @@ def plot_performance_vs_dynamic_heads(summary, references=None):
                 for column, style in (("trivial", ":"), ("attention_free", "--")):
                     if len(ref) and ref[column].notna().all():
                         ax.axhline(ref[column].iloc[0], color=palette[model], ls=style, lw=0.8)
-        _share_axis(ax, shares)
+        skipped = _share_axis(ax, shares)
         ax.set_title(task, fontsize=8)
-        ax.set_xlabel("share of heads input-dependent", fontsize=7)
+        ax.set_xlabel("share of heads input-dependent" + _unlabelled(skipped), fontsize=7)
         ax.set_ylabel(f"{part.metric.iloc[0].replace('_', ' ')} (higher is better)", fontsize=7)
     for ax in list(axes.flat)[len(tasks):]:
         ax.axis("off")
@@ -346,17 +346,32 @@ def _share(line):
     return line.dynamic_heads / line.dynamic_heads.max()
 
 
-def _share_axis(ax, shares) -> None:
-    """A linear x axis from 0 to 1 with a tick at each share plotted, written as a fraction (0, 1/16, 1/2, 1)."""
+def _share_axis(ax, shares) -> list[str]:
+    """A linear x axis from 0 to 1 with a tick at each share plotted, written as a fraction (0, 1/16, 1/2, 1). Where
+    two labels would not fit side by side at the axis's width, the ends and 1/2 keep theirs and the others go
+    unlabelled: returns those, for the axis label to name."""
     from fractions import Fraction
 
     from matplotlib.ticker import FixedLocator, NullLocator
 
     ticks = sorted({round(float(x), 4) for x in shares})
+    labels = {t: str(Fraction(t).limit_denominator(64)) for t in ticks}
     ax.xaxis.set_major_locator(FixedLocator(ticks))
     ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xticklabels([str(Fraction(t).limit_denominator(64)) for t in ticks])
     ax.set_xlim(-0.03, 1.03)
+    width = 0.85 * ax.get_position().width * ax.figure.get_figwidth() * 72 / 1.06  # points per unit share (margin)
+    half = lambda t: 0.6 * MIN_FONT_PT * len(labels[t]) / 2 + 1.5  # noqa: E731  half a label's width, points
+    kept = []
+    for t in sorted(ticks, key=lambda t: (t not in (0.0, 0.5, 1.0), t)):  # the ends and 1/2 first
+        if all(abs(t - k) * width >= half(t) + half(k) for k in kept):
+            kept.append(t)
+    ax.set_xticklabels([labels[t] if t in kept else "" for t in ticks], fontsize=MIN_FONT_PT)
+    return [labels[t] for t in ticks if t not in kept]
+
+
+def _unlabelled(skipped) -> str:
+    """What an axis label adds for the ticks ``_share_axis`` left without a label."""
+    return f" (ticks without a label: {', '.join(dict.fromkeys(skipped))})" if skipped else ""
 
 
 RANKING_STYLES = {"gates": ("k", "-"), "input_dependence": ("C0", "-"), "variance": ("C2", "--"),
@@ -371,6 +386,7 @@ def plot_ranking_comparison(points):
     models, tasks = list(dict.fromkeys(points["model"])), list(dict.fromkeys(points["task"]))
     fig, axes = plt.subplots(len(models), len(tasks), figsize=(FULL_WIDTH, 1.35 * len(models) + 0.5),
                              squeeze=False)
+    skipped = []
     for r, model in enumerate(models):
         for c, task in enumerate(tasks):
             ax = axes[r, c]
@@ -384,13 +400,14 @@ def plot_ranking_comparison(points):
                 ax.plot(line.share, line["mean"], marker="o", ms=2, lw=1, color=color, ls=style,
                         label=family.replace("_", " "))
                 ax.fill_between(line.share, line["min"], line["max"], alpha=0.15, color=color)
-            _share_axis(ax, shares)
+            skipped += _share_axis(ax, shares)
             ax.tick_params(labelsize=MIN_FONT_PT)
             metric = part.metric.iloc[0].replace("_", " ") if len(part) else ""
             ax.set_title(f"{model} {task}\n({metric})" if len(models) > 1 else f"{task} ({metric})", fontsize=6)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=7, frameon=False)
-    fig.supxlabel("share of heads input-dependent (0 = all heads constant; 1 = the probing baseline)", fontsize=7)
+    fig.supxlabel("share of heads input-dependent (0 = all heads constant; 1 = the probing baseline)"
+                  + _unlabelled(skipped), fontsize=7)
     fig.supylabel("headline metric (named in each panel's title; higher is better)", fontsize=7)
     fig.tight_layout(rect=(0, 0, 1, 0.94))
     return fig
