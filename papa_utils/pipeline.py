@@ -120,11 +120,10 @@ def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None,
             else:
                 os.environ["PAPA_PROGRESS"] = before
             note(finished)  # an interrupted invocation keeps its record, with its wall time so far
-        invocations = [{**i, "steps": {**step_census(run_dir, i["invocation"]), "reused": None}}
-                       if not i.get("finished") and i.get("invocation") else i
-                       for i in invocations_of(read_json(run_dir / "run.json"))[:-1]]
-        invocations.append({**invocations_of(read_json(run_dir / "run.json"))[-1],
-                            "steps": step_census(run_dir, name)})
+        *earlier, this = invocations_of(read_json(run_dir / "run.json"))
+        invocations = [{**i, "steps": {**step_census(run_dir, i["invocation"]), "reused": None}}  # interrupted ones:
+                       if not i.get("finished") and i.get("invocation") else i for i in earlier]  # what they computed
+        invocations.append({**this, "steps": step_census(run_dir, name)})
     if executor != "inprocess":  # where and how long each cell's job ran
         recorded.update(cells=cell_records(run_dir))
     meta = {**recorded, "invocations": invocations, "notebooks": list(seconds), "notebook_seconds": seconds,

@@ -91,6 +91,17 @@ class Profile:
         return {name: self.size(model_name, name, task) for name in SIZE_FIELDS}
 
 
+def recorded_settings(profile: dict) -> dict:
+    """A profile as a run.json records it ("profile"), as JSON values, without what a run may narrow (models,
+    tasks): a setting the run did not record (it predates the setting) at its default, one it has no longer left
+    out. Two runs are the same computation where these are equal."""
+    import json
+    from dataclasses import asdict, fields
+
+    known = {f.name for f in fields(Profile)}
+    full = asdict(Profile(**{k: v for k, v in profile.items() if k in known}))
+    return {k: v for k, v in json.loads(json.dumps(full)).items() if k not in ("models", "tasks")}
+
 PROFILES = {
     "smoke": Profile("smoke", ("minilm-l3",), ("sst2", "mrpc", "ner"), seeds=(42, 43), average_examples=64,
                      precision="fp32",

@@ -17,7 +17,7 @@ import json
 import re
 import shutil
 import sys
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
@@ -26,7 +26,7 @@ import pandas as pd
 from .analysis import (curve_drops_markdown, curve_markdown, curve_summary, half_heads_markdown,
                        ranking_markdown, ranking_verdict, read_statistics, table1, table1_markdown)
 from .choices import SWEEP_FRACTIONS
-from .profiles import PROFILES, Profile
+from .profiles import PROFILES, Profile, recorded_settings
 from .runs import (RECOMPUTED, ROOT, RunScopeError, atomic_path, covers, describe_scope, invocations_of, repo_relative,
                    run_totals, write_json)
 from .verdicts import FLAT_TAIL, claim_statements, findings, probe_strength, probe_strength_sentence
@@ -110,7 +110,7 @@ def republish_notebooks(run_dir: str | Path, root: Path = ROOT) -> Path:
         raise PublishError(f"results/{name}/ holds no published run to execute notebooks of again: publish a whole "
                            f"run with `make publish RUN_DIR={run_dir}`")
     published = json.loads((target / "run.json").read_text())
-    if _settings(run["profile"]) != _settings(published["profile"]) or not covers(run["scope"], published["scope"]):
+    if recorded_settings(run["profile"]) != recorded_settings(published["profile"]) or not covers(run["scope"], published["scope"]):
         raise PublishError(f"the run in {run_dir} is not the published {name} run's computation (other settings, or "
                            f"fewer models, tasks or seeds): publish it whole with `make publish RUN_DIR={run_dir}`")
     latest = invocations_of(run)[-1]  # the invocation that executed the notebooks again
@@ -307,16 +307,8 @@ def _replaces_an_older_definition(run: dict, published: dict) -> bool:
     that covers every model, task and seed of the published run may replace a run made when the profile ranked heads
     another way or ran other backbone passes."""
     own = PROFILES.get(run["scope"]["profile"])
-    return own is not None and _settings(run["profile"]) == _settings(asdict(own)) and covers(
+    return own is not None and recorded_settings(run["profile"]) == recorded_settings(asdict(own)) and covers(
         run["scope"], {**published, "ranking": own.ranking, "passes": own.passes})
-
-
-def _settings(profile: dict) -> str:
-    """A profile's settings, without what a run may narrow (models, tasks), as JSON would record them; a setting the
-    run did not record (it predates the setting) at its default."""
-    known = {f.name for f in fields(Profile)}
-    full = asdict(Profile(**{k: v for k, v in profile.items() if k in known}))
-    return json.dumps({k: v for k, v in full.items() if k not in ("models", "tasks")}, sort_keys=True, default=list)
 
 
 # steps that not every run has, in the order the README names them

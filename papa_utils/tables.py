@@ -3,6 +3,7 @@ the steps stored in the run folder (``runs.reading_only``): a table whose inputs
 makes them."""
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -212,9 +213,8 @@ def step_census(run_dir: Path, invocation: str) -> dict:
     replaced a step found in the folder, by reason) and how many it found done ("reused")."""
     steps = step_provenance(run_dir)
     mine = [s for s in steps if s["invocation"] == invocation]
-    reasons = pd.Series([s["recomputed_because"] for s in mine if s["recomputed_because"]], dtype=object)
-    return {"computed": len(mine), "reused": len(steps) - len(mine),
-            "recomputed": {k: int(v) for k, v in reasons.value_counts().sort_index().items()}}
+    reasons = Counter(s["recomputed_because"] for s in mine if s["recomputed_because"])
+    return {"computed": len(mine), "reused": len(steps) - len(mine), "recomputed": dict(sorted(reasons.items()))}
 
 
 def ranking_comparison_table(run_dir: Path, profile: Profile) -> pd.DataFrame:

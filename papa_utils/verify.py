@@ -56,11 +56,10 @@ def changed_settings(published: dict, name: str) -> dict:
     has it now, beside what it can narrow (models, tasks): {setting: (then, now)}."""
     from dataclasses import asdict
 
-    from .profiles import PROFILES, Profile
+    from .profiles import PROFILES, recorded_settings
 
-    as_json = lambda profile: json.loads(json.dumps(asdict(profile)))  # noqa: E731  (tuples as lists)
-    then, now = as_json(Profile(**published)), as_json(PROFILES[name])  # a setting it did not record: its default
-    return {k: (then[k], v) for k, v in now.items() if k not in ("models", "tasks") and then[k] != v}
+    then, now = recorded_settings(published), recorded_settings(asdict(PROFILES[name]))
+    return {k: (then[k], v) for k, v in now.items() if then[k] != v}
 
 
 def report(table: pd.DataFrame, tolerance: float, exact: bool) -> str:
