@@ -38,7 +38,7 @@ setup: $(VENV)/.installed
 setup-mpnet: $(VENV)/.mpnet
 
 figures: setup-mpnet  # results, tables and figures go into the run folder, never over published ones
-	$(PY) -m papa_utils.pipeline --profile $(strip $(PROFILE)) $(if $(strip $(RUN_DIR)),--run-dir $(strip $(RUN_DIR))) \
+	$(PY) -m papa_utils.runner.pipeline --profile $(strip $(PROFILE)) $(if $(strip $(RUN_DIR)),--run-dir $(strip $(RUN_DIR))) \
 	  $(if $(strip $(MODELS)),--models $(strip $(MODELS))) $(if $(strip $(TASKS)),--tasks $(strip $(TASKS))) \
 	  $(if $(strip $(RANKING)),--ranking $(strip $(RANKING))) --passes $(strip $(PASSES)) \
 	  $(if $(strip $(NOTEBOOKS)),--notebooks $(strip $(NOTEBOOKS))) \
@@ -53,10 +53,10 @@ figures: setup-mpnet  # results, tables and figures go into the run folder, neve
 	  $(if $(strip $(SLURM_TIME)),--slurm timeout_min=$(strip $(SLURM_TIME)))
 
 publish: setup  # copy a finished run to results/<profile>/ and figures/<profile>/, regenerate the README block
-	$(PY) -m papa_utils.publish $(or $(strip $(RUN_DIR)),runs/$(strip $(PROFILE)))
+	$(PY) -m papa_utils.reports.publish $(or $(strip $(RUN_DIR)),runs/$(strip $(PROFILE)))
 
 verify: setup-mpnet  # compute a slice of a published run again from scratch (a temporary folder) and compare every row
-	$(PY) -m papa_utils.verify --profile $(strip $(or $(PUBLISHED),cpu)) \
+	$(PY) -m papa_utils.runner.verify --profile $(strip $(or $(PUBLISHED),cpu)) \
 	  $(if $(strip $(MODELS)),--models $(strip $(MODELS))) $(if $(strip $(TASKS)),--tasks $(strip $(TASKS)))
 
 test: setup-mpnet  # the fast tier: unit tests, the smoke run's pipeline, paper-dry cells as jobs (docs/tests.md: how long)

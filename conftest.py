@@ -5,7 +5,7 @@ import os
 import shutil
 import tempfile
 
-from papa_utils.runs import absolute_data_dir
+from papa_utils.records.runs import absolute_data_dir
 
 absolute_data_dir()
 _RUNS = tempfile.mkdtemp(prefix="papa-test-runs-")

@@ -19,9 +19,10 @@ import numpy as np
 import torch
 
 from papa_utils import describe, encode, get_task, load_model, load_task, replace_heads
-from papa_utils.device import backbone_precision
-from papa_utils.probe import ProbeConfig, extract_features, rank_heads_by_gates, train_probe
-from papa_utils.runs import ROOT, atomic_path, environment, write_json
+from papa_utils.core.device import backbone_precision
+from papa_utils.core.probe import ProbeConfig, rank_heads_by_gates, train_probe
+from papa_utils.core.features import extract_features
+from papa_utils.records.runs import ROOT, atomic_path, environment, write_json
 
 
 def timed(fn, repeats: int) -> float:
@@ -140,7 +141,8 @@ def ranking_section(model_name: str, task: str, n: int, settings, seeds=(42, 43)
     subset of n examples; the input-dependence score on the two subsets. Agreement = Spearman correlation of the
     heads' positions and overlap of the first halves (``head_stats.ranking_agreement``)."""
     from papa_utils import compute_average_attention
-    from papa_utils.head_stats import head_scores, ranking_agreement, ranking_from_scores
+    from papa_utils.reports.statistics import ranking_agreement
+    from papa_utils.core.head_scores import head_scores, ranking_from_scores
 
     model, tokenizer = load_model(model_name)
     spec = get_task(task)
@@ -200,10 +202,10 @@ def probe_cell_section(model_name: str, task: str, settings, seeds=(42, 43, 44),
     and each seed's headline metric, so that a setting is compared with the first within the spread of seeds."""
     from dataclasses import replace
 
-    from papa_utils.backbones import cached_model, probe_config
-    from papa_utils.probe import averages_and_features
-    from papa_utils.profiles import PROFILES
-    from papa_utils.steps import encoded, task_data
+    from papa_utils.core.backbones import cached_model, probe_config
+    from papa_utils.core.features import averages_and_features
+    from papa_utils.settings.profiles import PROFILES
+    from papa_utils.runner.steps import encoded, task_data
 
     profile = PROFILES["cpu"]
     spec = get_task(task)
@@ -262,7 +264,7 @@ def probe_parts(model, spec, train: "Encoded", dev: "Encoded", features, config,
 
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
-    from papa_utils.probe import make_probe
+    from papa_utils.core.probe import make_probe
 
     parameters = sum(p.numel() for p in make_probe(spec, model, train.length).parameters())
     dtype = torch.bfloat16 if config.probe_precision == "bf16" else torch.float32
@@ -289,8 +291,8 @@ def probe_parts(model, spec, train: "Encoded", dev: "Encoded", features, config,
 def precision_section(models) -> list[dict]:
     """What precision="auto" picks for each model on this machine, and the timings behind the choice: measured
     afresh, at the shape the pipeline times (``backbones.PRECISION_ROWS``)."""
-    from papa_utils.device import auto_precision
-    from papa_utils.backbones import PRECISION_ROWS
+    from papa_utils.core.device import auto_precision
+    from papa_utils.core.backbones import PRECISION_ROWS
 
     out = []
     for name in models:
@@ -308,7 +310,7 @@ def profile_pass_examples(profile, model_name: str, task: str, total_heads: int)
     k = 0 and all-heads passes over its largest subset and the dev set. The profile's own pass counts, to weigh
     the packing section's per-example times as the profile spends them."""
     from papa_utils import load_task as split
-    from papa_utils.steps import stability_variants
+    from papa_utils.runner.steps import stability_variants
 
     size = lambda name: profile.size(model_name, name, task)  # noqa: E731
     whole = lambda n, name: n if n is not None else len(split(task, name))  # noqa: E731
@@ -329,7 +331,7 @@ def profile_pass_examples(profile, model_name: str, task: str, total_heads: int)
 def stratified(data, count: int, batch_size: int = 32) -> list:
     """The example indices of `count` of the batches a packed run makes of `data` (sorted by real length, longest
     first), at evenly spaced ranks from the longest batch to the shortest."""
-    from papa_utils.packing import backbone_batches
+    from papa_utils.core.packing import backbone_batches
 
     every = [batch.examples for batch in backbone_batches(data, batch_size, "packed")]
     return [every[i] for i in np.linspace(0, len(every) - 1, min(count, len(every))).round().astype(int)]
@@ -344,10 +346,10 @@ def packing_section(quick: bool) -> dict:
     would instead pad one batch to its longest example. Per cell: seconds per example, real-token fill of the
     timed batches, tokens per second; then the whole profile's backbone seconds, each kind of pass weighted by the
     examples the profile puts through it (``profile_pass_examples``)."""
-    from papa_utils.head_stats import random_ranking
-    from papa_utils.packing import pack, run_backbone
-    from papa_utils.profiles import get_profile
-    from papa_utils.steps import replaced_heads, task_data
+    from papa_utils.core.head_scores import random_ranking
+    from papa_utils.core.packing import pack, run_backbone
+    from papa_utils.settings.profiles import get_profile
+    from papa_utils.runner.steps import replaced_heads, task_data
 
     profile = get_profile("cpu")
     models, tasks = (profile.models[:1], profile.tasks[:2]) if quick else (profile.models, profile.tasks)
@@ -373,7 +375,7 @@ def packing_section(quick: bool) -> dict:
                     with torch.no_grad(), replace_heads(model, constants, heads):
                         for part, chosen in timed_batches:
                             for index in chosen:
-                                run_backbone(model, pack(part, index, packed=passes == "packed"),
+                                run_backbone(model, pack(part, index, passes),
                                              output_attentions=attention, output_hidden_states=True)
                 return run
 
@@ -443,7 +445,9 @@ def paper_cost_section(quick: bool) -> dict:
     import tempfile
     from pathlib import Path
 
-    from papa_utils import backbones, cost, pipeline, profiles
+    from papa_utils.core import backbones
+    from papa_utils.runner import cost, pipeline
+    from papa_utils.settings import profiles
 
     profile = profiles.get_profile("paper-dry")
     model_name, task = profile.models[0], "mrpc"
@@ -546,7 +550,7 @@ def markdown(report: dict) -> str:
 
 
 def _processor() -> str:
-    from papa_utils.device import processor_name
+    from papa_utils.core.device import processor_name
 
     return processor_name("cpu")
 

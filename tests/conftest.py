@@ -74,9 +74,9 @@ def smoke_command(run_dir: Path) -> list[str]:
     """The smoke profile's notebooks 1 to 6 through the pipeline's CLI (what `make figures PROFILE=smoke` runs,
     without the teaching notebook), into `run_dir`. Notebooks 1 to 6 compute every step and write the results;
     the teaching notebook 0 computes nothing they use and runs in the slow tier (``teaching_run``, and nbval)."""
-    from papa_utils.pipeline import NOTEBOOKS
+    from papa_utils.runner.pipeline import NOTEBOOKS
 
-    return [sys.executable, "-m", "papa_utils.pipeline", "--profile", "smoke", "--run-dir", str(run_dir),
+    return [sys.executable, "-m", "papa_utils.runner.pipeline", "--profile", "smoke", "--run-dir", str(run_dir),
             "--notebooks", ",".join(NOTEBOOKS[1:])]
 
 
@@ -87,7 +87,7 @@ def start_smoke_run() -> None:
     The tests that compare their numbers with the run's exactly take its thread count (``smoke_threads``)."""
     if SMOKE_RUN or not Path(os.environ.get("PAPA_DATA_DIR") or "/nonexistent").is_dir():
         return
-    from papa_utils.runs import runs_root
+    from papa_utils.records.runs import runs_root
 
     run_dir = (runs_root() / "smoke").resolve()
     log = runs_root() / "smoke.log"
@@ -133,7 +133,7 @@ def smoke(data_dir):
     """The smoke run of the session (``start_smoke_run``), waited for: its profile, run folder and results."""
     import pandas as pd
 
-    from papa_utils.profiles import get_profile
+    from papa_utils.settings.profiles import get_profile
 
     start_smoke_run()
     if "process" not in SMOKE_RUN:
@@ -158,8 +158,8 @@ def smoke(data_dir):
 @pytest.fixture(scope="session")
 def teaching_run(data_dir, tmp_path_factory):
     """The teaching notebook (00) of the smoke profile through papermill, in a run folder of its own."""
-    from papa_utils.pipeline import run_notebooks
-    from papa_utils.profiles import get_profile
+    from papa_utils.runner.pipeline import run_notebooks
+    from papa_utils.settings.profiles import get_profile
 
     before = checkout_state()
     run_dir = run_notebooks(get_profile("smoke"), tmp_path_factory.mktemp("teaching"),

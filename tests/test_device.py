@@ -6,9 +6,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from papa_utils import device
-from papa_utils.choices import CHOICES
-from papa_utils.device import BF16_MARGIN, auto_precision
+from papa_utils.core import device
+from papa_utils.settings.choices import CHOICES
+from papa_utils.core.device import BF16_MARGIN, auto_precision
 
 
 @pytest.mark.parametrize("ratio,choice", [(0.5, "bf16"), (BF16_MARGIN - 0.01, "bf16"), (BF16_MARGIN + 0.01, "fp32"),
@@ -67,7 +67,9 @@ def test_the_bf16_timing_runs_its_products_under_autocast(monkeypatch):
 
 
 def test_a_profile_resolves_auto_per_model_and_keys_follow_the_choice(monkeypatch):
-    from papa_utils import backbones, profiles, steps
+    from papa_utils.core import backbones
+    from papa_utils.runner import steps
+    from papa_utils.settings import profiles
 
     profile = replace(profiles.get_profile("smoke"), precision="auto")
     with pytest.raises(ValueError, match=f"unknown precision 'fp8'; precisions: {', '.join(CHOICES)}"):
@@ -98,7 +100,9 @@ def test_a_model_that_cannot_run_in_bf16_says_why(monkeypatch):
 def test_deberta_falls_back_to_fp32_in_the_log_and_run_json(tmp_path, monkeypatch, caplog):
     """A profile asking for bf16: DeBERTa v1 (which fails in bf16 inside transformers) runs in fp32 and says so;
     BERT keeps bf16; run.json records both."""
-    from papa_utils import backbones, pipeline, profiles
+    from papa_utils.core import backbones
+    from papa_utils.runner import pipeline
+    from papa_utils.settings import profiles
 
     monkeypatch.setenv("PAPA_MODELS_DIR", str(tmp_path / "models"))
     for cache in (backbones.cached_model, backbones.precision_fallback):

@@ -9,12 +9,13 @@ import torch
 
 from device_guard import DeviceMixError, ModelDeviceGuard, autocast_stub
 from papa_utils import get_task
-from papa_utils.averages import compute_average_attention
-from papa_utils.head_stats import attention_row_checks, head_scores, hidden_state_change, recompute_attention
-from papa_utils.interventions import papa_mix
-from papa_utils.layout import Encoded
-from papa_utils.probe import (ProbeConfig, averages_and_features, extract_features, rank_heads_by_gates,
-                              train_probe)
+from papa_utils.core.averages import compute_average_attention
+from papa_utils.teaching.head_stats import attention_row_checks, hidden_state_change, recompute_attention
+from papa_utils.core.head_scores import head_scores
+from papa_utils.teaching.interventions import papa_mix
+from papa_utils.core.layout import Encoded
+from papa_utils.core.probe import ProbeConfig, rank_heads_by_gates, train_probe
+from papa_utils.core.features import averages_and_features, extract_features
 from tiny_models import HEADS, LAYERS, VOCAB, tiny_model
 
 L = 12
@@ -115,7 +116,7 @@ def test_the_gates_train_on_the_models_device(precision, guarded):
 
 @pytest.fixture
 def minilm_on_meta():
-    from papa_utils import backbones
+    from papa_utils.core import backbones
 
     model, tokenizer = backbones.cached_model("minilm-l3")
     return on_meta(model), tokenizer
@@ -123,7 +124,7 @@ def minilm_on_meta():
 
 def test_example_attention_and_the_teaching_notebooks_helpers_feed_the_models_device(minilm_on_meta, monkeypatch,
                                                                                      guarded):
-    from papa_utils import backbones
+    from papa_utils.core import backbones
 
     model, tokenizer = minilm_on_meta
     monkeypatch.setattr(backbones, "cached_model", lambda name: (model, tokenizer))
@@ -153,8 +154,8 @@ def test_a_replaced_projection_takes_the_dtype_of_the_autocast_of_its_own_device
     the autocast of the model's device (bf16), whatever the CPU's autocast state."""
     from types import SimpleNamespace
 
-    from papa_utils.device import backbone_precision
-    from papa_utils.replace import DynamicHeadsProjection
+    from papa_utils.core.device import backbone_precision
+    from papa_utils.core.hooks import DynamicHeadsProjection
 
     upcoming = SimpleNamespace(gates=None, dynamic=torch.tensor([], dtype=torch.long))
     projection = DynamicHeadsProjection(torch.nn.Linear(4, 8).to("meta"), 2, SimpleNamespace(upcoming=lambda: upcoming))

@@ -105,41 +105,60 @@ def comments_and_docstrings(path: Path) -> str:
 
 
 @pytest.mark.parametrize("path", [ROOT / "README.md", *DOCS, *sorted((ROOT / "notebooks" / "src").glob("*.py")),
-                                  *sorted((ROOT / "papa_utils").glob("*.py"))], ids=lambda p: p.name)
+                                  *sorted((ROOT / "papa_utils").rglob("*.py"))], ids=lambda p: p.name)
 def test_no_history_stands_in_for_an_explanation(path):
     """Issue numbers and commit hashes belong in the changelog and the commit messages."""
     assert HISTORY.findall(comments_and_docstrings(path)) == []
 
 
+SUBPACKAGE_OF = {p.stem: p.parent.name for p in (ROOT / "papa_utils").glob("*/*.py") if p.stem != "__init__"}
+
+
 def short_references() -> set[tuple[str, str, str]]:
     """`module.name` references to a papa_utils module in the package's docstrings and comments and in the docs
     (file, module, name)."""
-    modules = {p.stem for p in (ROOT / "papa_utils").glob("*.py")} - {"__init__"}
     found = set()
-    for path in [*sorted((ROOT / "papa_utils").glob("*.py")), ROOT / "README.md", *DOCS]:
+    for path in [*sorted((ROOT / "papa_utils").rglob("*.py")), ROOT / "README.md", *DOCS]:
         text = comments_and_docstrings(path) if path.suffix == ".py" else path.read_text()
         for module, name in re.findall(r"`+([a-z_]+)\.([A-Za-z_][A-Za-z0-9_]*)`+", text):
-            if module in modules:
+            if module in SUBPACKAGE_OF:
                 found.add((path.name, module, name))
     return found
 
 
 @pytest.mark.parametrize("where,module,name", sorted(short_references()))
 def test_every_short_reference_names_a_member_of_its_module(where, module, name):
-    assert hasattr(importlib.import_module(f"papa_utils.{module}"), name), f"{where}: {module}.{name}"
+    assert hasattr(importlib.import_module(f"papa_utils.{SUBPACKAGE_OF[module]}.{module}"), name), f"{where}: {module}.{name}"
 
 
 @pytest.mark.parametrize("folder", PUBLISHED, ids=lambda p: p.name)
 def test_published_notebooks_run_the_code_of_the_notebooks_here(folder):
     """The published copies are executions of the notebooks as they are in this repository (papermill adds one
-    cell with the run's parameters): publish again after changing a notebook."""
+    cell with the run's parameters): publish again after changing a notebook. A cell counts as the same code when
+    it imports the same names from the package, whichever of its modules holds them now, and the rest is equal."""
     def code(path):
         cells = json.loads(path.read_text())["cells"]
-        return ["".join(c["source"]) for c in cells if c["cell_type"] == "code"
+        return [package_imports_apart("".join(c["source"])) for c in cells if c["cell_type"] == "code"
                 and "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
 
     for path in sorted((folder / "notebooks").glob("*.ipynb")):
         assert code(path) == code(ROOT / "notebooks" / path.name), path.name
+
+
+def package_imports_apart(source: str) -> tuple[str, frozenset]:
+    """A cell's code without its imports from papa_utils, and the names those imports bring in."""
+    import ast
+
+    lines, names = source.splitlines(), set()
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:  # a cell of notebook magics
+        return source, frozenset()
+    for node in reversed(tree.body):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "papa_utils":
+            names |= {(a.name, a.asname) for a in node.names}
+            del lines[node.lineno - 1:node.end_lineno]
+    return "\n".join(lines), frozenset(names)
 
 
 def test_an_empty_notebook_of_a_published_run_points_to_a_run_that_has_it(tmp_path):
@@ -147,7 +166,7 @@ def test_an_empty_notebook_of_a_published_run_points_to_a_run_that_has_it(tmp_pa
     copies of the run that does, instead of sending readers to an empty notebook."""
     import shutil
 
-    from papa_utils.publish import index_page
+    from papa_utils.reports.pages import index_page
 
     for name in ("cpu", "cpu-robustness"):
         shutil.copytree(ROOT / "results" / name, tmp_path / name)
@@ -163,8 +182,8 @@ def test_an_empty_notebook_of_a_published_run_points_to_a_run_that_has_it(tmp_pa
 
 def test_the_readme_says_what_the_published_claims_say():
     """The README's "What it says" paragraphs are the ones `make publish` generates from the committed claims.json
-    (``publish.findings_block``): a hand edit, or claims that moved without publishing, fails here."""
-    from papa_utils.publish import findings_block
+    (``pages.findings_block``): a hand edit, or claims that moved without publishing, fails here."""
+    from papa_utils.reports.pages import findings_block
 
     text = (ROOT / "README.md").read_text()
     blocks = re.findall(r"<!-- findings:([\w-]+):start -->\n(.*?)<!-- findings:\1:end -->", text, re.S)
@@ -174,8 +193,8 @@ def test_the_readme_says_what_the_published_claims_say():
 def test_every_generated_block_of_the_readme_is_what_publishing_makes_now():
     """Every README block between markers (results, summary, findings) and every published run's own page are what
     `make publish` generates from the committed files with this code: a hand edit, or a generator changed without
-    regenerating (`python -m papa_utils.publish --readme PROFILE`), fails here."""
-    from papa_utils.publish import BLOCKS, index_page
+    regenerating (`python -m papa_utils.reports.publish --readme PROFILE`), fails here."""
+    from papa_utils.reports.pages import BLOCKS, index_page
 
     text = (ROOT / "README.md").read_text()
     blocks = re.findall(r"<!-- (\w+):([\w-]+):start -->\n(.*?)<!-- \1:\2:end -->", text, re.S)

@@ -1,4 +1,4 @@
-"""The grid's cells as jobs (papa_utils.executor): local processes through submitit, Slurm through a stand-in for
+"""The grid's cells as jobs (papa_utils.runner.executor): local processes through submitit, Slurm through a stand-in for
 its commands (tests/fake_slurm.py); failures and time-outs reported by cell with their log; a rerun submits only
 the cells that are not done; clear errors for an executor that cannot run here. The cells' steps are a stub
 (``stub_steps``), so these tests check the executor, not the pipeline (tests/test_paper_dry.py runs both)."""
@@ -12,8 +12,9 @@ import cloudpickle
 import pytest
 
 import fake_slurm
-from papa_utils import executor, pipeline, profiles
-from papa_utils.executor import CellsFailed, ExecutorError, cell_done, run_cells, slurm_options
+from papa_utils.runner import executor, pipeline
+from papa_utils.settings import profiles
+from papa_utils.runner.executor import CellsFailed, ExecutorError, cell_done, run_cells, slurm_options
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the jobs unpickle stub_steps without tests/ on their path
 PROFILE = replace(profiles.PROFILES["smoke"], models=("model-a", "model-b"), tasks=("sst2", "mrpc"))

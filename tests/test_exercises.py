@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from papa_utils import solutions
-from papa_utils.exercises import check_entropy, check_prediction, check_score, check_substitute
+from papa_utils.teaching import solutions
+from papa_utils.teaching.exercises import check_entropy, check_prediction, check_score, check_substitute
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "src" / "00_anatomy_of_attention.py"
@@ -71,12 +71,13 @@ def test_the_prediction_check_can_fail():
 
 def test_the_reference_prediction_passes_on_the_notebooks_default(data_dir):
     """The notebook's defaults: the smoke profile's first model on MRPC, the first 64 training examples."""
-    from papa_utils.averages import compute_average_attention
-    from papa_utils.backbones import cached_model
-    from papa_utils.head_stats import head_scores, head_statistics
-    from papa_utils.packing import backbone_batches
-    from papa_utils.profiles import get_profile
-    from papa_utils.steps import encoded, task_data
+    from papa_utils.core.averages import compute_average_attention
+    from papa_utils.core.backbones import cached_model
+    from papa_utils.teaching.head_stats import head_statistics
+    from papa_utils.core.head_scores import head_scores
+    from papa_utils.core.packing import backbone_batches
+    from papa_utils.settings.profiles import get_profile
+    from papa_utils.runner.steps import encoded, task_data
 
     profile = get_profile("smoke")
     model, tokenizer = cached_model(profile.models[0])
@@ -134,9 +135,9 @@ def test_the_template_ships_five_unsolved_exercises():
 def test_exercise_5_checks_an_own_intervention_and_names_nan_and_shape_errors():
     """Every real token on the final separator: the reference passes and reports its cost beside PAPA's; the stub,
     another pattern, NaN and a wrong shape are each named."""
-    from papa_utils.averages import AttentionAverages
-    from papa_utils.exercises import check_intervention
-    from papa_utils.interventions import first_token, on_heads
+    from papa_utils.core.averages import AttentionAverages
+    from papa_utils.teaching.exercises import check_intervention
+    from papa_utils.teaching.interventions import first_token, on_heads
     from tiny_models import HEADS, LAYERS, tiny_batch, tiny_model
 
     model = tiny_model("bert")

@@ -3,7 +3,7 @@ import matplotlib
 import pytest
 import pandas as pd
 
-from papa_utils.figures import plot_learning_curves, plot_performance_vs_dynamic_heads
+from papa_utils.reports.figures import plot_learning_curves, plot_performance_vs_dynamic_heads
 
 matplotlib.use("Agg")
 
@@ -30,9 +30,9 @@ def test_learning_curves_have_one_tick_per_training_size():
 def test_claim_3s_figure_draws_one_line_per_task_and_titles_its_verdict():
     """What the model-level test compares: each task's models joined by one line (the pooled fit only as a faint
     secondary mark), and the verdict with its estimate in the title."""
-    from papa_utils.analysis import table1
-    from papa_utils.figures import plot_relative_drop_vs_baseline
-    from papa_utils.verdicts import check_claims
+    from papa_utils.reports.statistics import table1
+    from papa_utils.reports.figures import plot_relative_drop_vs_baseline
+    from papa_utils.reports.verdicts import check_claims
     from test_verdicts import strength_grid
 
     r = strength_grid(3, 2)
@@ -53,7 +53,7 @@ def test_claim_3s_figure_draws_one_line_per_task_and_titles_its_verdict():
 def test_the_claims_figure_titles_each_claims_verdict_and_estimate(tmp_path):
     """Claims 1 and 2 as their rules read them: one interval per model and the pooled one, each panel titled with
     its verdict and pooled estimate, read from claims.json as written."""
-    from papa_utils.figures import plot_claims_1_and_2
+    from papa_utils.reports.figures import plot_claims_1_and_2
     from test_verdicts import two_models_claims
 
     fig = plot_claims_1_and_2(two_models_claims(tmp_path))
@@ -68,10 +68,10 @@ def test_the_claims_figure_titles_each_claims_verdict_and_estimate(tmp_path):
 def test_the_claims_figure_says_when_no_cell_carries_signal(tmp_path):
     import json
 
-    from papa_utils.figures import plot_claims_1_and_2
-    from papa_utils.runs import write_json
-    from papa_utils.verdicts import check_claims
-    from test_analysis import results
+    from papa_utils.reports.figures import plot_claims_1_and_2
+    from papa_utils.records.runs import write_json
+    from papa_utils.reports.verdicts import check_claims
+    from test_statistics import results
 
     r = results({("a", "x", 0): [0, 0], ("a", "x", 2): [0, 0], ("a", "x", 4): [0, 0]}, {("a", "x"): (0, [0, 0])})
     claims = json.loads(write_json(tmp_path / "claims.json", check_claims(r, n_boot=20)).read_text())
@@ -86,7 +86,7 @@ def test_readability_names_each_kind_of_unreadable_figure():
     import numpy as np
     import seaborn as sns
 
-    from papa_utils.figures import readability_problems
+    from papa_utils.reports.figures import readability_problems
 
     fig, ax = plt.subplots(figsize=(2, 2))
     ax.plot([0, 1], [0, 1])
@@ -110,7 +110,7 @@ def test_readability_names_each_kind_of_unreadable_figure():
 def test_every_figure_of_the_smoke_run_reads_at_its_size(smoke):
     """``save_figure`` records what ``readability_problems`` finds in each PNG: every figure the run saved was
     checked, and none has a problem."""
-    from papa_utils.figures import saved_problems
+    from papa_utils.reports.figures import saved_problems
 
     _, run_dir, _ = smoke
     pngs = sorted((run_dir / "figures").glob("*.png"))
@@ -120,7 +120,7 @@ def test_every_figure_of_the_smoke_run_reads_at_its_size(smoke):
 
 @pytest.mark.slow  # notebook 0 through papermill
 def test_every_figure_of_the_teaching_notebook_reads_at_its_size(teaching_run):
-    from papa_utils.figures import saved_problems
+    from papa_utils.reports.figures import saved_problems
 
     pngs = sorted((teaching_run / "figures").glob("*.png"))
     assert len(pngs) >= 4
@@ -130,7 +130,8 @@ def test_every_figure_of_the_teaching_notebook_reads_at_its_size(teaching_run):
 def test_head_maps_are_titled_in_words_with_their_unit_on_the_colour_bar():
     import torch
 
-    from papa_utils.figures import plot_head_map, plot_one_input, readability_problems
+    from papa_utils.reports.figures import readability_problems
+    from papa_utils.teaching.plots import plot_head_map, plot_one_input
 
     fig = plot_head_map(torch.rand(3, 4), title="mass_cls")
     ax, bar = fig.axes

@@ -10,17 +10,17 @@ import papermill
 import pytest
 import torch
 
-from papa_utils.analysis import read_statistics, statistics_key
-from papa_utils.verdicts import average_claim
-from papa_utils.head_stats import head_scores, ranking_from_scores
-from papa_utils.metrics import metric_range
-from papa_utils.backbones import cached_model
-from papa_utils.choices import RANKINGS
-from papa_utils.profiles import Profile, get_profile
-from papa_utils.runs import ROOT
-from papa_utils.steps import average_attention, encoded, head_ranking, task_data
-from papa_utils.tables import half_heads_table, ranking_agreement_table, results_table
-from papa_utils.sweeps import probe_sweep
+from papa_utils.reports.statistics import read_statistics, statistics_key
+from papa_utils.reports.verdicts import average_claim
+from papa_utils.core.head_scores import head_scores, ranking_from_scores
+from papa_utils.core.metrics import metric_range
+from papa_utils.core.backbones import cached_model
+from papa_utils.settings.choices import RANKINGS
+from papa_utils.settings.profiles import Profile, get_profile
+from papa_utils.records.runs import ROOT
+from papa_utils.runner.steps import average_attention, encoded, head_ranking, task_data
+from papa_utils.reports.tables import half_heads_table, ranking_agreement_table, results_table
+from papa_utils.runner.sweeps import compare_rankings, probe_sweep
 
 PARTIAL = [18, 32, 34]  # minilm-l3: 1/2, 7/8, 15/16 of 36 heads
 
@@ -91,14 +91,21 @@ def test_claim_2_under_each_ranking_is_read_from_that_rankings_half(smoke):
     assert half_heads_table(run_dir, replace(profile, compare_models=())).empty  # no model compared
 
 
-def test_the_agreement_table_holds_the_runs_own_ranking_when_it_is_not_the_gates(smoke):
+def test_the_agreement_table_holds_the_runs_own_ranking_when_it_is_not_the_gates(smoke, tmp_path):
     """A profile ranked by input dependence that compares the gates and random orders (as cpu-robustness does)
     shows how its own ranking agrees with the gates, beside the compared ones."""
-    profile, run_dir, _ = smoke
-    own = replace(profile, ranking="input_dependence", compare_rankings=("gates", "random"))
+    import shutil
+
+    profile, smoke_dir, _ = smoke
+    run_dir = tmp_path / "run"
+    for folder in ("averages", "ranking"):  # the smoke run's rankings, made again under the other profile's index
+        shutil.copytree(smoke_dir / folder, run_dir / folder)
+    own = replace(profile, ranking="input_dependence", compare_rankings=("gates", "random"), compare_models=())
+    for task in profile.tasks:
+        compare_rankings(run_dir, own, "minilm-l3", task)
     agreement = ranking_agreement_table(run_dir, own)
     assert list(dict.fromkeys(agreement.ranking)) == ["input_dependence", "random0"]
-    written = pd.read_csv(run_dir / "results" / "ranking_agreement.csv")  # the smoke run's, ranked by the gates
+    written = pd.read_csv(smoke_dir / "results" / "ranking_agreement.csv")  # the smoke run's, ranked by the gates
     assert agreement.set_index(["task", "ranking"]).spearman.to_dict() == pytest.approx(
         written.set_index(["task", "ranking"]).spearman.to_dict())
 
@@ -205,7 +212,7 @@ def test_gate_ranking_stability_is_measured_with_another_seed_and_a_disjoint_sub
 def test_records_left_over_from_other_settings_never_enter_the_comparison(smoke):
     """A sweep record of a ranking the profile no longer compares (here a fourth random order) and a main-sweep
     record of a seed outside the profile stay out of the table."""
-    from papa_utils.tables import ranking_comparison_table
+    from papa_utils.reports.tables import ranking_comparison_table
 
     profile, run_dir, _ = smoke
     before = ranking_comparison_table(run_dir, profile)
@@ -228,14 +235,11 @@ def test_a_score_ranking_is_checked_on_a_disjoint_subset_and_has_no_seed(smoke, 
     `rank_examples` (disjoint) and compares; the gates come in only when they are compared."""
     import shutil
 
-    from papa_utils.steps import stability_variants
-    from papa_utils.tables import ranking_stability_table
+    from papa_utils.reports.tables import ranking_stability_table
 
-    def rank_for_stability(run_dir, profile):  # the rankings notebooks 3 and 6 make before the table reads them
-        for method, variants in stability_variants(profile, "minilm-l3").items():
-            for task in profile.tasks:
-                for change in ({}, *variants.values()):
-                    head_ranking(run_dir, profile, "minilm-l3", task, method, **change)
+    def rank_for_stability(run_dir, profile):  # what notebook 6 makes before the table reads it
+        for task in profile.tasks:
+            compare_rankings(run_dir, profile, "minilm-l3", task)
 
     profile, smoke_dir, _ = smoke
     run_dir = tmp_path / "run"
@@ -267,7 +271,7 @@ def test_a_profile_that_compares_rankings_compares_them_with_the_gates():
 def test_main_sweep_points_outside_the_profiles_shares_stay_out_of_the_results(smoke):
     """A point left in the folder by a sweep with more shares of heads (here k = 7/8 for a profile whose sweep now
     stops at 1/2) is not part of the results."""
-    from papa_utils.tables import all_results
+    from papa_utils.reports.tables import all_results
 
     profile, run_dir, _ = smoke
     fewer = replace(profile, sweep_fractions=(0, 1 / 2, 1))

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from papa_utils import AveragesMismatchError, compute_average_attention, replace_heads
-from papa_utils.head_stats import (attention_statistics, head_scores, hidden_state_change, input_dependence,
-                                   js_divergence, offset_keys, papa_substitute, ranking_agreement, ranking_from_scores,
-                                   random_ranking, score_attention)
-from papa_utils.interventions import on_heads, papa_mix, uniform
+from papa_utils.teaching.head_stats import attention_statistics, hidden_state_change, offset_keys
+from papa_utils.reports.statistics import ranking_agreement
+from papa_utils.core.head_scores import head_scores, input_dependence, js_divergence, papa_substitute, ranking_from_scores, random_ranking, score_attention
+from papa_utils.teaching.interventions import on_heads, papa_mix, uniform
 from tiny_models import HEADS, LAYERS, tiny_batch, tiny_model
 
 L = 8
@@ -235,7 +235,7 @@ def test_head_scores_accumulate_batches_like_one_batch():
 
 def test_key_groups_and_statistics_on_a_real_tokenizer(minilm_l3):
     from papa_utils import encode, get_task, TaskSplit
-    from papa_utils.head_stats import head_statistics, key_groups
+    from papa_utils.teaching.head_stats import head_statistics, key_groups
     import pandas as pd
 
     model, tokenizer = minilm_l3
@@ -253,7 +253,7 @@ def test_key_groups_and_statistics_on_a_real_tokenizer(minilm_l3):
 
 @pytest.mark.parametrize("family", ["bert", "mpnet", "roberta"])
 def test_recomputed_attention_matches_the_models(family):
-    from papa_utils.head_stats import recompute_attention
+    from papa_utils.teaching.head_stats import recompute_attention
 
     model = tiny_model(family)
     batch = tiny_batch(16, pad_id=1 if family == "roberta" else 0)
@@ -263,7 +263,7 @@ def test_recomputed_attention_matches_the_models(family):
 
 
 def test_recompute_attention_names_what_it_supports():
-    from papa_utils.head_stats import recompute_attention
+    from papa_utils.teaching.head_stats import recompute_attention
 
     with pytest.raises(NotImplementedError, match="knows BERT-style self-attention and MPNet, not DisentangledSelfAttention"):
         recompute_attention(tiny_model("deberta"), tiny_batch(16), 0, 0)
@@ -271,7 +271,7 @@ def test_recompute_attention_names_what_it_supports():
 
 def test_head_types_follow_their_definitions():
     """Hand-built statistics of six heads, one per type (layer 0) and their mixtures (layer 1)."""
-    from papa_utils.head_stats import head_types
+    from papa_utils.teaching.head_stats import head_types
 
     names = ("entropy", "uniform_entropy", "mass_cls", "mass_sep", "mass_punctuation", "offset_-1", "offset_+0",
              "offset_+1")
@@ -299,7 +299,7 @@ def test_part_of_speech_attention_against_chance():
     word tagged 0 and a word tagged 1."""
     from types import SimpleNamespace
 
-    from papa_utils.head_stats import pos_attention
+    from papa_utils.teaching.head_stats import pos_attention
 
     a = torch.zeros(1, 2, 4, 4)
     a[0, 0, 0, 1] = a[0, 0, 1, 2] = 1.0  # head 0: [CLS] on the tag-0 word, that word on the tag-1 word,
@@ -325,7 +325,7 @@ def test_part_of_speech_attention_against_chance():
 
 
 def test_the_averages_figures_draw_the_slots_in_use():
-    from papa_utils.figures import used_slots
+    from papa_utils.reports.figures import used_slots
 
     counts = torch.zeros(6, 6)
     counts.diagonal()[:] = torch.tensor([100.0, 100.0, 4.0, 5.0, 0.0, 100.0])  # slot 2 below 5% of the most used
@@ -335,7 +335,7 @@ def test_the_averages_figures_draw_the_slots_in_use():
 def test_a_pairs_rows_own_segment_mass_and_block_heads():
     """Hand-built attention on one pair (slots 0-1 segment A, 2-3 segment B, slot 4 padding): a row's mass on its
     own segment, over real rows only; a head that keeps 80% there is a block head, if nothing else."""
-    from papa_utils.head_stats import head_types
+    from papa_utils.teaching.head_stats import head_types
 
     mask = torch.tensor([[1, 1, 1, 1, 0]])
     segments = torch.tensor([[0, 0, 1, 1, 1]])
@@ -358,9 +358,10 @@ def test_head_distances_are_the_mean_js_divergence_between_two_heads_rows_and_ma
     """Clark et al.'s distance: for two heads, JS between their rows on the same input, averaged over real query
     rows; symmetric with a zero diagonal. The map puts points whose squared distances are given back where they
     were, up to rotation."""
-    from papa_utils.head_stats import head_distances, js_divergence, map_2d
-    from papa_utils.packing import backbone_batches, run_backbone
-    from papa_utils.layout import Encoded
+    from papa_utils.teaching.head_stats import head_distances, map_2d
+    from papa_utils.core.head_scores import js_divergence
+    from papa_utils.core.packing import backbone_batches, run_backbone
+    from papa_utils.core.layout import Encoded
     from tiny_models import HEADS, LAYERS, tiny_batch, tiny_model
 
     model = tiny_model("bert")
@@ -379,7 +380,7 @@ def test_head_distances_are_the_mean_js_divergence_between_two_heads_rows_and_ma
 
 
 def test_the_cluster_note_compares_heads_within_and_across_layers():
-    from papa_utils.lesson import cluster_notes
+    from papa_utils.teaching.lesson import cluster_notes
 
     distance = torch.tensor([[0.0, 0.1, 0.5, 0.6], [0.1, 0.0, 0.4, 0.5], [0.5, 0.4, 0.0, 0.2], [0.6, 0.5, 0.2, 0.0]])
     said = cluster_notes(distance, 2, 2)

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from papa_utils import replace_heads
-from papa_utils.interventions import on_heads, self_token, uniform
-from papa_utils.layout import pair_mask
-from papa_utils.replace import hook_names, patch_attention, record_attention, renormalise_rows
+from papa_utils.teaching.interventions import on_heads, self_token, uniform
+from papa_utils.core.layout import pair_mask
+from papa_utils.core.hooks import hook_names, renormalise_rows
+from papa_utils.core.replace import patch_attention, record_attention
 from tiny_models import FAMILIES, HEADS, LAYERS, tiny_batch, tiny_model
 
 L = 16
@@ -213,8 +214,8 @@ def test_replace_heads_inside_replace_heads_changes_only_its_own_heads():
 
 
 def test_record_attention_refuses_a_packed_batch():
-    from papa_utils.layout import Encoded
-    from papa_utils.packing import backbone_batches, run_backbone
+    from papa_utils.core.layout import Encoded
+    from papa_utils.core.packing import backbone_batches, run_backbone
 
     model = tiny_model("bert")
     batch = batch_for(model)

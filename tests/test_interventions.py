@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from papa_utils import replace_heads
-from papa_utils.interventions import (PATTERNS, first_token, on_heads, papa_mix, previous_token, self_token, uniform,
+from papa_utils.teaching.interventions import (PATTERNS, first_token, on_heads, papa_mix, previous_token, self_token, uniform,
                                       zero)
-from papa_utils.replace import patch_attention
+from papa_utils.core.replace import patch_attention
 from tiny_models import FAMILIES, HEADS, LAYERS, tiny_batch, tiny_model
 
 L = 16
@@ -142,7 +142,7 @@ def test_each_pattern_does_what_its_name_says():
 def test_the_batch_mean_averages_each_entry_over_the_examples_where_it_is_real():
     """Example 1's slot 2 is padding: its (filled) padded row and column never enter the mean, and entries with
     slot 2 are example 0's own."""
-    from papa_utils.interventions import batch_mean
+    from papa_utils.teaching.interventions import batch_mean
 
     mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
     probs = torch.tensor([[[0.2, 0.3, 0.5], [0.6, 0.2, 0.2], [0.1, 0.1, 0.8]],
@@ -156,8 +156,8 @@ def test_the_batch_mean_averages_each_entry_over_the_examples_where_it_is_real()
 
 def test_patch_attention_refuses_a_packed_batch():
     """A patch function sees positions; in a packed row they are not the layout's slots."""
-    from papa_utils.layout import Encoded
-    from papa_utils.packing import backbone_batches, run_backbone
+    from papa_utils.core.layout import Encoded
+    from papa_utils.core.packing import backbone_batches, run_backbone
 
     model = tiny_model("bert")
     batch = batch_for(model)

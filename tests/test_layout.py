@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from papa_utils import TaskSplit, encode, get_task, load_task
-from papa_utils.layout import IGNORE
+from papa_utils.core.layout import IGNORE
 
 L = 16
 
@@ -21,7 +21,7 @@ def bert_tok(minilm_l6):
 def mpnet_tok():
     from transformers import AutoTokenizer
 
-    from papa_utils.models import model_folder
+    from papa_utils.core.models import model_folder
 
     return AutoTokenizer.from_pretrained(model_folder("mpnet-base"))
 
@@ -105,7 +105,7 @@ def test_real_data_layout(data_dir, bert_tok):
 
 
 def test_truncated_share_counts_the_examples_the_layout_cuts(minilm_l6):
-    from papa_utils.layout import truncated_share
+    from papa_utils.core.layout import truncated_share
 
     _, tokenizer = minilm_l6
     short, long = "a short one", " ".join(["word"] * 40)

@@ -2,7 +2,7 @@
 numbers, so they change when the numbers do."""
 import torch
 
-from papa_utils.lesson import intervention_notes, layer_notes, length_note
+from papa_utils.teaching.lesson import intervention_notes, layer_notes, length_note
 
 
 def test_the_layer_note_counts_where_the_least_dependent_heads_sit_and_compares_within_layers():

@@ -66,7 +66,7 @@ def test_every_name_a_notebook_uses_is_defined_in_it(path):
 
 def test_the_name_checks_catch_a_renamed_helper():
     """The two checks above on a notebook whose helper was renamed in the package: both fail."""
-    code = "from papa_utils.head_stats import js_divergence_renamed\nscore = js_divergence(1, 2)\n"
+    code = "from papa_utils.teaching.head_stats import js_divergence_renamed\nscore = js_divergence(1, 2)\n"
     [(module, name)] = package_imports(ast.parse(code))
     assert not hasattr(importlib.import_module(module), name)
     assert undefined_names(code) == {"js_divergence"}
@@ -107,7 +107,8 @@ def test_a_run_executes_every_notebook_in_order_with_the_runs_parameters(tmp_pat
     """`make figures` (``run_notebooks`` without a subset) executes all seven committed notebooks, in order, into
     the run folder, each with the run's parameters; run.json lists them. (papermill is stubbed: the order and
     the parameters are what is checked here; the notebooks themselves run in the smoke run and under nbval.)"""
-    from papa_utils import pipeline, profiles
+    from papa_utils.runner import pipeline
+    from papa_utils.settings import profiles
 
     calls = []
     monkeypatch.setattr("papermill.execute_notebook", lambda source, out, parameters, **k: calls.append(

@@ -3,12 +3,13 @@ import pytest
 import torch
 
 from papa_utils import AveragesMismatchError, get_task, replace_heads
-from papa_utils.averages import compute_average_attention
-from papa_utils.head_stats import head_scores, head_statistics
-from papa_utils.layout import Encoded
-from papa_utils.packing import PackingUnsupportedError, backbone_batches, pack, run_backbone
-from papa_utils.probe import (ProbeConfig, batch_rows, extract_features, load_features, make_probe, predict,
-                              save_features, train_probe)
+from papa_utils.core.averages import compute_average_attention
+from papa_utils.teaching.head_stats import head_statistics
+from papa_utils.core.head_scores import head_scores
+from papa_utils.core.layout import Encoded
+from papa_utils.core.packing import PackingUnsupportedError, backbone_batches, pack, run_backbone
+from papa_utils.core.probe import ProbeConfig, make_probe, predict, train_probe
+from papa_utils.core.features import batch_rows, extract_features, load_features, save_features
 from tiny_models import FAMILIES, HEADS, LAYERS, VOCAB, tiny_model
 
 L = 16
@@ -123,7 +124,7 @@ def test_averages_from_packed_passes_equal_those_from_padded_passes(family):
 
 @pytest.mark.parametrize("family", ["bert", "xlm-roberta", "deberta", "mpnet"])
 def test_head_scores_and_statistics_do_not_depend_on_the_passes(family):
-    from papa_utils.averages import AttentionAverages
+    from papa_utils.core.averages import AttentionAverages
 
     model, data = model_and_data(family)
     averages = AttentionAverages(constants(), torch.ones(L, L), {"model": model.config.papa_model_name})
@@ -233,7 +234,7 @@ def test_a_family_without_a_packed_proof_is_refused_with_the_padded_switch():
                                           intermediate_size=64, conv_kernel_size=3)).eval()
     with pytest.raises(PackingUnsupportedError, match="convolution layer .* PASSES=padded for make figures"):
         run_backbone(conv, batch)
-    run_backbone(conv, pack(layout_data(), [0, 1], packed=False))  # the padded pass still runs
+    run_backbone(conv, pack(layout_data(), [0, 1], "padded"))  # the padded pass still runs
 
 
 def test_a_packed_batch_must_come_from_the_constants_layout():

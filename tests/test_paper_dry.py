@@ -10,11 +10,13 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 
-from papa_utils import backbones, cost, pipeline, profiles
-from papa_utils.executor import cell_done, cell_records, run_cells
-from papa_utils.choices import TINY_RANDOM
-from papa_utils.tables import step_provenance
-from papa_utils.tasks import load_task
+from papa_utils.core import backbones
+from papa_utils.runner import cost, pipeline
+from papa_utils.settings import profiles
+from papa_utils.runner.executor import cell_done, cell_records, run_cells
+from papa_utils.settings.choices import TINY_RANDOM
+from papa_utils.reports.tables import step_provenance
+from papa_utils.settings.tasks import load_task
 
 STEP_FOLDERS = ("averages", "probe", "ranking")
 TASKS = ("cola", "mrpc", "rte")
@@ -159,7 +161,7 @@ def test_the_paper_protocol_on_whole_splits(dry_run):
 @pytest.mark.slow
 def test_results_from_the_jobs_come_back_into_results_by_publishing(dry_run, tmp_path):
     """`make publish RUN_DIR=<run>` after a run whose cells ran as jobs: results/<profile>/ and the README block."""
-    from papa_utils.publish import publish_run
+    from papa_utils.reports.publish import publish_run
 
     (tmp_path / "README.md").write_text("<!-- results:paper-dry:start -->\n<!-- results:paper-dry:end -->\n")
     published = publish_run(dry_run, root=tmp_path)
@@ -182,8 +184,8 @@ def test_claim_3s_test_runs_on_the_paper_grids_shape(dry_run):
     combinations if each task were permuted on its own). Random models carry no signal and predict one class (their
     baselines tie), so the test runs here on the dry run's Table 1 cells and protocols with baselines and drops put
     in by hand, rising with the model's place in the profile: p = 1/720."""
-    from papa_utils.analysis import protocol_per_task, read_statistics, table1
-    from papa_utils.verdicts import model_level_test
+    from papa_utils.reports.statistics import protocol_per_task, read_statistics, table1
+    from papa_utils.reports.verdicts import model_level_test
 
     results = pd.read_csv(dry_run / "results" / "probe_results.csv")
     t1 = table1(results, read_statistics(dry_run / "results"), n_boot=200)

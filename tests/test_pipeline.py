@@ -11,17 +11,17 @@ import pandas as pd
 import pytest
 import torch
 
-from papa_utils.backbones import cached_model
-from papa_utils.choices import replaced_counts
-from papa_utils.metrics import metric_range
-from papa_utils.pipeline import NOTEBOOKS, main
-from papa_utils.probe import ProbeConfig, train_probe
-from papa_utils.profiles import get_profile
-from papa_utils.runs import ROOT, RunScopeError, claim_run_folder, code_digest, open_run, run_name, runs_root
-from papa_utils.steps import average_attention, averages_key, encoded, head_ranking, replaced_heads, task_data
-from papa_utils.sweeps import probe_sweep
-from papa_utils.tables import step_provenance, write_results
-from papa_utils.tasks import get_task
+from papa_utils.core.backbones import cached_model
+from papa_utils.settings.choices import replaced_counts
+from papa_utils.core.metrics import metric_range
+from papa_utils.runner.pipeline import NOTEBOOKS, main
+from papa_utils.core.probe import ProbeConfig, train_probe
+from papa_utils.settings.profiles import get_profile
+from papa_utils.records.runs import ROOT, RunScopeError, claim_run_folder, code_digest, open_run, run_name, runs_root
+from papa_utils.runner.steps import average_attention, averages_key, encoded, head_ranking, replaced_heads, task_data
+from papa_utils.runner.sweeps import probe_sweep
+from papa_utils.reports.tables import step_provenance, write_results
+from papa_utils.settings.tasks import get_task
 
 
 def probe_record(run_dir, task, k, seed, model="minilm-l3"):
@@ -131,7 +131,7 @@ def test_averages_of_other_code_or_damaged_are_computed_again_and_say_so(data_di
     code, are computed again (to the same values), and the new file's metadata says why."""
     from dataclasses import replace
 
-    from papa_utils import runs
+    from papa_utils.records import runs
 
     profile = replace(get_profile("smoke", tasks="sst2"), average_examples=16, train_examples=8)
     first = average_attention(tmp_path, profile, "minilm-l3", "sst2")
@@ -254,7 +254,7 @@ def test_executed_notebooks_carry_no_progress_bar_and_no_repeated_note(smoke):
 
 
 def test_a_data_note_is_logged_once_per_process(data_dir, caplog):
-    from papa_utils import tasks
+    from papa_utils.settings import tasks
 
     tasks._NOTED.clear()
     with caplog.at_level("WARNING"):
@@ -321,8 +321,8 @@ def test_the_runner_checks_data_and_models_before_its_first_notebook(data_dir, t
 
 def test_a_table_whose_inputs_are_missing_names_the_notebook_that_makes_them(data_dir, tmp_path):
     """Tables only read: in an empty run folder they compute nothing and say which notebook to run."""
-    from papa_utils.runs import MissingStepError
-    from papa_utils.tables import ranking_agreement_table
+    from papa_utils.records.runs import MissingStepError
+    from papa_utils.reports.tables import ranking_agreement_table
 
     profile = get_profile("smoke", tasks="sst2")
     with pytest.raises(MissingStepError, match=re.escape(
@@ -367,7 +367,7 @@ def test_a_published_run_carries_its_executed_notebooks_and_links_every_figure(s
     of the machine that ran them, and an index page that links every published notebook, table and figure."""
     import nbformat
 
-    from papa_utils.publish import publish_run
+    from papa_utils.reports.publish import publish_run
 
     _, run_dir, _ = smoke
     root = tmp_path / "repo"
@@ -398,7 +398,7 @@ def test_a_published_run_carries_its_executed_notebooks_and_links_every_figure(s
 
 
 def test_a_readme_block_without_its_end_marker_is_not_regenerated(tmp_path):
-    from papa_utils.publish import write_readme_block
+    from papa_utils.reports.publish import write_readme_block
 
     text = "intro\n<!-- summary:cpu:start -->\nold\n<!-- results:cpu:start -->\nold\n"
     (tmp_path / "README.md").write_text(text)
@@ -406,8 +406,8 @@ def test_a_readme_block_without_its_end_marker_is_not_regenerated(tmp_path):
 
 
 def test_publishing_is_an_explicit_step_that_never_narrows_published_results(smoke, tmp_path):
-    from papa_utils.publish import PublishError, publish_run
-    from papa_utils.verdicts import claim_statements, findings
+    from papa_utils.reports.publish import PublishError, publish_run
+    from papa_utils.reports.rendering import claim_statements, findings
 
     _, run_dir, _ = smoke
     root = tmp_path / "repo"
@@ -529,9 +529,9 @@ def test_learning_curve_at_the_main_runs_size_reproduces_the_main_run(smoke, smo
 def test_every_result_keeps_the_per_example_counts_of_its_metric(smoke):
     """What the paired bootstrap resamples: each record's dev statistics sum to exactly its headline metric, and
     results/dev_statistics.npz holds them for every row of probe_results.csv."""
-    from papa_utils.analysis import statistics_key
-    from papa_utils.metrics import metric_from_statistics
-    from papa_utils.analysis import read_statistics
+    from papa_utils.reports.statistics import statistics_key
+    from papa_utils.core.metrics import metric_from_statistics
+    from papa_utils.reports.statistics import read_statistics
 
     profile, run_dir, results = smoke
     records = [json.loads(p.read_text()) for p in (run_dir / "probe").glob("*.json")]
@@ -611,7 +611,7 @@ def test_convergence_reads_the_last_epochs_of_every_probe():
     """Per model x task x predictor x k: the mean over seeds of the last epochs, the last epoch's gain and the tail's
     slope in epochs at the peak rate; a curve ended flat only when that slope is under half a point, so a curve
     that still climbs or falls fails, and under a linear decay a small last gain is not enough."""
-    from papa_utils.tables import convergence_table
+    from papa_utils.reports.tables import convergence_table
 
     def record(seed, k, values, predictor="probe"):
         return {"model": "m", "task": "sst2", "predictor": predictor, "replaced_heads": k, "total_heads": 4,
@@ -644,7 +644,7 @@ def test_convergence_reads_the_last_epochs_of_every_probe():
 def test_baseline_features_are_kept_on_disk_only_while_the_cache_has_room(tmp_path, monkeypatch):
     """The averages pass saves the baseline's training features for notebook 2 only while the cache stays within
     FEATURE_CACHE_GB; beyond it the k = 0 probes compute them again, with the same numbers."""
-    from papa_utils import steps, sweeps
+    from papa_utils.runner import steps, sweeps
 
     profile = get_profile("smoke", tasks="sst2")
     kept = tmp_path / "kept"
@@ -665,7 +665,7 @@ def test_notebooks_executed_again_replace_only_theirs_in_a_published_run(smoke, 
     """A run of the same computation that executed some notebooks again: those notebooks and the files they made
     replace the published ones, the others stay, and run.json and the README block say which were executed again,
     when. A run of other settings is refused."""
-    from papa_utils.publish import PublishError, publish_run, republish_notebooks
+    from papa_utils.reports.publish import PublishError, publish_run, republish_notebooks
 
     _, run_dir, _ = smoke
     root = tmp_path / "repo"

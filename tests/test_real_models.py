@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from papa_utils import ModelNotAvailableError, compute_average_attention, encode, load_model, load_task, replace_heads
-from papa_utils.models import cache_dir, minilm_l3_onnx_file
+from papa_utils.core.models import cache_dir, minilm_l3_onnx_file
 
 
 def test_minilm_l3_conversion_matches_onnxruntime(minilm_l3, data_dir):

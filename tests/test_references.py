@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from papa_utils import Encoded, TaskSplit, get_task
-from papa_utils.analysis import bootstrap_average, relative_drop, share_lost, table1
-from papa_utils.layout import IGNORE
-from papa_utils.probe import ProbeConfig, extract_features, train_probe
-from papa_utils.references import majority_label, trivial_metrics, trivial_predictions, unigram_tagger
+from papa_utils.reports.statistics import bootstrap_average, relative_drop, share_lost, table1
+from papa_utils.core.layout import IGNORE
+from papa_utils.core.probe import ProbeConfig, train_probe
+from papa_utils.core.features import extract_features
+from papa_utils.core.references import majority_label, trivial_metrics, trivial_predictions, unigram_tagger
 from tiny_models import LAYERS, tiny_model
 
 
@@ -130,7 +131,7 @@ def test_bootstrap_average_of_known_points():
 def toy_results_and_statistics(flipped: int, n: int = 1000, seeds=(1, 2, 3)):
     """One accuracy point: the baseline right on 700 of n dev examples, PAPA the same predictions except `flipped`
     examples it gets wrong; a trivial predictor right on 500. Same predictions for every seed."""
-    from papa_utils.analysis import statistics_key
+    from papa_utils.reports.statistics import statistics_key
 
     base = np.zeros(n, dtype=int)
     base[:700] = 1
@@ -149,7 +150,7 @@ def toy_results_and_statistics(flipped: int, n: int = 1000, seeds=(1, 2, 3)):
 
 
 def test_paired_bootstrap_over_dev_examples_has_the_known_answer():
-    from papa_utils.analysis import interval, point_draws
+    from papa_utils.reports.statistics import interval, point_draws
 
     results, stats = toy_results_and_statistics(flipped=0)
     [point] = point_draws(results, stats, "all", n=1000).values()
@@ -180,8 +181,8 @@ def test_paired_bootstrap_over_dev_examples_has_the_known_answer():
                                               ("ner", "entity_f1"), ("pos", "token_accuracy")])
 def test_per_example_statistics_give_the_metric_of_any_resample(task_name, metric):
     """Summing the rows of a resample gives exactly what compute_metrics says on that resample."""
-    from papa_utils.metrics import compute_metrics, example_statistics, metric_from_statistics
-    from papa_utils.tasks import NER_LABELS, get_task
+    from papa_utils.core.metrics import compute_metrics, example_statistics, metric_from_statistics
+    from papa_utils.settings.tasks import NER_LABELS, get_task
 
     task = get_task(task_name)
     rng = np.random.default_rng(0)
@@ -211,7 +212,7 @@ def test_per_example_statistics_give_the_metric_of_any_resample(task_name, metri
 def test_point_draws_resample_the_seeds_together():
     """Without dev statistics the replicates are means of seeds drawn with replacement, the same seed indices for
     the baseline and PAPA (a seed whose baseline is high has a high PAPA too: the drop stays 10 points)."""
-    from papa_utils.analysis import point_draws
+    from papa_utils.reports.statistics import point_draws
 
     rows = []
     for seed, base in ((1, 60.0), (2, 70.0), (3, 80.0)):
@@ -228,7 +229,7 @@ def test_point_draws_resample_the_seeds_together():
 def test_models_on_the_same_dev_set_share_its_resampling():
     """Two models scored on the same dev examples get the same dev weights (their shared dev noise stays in the
     averages), and a point's replicates do not depend on which other points are there."""
-    from papa_utils.analysis import point_draws
+    from papa_utils.reports.statistics import point_draws
 
     results, stats = toy_results_and_statistics(flipped=30)
     other = results.assign(model="m2")
@@ -241,7 +242,7 @@ def test_models_on_the_same_dev_set_share_its_resampling():
 
 
 def test_an_interval_with_too_many_undefined_replicates_is_undefined():
-    from papa_utils.analysis import interval
+    from papa_utils.reports.statistics import interval
 
     few = np.r_[np.arange(100.0), [np.nan] * 2]
     assert interval(few) == pytest.approx((np.quantile(np.arange(100.0), 0.025), np.quantile(np.arange(100.0), 0.975)))

@@ -4,7 +4,7 @@ import torch
 
 from papa_utils import (AttentionAverages, AveragesMismatchError, UnsupportedModelError, compute_average_attention,
                         replace_heads)
-from papa_utils.replace import attention_modules
+from papa_utils.core.hooks import attention_modules
 from tiny_models import FAMILIES, HEADS, LAYERS, tiny_batch, tiny_model
 
 L = 16
@@ -234,7 +234,7 @@ def test_averages_of_another_model_or_length_are_refused(tmp_path):
 
 @pytest.mark.parametrize("family", [f for f in FAMILIES if f != "deberta"])  # transformers' DeBERTa v1 itself
 def test_bf16_autocast_stays_close_to_fp32(family):  # fails under CPU bf16 autocast (masked_fill overflow)
-    from papa_utils.device import backbone_precision
+    from papa_utils.core.device import backbone_precision
 
     model = tiny_model(family)
     batch = batch_for(model)

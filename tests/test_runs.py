@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from papa_utils import AttentionAverages
-from papa_utils.runs import ROOT, atomic_path, git_state
+from papa_utils.records.runs import ROOT, atomic_path, git_state
 
 
 def test_an_interrupted_write_leaves_nothing_behind(tmp_path, monkeypatch):
@@ -75,7 +75,7 @@ def test_json_artefacts_are_strict_json(tmp_path):
 
     import numpy as np
 
-    from papa_utils.runs import write_json
+    from papa_utils.records.runs import write_json
 
     path = write_json(tmp_path / "a.json", {"nan": float("nan"), "inf": -math.inf, "np": np.float32(0.5),
                                             "nested": [np.nan, (1, np.int64(2))], "array": np.array([1.0, np.nan])})
@@ -90,8 +90,8 @@ def test_json_artefacts_are_strict_json(tmp_path):
 def test_a_published_notebook_has_relative_paths_in_its_text_only(tmp_path):
     """The run folder and the checkout that ran it become relative in text (papermill's metadata, sources,
     streams, text outputs); a path that only contains them, a relative path through them and image data stay."""
-    from papa_utils.publish import published_notebook
-    from papa_utils.runs import ROOT, repo_relative
+    from papa_utils.reports.publish import published_notebook
+    from papa_utils.records.runs import ROOT, repo_relative
 
     checkout = tmp_path / "elsewhere" / "clone"
     run_dir = tmp_path / "runs" / "cpu"
@@ -119,7 +119,7 @@ def test_a_step_is_reused_only_when_the_same_code_computed_it_from_the_same_inpu
     """A stored step is the step asked for only with the same fingerprint and the same numerical code: a step
     computed by other code, or whose file is damaged, is computed again, the run warns once per reason, and the new
     record says why it replaced the old one; a step made from other inputs is simply another step."""
-    from papa_utils import runs
+    from papa_utils.records import runs
 
     monkeypatch.setattr(runs, "_WARNED", set())
     calls = []
@@ -149,17 +149,34 @@ def test_a_step_is_reused_only_when_the_same_code_computed_it_from_the_same_inpu
     assert len(calls) == 5
 
 
-def test_a_table_that_finds_a_step_of_other_code_says_so(tmp_path, monkeypatch):
-    from papa_utils import runs
+def test_a_ranking_table_refuses_an_index_of_other_settings_or_code(tmp_path, monkeypatch):
+    """The ranking tables read what notebook 6 wrote (``rankings_index``) and nothing else: an index that is
+    missing, made under other settings of the profile, or by other numerical code is refused with the notebook that
+    makes it; nothing is computed or written."""
+    from dataclasses import asdict, replace
 
-    path = tmp_path / "ranking" / "scores.json"
-    runs.store(path, "key", {"value": 1})
-    monkeypatch.setattr(runs, "code_digest", lambda: "another")
-    with runs.reading_only("06_gate_free_ranking"), pytest.raises(runs.MissingStepError, match=re.escape(
-            f"scores.json in {path.parent} was computed by other numerical code: notebook 06_gate_free_ranking "
-            f"makes it")):
-        runs.cached_step(path, "key", lambda: {"value": 2})
-    assert runs.read_json(path)["value"] == 1
+    from papa_utils.records import runs
+    from papa_utils.reports import tables
+    from papa_utils.settings.profiles import get_profile, recorded_settings
+
+    profile = get_profile("smoke", tasks="sst2")
+    path = runs.rankings_index_path(tmp_path, "minilm-l3", "sst2")
+    redo = "notebook 06_gate_free_ranking makes it; run it first"
+    with pytest.raises(runs.MissingStepError, match=re.escape(
+            f"no ranking comparison for minilm-l3 x sst2 in {path.parent}: {redo}")):
+        tables.rankings_index(tmp_path, profile, "minilm-l3", "sst2")
+    index = {"settings": recorded_settings(asdict(profile)), "code": runs.code_digest(), "rankings": {}}
+    runs.write_json(path, index)
+    assert tables.rankings_index(tmp_path, profile, "minilm-l3", "sst2") == index
+    with pytest.raises(runs.MissingStepError, match=re.escape(
+            f"minilm-l3__sst2.json in {path.parent} was made with other settings of the profile: {redo}")):
+        tables.rankings_index(tmp_path, replace(profile, rank_examples=16), "minilm-l3", "sst2")
+    monkeypatch.setattr(tables, "code_digest", lambda: "another")
+    with pytest.raises(runs.MissingStepError, match=re.escape(
+            f"minilm-l3__sst2.json in {path.parent} was computed by other numerical code: {redo}")):
+        tables.rankings_index(tmp_path, profile, "minilm-l3", "sst2")
+    assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()] == [
+        "rankings/minilm-l3__sst2.json"]
 
 
 def test_the_code_digest_follows_the_numerical_modules_only(tmp_path, monkeypatch):
@@ -167,25 +184,26 @@ def test_the_code_digest_follows_the_numerical_modules_only(tmp_path, monkeypatc
     record; editing its comments or docstrings, or a module that only reads, draws or publishes them, does not."""
     import shutil
 
-    from papa_utils import runs
+    from papa_utils.records import runs
 
     package = tmp_path / "papa_utils"
     shutil.copytree(ROOT / "papa_utils", package, ignore=shutil.ignore_patterns("__pycache__"))
     digest = lambda: runs.code_digest.__wrapped__(package)  # noqa: E731  (uncached)
     before = digest()
     assert before == runs.code_digest()  # the same sources as the checkout's
-    for name in ("figures", "verdicts", "publish", "tables", "pipeline"):
-        (package / f"{name}.py").write_text((package / f"{name}.py").read_text() + "\n# a comment\n")
+    source = lambda name: package.joinpath(*name.split(".")).with_suffix(".py")  # noqa: E731
+    for name in ("reports.figures", "reports.verdicts", "reports.publish", "reports.tables", "runner.pipeline"):
+        source(name).write_text(source(name).read_text() + "\nEPSILON = 1e-12\n")
         assert digest() == before, name
     for name in runs.NUMERICAL_CODE:
-        original = (package / f"{name}.py").read_text()
-        (package / f"{name}.py").write_text(original + "\n# a comment\n")  # a comment computes nothing
+        original = source(name).read_text()
+        source(name).write_text(original + "\n# a comment\n")  # a comment computes nothing
         assert digest() == before, name
-        (package / f"{name}.py").write_text(original.replace('"""', '"""A docstring changed. ', 1))
+        source(name).write_text(original.replace('"""', '"""A docstring changed. ', 1))
         assert digest() == before, name
-        (package / f"{name}.py").write_text(original + "\nEPSILON = 1e-12\n")  # code
+        source(name).write_text(original + "\nEPSILON = 1e-12\n")  # code
         assert digest() != before, name
-        (package / f"{name}.py").write_text(original)
+        source(name).write_text(original)
     monkeypatch.setattr("importlib.metadata.version", lambda dist: "0.0")
     assert digest() != before
 
@@ -193,7 +211,7 @@ def test_the_code_digest_follows_the_numerical_modules_only(tmp_path, monkeypatc
 def test_a_run_json_from_before_invocations_were_listed_reads_as_one_invocation(tmp_path):
     """run.json written before it listed invocations: its one finished invocation rebuilt from the top-level record;
     a new invocation then joins it, and one recorded again under its name replaces its earlier record."""
-    from papa_utils.runs import invocations_of, record_invocation, run_totals, write_json
+    from papa_utils.records.runs import invocations_of, record_invocation, run_totals, write_json
 
     old = {"scope": {}, "git_commit": "a" * 40, "dirty": False, "time": "2026-12-05T22:24:30+0000",
            "wall_seconds": 600.0, "peak_memory_gb": 1.5, "notebooks": ["04_model_strength"],

@@ -29,7 +29,7 @@ def test_local_splits_load_verified(data_dir, name, split, rows):
 
 
 def test_mnli_train_is_the_documented_subset_and_says_so(data_dir, caplog):
-    from papa_utils import tasks
+    from papa_utils.settings import tasks
 
     tasks._NOTED.clear()  # logged once per process: this test reads the first time
     data = load_task("mnli", "train")
@@ -90,7 +90,7 @@ def test_a_split_is_read_once_per_version_of_its_file_and_of_the_manifest(copied
     is it when the manifest stops listing it (read unverified: a damaged Parquet file)."""
     import os
 
-    import papa_utils.tasks as tasks
+    import papa_utils.settings.tasks as tasks
 
     path = copied_data / "glue/cola/validation.parquet"
     hashed, sha256_file = [], tasks.sha256_file
@@ -117,9 +117,9 @@ def test_a_split_is_read_once_per_version_of_its_file_and_of_the_manifest(copied
 @pytest.fixture
 def unlisted(monkeypatch):
     """Files the checksum manifest does not list (e.g. a user's own Hub download) are read unverified."""
-    import papa_utils.tasks
+    import papa_utils.settings.tasks
 
-    monkeypatch.setattr(papa_utils.tasks, "_expected_checksums", lambda: {})
+    monkeypatch.setattr(papa_utils.settings.tasks, "_expected_checksums", lambda: {})
 
 
 def test_unlisted_corrupted_parquet_is_refused(copied_data, unlisted):
@@ -162,7 +162,7 @@ def test_matthews_correlation_and_f1_are_the_standard_ones():
     positive class; both in points."""
     import numpy as np
 
-    from papa_utils.metrics import compute_metrics
+    from papa_utils.core.metrics import compute_metrics
 
     truth = np.array([0, 1, 2, 0, 1, 2, 2, 1, 0, 2])
     guess = np.array([0, 2, 2, 0, 1, 1, 2, 1, 1, 2])

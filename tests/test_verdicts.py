@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from papa_utils.analysis import table1
-from papa_utils.verdicts import (FLAT_TAIL, check_claims, claim_statements, epoch_rates, findings, model_level_test,
-                                 strength_verdict, tail_slope)
-from test_analysis import results
+from papa_utils.reports.statistics import table1
+from papa_utils.reports.verdicts import FLAT_TAIL, check_claims, epoch_rates, model_level_test, strength_verdict, tail_slope
+from papa_utils.reports.rendering import claim_statements, findings
+from test_statistics import results
 
 
 def strength_grid(models: int, tasks: int, order=None):
@@ -162,7 +162,7 @@ def two_models_claims(path) -> dict:
     quarter of that at half of the heads."""
     import json
 
-    from papa_utils.runs import write_json
+    from papa_utils.records.runs import write_json
 
     values, refs = {}, {}
     for model, drop in (("a", 0.02), ("b", 0.30)):
@@ -193,7 +193,8 @@ def test_the_findings_are_generated_from_claims_json(tmp_path):
 def test_a_stronger_probe_of_the_same_model_is_read_only_where_the_cell_carries_signal():
     """Claim 3 within a model, from a learning curve: the drop rising with the baseline gives +1, falling -1; a cell
     left out of the claims, or whose baseline does not beat a reference at some size, is not read."""
-    from papa_utils.verdicts import probe_strength, probe_strength_sentence
+    from papa_utils.reports.verdicts import probe_strength
+    from papa_utils.reports.rendering import probe_strength_sentence
 
     rows = []
     for model, task, drops in (("a", "x", (0.1, 0.2, 0.3)), ("b", "x", (0.3, 0.2, 0.1)), ("c", "x", (0.1, 0.2, 0.3)),
@@ -208,7 +209,7 @@ def test_a_stronger_probe_of_the_same_model_is_read_only_where_the_cell_carries_
 
 
 def test_claim_2_by_ranking_calls_a_model_without_a_losing_cell_uninformative():
-    from papa_utils.verdicts import half_heads_by_ranking
+    from papa_utils.reports.verdicts import half_heads_by_ranking
 
     r = results({("a", "x", 0): [80, 81, 79], ("a", "x", 2): [80, 81, 79], ("a", "x", 4): [80, 80.5, 79.5]},
                 {("a", "x"): (40, [45, 46, 44])})
@@ -260,7 +261,7 @@ def test_a_model_with_losing_cells_but_no_half_point_is_not_called_uninformative
 def test_the_findings_read_well_for_one_model_one_cell_left_out_and_no_task_to_compare(tmp_path):
     import json
 
-    from papa_utils.runs import write_json
+    from papa_utils.records.runs import write_json
 
     r = results({("a", "x", 0): [80, 81, 79], ("a", "x", 4): [72, 73, 71], ("a", "y", 0): [0, 0, 0],
                  ("a", "y", 4): [0, 0, 0]}, {("a", "x"): (40, [45, 46, 44]), ("a", "y"): (0, [0, 0, 0])})

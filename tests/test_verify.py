@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from papa_utils.verify import compare_rows, report, same_machine_kind
+from papa_utils.runner.verify import compare_rows, report, same_machine_kind
 
 
 SLICE = (["a"], ["x"])
@@ -54,8 +54,8 @@ def test_a_run_published_with_other_settings_is_not_verified(monkeypatch):
     settings differ (a setting the run did not record counts at its default) instead of comparing rows."""
     from dataclasses import asdict, replace
 
-    from papa_utils import profiles
-    from papa_utils.verify import changed_settings
+    from papa_utils.settings import profiles
+    from papa_utils.runner.verify import changed_settings
 
     now = replace(profiles.PROFILES["cpu"], probe_batch_size=64, probe_lr=6e-4)  # a profile changed since
     monkeypatch.setitem(profiles.PROFILES, "cpu", now)
@@ -69,8 +69,8 @@ def test_a_run_published_with_other_settings_is_not_verified(monkeypatch):
 def test_verify_stops_before_computing_a_run_made_with_other_settings(tmp_path, monkeypatch):
     from dataclasses import asdict
 
-    from papa_utils import verify
-    from papa_utils.profiles import PROFILES
+    from papa_utils.runner import verify
+    from papa_utils.settings.profiles import PROFILES
 
     published = tmp_path / "results" / "cpu"
     published.mkdir(parents=True)
@@ -79,7 +79,7 @@ def test_verify_stops_before_computing_a_run_made_with_other_settings(tmp_path, 
     other = profile["probe_batch_size"] * 4
     (published / "run.json").write_text(json.dumps({"profile": {**profile, "probe_batch_size": other}}))
     monkeypatch.setattr(verify, "ROOT", tmp_path)
-    monkeypatch.setattr("papa_utils.pipeline.main", lambda argv: pytest.fail("verify computed"))
+    monkeypatch.setattr("papa_utils.runner.pipeline.main", lambda argv: pytest.fail("verify computed"))
     with pytest.raises(SystemExit, match=re.escape(
             f"results/cpu/ was made with other settings than the cpu profile has now (probe_batch_size: {other} then, "
             f"{profile['probe_batch_size']} now): computing it again here would not be the same computation.")):

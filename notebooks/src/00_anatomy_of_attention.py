@@ -19,7 +19,7 @@
 # The starting point for teaching with this repository. On a small pretrained encoder that runs offline on a
 # laptop, we look at attention the way the attention-analysis literature does (single inputs, per-head
 # statistics), then ask PAPA's question: **how input-dependent is each head, and what happens when it is
-# replaced by its average?** Every computation lives in `papa_utils.head_stats` (tested); this notebook
+# replaced by its average?** Every computation lives in `papa_utils.teaching.head_stats` (tested); this notebook
 # narrates and plots. Figures go to `figures/` in the run folder, like the other notebooks'.
 #
 # **A 90-minute class.** Objectives: read an attention pattern and check that it is one; measure what heads attend
@@ -67,24 +67,23 @@ import torch
 from IPython.display import display
 
 from papa_utils import describe, get_task
-from papa_utils.backbones import cached_model, example_attention
-from papa_utils.device import inputs_on, model_device
-from papa_utils.exercises import (check_entropy, check_intervention, check_prediction, check_score,
+from papa_utils.core.backbones import cached_model, example_attention
+from papa_utils.core.device import inputs_on, model_device
+from papa_utils.teaching.exercises import (check_entropy, check_intervention, check_prediction, check_score,
                                   check_substitute)
-from papa_utils.figures import (plot_average_vs_input, plot_head_clusters, plot_head_map, plot_one_input,
-                                save_figure, show_figure)
-from papa_utils.head_stats import (attention_row_checks, head_distances, head_scores, head_statistics, head_types,
-                                   heads_of_layer, hidden_state_change, map_2d, papa_substitute, pos_attention,
-                                   ranking_from_scores, recompute_attention)
-from papa_utils.interventions import PATTERNS, on_heads, papa_mix
-from papa_utils.layout import truncated_share
-from papa_utils.lesson import cluster_notes, intervention_notes, layer_notes, length_note
-from papa_utils.packing import backbone_batches, run_backbone
-from papa_utils.profiles import get_profile
-from papa_utils.replace import patch_attention, record_attention
-from papa_utils.runs import figures_dir, notebook_run
-from papa_utils.steps import average_attention, encoded, task_data
-from papa_utils.tasks import POS_LABELS
+from papa_utils.reports.figures import save_figure, show_figure
+from papa_utils.teaching.plots import plot_average_vs_input, plot_head_clusters, plot_head_map, plot_one_input
+from papa_utils.teaching.head_stats import attention_row_checks, head_distances, head_statistics, head_types, heads_of_layer, hidden_state_change, map_2d, pos_attention, recompute_attention
+from papa_utils.core.head_scores import head_scores, papa_substitute, ranking_from_scores
+from papa_utils.teaching.interventions import PATTERNS, on_heads, papa_mix
+from papa_utils.core.layout import truncated_share
+from papa_utils.teaching.lesson import cluster_notes, intervention_notes, layer_notes, length_note
+from papa_utils.core.packing import backbone_batches, run_backbone
+from papa_utils.settings.profiles import get_profile
+from papa_utils.core.replace import patch_attention, record_attention
+from papa_utils.records.runs import figures_dir, notebook_run
+from papa_utils.runner.steps import average_attention, encoded, task_data
+from papa_utils.settings.tasks import POS_LABELS
 
 profile, run_dir = notebook_run(profile, models, tasks, ranking, passes, run_dir)
 model_name = model or profile.models[0]
@@ -129,7 +128,7 @@ save_figure(fig, figures / f"one_input_{model_name.replace('/', '--')}_{task}")
 
 # %% [markdown]
 # ### The PAPA layout against the tokenizer's normal input
-# Everything in this notebook runs on the **PAPA layout** (`papa_utils.layout`), not on the tokenizer's normal
+# Everything in this notebook runs on the **PAPA layout** (`papa_utils.core.layout`), not on the tokenizer's normal
 # input. The normal input packs the tokens from slot 0 (`[CLS] A [SEP] B [SEP]`) and pads at the end, so a role
 # lands in a different slot on every input: the first segment's separator sits at slot 4 in one example and at
 # slot 17 in the next. PAPA replaces each head by **one constant L × L matrix**: entry (i, j) must mean the same
@@ -165,7 +164,7 @@ if len(normal_tokens) == len(real_slots) and not spec.token_task:  # the same to
 # Averaged over every real query row of the corpus: the entropy of a row (uniform attention over the n real
 # tokens has the maximum, log n), the attention mass on `[CLS]`, on separators and on punctuation, and on the
 # tokens at offsets −1, 0, +1 (in real-token order). Statistics over a corpus run on the real tokens only
-# (packed passes, `papa_utils.packing`): the padding of the layout changes none of them.
+# (packed passes, `papa_utils.core.packing`): the padding of the layout changes none of them.
 
 # %%
 stats = head_statistics(net, tokenizer, backbone_batches(corpus, 32, profile.passes), pairs=spec.is_pair)
@@ -267,7 +266,7 @@ print("What to notice:", layer_notes(scores["input_dependence"], ranking))
 # evenly; **Kovaleva et al. (2019)** sorted attention maps into *vertical* (everything on `[CLS]`, separators,
 # punctuation), *diagonal* (the previous, current or next token), *vertical + diagonal*, *block* (within one's own
 # segment) and *heterogeneous*. Below, every head gets both labels from the statistics of section 3
-# (`papa_utils.head_stats.head_types`: a type holds when at least half of an average row's mass goes where it
+# (`papa_utils.teaching.head_stats.head_types`: a type holds when at least half of an average row's mass goes where it
 # says; a block head keeps 80% of a pair's row in its own segment, about half being what uniform attention would
 # keep, so there are block heads only on a sentence-pair task such as MRPC), and the tables count each type in
 # each quarter of the input-dependence ranking. If PAPA's
@@ -303,7 +302,7 @@ for taxonomy in ("Clark et al.", "Kovaleva et al."):
 # Clark et al. also found heads that follow syntax. A first look with the part-of-speech tags of CoNLL-2003 (the
 # `pos` task's data): for every head, the share of its attention that lands on words of each tag, against the share
 # of the real tokens that carry that tag (what uniform attention would give). A ratio of 3 means three times more
-# attention on that part of speech than chance (`papa_utils.head_stats.pos_attention`; tags on at least 2% of the
+# attention on that part of speech than chance (`papa_utils.teaching.head_stats.pos_attention`; tags on at least 2% of the
 # tokens only, a word counted at its first sub-token). Compare the heads found here with their input dependence:
 # a head that looks for nouns must see where the nouns are, so it should not be replaceable by an average.
 
@@ -340,9 +339,9 @@ print("What to notice:", f"{', '.join(moved)} attend{'s' * (len(moved) == 1)} di
       if moved else "no later layer changed: nothing downstream reads layer 0's output here.")
 
 # %% [markdown]
-# Now every intervention of `papa_utils.interventions`, on a few scopes.
+# Now every intervention of `papa_utils.teaching.interventions`, on a few scopes.
 # One hook puts any attention pattern into the model: `patch_attention(model, fn)` calls `fn(layer, probs,
-# token_mask)` in every layer and attends with what it returns (`papa_utils.interventions`). Replace one head (the
+# token_mask)` in every layer and attends with what it returns (`papa_utils.teaching.interventions`). Replace one head (the
 # least and the most input-dependent), one layer, then every head, with its PAPA average and with the usual
 # ablations: nothing (zero), the batch's mean, uniform over the real tokens, the previous real token, the first
 # token (`[CLS]`), the token itself. The number is the mean relative change of the last layer's hidden states
@@ -364,7 +363,7 @@ pd.DataFrame(table).T.round(3)
 # ## 7. Exercises
 # Each exercise is a function to write: it ships unsolved (it raises `NotImplementedError`), and the cell after it
 # checks your answer against `papa_utils` and says "correct", "not yet right" (with how far off) or "not solved
-# yet". The checks never stop the notebook. Reference solutions are in `papa_utils/solutions.py`: look there after
+# yet". The checks never stop the notebook. Reference solutions are in `papa_utils/teaching/solutions.py`: look there after
 # trying.
 #
 # **Exercise 1: entropy of attention rows.** Given probabilities `p` of shape [..., L], return −Σⱼ pⱼ log pⱼ

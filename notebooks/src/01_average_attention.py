@@ -44,10 +44,10 @@ run_dir = ""  # empty: runs/<run name> ($PAPA_RUNS_DIR instead of runs/ when set
 import pandas as pd
 
 from papa_utils import describe
-from papa_utils.figures import plot_attention_heatmaps, save_figure, used_slots
-from papa_utils.backbones import cached_model, example_attention
-from papa_utils.runs import figures_dir, notebook_run
-from papa_utils.steps import average_attention
+from papa_utils.reports.figures import plot_attention_heatmaps, save_figure, used_slots
+from papa_utils.core.backbones import cached_model, example_attention
+from papa_utils.records.runs import figures_dir, notebook_run
+from papa_utils.runner.steps import average_attention
 
 profile, run_dir = notebook_run(profile, models, tasks, ranking, passes, run_dir)
 profile
@@ -81,7 +81,7 @@ for (model_name, task), avg in averages.items():
 #
 # Top row: average attention; bottom row: the first validation example. Heads from the first and the last
 # layer. Only the slots that hold a real token in at least 5% of the averaged inputs are drawn
-# (`papa_utils.figures.used_slots`): in the PAPA layout most of the others are the padding between the segments.
+# (`papa_utils.reports.figures.used_slots`): in the PAPA layout most of the others are the padding between the segments.
 
 # %%
 for model_name in profile.models:

@@ -45,13 +45,14 @@ run_dir = ""  # empty: runs/<run name> ($PAPA_RUNS_DIR instead of runs/ when set
 import pandas as pd
 
 from papa_utils import describe
-from papa_utils.analysis import read_statistics, table1
-from papa_utils.figures import plot_dev_curves, save_figure
-from papa_utils.backbones import cached_model
-from papa_utils.runs import figures_dir, notebook_run, results_dir
-from papa_utils.sweeps import probe_sweep
-from papa_utils.tables import save_table, truncation_table, write_results
-from papa_utils.verdicts import FLAT_TAIL
+from papa_utils.reports.statistics import read_statistics, table1
+from papa_utils.reports.figures import plot_dev_curves, save_figure
+from papa_utils.core.backbones import cached_model
+from papa_utils.records.runs import figures_dir, notebook_run, results_dir
+from papa_utils.runner.sweeps import probe_sweep
+from papa_utils.reports.tables import save_table, write_results
+from papa_utils.runner.steps import truncation_table
+from papa_utils.reports.verdicts import FLAT_TAIL
 
 profile, run_dir = notebook_run(profile, models, tasks, ranking, passes, run_dir)
 print("examples per task, the same for every model (None: the whole split):")

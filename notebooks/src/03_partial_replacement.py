@@ -44,13 +44,13 @@ import seaborn as sns
 import torch
 
 from papa_utils import describe
-from papa_utils.analysis import half_heads_change, read_statistics, seed_summary, table1
-from papa_utils.figures import plot_performance_vs_dynamic_heads, save_figure
-from papa_utils.backbones import cached_model
-from papa_utils.runs import figures_dir, notebook_run, results_dir
-from papa_utils.steps import head_ranking
-from papa_utils.sweeps import probe_sweep
-from papa_utils.tables import write_results
+from papa_utils.reports.statistics import half_heads_change, read_statistics, seed_summary, table1
+from papa_utils.reports.figures import plot_performance_vs_dynamic_heads, save_figure
+from papa_utils.core.backbones import cached_model
+from papa_utils.records.runs import figures_dir, notebook_run, results_dir
+from papa_utils.runner.steps import head_ranking
+from papa_utils.runner.sweeps import probe_sweep
+from papa_utils.reports.tables import write_results
 
 profile, run_dir = notebook_run(profile, models, tasks, ranking, passes, run_dir)
 

@@ -42,7 +42,7 @@
 # puts at least 99% of its dev predictions in one class is marked as predicting one class: a reference that does
 # so is a floor, not evidence that no signal exists.
 #
-# **Verdicts** (`papa_utils.verdicts`; each is printed with its rule):
+# **Verdicts** (`papa_utils.reports.verdicts`; each is printed with its rule):
 #
 # * Claim 1 (all heads constant; the paper: 8%) is read per model first, then pooled with each model's part of the
 #   summed drop. It **holds** when the whole 95% interval lies at or below 12% (1.5 times the paper's 8%: "about 8%
@@ -71,11 +71,13 @@ import json
 
 import pandas as pd
 
-from papa_utils.analysis import read_statistics, table1, table1_latex, table1_markdown
-from papa_utils.figures import plot_claims_1_and_2, plot_relative_drop_vs_baseline, save_figure
-from papa_utils.runs import atomic_path, figures_dir, notebook_run, results_dir, write_json
-from papa_utils.tables import write_results
-from papa_utils.verdicts import check_claims, claim_statements, findings
+from papa_utils.reports.statistics import read_statistics, table1
+from papa_utils.reports.rendering import table1_latex, table1_markdown
+from papa_utils.reports.figures import plot_claims_1_and_2, plot_relative_drop_vs_baseline, save_figure
+from papa_utils.records.runs import atomic_path, figures_dir, notebook_run, results_dir, write_json
+from papa_utils.reports.tables import write_results
+from papa_utils.reports.verdicts import check_claims
+from papa_utils.reports.rendering import claim_statements, findings
 
 profile, run_dir = notebook_run(profile, models, tasks, ranking, passes, run_dir)
 results = write_results(run_dir, profile)

@@ -40,11 +40,11 @@ run_dir = ""  # empty: runs/<run name> ($PAPA_RUNS_DIR instead of runs/ when set
 # %%
 from IPython.display import display
 
-from papa_utils.analysis import curve_summary
-from papa_utils.figures import plot_learning_curves, save_figure
-from papa_utils.runs import figures_dir, notebook_run, results_dir
-from papa_utils.sweeps import learning_curve
-from papa_utils.tables import curve_table, save_table
+from papa_utils.reports.statistics import curve_summary
+from papa_utils.reports.figures import plot_learning_curves, save_figure
+from papa_utils.records.runs import figures_dir, notebook_run, results_dir
+from papa_utils.runner.sweeps import learning_curve
+from papa_utils.reports.tables import curve_table, save_table
 
 profile, run_dir = notebook_run(profile, models, tasks, ranking, passes, run_dir)
 print(f"models {', '.join(profile.curve_models) or 'none'}; tasks {', '.join(profile.curve_tasks)}; training sizes "

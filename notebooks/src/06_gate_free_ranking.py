@@ -50,11 +50,12 @@ passes = ""  # backbone passes: packed (real tokens only) or padded (the whole l
 run_dir = ""  # empty: runs/<run name> ($PAPA_RUNS_DIR instead of runs/ when set)
 
 # %%
-from papa_utils.analysis import half_heads_markdown, ranking_markdown, ranking_points, ranking_verdict
-from papa_utils.figures import plot_ranking_comparison, save_figure
-from papa_utils.runs import figures_dir, notebook_run, results_dir
-from papa_utils.sweeps import compare_rankings
-from papa_utils.tables import (half_heads_table, ranking_agreement_table, ranking_comparison_table,
+from papa_utils.reports.statistics import ranking_points, ranking_verdict
+from papa_utils.reports.rendering import half_heads_markdown, ranking_markdown
+from papa_utils.reports.figures import plot_ranking_comparison, save_figure
+from papa_utils.records.runs import figures_dir, notebook_run, results_dir
+from papa_utils.runner.sweeps import compare_rankings
+from papa_utils.reports.tables import (half_heads_table, ranking_agreement_table, ranking_comparison_table,
                                ranking_stability_table, save_table)
 
 profile, run_dir = notebook_run(profile, models, tasks, ranking, passes, run_dir)

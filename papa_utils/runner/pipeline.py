@@ -1,0 +1,215 @@
+"""The runner: a profile's notebooks in order through papermill, each (model, task) cell's steps as jobs when an
+executor is asked for, and the command line (`python -m papa_utils.runner.pipeline --profile cpu`, which `make figures`
+calls).
+
+Every step writes its result atomically under the run folder and is skipped when a result built from the
+same inputs by the same numerical code is already there (``runs.cached_step``), so an interrupted run resumes
+where it stopped; run.json lists every invocation that worked in the folder.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from ..core.backbones import DECIDED_PRECISIONS, cached_model, precision_choice, precision_of, precision_record
+from ..settings.choices import RANKINGS
+from ..core.device import model_device
+from .executor import EXECUTORS, CellsFailed, ExecutorError, cell_records, check_executor, run_cells, slurm_options
+from ..core.models import ModelNotAvailableError, describe, model_source
+from ..settings.profiles import PROFILES, Profile, get_profile
+from ..records.runs import (RECOMPUTED, ROOT, RunScopeError, absolute_data_dir, environment, git_state, invocations_of, invoking,
+                   open_run, peak_memory_gb, progress_enabled, read_json, record_invocation, repo_relative, run_scope,
+                   run_totals, write_json)
+from .steps import average_attention, feature_cache_gb, head_ranking
+from .sweeps import compare_rankings, learning_curve, probe_sweep
+from ..reports.tables import step_census, timing
+from ..settings.tasks import DataError, load_task
+
+NOTEBOOKS = ["00_anatomy_of_attention", "01_average_attention", "02_probe_baselines", "03_partial_replacement",
+             "04_model_strength", "05_probe_strength", "06_gate_free_ranking"]
+
+
+def cell_steps(run_dir: Path, profile: Profile, model_name: str, task: str, precision: str | None = None) -> dict:
+    """Every step of one (model, task) cell, in the order the notebooks need them: averages (notebook 1) ->
+    baseline and full PAPA (2) -> the head ranking and the sweep (3) -> the ranking's stability and the compared
+    rankings (6) -> the learning curve where the cell has one (5). Each step is cached, so the notebooks find
+    them done; this is what a job of ``executor.run_cells`` runs, with `precision` as the submitting process
+    decided it (``precision_of`` there). Returns where it ran: {"device": the model's, "precision": its passes'}."""
+    if precision is not None:
+        DECIDED_PRECISIONS[model_name] = precision
+    model, _ = cached_model(model_name)
+    info = describe(model)
+    total = info["layers"] * info["heads"]
+    average_attention(run_dir, profile, model_name, task)
+    probe_sweep(run_dir, profile, model_name, task, [0, total])
+    ranking = head_ranking(run_dir, profile, model_name, task)
+    probe_sweep(run_dir, profile, model_name, task, profile.sweep_counts(model_name, total), ranking["ranking"])
+    compare_rankings(run_dir, profile, model_name, task)
+    if model_name in profile.curve_models and task in profile.curve_tasks:
+        learning_curve(run_dir, profile, model_name, task)
+    return {"device": str(model_device(model)), "precision": precision_of(profile, model_name)}
+
+
+def check_inputs(profile: Profile) -> None:
+    """What a run needs before its first notebook: every task's training and dev data (found and checked against
+    their checksums, ``tasks.load_task``) and every model (``models.model_source``; no weights loaded). Raises
+    ``DataError`` or ``ModelNotAvailableError`` saying what is missing and how to get it."""
+    for task in profile.tasks:
+        for split in ("train", "validation"):
+            load_task(task, split)
+    for model_name in profile.models:
+        model_source(model_name)
+
+
+def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None, executor: str = "inprocess",
+                  cells_seconds: float | None = None, started: float | None = None) -> Path:
+    """Execute the notebooks in order with papermill into the run folder (``open_run``): executed copies,
+    results and figures all go there. With an `executor` other than "inprocess", the cells' steps were run as
+    jobs first (``executor.run_cells``, which took `cells_seconds`; the invocation `started` before them) and the
+    notebooks find them done.
+
+    The run folder's run.json lists every invocation that worked in it (``invocation_record``): this one is
+    recorded when it starts, after each notebook and when it ends, interrupted or not. Its "wall_seconds" and
+    "peak_memory_gb" are the run's (``runs.run_totals``): summed over the invocations, the largest of them; a run
+    has a wall time only once an invocation finished. Returns the run folder."""
+    import papermill
+
+    absolute_data_dir()
+    run_dir = open_run(run_dir, profile).resolve()
+    params = {"profile": profile.name, "models": ",".join(profile.models), "tasks": ",".join(profile.tasks),
+              "ranking": profile.ranking, "passes": profile.passes, "run_dir": str(run_dir)}
+    data = os.environ.get("PAPA_DATA_DIR")
+    recorded = {"scope": run_scope(profile), "profile": asdict(profile), "run_dir": repo_relative(run_dir),
+                "data_dir": repo_relative(data) if data else "Hugging Face Hub", "executor": executor}
+    if profile.precision == "auto":  # resolved once, before any step: what each model's passes and probes run in,
+        # and the timings behind the choice (every notebook reads the same cached measurement)
+        recorded["precision_choice"] = {m: precision_choice(profile, m) for m in profile.models}
+    recorded["precision"] = precision_record(profile)  # and where a model falls back to fp32 (DeBERTa v1 in bf16)
+    started, seconds, cache_gb = started or time.time(), {}, []
+    progress, before = progress_enabled(), os.environ.get("PAPA_PROGRESS")
+    os.environ["PAPA_PROGRESS"] = "0"  # the kernels: an executed notebook keeps no progress bar (one drawn as a
+    # widget or with carriage returns is saved at its first frame)
+    with invoking(os.environ.get("PAPA_INVOCATION")) as name:  # the one `main` started for the cells' jobs, if any
+
+        def note(finished: bool, starting: bool = False) -> None:
+            record_invocation(run_dir, invocation_record(name, started, seconds, executor, cells_seconds, finished),
+                              starting)
+
+        write_json(run_dir / "run.json", {**(read_json(run_dir / "run.json") or {}), **recorded, **environment()})
+        note(False, starting=True)
+        finished = False
+        try:
+            for notebook in notebooks or NOTEBOOKS:
+                source = ROOT / "notebooks" / f"{notebook}.ipynb"
+                start = time.time()
+                papermill.execute_notebook(str(source), str(run_dir / source.name), parameters=params,
+                                           cwd=str(ROOT / "notebooks"), progress_bar=progress)
+                seconds[notebook] = round(time.time() - start, 1)
+                cache_gb.append(feature_cache_gb(run_dir))  # largest right after notebook 1, which fills it
+                print(f"{notebook}: {seconds[notebook]:.0f} s", flush=True)
+                note(False)
+            finished = True
+        finally:
+            if before is None:
+                os.environ.pop("PAPA_PROGRESS")
+            else:
+                os.environ["PAPA_PROGRESS"] = before
+            note(finished)  # an interrupted invocation keeps its record, with its wall time so far
+        *earlier, this = invocations_of(read_json(run_dir / "run.json"))
+        invocations = [{**i, "steps": {**step_census(run_dir, i["invocation"]), "reused": None}}  # interrupted ones:
+                       if not i.get("finished") and i.get("invocation") else i for i in earlier]  # what they computed
+        invocations.append({**this, "steps": step_census(run_dir, name)})
+    if executor != "inprocess":  # where and how long each cell's job ran
+        recorded.update(cells=cell_records(run_dir))
+    meta = {**recorded, "invocations": invocations, "notebooks": list(seconds), "notebook_seconds": seconds,
+            **run_totals(invocations), "step_seconds": timing(run_dir, profile),
+            "feature_cache_gb": {"largest": max(cache_gb, default=0.0), "at_the_end": feature_cache_gb(run_dir)},
+            **environment()}
+    write_json(run_dir / "run.json", meta)
+    steps = invocations[-1]["steps"]
+    again = ", ".join(f"{n} because it {RECOMPUTED[why]}" if n == 1 else f"{n} because they "
+                      f"{RECOMPUTED[why].replace('is ', 'are ').replace('was ', 'were ')}"
+                      for why, n in steps["recomputed"].items())
+    print(f"this invocation computed {steps['computed']} steps{f' ({again})' if again else ''} and found "
+          f"{steps['reused']} done; run.json lists the run folder's {len(invocations)} invocation"
+          f"{'s' * (len(invocations) != 1)}", flush=True)
+    return run_dir
+
+
+def invocation_record(name: str, started: float, notebook_seconds: dict, executor: str,
+                      cells_seconds: float | None, finished: bool) -> dict:
+    """One invocation as run.json lists it: its name, the commit and state of the tree, when it started, the
+    notebooks it executed and how long each took, how long it waited for the cells' jobs, its wall time so far (from
+    its start, the jobs included), its peak memory, and whether it finished."""
+    state = git_state()
+    wall = time.time() - started
+    return {"invocation": name, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+            **state, "executor": executor, "notebooks": list(notebook_seconds), "notebook_seconds": notebook_seconds,
+            "cells_wall_seconds": cells_seconds, "wall_seconds": round(wall, 1), "peak_memory_gb": peak_memory_gb(),
+            "finished": finished}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default="cpu", help=f"one of {', '.join(PROFILES)}")
+    parser.add_argument("--models", help="comma-separated subset of the profile's models")
+    parser.add_argument("--tasks", help="comma-separated subset of the profile's tasks")
+    parser.add_argument("--run-dir", help="default runs/<run name>: runs/<profile> for the whole grid, "
+                                          "runs/<profile>__<models>__<tasks> when narrowed")
+    parser.add_argument("--ranking", help=f"how the partial sweep orders the heads: {', '.join(RANKINGS)} "
+                                          "(default: the profile's)")
+    parser.add_argument("--passes", help="backbone passes: packed (real tokens only, the default) or padded (the whole "
+                                         "layout, the reference)")
+    parser.add_argument("--notebooks", help="comma-separated subset, e.g. 01_average_attention")
+    parser.add_argument("--executor", default="inprocess",
+                        help=f"how each (model, task) cell's steps run: {', '.join(EXECUTORS)} (default inprocess: "
+                             f"inside the notebooks; local: separate processes; slurm: Slurm jobs)")
+    parser.add_argument("--workers", type=int, default=2, help="local executor: cells run at the same time")
+    parser.add_argument("--slurm-config", help="YAML file of Slurm options (partition, gpus_per_node, "
+                                               "cpus_per_task, mem_gb, timeout_min, account, qos, ...)")
+    parser.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
+                        help="one Slurm option, over the file's (repeatable)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        profile = get_profile(args.profile, args.models, args.tasks, args.ranking, args.passes)
+        executor = check_executor(args.executor)
+        options = slurm_options(args.slurm_config, args.slurm) if executor == "slurm" else {}
+        if args.workers < 1:
+            raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    except KeyError as e:
+        sys.exit(str(e.args[0]))
+    except (ValueError, ExecutorError) as e:
+        sys.exit(str(e))
+    start = time.time()
+    try:
+        absolute_data_dir()
+        check_inputs(profile)  # before anything is written: a missing model or data folder says so at once
+        run_dir = open_run(args.run_dir, profile).resolve()
+        cells_start = time.time()
+        with invoking() as name:  # the cells' jobs and the notebooks are one invocation
+            if executor != "inprocess":  # decided here, once, for every job and notebook of the run
+                record_invocation(run_dir, invocation_record(name, cells_start, {}, executor, None, False),
+                                  starting=True)  # listed before its jobs, in case it is interrupted among them
+                run_cells(cell_steps, run_dir, profile, executor, args.workers, options,
+                          precisions={m: precision_of(profile, m) for m in profile.models})
+            run_dir = run_notebooks(profile, run_dir, args.notebooks.split(",") if args.notebooks else None,
+                                    executor, round(time.time() - cells_start, 1) if executor != "inprocess" else None,
+                                    started=cells_start)
+    except (RunScopeError, CellsFailed, ExecutorError, DataError, ModelNotAvailableError) as e:
+        # (ExecutorError: e.g. GPUs local jobs cannot be given; DataError, ModelNotAvailableError: ``check_inputs``)
+        sys.exit(str(e))
+    print(f"profile {profile.name}: done in {time.time() - start:.0f} s; results and figures in "
+          f"{repo_relative(run_dir)}/; publish them as the README's with `make publish RUN_DIR={repo_relative(run_dir)}`",
+          flush=True)
+
+
+if __name__ == "__main__":  # run the module's own main, so that what jobs unpickle is papa_utils.runner.pipeline's
+    from papa_utils.runner.pipeline import main as module_main
+
+    module_main()
