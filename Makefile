@@ -20,24 +20,27 @@ SLURM_GPUS ?=        # GPUs per job (default 1)
 SLURM_CPUS ?=        # CPUs per job (default 8)
 SLURM_MEM ?=         # GB per job (default 64)
 SLURM_TIME ?=        # minutes per job (default 2880)
+TORCH_INDEX ?=       # optional: an index of CPU builds of torch, for a pip that reaches only the default index (docs/install.md)
 export PAPA_CACHE_DIR ?= $(HOME)/.cache/papa
 
-.PHONY: setup setup-mpnet figures publish verify test test-all bench scrub clean
+.PHONY: setup lock figures publish verify test test-all bench scrub clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet torch==2.13.0   # the CPU wheel, before anything can ask for a CUDA build
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet --require-hashes -r requirements.lock \
+	  $(if $(strip $(TORCH_INDEX)),--extra-index-url $(strip $(TORCH_INDEX))) \
+	  || { echo "setup: installing requirements.lock failed. It is made for Python 3.11 on Linux x86-64 and pins the CPU build of torch (torch==2.13.0+cpu): if your pip reaches only the default index, run make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu (docs/install.md)"; exit 1; }
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
-$(VENV)/.mpnet: $(VENV)/.installed
-	$(PY) -m pip install --quiet -e ".[mpnet]"
-	touch $@
+setup: $(VENV)/.installed  # every package at the version and hash requirements.lock pins, then this checkout
 
-setup: $(VENV)/.installed
-setup-mpnet: $(VENV)/.mpnet
+lock:  # resolve requirements.lock again from pyproject.toml, keeping its versions where they still fit (UPGRADE=1: the newest)
+	test -x .lock-venv/bin/pip-compile || { $(PYTHON) -m venv .lock-venv && .lock-venv/bin/pip install --quiet pip-tools; }
+	.lock-venv/bin/pip-compile --generate-hashes --allow-unsafe --extra mpnet --extra test --extra notebook --strip-extras \
+	  --no-emit-index-url --no-emit-find-links $(if $(UPGRADE),--upgrade) -o requirements.lock pyproject.toml
 
-figures: setup-mpnet  # results, tables and figures go into the run folder, never over published ones
+figures: setup  # results, tables and figures go into the run folder, never over published ones
 	$(PY) -m papa_utils.runner.pipeline --profile $(strip $(PROFILE)) $(if $(strip $(RUN_DIR)),--run-dir $(strip $(RUN_DIR))) \
 	  $(if $(strip $(MODELS)),--models $(strip $(MODELS))) $(if $(strip $(TASKS)),--tasks $(strip $(TASKS))) \
 	  $(if $(strip $(RANKING)),--ranking $(strip $(RANKING))) --passes $(strip $(PASSES)) \
@@ -55,17 +58,17 @@ figures: setup-mpnet  # results, tables and figures go into the run folder, neve
 publish: setup  # copy a finished run to results/<profile>/ and figures/<profile>/, regenerate the README block
 	$(PY) -m papa_utils.reports.publish $(or $(strip $(RUN_DIR)),runs/$(strip $(PROFILE)))
 
-verify: setup-mpnet  # compute a slice of a published run again from scratch (a temporary folder) and compare every row
+verify: setup  # compute a slice of a published run again from scratch (a temporary folder) and compare every row
 	$(PY) -m papa_utils.runner.verify --profile $(strip $(or $(PUBLISHED),cpu)) \
 	  $(if $(strip $(MODELS)),--models $(strip $(MODELS))) $(if $(strip $(TASKS)),--tasks $(strip $(TASKS)))
 
-test: setup-mpnet  # the fast tier: unit tests, the smoke run's pipeline, paper-dry cells as jobs (docs/tests.md: how long)
+test: setup  # the fast tier: unit tests, the smoke run's pipeline, paper-dry cells as jobs (docs/tests.md: how long)
 	$(PY) -m pytest tests -m "not slow" -p no:cacheprovider -q
 
-test-all: setup-mpnet  # fast + slow tiers + every notebook through nbval (what CI runs; docs/tests.md: how long)
+test-all: setup  # fast + slow tiers + every notebook through nbval (what CI runs; docs/tests.md: how long)
 	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider -q --durations=20
 
-bench: setup-mpnet  # speed ratios measured side by side in one run -> results/bench.md
+bench: setup  # speed ratios measured side by side in one run -> results/bench.md
 	$(PY) benchmarks/bench.py
 
 scrub:  # strip outputs from the committed notebooks
