@@ -86,7 +86,7 @@ def test_readability_names_each_kind_of_unreadable_figure():
     import numpy as np
     import seaborn as sns
 
-    from papa_utils.reports.figures import readability_problems
+    from papa_utils.reports.readability import readability_problems
 
     fig, ax = plt.subplots(figsize=(2, 2))
     ax.plot([0, 1], [0, 1])
@@ -110,7 +110,7 @@ def test_readability_names_each_kind_of_unreadable_figure():
 def test_every_figure_of_the_smoke_run_reads_at_its_size(smoke):
     """``save_figure`` records what ``readability_problems`` finds in each PNG: every figure the run saved was
     checked, and none has a problem."""
-    from papa_utils.reports.figures import saved_problems
+    from papa_utils.reports.readability import saved_problems
 
     _, run_dir, _ = smoke
     pngs = sorted((run_dir / "figures").glob("*.png"))
@@ -120,7 +120,7 @@ def test_every_figure_of_the_smoke_run_reads_at_its_size(smoke):
 
 @pytest.mark.slow  # notebook 0 through papermill
 def test_every_figure_of_the_teaching_notebook_reads_at_its_size(teaching_run):
-    from papa_utils.reports.figures import saved_problems
+    from papa_utils.reports.readability import saved_problems
 
     pngs = sorted((teaching_run / "figures").glob("*.png"))
     assert len(pngs) >= 4
@@ -130,7 +130,7 @@ def test_every_figure_of_the_teaching_notebook_reads_at_its_size(teaching_run):
 def test_head_maps_are_titled_in_words_with_their_unit_on_the_colour_bar():
     import torch
 
-    from papa_utils.reports.figures import readability_problems
+    from papa_utils.reports.readability import readability_problems
     from papa_utils.teaching.plots import plot_head_map, plot_one_input
 
     fig = plot_head_map(torch.rand(3, 4), title="mass_cls")

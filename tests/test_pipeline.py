@@ -708,3 +708,20 @@ def test_notebooks_executed_again_replace_only_theirs_in_a_published_run(smoke, 
     (again / "run.json").write_text(json.dumps(run))
     with pytest.raises(PublishError, match="is not the published smoke run's computation"):
         republish_notebooks(again, root)
+
+
+def test_a_run_without_a_learning_curve_or_ranking_comparison_says_why():
+    """Notebooks 5 and 6 print why they have nothing to show: the profile asks for none, or the run was narrowed
+    away from what the profile runs it on."""
+    from papa_utils.settings.profiles import why_absent
+
+    assert why_absent(get_profile("cpu"), "learning curve") == (
+        "this run has no learning curve: the cpu profile asks for none (profiles that run one: smoke, cpu-robustness)")
+    assert why_absent(get_profile("cpu"), "ranking comparison") == (
+        "this run has no ranking comparison: the cpu profile asks for none (profiles that run one: smoke, "
+        "cpu-robustness)")
+    assert why_absent(get_profile("smoke", tasks="mrpc"), "learning curve") == (
+        "this run has no learning curve: the smoke profile runs it on models minilm-l3 and tasks sst2, which this run "
+        "(models minilm-l3; tasks mrpc) leaves out")
+    assert why_absent(get_profile("smoke", tasks="mrpc"), "ranking comparison") is None
+    assert why_absent(get_profile("cpu-robustness"), "learning curve") is None

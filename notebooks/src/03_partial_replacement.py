@@ -39,13 +39,9 @@ passes = ""  # backbone passes: packed (real tokens only) or padded (the whole l
 run_dir = ""  # empty: runs/<run name> ($PAPA_RUNS_DIR instead of runs/ when set)
 
 # %%
-import matplotlib.pyplot as plt
-import seaborn as sns
-import torch
-
 from papa_utils import describe
 from papa_utils.reports.statistics import half_heads_change, read_statistics, seed_summary, table1
-from papa_utils.reports.figures import plot_performance_vs_dynamic_heads, save_figure
+from papa_utils.reports.figures import plot_head_ranking, plot_performance_vs_dynamic_heads, save_figure
 from papa_utils.core.backbones import cached_model
 from papa_utils.records.runs import figures_dir, notebook_run, results_dir
 from papa_utils.runner.steps import head_ranking
@@ -89,8 +85,6 @@ half_heads_change(results).round(3)
 (model_name, task), ranking = next(iter(rankings.items()))
 values = ranking.get("gates", ranking.get("scores"))
 if values is not None:
-    fig, ax = plt.subplots(figsize=(4, 1.6))
-    sns.heatmap(torch.tensor(values).numpy(), ax=ax, cmap="coolwarm", center=0 if "gates" in ranking else None)
-    ax.set(xlabel="head", ylabel="layer", title=f"{ranking['method'].replace('_', ' ')}, {model_name} {task}")
+    save_figure(plot_head_ranking(values, ranking["method"], model_name, task), figures_dir(run_dir) / "head_ranking")
 else:
     print(f"{model_name} {task}: heads in a random order")

@@ -42,6 +42,7 @@ from IPython.display import display
 
 from papa_utils.reports.statistics import curve_summary
 from papa_utils.reports.figures import plot_learning_curves, save_figure
+from papa_utils.settings.profiles import why_absent
 from papa_utils.records.runs import figures_dir, notebook_run, results_dir
 from papa_utils.runner.sweeps import learning_curve
 from papa_utils.reports.tables import curve_table, save_table
@@ -54,7 +55,7 @@ print(f"models {', '.join(profile.curve_models) or 'none'}; tasks {', '.join(pro
 records = [r for model_name in profile.curve_models for task in profile.curve_tasks
            for r in learning_curve(run_dir, profile, model_name, task)]
 if not records:
-    print("this run has no learning curve (its profile asks for none, or its models or tasks were narrowed away)")
+    print(why_absent(profile, "learning curve"))
 curve = curve_table(records)
 save_table(curve, results_dir(run_dir) / "learning_curves.csv")
 summary = curve_summary(curve) if records else None

@@ -53,6 +53,7 @@ run_dir = ""  # empty: runs/<run name> ($PAPA_RUNS_DIR instead of runs/ when set
 from papa_utils.reports.statistics import ranking_points, ranking_verdict
 from papa_utils.reports.rendering import half_heads_markdown, ranking_markdown
 from papa_utils.reports.figures import plot_ranking_comparison, save_figure
+from papa_utils.settings.profiles import why_absent
 from papa_utils.records.runs import figures_dir, notebook_run, results_dir
 from papa_utils.runner.sweeps import compare_rankings
 from papa_utils.reports.tables import (half_heads_table, ranking_agreement_table, ranking_comparison_table,
@@ -99,7 +100,7 @@ if len(comparison):
     fig = plot_ranking_comparison(ranking_points(comparison))
     save_figure(fig, figures_dir(run_dir) / "ranking_comparison")
 else:
-    print("this run compares no ranking (its models were narrowed away from the profile's compare_models)")
+    print(why_absent(profile, "ranking comparison"))
 
 # %% [markdown]
 # ## Verdict

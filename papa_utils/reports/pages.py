@@ -115,6 +115,7 @@ FIGURE_TITLES = {  # by file-name prefix
     "average_attention": "constant matrices of a few heads next to one input (notebook 1)",
     "dev_curves": "probe dev curves per epoch (notebook 2)",
     "performance_vs_dynamic_heads": "the metric against the number of input-dependent heads (notebook 3)",
+    "head_ranking": "what ranked the heads, for the first model and task (notebook 3)",
     "relative_drop_vs_baseline": "relative drop against baseline strength: claim 3 (notebook 4)",
     "learning_curves": "learning curves (notebook 5)", "ranking_comparison": "the sweep under each ranking (notebook 6)",
 }

@@ -157,6 +157,28 @@ PROFILES["cpu-robustness"] = replace(
     curve_models=PROFILES["cpu"].models, curve_tasks=("cola", "mnli", "ner"), curve_sizes=(1000, 2000, 4000))
 
 
+# the parts of a run that only some profiles ask for: what a profile lists for each, models first (``why_absent``)
+OPTIONAL_PARTS = {"learning curve": ("curve_models", "curve_tasks"),
+                  "ranking comparison": ("compare_models", "compare_rankings")}
+
+
+def why_absent(profile: Profile, part: str) -> str | None:
+    """Why a run of `profile` has no `part` (``OPTIONAL_PARTS``), as a sentence that names the profiles that run it;
+    None when it has one. A run narrowed with MODELS= or TASKS= may leave out what the profile runs it on."""
+    fields = OPTIONAL_PARTS[part]
+    has = lambda p: all(getattr(p, f) for f in fields)  # noqa: E731
+    if has(profile):
+        return None
+    full = PROFILES.get(profile.name)
+    if full is not None and has(full):
+        where = f"models {', '.join(full.curve_models)} and tasks {', '.join(full.curve_tasks)}" \
+            if part == "learning curve" else f"models {', '.join(full.compare_models)}"
+        return (f"this run has no {part}: the {profile.name} profile runs it on {where}, which this run "
+                f"(models {', '.join(profile.models)}; tasks {', '.join(profile.tasks)}) leaves out")
+    others = ", ".join(n for n, p in PROFILES.items() if has(p))
+    return f"this run has no {part}: the {profile.name} profile asks for none (profiles that run one: {others})"
+
+
 def get_profile(name: str, models=None, tasks=None, ranking: str | None = None, passes: str | None = None) -> Profile:
     """A profile by name, optionally narrowed to some models / tasks (comma-separated or lists), optionally with
     another head ranking for its partial sweep (``RANKINGS``) or other backbone passes (``choices.PASSES``)."""

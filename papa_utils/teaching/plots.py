@@ -6,7 +6,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-from ..reports.figures import COLUMN_WIDTH, FULL_WIDTH, MIN_FONT_PT, set_style
+from ..reports.figures import COLUMN_WIDTH, FULL_WIDTH, set_style
+from ..reports.readability import MIN_FONT_PT
 
 
 # the head statistics (``head_stats.head_statistics``) in words, for titles, and the unit of each, for colour bars
