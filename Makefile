@@ -30,7 +30,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PY) -m pip install --quiet --require-hashes -r requirements.lock \
 	  $(if $(strip $(TORCH_INDEX)),--extra-index-url $(strip $(TORCH_INDEX))) \
 	  || { echo "setup: installing requirements.lock failed. It is made for Python 3.11 on Linux x86-64 and pins the CPU build of torch (torch==2.13.0+cpu): if your pip reaches only the default index, run make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu (docs/install.md)"; exit 1; }
-	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .  # built with the locked setuptools
 	touch $@
 
 setup: $(VENV)/.installed  # every package at the version and hash requirements.lock pins, then this checkout

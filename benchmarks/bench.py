@@ -139,7 +139,7 @@ def ranking_section(model_name: str, task: str, n: int, settings, seeds=(42, 43)
     """How stable each way of ranking the heads is, and what it costs: for every gate setting (gate lr, epochs,
     backbone precision), gates trained on n examples with two seeds (another init and data order) and on a disjoint
     subset of n examples; the input-dependence score on the two subsets. Agreement = Spearman correlation of the
-    heads' positions and overlap of the first halves (``head_stats.ranking_agreement``)."""
+    heads' positions and overlap of the first halves (``statistics.ranking_agreement``)."""
     from papa_utils import compute_average_attention
     from papa_utils.reports.statistics import ranking_agreement
     from papa_utils.core.head_scores import head_scores, ranking_from_scores

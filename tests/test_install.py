@@ -49,7 +49,7 @@ def test_every_locked_package_has_a_hash_and_torch_is_the_cpu_build():
 def test_setup_and_conda_install_the_lock_with_hash_checking():
     makefile = (ROOT / "Makefile").read_text()
     assert "$(PY) -m pip install --quiet --require-hashes -r requirements.lock" in makefile
-    assert "$(PY) -m pip install --quiet --no-deps -e ." in makefile
+    assert "$(PY) -m pip install --quiet --no-deps --no-build-isolation -e ." in makefile
     environment = (ROOT / "environment.yml").read_text()
     pip_lines = re.findall(r"^ {6}- (.+)$", environment, re.M)
     assert pip_lines == ["--require-hashes", "-r requirements.lock"]

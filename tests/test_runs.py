@@ -171,6 +171,15 @@ def test_a_ranking_table_refuses_an_index_of_other_settings_or_code(tmp_path, mo
     with pytest.raises(runs.MissingStepError, match=re.escape(
             f"minilm-l3__sst2.json in {path.parent} was made with other settings of the profile: {redo}")):
         tables.rankings_index(tmp_path, replace(profile, rank_examples=16), "minilm-l3", "sst2")
+    named = {**index, "model": "minilm-l3", "task": "sst2", "sweep": ["a.json"]}
+    runs.write_json(tmp_path / "ranking_sweep" / "a.json", {"code": index["code"], "metrics": {}})
+    assert tables._compared_sweep(tmp_path, named) == [{"code": index["code"], "metrics": {}}]
+    runs.write_json(tmp_path / "ranking_sweep" / "a.json", {"code": "another", "metrics": {}})  # overwritten since
+    with pytest.raises(runs.MissingStepError, match=re.escape(
+            "a record of the ranking sweep of minilm-l3 x sst2 is missing, damaged or was computed by other code "
+            f"than its index: {redo}")):
+        tables._compared_sweep(tmp_path, named)
+    (tmp_path / "ranking_sweep" / "a.json").unlink()
     monkeypatch.setattr(tables, "code_digest", lambda: "another")
     with pytest.raises(runs.MissingStepError, match=re.escape(
             f"minilm-l3__sst2.json in {path.parent} was computed by other numerical code: {redo}")):

@@ -120,7 +120,7 @@ for cell, why in claims["left_out"].items():
 
 # %% [markdown]
 # ## What it says
-# Generated from the claims above (`verdicts.findings`), the same paragraph `make publish` puts in the README.
+# Generated from the claims above (`rendering.findings`), the same paragraph `make publish` puts in the README.
 
 # %%
 print(findings(json.loads((results_dir(run_dir) / "claims.json").read_text()),

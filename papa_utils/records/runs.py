@@ -220,11 +220,12 @@ def environment() -> dict:
 # it is computed from: examples, settings, the steps it builds on; never timings) and a digest of the code that
 # computed it (``code_digest``), and is skipped when a result with the same fingerprint and code is there: an
 # interrupted run resumes where it stopped, a changed input or changed numerical code is computed again. Tables only
-# read (``reading_only``): a result they need and do not find names the notebook that makes it.
+# read what the steps stored: a result they need and do not find names the notebook that makes it
+# (``MissingStepError``).
 
 # The modules whose code can change a step's numbers: data and models, the backbone's passes and the hooking, the
-# averages, probes, head scores, references and metrics, and the steps themselves. Tables, verdicts, figures,
-# publishing, the runner and the teaching helpers cannot, and changing them keeps every step.
+# averages, probes, head scores, references and metrics, and the steps and sweeps themselves. Tables, verdicts,
+# figures, publishing, the pipeline and executor, and the teaching helpers cannot, and changing them keeps every step.
 NUMERICAL_CODE = ("core.averages", "core.backbones", "core.device", "core.features", "core.head_scores", "core.hooks",
                   "core.layout", "core.metrics", "core.models", "core.packing", "core.probe", "core.references",
                   "core.replace", "runner.steps", "runner.sweeps", "settings.tasks")

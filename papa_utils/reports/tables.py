@@ -211,11 +211,11 @@ def rankings_index(run_dir: Path, profile: Profile, model_name: str, task: str) 
 
 
 def _compared_sweep(run_dir: Path, index: dict) -> list[dict]:
-    """The records of the sweep under the compared rankings that `index` names."""
+    """The records of the sweep under the compared rankings that `index` names, each computed by the index's code."""
     records = [read_json(Path(run_dir) / "ranking_sweep" / name) for name in index["sweep"]]
-    if any(not isinstance(r, dict) for r in records):
-        raise MissingStepError(f"a record of the ranking sweep of {index['model']} x {index['task']} is missing or "
-                               f"damaged", RANKINGS_NOTEBOOK)
+    if any(not isinstance(r, dict) or r.get("code") != index["code"] for r in records):
+        raise MissingStepError(f"a record of the ranking sweep of {index['model']} x {index['task']} is missing, "
+                               f"damaged or was computed by other code than its index", RANKINGS_NOTEBOOK)
     return records
 
 
