@@ -1,6 +1,7 @@
 """The teaching notebook and the gate-free rankings in the smoke run (read back from what the notebooks wrote),
 and the ranking as a profile parameter."""
 import json
+import re
 from dataclasses import replace
 
 import nbformat
@@ -19,7 +20,8 @@ from papa_utils.settings.choices import RANKINGS
 from papa_utils.settings.profiles import Profile, get_profile
 from papa_utils.records.runs import ROOT
 from papa_utils.runner.steps import average_attention, encoded, head_ranking, task_data
-from papa_utils.reports.tables import half_heads_table, ranking_agreement_table, results_table
+from papa_utils.reports.tables import (half_heads_table, ranking_agreement_table, ranking_comparison_table,
+                                       results_table)
 from papa_utils.runner.sweeps import compare_rankings, probe_sweep
 
 PARTIAL = [18, 32, 34]  # minilm-l3: 1/2, 7/8, 15/16 of 36 heads
@@ -277,6 +279,37 @@ def test_main_sweep_points_outside_the_profiles_shares_stay_out_of_the_results(s
     fewer = replace(profile, sweep_fractions=(0, 1 / 2, 1))
     assert set(all_results(run_dir, profile).replaced_heads) == {0, 18, 32, 34, 36}
     assert set(all_results(run_dir, fewer).replaced_heads) == {0, 18, 36}
+
+
+def test_rankings_compared_at_fewer_points_than_the_main_sweep_are_compared_only_there(smoke, tmp_path):
+    """A profile that compares its rankings at 1/2 only (as cpu-robustness does, whose main sweep has the paper's
+    five points) trains nothing at 7/8 or 15/16 under the compared rankings, and its comparison table holds no point
+    of the main sweep that the rankings lack."""
+    import shutil
+
+    profile, smoke_dir, _ = smoke
+    run_dir = tmp_path / "run"
+    for folder in ("averages", "ranking", "probe", "ranking_sweep"):
+        shutil.copytree(smoke_dir / folder, run_dir / folder)
+    before = sorted(p.name for p in (run_dir / "ranking_sweep").iterdir())
+    half = replace(profile, compare_fractions=(1 / 2,))
+    assert half.compare_counts("minilm-l3", 36) == [18] and profile.compare_counts("minilm-l3", 36) == [18, 32, 34]
+    for task in profile.tasks:
+        index = compare_rankings(run_dir, half, "minilm-l3", task)
+        assert index["sweep"] and all("__k18__" in name for name in index["sweep"])
+    assert sorted(p.name for p in (run_dir / "ranking_sweep").iterdir()) == before  # every point reused
+    assert set(ranking_comparison_table(run_dir, half).replaced_heads) == {0, 18, 36}
+    assert set(ranking_comparison_table(smoke_dir, profile).replaced_heads) == {0, 18, 32, 34, 36}
+
+
+def test_rankings_are_compared_only_at_points_of_the_main_sweep():
+    with pytest.raises(ValueError, match=re.escape(
+            "compare_fractions (0.5, 0.75) has [0.75], not a partial point of sweep_fractions (0, 0.5, 0.875, 0.9375, "
+            "1): the rankings are compared where the main sweep has a point strictly between no head and all of "
+            "them")):
+        replace(get_profile("smoke"), compare_fractions=(1 / 2, 3 / 4))
+    with pytest.raises(ValueError, match=re.escape("compare_fractions (1,) has [1], not a partial point")):
+        replace(get_profile("smoke"), compare_fractions=(1,))
 
 
 def test_asking_for_another_ranking_keeps_the_gates_in_the_comparison():

@@ -256,7 +256,8 @@ def readme_block(name: str, root: Path = ROOT, folder: Path | None = None) -> st
     comparison = _table(folder / "ranking_comparison.csv")
     if comparison is not None and len(comparison):
         agreement = pd.read_csv(folder / "ranking_agreement.csv")
-        partial = ", ".join(_share(f) for f in p.get("sweep_fractions", SWEEP_FRACTIONS) if 0 < f < 1)
+        compared = p.get("compare_fractions") or p.get("sweep_fractions", SWEEP_FRACTIONS)
+        partial = ", ".join(_share(f) for f in compared if 0 < f < 1)
         lines += ["", "### Can a cheap statistic replace the gates? (notebook 6)", "",
                   f"Partial sweep (k = {partial} of the heads) under each ranking on "
                   f"{', '.join(p['compare_models'])}: deterministic rankings with seeds "

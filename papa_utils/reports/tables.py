@@ -220,8 +220,9 @@ def _compared_sweep(run_dir: Path, index: dict) -> list[dict]:
 
 
 def ranking_comparison_table(run_dir: Path, profile: Profile) -> pd.DataFrame:
-    """Headline metric of every sweep point of the compared models, under every ranking the profile compares:
-    the main sweep of the profile's seeds (k = 0 and all heads with ranking "none", shared by every ranking) and
+    """Headline metric of every sweep point of the compared models where the rankings are compared
+    (``compare_counts``), under every ranking the profile compares: the main sweep of the profile's seeds (k = 0 and
+    all heads with ranking "none", shared by every ranking) and
     the sweep under the other rankings that notebook 6 recorded (``rankings_index``). Columns: model, task,
     ranking, seed, replaced_heads, dynamic_heads, total_heads, metric, value."""
     columns = ["model", "task", "ranking", "seed", "replaced_heads", "dynamic_heads", "total_heads", "metric", "value"]
@@ -232,6 +233,8 @@ def ranking_comparison_table(run_dir: Path, profile: Profile) -> pd.DataFrame:
             compared = _compared_sweep(run_dir, rankings_index(run_dir, profile, model_name, task))
             for r in [m for m in main if m["model"] == model_name and m["task"] == task] + compared:
                 k, total = r["replaced_heads"], r["total_heads"]
+                if 0 < k < total and k not in profile.compare_counts(model_name, total):
+                    continue  # a point of the main sweep where the rankings are not compared
                 metric = get_task(task).metric
                 rows.append({"model": model_name, "task": task,
                              "ranking": (r.get("ranking") or "gates") if 0 < k < total else "none",

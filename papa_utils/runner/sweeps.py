@@ -162,12 +162,12 @@ def probe_sweep(run_dir: Path, profile: Profile, model_name: str, task: str, cou
 
 
 def ranking_comparison(run_dir: Path, profile: Profile, model_name: str, task: str) -> list[dict]:
-    """The partial sweep (the profile's points between no head and all of them) under every ranking of
+    """The partial sweep (the profile's ``compare_counts``) under every ranking of
     ``profile.compare_rankings`` other than the profile's own (which the main sweep already ran): deterministic
     rankings with every seed, random orders ("random0", "random1", ...) with one seed each (the profile's seeds in
     turn). Cached in <run>/ranking_sweep/."""
     info = describe(cached_model(model_name)[0])
-    counts = profile.sweep_counts(model_name, info["layers"] * info["heads"])[1:-1]
+    counts = profile.compare_counts(model_name, info["layers"] * info["heads"])
     records = []
     for method in profile.compare_rankings:
         if method == profile.ranking:
