@@ -129,6 +129,31 @@ def test_claim_2_reads_every_partial_point_of_the_sweep_in_order():
     assert sweep["1/2"]["share_of_full_loss"]["value"] == pytest.approx(0.25)
 
 
+def test_claim_2_names_each_point_by_the_papers_share_whatever_the_models_head_count():
+    """MiniLM-L3's 7/8 and 15/16 replace 32 and 34 of its 36 heads (8/9 and 17/18 of them): the sweep still has one
+    entry per share of the paper's, each with every model that has the point; a share that rounds to all of a
+    model's heads (15/16 of 8) is not a point of it."""
+    heads = {"s": 36, "m": 144, "t": 8}
+    points = {"s": (0, 18, 32, 34, 36), "m": (0, 72, 126, 135, 144), "t": (0, 4, 7, 8)}
+    drops = (0.0, 0.05, 0.10, 0.15, 0.20)
+    values, refs = {}, {}
+    for model, ks in points.items():
+        for task in "xy":
+            for i, k in enumerate(ks):
+                drop = drops[-1] if k == heads[model] else drops[i]
+                values[(model, task, k)] = [v * (1 - drop) for v in (80, 81, 79)]
+            refs[(model, task)] = (40, [45, 46, 44])
+    table = results(values, refs)
+    table["total_heads"] = table.model.map(heads)
+    table["dynamic_heads"] = table.total_heads - table.replaced_heads
+    sweep = check_claims(table, n_boot=200)["half_heads"]["sweep"]
+    assert list(sweep) == ["1/2", "7/8", "15/16"]
+    assert sorted(sweep["7/8"]["per_model"]) == ["m", "s", "t"] and sorted(sweep["15/16"]["per_model"]) == ["m", "s"]
+    for label, share in (("1/2", 0.25), ("7/8", 0.5), ("15/16", 0.75)):
+        assert sweep[label]["per_model"]["s"]["share_of_full_loss"]["value"] == pytest.approx(share)
+        assert sweep[label]["share_of_full_loss"]["value"] == pytest.approx(share)
+
+
 def test_a_cell_in_the_claims_always_has_contextual_signal_to_lose():
     """One rule decides both: a baseline that clears the attention-free probe by more than its noise, though by less
     than the seed spread, is in the claims and its share of the contextual signal lost is defined."""

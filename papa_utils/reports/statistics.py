@@ -399,7 +399,8 @@ def ranking_points(comparison: pd.DataFrame) -> pd.DataFrame:
 
 
 def ranking_verdict(comparison: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Each ranking against the gates over the partial points (model x task x k = 1/2, 7/8, 15/16): the mean
+    """Each ranking against the gates over the partial points where the rankings are compared (model x task x k,
+    ``Profile.compare_counts``): the mean
     difference of the headline metric (ranking - gates, metric points, with a bootstrap CI over points), and at
     how many points it is as good as the gates within their seed spread (its mean >= the gates' worst seed)."""
     points = ranking_points(comparison)

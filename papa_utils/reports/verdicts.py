@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 
 from .statistics import (learned_lost_of, undefined, predictor_column, relative_of, bootstrap_average, bootstrap_correlation, interval,
-                       point_draws, protocol_per_task, relative_drop, table1)
+                       point_draws, protocol_per_task, relative_drop, replaced_count, table1)
+from ..settings.choices import SWEEP_FRACTIONS
 
 PAPER_ALL_HEADS_DROP = 0.08  # claim 1: the paper's average relative drop with every head constant
 ABOUT_PAPER_FACTOR = 1.5  # claim 1 holds when the whole interval is at most 1.5 x the paper's 8%, i.e. 12%
@@ -176,19 +177,32 @@ def bootstrap_share(partial: dict, full: dict, seed: int = 0, level: float = 0.9
     return out
 
 
+def sweep_points(results: pd.DataFrame) -> dict:
+    """The partial points of the sweep in `results`, each named by the share of the paper's sweep
+    (``choices.SWEEP_FRACTIONS``) that gives it: {share: {model: replaced heads}}. A model whose heads do not divide
+    by the share has the rounded count there (``replaced_count``: MiniLM-L3's 7/8 replaces 32 of its 36 heads), and
+    a share that rounds to none or all of a model's heads is not a point of it. A count no paper share gives is
+    named by its own share."""
+    shares = {}
+    points = results[results.replaced_heads.between(1, results.total_heads - 1)]
+    for model, total, k in sorted(set(zip(points.model, points.total_heads, points.replaced_heads))):
+        share = next((f for f in SWEEP_FRACTIONS if 0 < f < 1 and replaced_count(total, f) == k), k / total)
+        shares.setdefault(share, {})[model] = int(k)
+    return dict(sorted(shares.items()))
+
+
 def share_of_full_loss(results: pd.DataFrame, statistics: dict | None, cells: set, models: list,
                        n_boot: int = 2000) -> dict:
-    """Per partial point of the run's sweep (label "1/2", "7/8", "15/16", ...): the share of the full-PAPA loss
-    already lost there (``bootstrap_share``), pooled and per model, over `cells` (where full PAPA loses measurably),
-    and the average relative drop at that point."""
+    """Per partial point of the run's sweep (``sweep_points``; label "1/2", "7/8", "15/16", ...): the share of the
+    full-PAPA loss already lost there (``bootstrap_share``), pooled and per model, over `cells` (where full PAPA
+    loses measurably), and the average relative drop at that point."""
     probes = results[(predictor_column(results) == "probe") & results.headline]
-    shares = sorted({r.replaced_heads / r.total_heads for r in probes.itertuples() if 0 < r.replaced_heads < r.total_heads})
     full = {c: p for c, p in point_draws(results, statistics, "all", n=n_boot, pairing="share").items() if c in cells}
     out = {}
-    for share in shares:
+    for share, counts in sweep_points(probes).items():
         label = share_label(share)
         partial = {c: p for c, p in point_draws(results, statistics, share, n=n_boot, pairing="share").items()
-                   if c in cells}
+                   if c in cells and c[0] in counts}
         if not partial:
             continue
         entry = {"share_of_full_loss": bootstrap_share(partial, full), "relative_drop": bootstrap_average(partial, relative_of),
@@ -418,7 +432,7 @@ def probe_strength(summary: pd.DataFrame, left_out=()) -> dict:
     baseline) lose more? Per model x task of a learning curve (``statistics.curve_summary``) whose cell is in the
     claims (not in `left_out`) and whose baseline beats both references at every size: the Spearman correlation of
     baseline and relative drop across the training sizes; their mean; and in how many cells it is positive. With
-    three sizes a cell's correlation is one of -1, -0.5, 0.5, 1, and one seed gives no interval: descriptive."""
+    three sizes a cell's correlation (of the seed means) is one of -1, -0.5, 0.5, 1, with no interval: descriptive."""
     from scipy.stats import spearmanr
 
     cells = {}
