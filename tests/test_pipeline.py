@@ -524,6 +524,14 @@ def test_learning_curve_at_the_main_runs_size_reproduces_the_main_run(smoke, smo
     assert at_64["PAPA"] == pytest.approx(probe_record(run_dir, "sst2", 36, 42)["metrics"]["accuracy"], abs=1e-9)
     assert at_64["attention_free"] == pytest.approx(free["metrics"]["accuracy"], abs=1e-9)
     assert (run_dir / "figures" / "learning_curves_minilm-l3.png").stat().st_size > 5000
+    # notebook 5 says what its curve shows, read on the claims' cells (claims.json)
+    from papa_utils.reports.rendering import probe_strength_sentence
+    from papa_utils.reports.statistics import curve_summary
+    from papa_utils.reports.verdicts import probe_strength
+
+    said = probe_strength_sentence(probe_strength(curve_summary(curve), json.loads(
+        (run_dir / "results" / "claims.json").read_text())["left_out"]), profile.curve_seeds)
+    assert said in notebook_text(run_dir / "05_probe_strength.ipynb").splitlines()
 
 
 def test_every_result_keeps_the_per_example_counts_of_its_metric(smoke):

@@ -149,6 +149,17 @@ def test_a_step_is_reused_only_when_the_same_code_computed_it_from_the_same_inpu
     assert len(calls) == 5
 
 
+def test_a_later_notebook_reads_the_claims_cells_from_claims_json_or_says_which_notebook_writes_it(tmp_path):
+    from papa_utils.records import runs
+    from papa_utils.reports.tables import claims_left_out
+
+    with pytest.raises(runs.MissingStepError, match=re.escape(
+            f"no claims.json in {runs.results_dir(tmp_path)}: notebook 04_model_strength makes it; run it first")):
+        claims_left_out(tmp_path)
+    runs.write_json(runs.results_dir(tmp_path) / "claims.json", {"left_out": {"a x": "baseline at its floor"}})
+    assert claims_left_out(tmp_path) == {"a x": "baseline at its floor"}
+
+
 def test_a_ranking_table_refuses_an_index_of_other_settings_or_code(tmp_path, monkeypatch):
     """The ranking tables read what notebook 6 wrote (``rankings_index``) and nothing else: an index that is
     missing, made under other settings of the profile, or by other numerical code is refused with the notebook that

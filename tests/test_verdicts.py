@@ -233,6 +233,42 @@ def test_a_stronger_probe_of_the_same_model_is_read_only_where_the_cell_carries_
                                                          "seed 42, no interval.")
 
 
+def test_a_learning_curve_on_several_seeds_says_where_the_drop_moves_beyond_their_noise():
+    """With three seeds, the drop's change from the smallest to the largest training size is read against its
+    standard error over seeds (each seed's baseline and PAPA paired): a clear rise, a clear fall, and a change
+    smaller than the seeds' spread; one seed gives no such reading."""
+    from papa_utils.reports.statistics import curve_summary
+    from papa_utils.reports.verdicts import probe_strength
+    from papa_utils.reports.rendering import probe_strength_sentence
+
+    rows = []
+    papa = {"a": ((54, 54.5, 55.5), (48, 48.5, 49.5), (42, 42.5, 43.5)),  # drop 10% -> 30%: grows
+            "b": ((42, 42.5, 43.5), (48, 48.5, 49.5), (54, 54.5, 55.5)),  # 30% -> 10%: falls
+            "e": ((50, 40, 55), (50, 45, 50), (39, 55, 50))}  # a drop 0.6 points larger, seeds far apart
+    for model, per_size in papa.items():
+        for n, base, values in zip((1000, 2000, 4000), (60, 62, 64), per_size):
+            for seed, v in zip((42, 43, 44), values):
+                rows += [{"model": model, "task": "x", "train_examples": n, "configuration": "baseline", "seed": seed,
+                          "metric": "accuracy", "value": base + seed - 43},
+                         {"model": model, "task": "x", "train_examples": n, "configuration": "PAPA", "seed": seed,
+                          "metric": "accuracy", "value": v * (base + seed - 43) / 60},
+                         {"model": model, "task": "x", "train_examples": n, "configuration": "attention_free",
+                          "seed": seed, "metric": "accuracy", "value": 30}]
+            rows.append({"model": model, "task": "x", "train_examples": n, "configuration": "trivial", "seed": None,
+                         "metric": "accuracy", "value": 20})
+    curve = pd.DataFrame(rows)
+    result = probe_strength(curve_summary(curve))
+    assert result["moved"] == {"grows": ["a x"], "falls": ["b x"], "within noise": ["e x"]}
+    assert result["change"]["a x"]["change"] == pytest.approx(0.2, abs=0.01) and result["change"]["a x"]["se"] < 0.02
+    said = probe_strength_sentence(result, [42, 43, 44])
+    assert said.endswith("seeds 42, 43, 44. From 1,000 to 4,000 training examples, the relative drop (in percentage "
+                         "points, ± its standard error over seeds) grows by more than twice its error in 1 (a x +20.0 ± "
+                         "1.0), falls by more in 1 (b x -20.0 ± 1.0) and stays within that noise in 1 of 3 cells."), said
+    one = probe_strength(curve_summary(curve[curve.seed.isin([42, None]) | curve.seed.isna()]))
+    assert one["moved"] == {} and one["change"]["a x"]["se"] is None
+    assert probe_strength_sentence(one, [42]).endswith("seed 42, no interval.")
+
+
 def test_claim_2_by_ranking_calls_a_model_without_a_losing_cell_uninformative():
     from papa_utils.reports.verdicts import half_heads_by_ranking
 

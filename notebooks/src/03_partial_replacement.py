@@ -20,7 +20,7 @@
 #
 # The heads are ranked, and replacing the first k of the ranking gives the paper's sweep over k = 0, 1/2, 7/8,
 # 15/16 and all of the heads (BERT-base: 0, 72, 126, 135, 144); a profile may run fewer shares, the same for every
-# model (the `cpu` profiles: 0, 1/2, all; the figure below shows the run's). The ranking is the profile's
+# model (the `cpu` profile: 0, 1/2, all; the figure below shows the run's). The ranking is the profile's
 # (`ranking`):
 # - **gates** (the paper's): every head gets a gate g (initialised to 0, so sigmoid(g) = 0.5) and attends with
 #   sigmoid(g) * its own attention + (1 - sigmoid(g)) * its constant matrix; the gates train jointly with a

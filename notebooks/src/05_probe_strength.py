@@ -42,10 +42,12 @@ from IPython.display import display
 
 from papa_utils.reports.statistics import curve_summary
 from papa_utils.reports.figures import plot_learning_curves, save_figure
+from papa_utils.reports.rendering import probe_strength_sentence
 from papa_utils.settings.profiles import why_absent
 from papa_utils.records.runs import figures_dir, notebook_run, results_dir
 from papa_utils.runner.sweeps import learning_curve
-from papa_utils.reports.tables import curve_table, save_table
+from papa_utils.reports.tables import claims_left_out, curve_table, save_table
+from papa_utils.reports.verdicts import probe_strength
 
 profile, run_dir = notebook_run(profile, models, tasks, ranking, passes, run_dir)
 print(f"models {', '.join(profile.curve_models) or 'none'}; tasks {', '.join(profile.curve_tasks)}; training sizes "
@@ -69,3 +71,14 @@ for model_name in profile.curve_models if summary is not None else ():  # one fi
     fig = plot_learning_curves(summary[summary.model == model_name])
     save_figure(fig, figures_dir(run_dir) / f"learning_curves_{model_name}")
     display(fig)
+
+# %% [markdown]
+# ## What it says
+# Read only on the cells the claims keep (notebook 4's `claims.json`) whose baseline beats both references at every
+# size: whether the drop rises with the baseline across sizes (Spearman, descriptive with three sizes) and, with
+# several seeds, whether the drop at the largest size differs from the drop at the smallest by more than twice its
+# standard error over seeds.
+
+# %%
+if summary is not None:
+    print(probe_strength_sentence(probe_strength(summary, claims_left_out(run_dir)), profile.curve_seeds))

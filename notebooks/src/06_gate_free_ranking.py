@@ -104,8 +104,8 @@ else:
 
 # %% [markdown]
 # ## Verdict
-# Mean difference to the gates over the partial points (the profile's shares strictly between none and all of
-# the heads: the paper's 1/2, 7/8 and 15/16; 1/2 in the `cpu` profiles), in metric points,
+# Mean difference to the gates over the points where the rankings are compared (the profile's `compare_fractions`,
+# by default every share of its sweep strictly between none and all of the heads; 1/2 in the `cpu` profiles), in metric points,
 # with a bootstrap CI over points; and the number of points where the ranking is as good as the gates within
 # their seed spread.
 

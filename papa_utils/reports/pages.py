@@ -316,9 +316,10 @@ def summary_block(name: str, root: Path = ROOT) -> str:
     curve = _table(folder / "learning_curves.csv")
     if curve is not None and len(curve):
         left_out = json.loads((folder / "claims.json").read_text()).get("left_out", {})
-        lines += ["", f"**Learning curves** ({', '.join(p['curve_models'])} on {', '.join(p['curve_tasks'])}; seeds "
-                      f"{', '.join(map(str, p['curve_seeds']))}, no interval): PAPA's relative drop with every head "
-                      f"constant, by the probe's training size.", "",
+        seeds = ", ".join(map(str, p["curve_seeds"]))
+        seeds = f"means over seeds {seeds}" if len(p["curve_seeds"]) > 1 else f"seed {seeds}, no interval"
+        lines += ["", f"**Learning curves** ({', '.join(p['curve_models'])} on {', '.join(p['curve_tasks'])}; "
+                      f"{seeds}): PAPA's relative drop with every head constant, by the probe's training size.", "",
                   curve_drops_markdown(curve_summary(curve), left_out).rstrip(), "",
                   probe_strength_sentence(probe_strength(curve_summary(curve), left_out), p["curve_seeds"])]
     return "\n".join(lines + _half_heads_lines(folder)) + "\n"

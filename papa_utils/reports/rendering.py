@@ -193,10 +193,26 @@ def probe_strength_sentence(result: dict, seeds) -> str:
     """``probe_strength`` in words."""
     if not result["cells"]:
         return "No learning-curve cell carries signal at every size, so none says whether a stronger probe loses more."
-    return (f"**Does a stronger probe of the same model lose more?** Across the training sizes, the Spearman "
+    said = (f"**Does a stronger probe of the same model lose more?** Across the training sizes, the Spearman "
             f"correlation of baseline and relative drop is positive in {result['positive']} of {len(result['cells'])} "
             f"cells (mean {result['mean_spearman']:+.2f}: " + ", ".join(f"{c} {v:+.1f}" for c, v in result["cells"].items())
-            + f"); seed{'s' * (len(seeds) != 1)} {', '.join(map(str, seeds))}, no interval.")
+            + f"); seed{'s' * (len(seeds) != 1)} {', '.join(map(str, seeds))}")
+    moved = result.get("moved") or {}
+    if not moved:
+        return said + ", no interval."
+    sizes = {(c["from"], c["to"]) for c in result["change"].values()}
+    span = "from the smallest to the largest training size" if len(sizes) > 1 else \
+        "from {:,} to {:,} training examples".format(*sizes.pop())
+
+    def part(where, verb):
+        cells = [f"{c} {100 * result['change'][c]['change']:+.1f} ± {100 * result['change'][c]['se']:.1f}"
+                 for c in moved.get(where, [])]
+        return f"{verb} in {len(cells)} ({', '.join(cells)})" if cells else f"{verb} in none"
+
+    counted = sum(map(len, moved.values()))
+    return (said + f". {span[0].upper()}{span[1:]}, the relative drop (in percentage points, ± its standard error "
+            f"over seeds) {part('grows', 'grows by more than twice its error')}, {part('falls', 'falls by more')} and "
+            f"stays within that noise in {len(moved.get('within noise', []))} of {counted} cells.")
 
 
 def _ci(c: dict) -> str:

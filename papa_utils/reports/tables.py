@@ -19,6 +19,7 @@ from .statistics import STATISTICS_FILE, ranking_agreement, ranking_family, stat
 from .verdicts import FLAT_TAIL, cells_in_claims, cells_where_full_papa_loses, half_heads_by_ranking, tail_slope
 
 RANKINGS_NOTEBOOK = "06_gate_free_ranking"  # makes every ranking and sweep the ranking tables read
+CLAIMS_NOTEBOOK = "04_model_strength"  # writes claims.json
 
 
 def curve_table(records: list[dict]) -> pd.DataFrame:
@@ -193,6 +194,16 @@ def step_census(run_dir: Path, invocation: str) -> dict:
     mine = [s for s in steps if s["invocation"] == invocation]
     reasons = Counter(s["recomputed_because"] for s in mine if s["recomputed_because"])
     return {"computed": len(mine), "reused": len(steps) - len(mine), "recomputed": dict(sorted(reasons.items()))}
+
+
+def claims_left_out(run_dir: Path) -> dict:
+    """The cells the run's claims leave out, with the reason ({"model task": why}; claims.json's "left_out"), so
+    that a later notebook reads the claims' cells instead of deciding them again; refused, with the notebook that
+    writes claims.json, when it is missing."""
+    claims = read_json(results_dir(run_dir) / "claims.json")
+    if not isinstance(claims, dict):
+        raise MissingStepError(f"no claims.json in {results_dir(run_dir)}", CLAIMS_NOTEBOOK)
+    return claims.get("left_out", {})
 
 
 def rankings_index(run_dir: Path, profile: Profile, model_name: str, task: str) -> dict:

@@ -430,12 +430,15 @@ def half_heads_by_ranking(runs: dict, kept: set, models: list, n_boot: int = 200
 def probe_strength(summary: pd.DataFrame, left_out=()) -> dict:
     """Claim 3 within a model: does a stronger probe of the same model (more training examples, a higher
     baseline) lose more? Per model x task of a learning curve (``statistics.curve_summary``) whose cell is in the
-    claims (not in `left_out`) and whose baseline beats both references at every size: the Spearman correlation of
-    baseline and relative drop across the training sizes; their mean; and in how many cells it is positive. With
-    three sizes a cell's correlation (of the seed means) is one of -1, -0.5, 0.5, 1, with no interval: descriptive."""
+    claims (not in `left_out`) and whose baseline beats both references at every size:
+    - "cells": the Spearman correlation of baseline and relative drop across the training sizes (of the seed
+      means: with three sizes one of -1, -0.5, 0.5, 1, descriptive), "mean_spearman" and "positive" (how many);
+    - "change": the relative drop at the largest size minus at the smallest, with its standard error over seeds
+      (None with one seed), and "moved": the cells where it "grows" or "falls" by more than twice that error, or
+      stays "within noise" (empty with one seed: nothing tells a change from the seeds' noise then)."""
     from scipy.stats import spearmanr
 
-    cells = {}
+    cells, change = {}, {}
     for (model, task), part in summary.groupby(["model", "task"], sort=True):
         references = part[["trivial", "attention_free"]].max(axis=1)
         if f"{model} {task}" in left_out or len(part) < 3 or not (part.baseline > references).all():
@@ -443,7 +446,18 @@ def probe_strength(summary: pd.DataFrame, left_out=()) -> dict:
         part = part.sort_values("train_examples")
         if part.baseline.nunique() > 1 and part.relative_drop.nunique() > 1:
             cells[f"{model} {task}"] = float(spearmanr(part.baseline, part.relative_drop)[0])
+        first, last = part.iloc[0], part.iloc[-1]
+        se = np.hypot(first.get("relative_drop_se", np.nan), last.get("relative_drop_se", np.nan))
+        change[f"{model} {task}"] = {"from": int(first.train_examples), "to": int(last.train_examples),
+                                     "change": float(last.relative_drop - first.relative_drop),
+                                     "se": None if np.isnan(se) else float(se)}
+    moved = {}
+    for cell, c in change.items():
+        if c["se"] is not None:
+            where = ("grows" if c["change"] > 2 * c["se"] else "falls" if c["change"] < -2 * c["se"]
+                     else "within noise")
+            moved.setdefault(where, []).append(cell)
     return {"cells": cells, "mean_spearman": float(np.mean(list(cells.values()))) if cells else None,
-            "positive": sum(v > 0 for v in cells.values())}
+            "positive": sum(v > 0 for v in cells.values()), "change": change, "moved": moved}
 
 
