@@ -209,6 +209,10 @@ def test_figures_tables_and_metadata_exist(smoke):
     assert {s["invocation"] for s in steps} == {invocation["invocation"]} and {s["code"] for s in steps} == {code_digest()}
     assert meta["wall_seconds"] == invocation["wall_seconds"] >= sum(invocation["notebook_seconds"].values())
     assert meta["peak_memory_gb"] == invocation["peak_memory_gb"] > 0
+    # the notebooks' process tree, sampled: anonymous memory and the file pages in the resident total
+    memory = invocation["memory"]
+    assert meta["memory"] == {**memory, "invocations": 1}
+    assert 0 < memory["anonymous_gb"] <= memory["resident_gb"] and 0 < memory["file_backed_gb"] < memory["resident_gb"]
     assert NOTEBOOKS[0] == "00_anatomy_of_attention"
     for name in meta["notebook_seconds"]:
         executed = json.loads((run_dir / f"{name}.ipynb").read_text())
@@ -685,7 +689,8 @@ def test_notebooks_executed_again_replace_only_theirs_in_a_published_run(smoke, 
     shutil.copytree(run_dir, again)
     run = json.loads((again / "run.json").read_text())
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(time.time() - 5))
-    again_invocation = {**run["invocations"][-1], "notebooks": ["04_model_strength"], "git_commit": "f" * 40,
+    again_invocation = {**{k: v for k, v in run["invocations"][-1].items() if k != "memory"},  # not sampled
+                        "notebooks": ["04_model_strength"], "git_commit": "f" * 40,
                         "dirty": False, "wall_seconds": 12.0, "peak_memory_gb": 0.5, "started": started,
                         "notebook_seconds": {"04_model_strength": 12.0},
                         "steps": {"computed": 0, "reused": 7, "recomputed": {}}}
@@ -709,8 +714,15 @@ def test_notebooks_executed_again_replace_only_theirs_in_a_published_run(smoke, 
     assert recorded["wall_seconds"] == pytest.approx(first[0]["wall_seconds"] + 12.0)
     assert recorded["peak_memory_gb"] == first[0]["peak_memory_gb"]  # the larger of the two
     readme = (root / "README.md").read_text()
+    memory = recorded["memory"]  # sampled by the first invocation only
+    assert memory == {**{k: first[0]["memory"][k] for k in ("anonymous_gb", "resident_gb", "file_backed_gb")},
+                      "invocations": 1}
     assert (f"- **Wall time {recorded['wall_seconds'] / 60:.1f} min**, summed over its 2 invocations; peak resident "
-            f"memory {recorded['peak_memory_gb']:.1f} GiB (the largest process of any of them).") in readme
+            f"memory {recorded['peak_memory_gb']:.1f} GiB (the largest process of any of them); the notebooks' "
+            f"processes, in the 1 of its 2 invocations that sampled them, together held at most "
+            f"{memory['anonymous_gb']:.1f} GiB of anonymous memory, and {memory['resident_gb']:.1f} GiB resident at "
+            f"their peak, {memory['file_backed_gb']:.1f} GiB of it file pages mapped from disk (the feature cache and "
+            f"the weights, which the kernel can drop and read again).") in readme
     assert "  2. Commit `fffffff`, notebook 04: 0.2 min, peak 0.5 GiB; computed 0 steps and found 7 done." in readme
     run["profile"]["epochs"] += 1
     (again / "run.json").write_text(json.dumps(run))

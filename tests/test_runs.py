@@ -250,3 +250,47 @@ def test_a_run_json_from_before_invocations_were_listed_reads_as_one_invocation(
     assert [i["wall_seconds"] for i in invocations] == [600.0, 50.0]
     assert run_totals(invocations) == {"wall_seconds": 650.0, "peak_memory_gb": 2.0, "walls_recorded": True}
     assert run_totals(invocations[:1] + [entry])["walls_recorded"] is False  # an interrupted one: a lower bound
+
+
+def test_the_memory_sampler_tells_anonymous_memory_from_file_pages_of_a_child_process(tmp_path):
+    """A child that fills 300 MiB of its own memory and reads a 200 MiB file through mmap: the sampler of its
+    parent sees the first as anonymous memory and the second as file pages, each at least its size."""
+    import subprocess
+    import sys
+
+    from papa_utils.records.memory import MemorySampler, tree_rss_kb
+
+    data = tmp_path / "pages.bin"
+    data.write_bytes(b"\x01" * (200 << 20))
+    child = ("import mmap, sys\n"
+             "held = b'\\x02' * (300 << 20)\n"
+             f"f = open({str(data)!r}, 'rb')\n"
+             "m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)\n"
+             "touched = sum(m[i] for i in range(0, len(m), 4096))\n"
+             "print('ready', flush=True)\n"
+             "sys.stdin.read()\n")
+    before = tree_rss_kb()
+    with MemorySampler(interval=60) as memory:  # sampled on entering, by hand, and on leaving
+        process = subprocess.Popen([sys.executable, "-c", child], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   text=True)
+        assert process.stdout.readline().strip() == "ready"
+        memory.sample()
+        process.communicate("")
+    peak = memory.peak()
+    gib = 1024 ** 2
+    assert peak["anonymous_gb"] >= before["anonymous"] / gib + 300 / 1024 - 0.01
+    assert peak["file_backed_gb"] >= before["file"] / gib + 200 / 1024 - 0.01
+    assert peak["resident_gb"] >= peak["anonymous_gb"]
+
+
+def test_a_runs_memory_is_the_largest_over_the_invocations_that_sampled_it():
+    from papa_utils.records.runs import run_totals
+
+    invocations = [{"wall_seconds": 10.0, "peak_memory_gb": 3.0,
+                    "memory": {"anonymous_gb": 2.0, "resident_gb": 5.0, "file_backed_gb": 2.5}},
+                   {"wall_seconds": 5.0, "peak_memory_gb": 4.0},
+                   {"wall_seconds": 5.0, "peak_memory_gb": 2.0,
+                    "memory": {"anonymous_gb": 2.5, "resident_gb": 4.0, "file_backed_gb": 1.0}}]
+    totals = run_totals(invocations)
+    assert totals["memory"] == {"anonymous_gb": 2.5, "resident_gb": 5.0, "file_backed_gb": 2.5, "invocations": 2}
+    assert totals["peak_memory_gb"] == 4.0 and "memory" not in run_totals(invocations[1:2])

@@ -12,7 +12,7 @@ PACKAGE = ROOT / "papa_utils"
 SUBPACKAGES = ["settings", "records", "core", "reports", "teaching", "runner"]
 # every module, lowest first within its subpackage: a module imports only modules listed before it
 LAYERS = ["settings.choices", "settings.tasks", "settings.profiles",
-          "records.runs",
+          "records.runs", "records.memory",
           "core.device", "core.models", "core.layout", "core.packing", "core.metrics", "core.references",
           "core.averages", "core.hooks", "core.replace", "core.head_scores", "core.features", "core.probe",
           "core.backbones",
@@ -23,7 +23,8 @@ LAYERS = ["settings.choices", "settings.tasks", "settings.profiles",
           "runner.steps", "runner.sweeps", "runner.cost", "runner.executor", "runner.pipeline", "runner.verify"]
 # what the modules below import, directly or through other modules: plain data, no torch (publishing a run reads
 # its files only)
-WITHOUT_TORCH = ["settings.choices", "settings.tasks", "settings.profiles", "records.runs", "reports.statistics",
+WITHOUT_TORCH = ["settings.choices", "settings.tasks", "settings.profiles", "records.runs", "records.memory",
+                 "reports.statistics",
                  "reports.verdicts", "reports.rendering", "reports.pages", "reports.publish"]
 
 

@@ -169,12 +169,17 @@ def peak_memory_gb() -> float:
 
 def run_totals(invocations: list[dict]) -> dict:
     """A run's wall time and peak memory from its invocations (run.json's "invocations"): walls summed, the largest
-    peak; "walls_recorded" False when some invocation's wall is not known in full (not recorded, or interrupted:
+    peak; "memory", where some invocation sampled it: the largest anonymous and resident memory of any of them, the
+    file pages at the largest resident, and how many invocations sampled it; "walls_recorded" False when some invocation's wall is not known in full (not recorded, or interrupted:
     then it runs to its last finished notebook), so that the sum is a lower bound."""
     walls = [i.get("wall_seconds") for i in invocations]
+    split = [i["memory"] for i in invocations if i.get("memory")]
+    memory = {"memory": {key: max(m[key] for m in split) for key in ("anonymous_gb", "resident_gb")} |
+              {"file_backed_gb": max(split, key=lambda m: m["resident_gb"])["file_backed_gb"],
+               "invocations": len(split)}} if split else {}
     return {"wall_seconds": round(sum(w for w in walls if w is not None), 1),
             "peak_memory_gb": max((i.get("peak_memory_gb") or 0.0 for i in invocations), default=0.0),
-            "walls_recorded": None not in walls and all(i.get("finished", True) for i in invocations)}
+            **memory, "walls_recorded": None not in walls and all(i.get("finished", True) for i in invocations)}
 
 
 def invocations_of(run: dict) -> list[dict]:

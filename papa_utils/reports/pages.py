@@ -26,7 +26,7 @@ def _invocation_lines(run: dict) -> list[str]:
         i = invocations[0]
         return [f"- **Wall time {_minutes(run['wall_seconds'])}** in one invocation at commit "
                 f"`{i['git_commit'][:7]}`{_tree(i)}; peak resident memory "
-                f"{run['peak_memory_gb']:.1f} GiB (the largest process). By notebook: "
+                f"{run['peak_memory_gb']:.1f} GiB (the largest process){_memory(run.get('memory'))}. By notebook: "
                 + ", ".join(f"{nb[:2]} {_minutes(t)}" for nb, t in i["notebook_seconds"].items()) + "."]
     recorded = [i for i in invocations if i.get("wall_seconds") is not None]
     over = (f"its {len(invocations)} invocations" if len(recorded) == len(invocations) else
@@ -35,7 +35,8 @@ def _invocation_lines(run: dict) -> list[str]:
     peaks = [i for i in invocations if i.get("peak_memory_gb") is not None]
     lines = [f"- **Wall time {_minutes(run['wall_seconds'])}**, summed over {over}{partial}; peak resident memory "
              f"{run['peak_memory_gb']:.1f} GiB (the largest process of "
-             + ("any of them" if len(peaks) == len(invocations) else "those that recorded it") + ")."]
+             + ("any of them" if len(peaks) == len(invocations) else "those that recorded it") + ")"
+             + _memory(run.get("memory"), len(invocations)) + "."]
     k = 0
     while k < len(invocations):  # invocations that recorded nothing but their commit, one line for a run of them
         unrecorded = 0
@@ -51,6 +52,18 @@ def _invocation_lines(run: dict) -> list[str]:
             lines.append(f"  {k + 1}. {_invocation_line(invocations[k])}")
             k += 1
     return lines
+
+
+def _memory(memory: dict | None, invocations: int = 1) -> str:
+    """The process tree's memory (``runs.run_totals``'s "memory") in words; "" where it was not sampled."""
+    if not memory:
+        return ""
+    which = "" if memory.get("invocations", 1) == invocations else \
+        f", in the {memory['invocations']} of its {invocations} invocations that sampled them,"
+    return (f"; the notebooks' processes{which} together held at most {memory['anonymous_gb']:.1f} GiB of anonymous "
+            f"memory, and {memory['resident_gb']:.1f} GiB resident at their peak, {memory['file_backed_gb']:.1f} GiB "
+            f"of it file pages mapped from disk (the feature cache and the weights, which the kernel can drop and "
+            f"read again)")
 
 
 def _tree(i: dict) -> str:
@@ -71,6 +84,8 @@ def _invocation_line(i: dict) -> str:
             + (f" and found {steps['reused']} done" if steps.get("reused") is not None else ""))
     wall = "wall time not recorded" if i.get("wall_seconds") is None else _minutes(i["wall_seconds"])
     peak = "" if i.get("peak_memory_gb") is None else f", peak {i['peak_memory_gb']:.1f} GiB"
+    if i.get("memory"):
+        peak += f" ({i['memory']['anonymous_gb']:.1f} GiB anonymous across its processes)"
     return (f"Commit `{str(i['git_commit'])[:7]}`{state}, notebook{'s' * (len(notebooks) != 1)} "
             f"{', '.join(n[:2] for n in notebooks) or 'none'}: {wall}{peak}; {done}"
             + ("" if i.get("finished", True) else "; interrupted (its wall time runs to its last finished notebook)")

@@ -25,6 +25,7 @@ from ..settings.profiles import PROFILES, Profile, get_profile
 from ..records.runs import (RECOMPUTED, ROOT, RunScopeError, absolute_data_dir, environment, git_state, invocations_of, invoking,
                    open_run, peak_memory_gb, progress_enabled, read_json, record_invocation, repo_relative, run_scope,
                    run_totals, write_json)
+from ..records.memory import MemorySampler
 from .steps import average_attention, feature_cache_gb, head_ranking
 from .sweeps import compare_rankings, learning_curve, probe_sweep
 from ..reports.tables import step_census, timing
@@ -94,11 +95,12 @@ def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None,
     progress, before = progress_enabled(), os.environ.get("PAPA_PROGRESS")
     os.environ["PAPA_PROGRESS"] = "0"  # the kernels: an executed notebook keeps no progress bar (one drawn as a
     # widget or with carriage returns is saved at its first frame)
-    with invoking(os.environ.get("PAPA_INVOCATION")) as name:  # the one `main` started for the cells' jobs, if any
+    # the notebooks' kernels are this process's children: the sampler sees their memory
+    with invoking(os.environ.get("PAPA_INVOCATION")) as name, MemorySampler() as memory:
 
         def note(finished: bool, starting: bool = False) -> None:
-            record_invocation(run_dir, invocation_record(name, started, seconds, executor, cells_seconds, finished),
-                              starting)
+            record_invocation(run_dir, invocation_record(name, started, seconds, executor, cells_seconds, finished,
+                                                         memory.peak()), starting)
 
         write_json(run_dir / "run.json", {**(read_json(run_dir / "run.json") or {}), **recorded, **environment()})
         note(False, starting=True)
@@ -142,16 +144,17 @@ def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None,
 
 
 def invocation_record(name: str, started: float, notebook_seconds: dict, executor: str,
-                      cells_seconds: float | None, finished: bool) -> dict:
+                      cells_seconds: float | None, finished: bool, memory: dict | None = None) -> dict:
     """One invocation as run.json lists it: its name, the commit and state of the tree, when it started, the
     notebooks it executed and how long each took, how long it waited for the cells' jobs, its wall time so far (from
-    its start, the jobs included), its peak memory, and whether it finished."""
+    its start, the jobs included), its peak memory (the largest process's, and `memory`: the notebooks' process
+    tree split into anonymous and file-backed pages, ``memory.MemorySampler.peak``), and whether it finished."""
     state = git_state()
     wall = time.time() - started
     return {"invocation": name, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
             **state, "executor": executor, "notebooks": list(notebook_seconds), "notebook_seconds": notebook_seconds,
             "cells_wall_seconds": cells_seconds, "wall_seconds": round(wall, 1), "peak_memory_gb": peak_memory_gb(),
-            "finished": finished}
+            **({"memory": memory} if memory else {}), "finished": finished}
 
 
 def main(argv=None) -> None:
