@@ -310,6 +310,12 @@ def test_rankings_are_compared_only_at_points_of_the_main_sweep():
         replace(get_profile("smoke"), compare_fractions=(1 / 2, 3 / 4))
     with pytest.raises(ValueError, match=re.escape("compare_fractions (1,) has [1], not a partial point")):
         replace(get_profile("smoke"), compare_fractions=(1,))
+    with pytest.raises(ValueError, match=re.escape(
+            "compare_fractions is empty: name the shares of heads at which the rankings are compared, or None for "
+            "every partial point of the sweep")):
+        replace(get_profile("smoke"), compare_fractions=())
+    # 15/16 of 8 heads rounds to all of them: no partial point of such a model
+    assert replace(get_profile("smoke"), compare_fractions=(1 / 2, 15 / 16)).compare_counts("tiny", 8) == [4]
 
 
 def test_asking_for_another_ranking_keeps_the_gates_in_the_comparison():

@@ -209,10 +209,12 @@ def test_figures_tables_and_metadata_exist(smoke):
     assert {s["invocation"] for s in steps} == {invocation["invocation"]} and {s["code"] for s in steps} == {code_digest()}
     assert meta["wall_seconds"] == invocation["wall_seconds"] >= sum(invocation["notebook_seconds"].values())
     assert meta["peak_memory_gb"] == invocation["peak_memory_gb"] > 0
-    # the notebooks' process tree, sampled: anonymous memory and the file pages in the resident total
-    memory = invocation["memory"]
-    assert meta["memory"] == {**memory, "invocations": 1}
-    assert 0 < memory["anonymous_gb"] <= memory["resident_gb"] and 0 < memory["file_backed_gb"] < memory["resident_gb"]
+    # the notebooks' process tree, sampled where /proc says: anonymous memory and the file pages in the total
+    if Path("/proc/self/status").exists():
+        memory = invocation["memory"]
+        assert meta["memory"] == {**memory, "invocations": 1}
+        assert 0 < memory["anonymous_gb"] <= memory["resident_gb"]
+        assert 0 < memory["file_backed_gb"] < memory["resident_gb"]
     assert NOTEBOOKS[0] == "00_anatomy_of_attention"
     for name in meta["notebook_seconds"]:
         executed = json.loads((run_dir / f"{name}.ipynb").read_text())
@@ -721,8 +723,8 @@ def test_notebooks_executed_again_replace_only_theirs_in_a_published_run(smoke, 
             f"memory {recorded['peak_memory_gb']:.1f} GiB (the largest process of any of them); the notebooks' "
             f"processes, in the 1 of its 2 invocations that sampled them, together held at most "
             f"{memory['anonymous_gb']:.1f} GiB of anonymous memory, and {memory['resident_gb']:.1f} GiB resident at "
-            f"their peak, {memory['file_backed_gb']:.1f} GiB of it file pages mapped from disk (the feature cache and "
-            f"the weights, which the kernel can drop and read again).") in readme
+            f"their peak, {memory['file_backed_gb']:.1f} GiB of it pages mapped from files (the feature cache, the "
+            f"weights, the libraries), which the kernel can drop and read again.") in readme
     assert "  2. Commit `fffffff`, notebook 04: 0.2 min, peak 0.5 GiB; computed 0 steps and found 7 done." in readme
     run["profile"]["epochs"] += 1
     (again / "run.json").write_text(json.dumps(run))

@@ -3,6 +3,7 @@ import json
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -252,13 +253,14 @@ def test_a_run_json_from_before_invocations_were_listed_reads_as_one_invocation(
     assert run_totals(invocations[:1] + [entry])["walls_recorded"] is False  # an interrupted one: a lower bound
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="the sampler reads Linux's /proc")
 def test_the_memory_sampler_tells_anonymous_memory_from_file_pages_of_a_child_process(tmp_path):
     """A child that fills 300 MiB of its own memory and reads a 200 MiB file through mmap: the sampler of its
     parent sees the first as anonymous memory and the second as file pages, each at least its size."""
     import subprocess
     import sys
 
-    from papa_utils.records.memory import MemorySampler, tree_rss_kb
+    from papa_utils.records.memory import MemorySampler, tree_memory_kb
 
     data = tmp_path / "pages.bin"
     data.write_bytes(b"\x01" * (200 << 20))
@@ -269,7 +271,7 @@ def test_the_memory_sampler_tells_anonymous_memory_from_file_pages_of_a_child_pr
              "touched = sum(m[i] for i in range(0, len(m), 4096))\n"
              "print('ready', flush=True)\n"
              "sys.stdin.read()\n")
-    before = tree_rss_kb()
+    before = tree_memory_kb()
     with MemorySampler(interval=60) as memory:  # sampled on entering, by hand, and on leaving
         process = subprocess.Popen([sys.executable, "-c", child], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                    text=True)

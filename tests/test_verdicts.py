@@ -152,6 +152,10 @@ def test_claim_2_names_each_point_by_the_papers_share_whatever_the_models_head_c
     for label, share in (("1/2", 0.25), ("7/8", 0.5), ("15/16", 0.75)):
         assert sweep[label]["per_model"]["s"]["share_of_full_loss"]["value"] == pytest.approx(share)
         assert sweep[label]["share_of_full_loss"]["value"] == pytest.approx(share)
+    # a run whose sweep has other shares names its points by them: 0.9 of 36 heads is also 32
+    only_s = table[table.model == "s"]
+    other = check_claims(only_s[only_s.replaced_heads != 34], n_boot=200, sweep_fractions=(0, 1 / 2, 0.9, 1))
+    assert list(other["half_heads"]["sweep"]) == ["1/2", "9/10"]
 
 
 def test_a_cell_in_the_claims_always_has_contextual_signal_to_lose():
@@ -234,17 +238,19 @@ def test_a_stronger_probe_of_the_same_model_is_read_only_where_the_cell_carries_
 
 
 def test_a_learning_curve_on_several_seeds_says_where_the_drop_moves_beyond_their_noise():
-    """With three seeds, the drop's change from the smallest to the largest training size is read against its
-    standard error over seeds (each seed's baseline and PAPA paired): a clear rise, a clear fall, and a change
-    smaller than the seeds' spread; one seed gives no such reading."""
-    from papa_utils.reports.statistics import curve_summary
+    """With three seeds, each seed's change of the drop from the smallest to the largest training size (its
+    baseline and PAPA paired by seed) gives a 95% interval (Student's t, 2 degrees of freedom): a clear rise, a clear
+    fall, and a change smaller than the seeds' spread; one seed gives no interval."""
+    from scipy.stats import t
+
+    from papa_utils.reports.statistics import curve_seed_drops, curve_summary
     from papa_utils.reports.verdicts import probe_strength
     from papa_utils.reports.rendering import probe_strength_sentence
 
     rows = []
     papa = {"a": ((54, 54.5, 55.5), (48, 48.5, 49.5), (42, 42.5, 43.5)),  # drop 10% -> 30%: grows
             "b": ((42, 42.5, 43.5), (48, 48.5, 49.5), (54, 54.5, 55.5)),  # 30% -> 10%: falls
-            "e": ((50, 40, 55), (50, 45, 50), (39, 55, 50))}  # a drop 0.6 points larger, seeds far apart
+            "e": ((50, 40, 55), (50, 45, 50), (39, 55, 50))}  # seeds far apart
     for model, per_size in papa.items():
         for n, base, values in zip((1000, 2000, 4000), (60, 62, 64), per_size):
             for seed, v in zip((42, 43, 44), values):
@@ -257,16 +263,27 @@ def test_a_learning_curve_on_several_seeds_says_where_the_drop_moves_beyond_thei
             rows.append({"model": model, "task": "x", "train_examples": n, "configuration": "trivial", "seed": None,
                          "metric": "accuracy", "value": 20})
     curve = pd.DataFrame(rows)
-    result = probe_strength(curve_summary(curve))
+    result = probe_strength(curve_summary(curve), seed_drops=curve_seed_drops(curve))
     assert result["moved"] == {"grows": ["a x"], "falls": ["b x"], "within noise": ["e x"]}
-    assert result["change"]["a x"]["change"] == pytest.approx(0.2, abs=0.01) and result["change"]["a x"]["se"] < 0.02
+    # e: each seed's drop is 1 - v / 60, so its changes are (50 - 39, 40 - 55, 55 - 50) / 60
+    changes = np.array([11, -15, 5]) / 60
+    e = result["change"]["e x"]
+    half = t.ppf(0.975, 2) * changes.std(ddof=1) / np.sqrt(3)
+    assert e["seeds"] == 3 and e["change"] == pytest.approx(changes.mean())
+    assert [e["ci_low"], e["ci_high"]] == pytest.approx([changes.mean() - half, changes.mean() + half])
+    a = result["change"]["a x"]
+    assert a["change"] == pytest.approx(0.2) and a["ci_low"] > 0.15
     said = probe_strength_sentence(result, [42, 43, 44])
-    assert said.endswith("seeds 42, 43, 44. From 1,000 to 4,000 training examples, the relative drop (in percentage "
-                         "points, ± its standard error over seeds) grows by more than twice its error in 1 (a x +20.0 ± "
-                         "1.0), falls by more in 1 (b x -20.0 ± 1.0) and stays within that noise in 1 of 3 cells."), said
-    one = probe_strength(curve_summary(curve[curve.seed.isin([42, None]) | curve.seed.isna()]))
-    assert one["moved"] == {} and one["change"]["a x"]["se"] is None
-    assert probe_strength_sentence(one, [42]).endswith("seed 42, no interval.")
+    assert said.endswith(
+        "seeds 42, 43, 44. From 1,000 to 4,000 training examples, the relative drop (its change in percentage "
+        f"points, with a 95% interval over the seeds) grows in 1 (a x +20.0 [{100 * a['ci_low']:+.1f}, "
+        f"{100 * a['ci_high']:+.1f}]), falls in 1 (b x -20.0 [{100 * result['change']['b x']['ci_low']:+.1f}, "
+        f"{100 * result['change']['b x']['ci_high']:+.1f}]) and moves less than the seeds' noise in 1 of 3 "
+        "cells."), said
+    one = curve[(curve.seed == 42) | curve.seed.isna()]
+    single = probe_strength(curve_summary(one), seed_drops=curve_seed_drops(one))
+    assert single["moved"] == {} and single["change"]["a x"]["ci_low"] is None and single["change"]["a x"]["seeds"] == 1
+    assert probe_strength_sentence(single, [42]).endswith("seed 42, no interval.")
 
 
 def test_claim_2_by_ranking_calls_a_model_without_a_losing_cell_uninformative():

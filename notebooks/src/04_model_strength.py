@@ -97,7 +97,7 @@ print(table1_markdown(t1))
 # ## Claim 3: relative drop against baseline performance, one line per task
 
 # %%
-claims = check_claims(results, statistics)
+claims = check_claims(results, statistics, sweep_fractions=profile.sweep_fractions)
 if claims["points_with_undefined_drop"]:
     print("relative drop undefined (baseline <= 0), left out:", ", ".join(claims["points_with_undefined_drop"]))
 in_claims = t1[t1.in_claims].dropna(subset=["relative_drop"])  # the cells the claims average

@@ -40,7 +40,7 @@ run_dir = ""  # empty: runs/<run name> ($PAPA_RUNS_DIR instead of runs/ when set
 # %%
 from IPython.display import display
 
-from papa_utils.reports.statistics import curve_summary
+from papa_utils.reports.statistics import curve_seed_drops, curve_summary
 from papa_utils.reports.figures import plot_learning_curves, save_figure
 from papa_utils.reports.rendering import probe_strength_sentence
 from papa_utils.settings.profiles import why_absent
@@ -76,9 +76,10 @@ for model_name in profile.curve_models if summary is not None else ():  # one fi
 # ## What it says
 # Read only on the cells the claims keep (notebook 4's `claims.json`) whose baseline beats both references at every
 # size: whether the drop rises with the baseline across sizes (Spearman, descriptive with three sizes) and, with
-# several seeds, whether the drop at the largest size differs from the drop at the smallest by more than twice its
-# standard error over seeds.
+# several seeds, whether each seed's drop moves from the smallest size to the largest beyond the seeds' noise (a 95%
+# interval over the seeds, Student's t).
 
 # %%
 if summary is not None:
-    print(probe_strength_sentence(probe_strength(summary, claims_left_out(run_dir)), profile.curve_seeds))
+    strength = probe_strength(summary, claims_left_out(run_dir), curve_seed_drops(curve))
+    print(probe_strength_sentence(strength, profile.curve_seeds))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .statistics import curve_summary, ranking_verdict, read_statistics, table1
+from .statistics import curve_seed_drops, curve_summary, ranking_verdict, read_statistics, table1
 from .rendering import curve_drops_markdown, curve_markdown, half_heads_markdown, ranking_markdown, table1_markdown
 from ..settings.choices import SWEEP_FRACTIONS
 from ..settings.profiles import PROFILES, Profile, recorded_settings
@@ -62,8 +62,8 @@ def _memory(memory: dict | None, invocations: int = 1) -> str:
         f", in the {memory['invocations']} of its {invocations} invocations that sampled them,"
     return (f"; the notebooks' processes{which} together held at most {memory['anonymous_gb']:.1f} GiB of anonymous "
             f"memory, and {memory['resident_gb']:.1f} GiB resident at their peak, {memory['file_backed_gb']:.1f} GiB "
-            f"of it file pages mapped from disk (the feature cache and the weights, which the kernel can drop and "
-            f"read again)")
+            f"of it pages mapped from files (the feature cache, the weights, the libraries), which the kernel can "
+            f"drop and read again")
 
 
 def _tree(i: dict) -> str:
@@ -336,7 +336,8 @@ def summary_block(name: str, root: Path = ROOT) -> str:
         lines += ["", f"**Learning curves** ({', '.join(p['curve_models'])} on {', '.join(p['curve_tasks'])}; "
                       f"{seeds}): PAPA's relative drop with every head constant, by the probe's training size.", "",
                   curve_drops_markdown(curve_summary(curve), left_out).rstrip(), "",
-                  probe_strength_sentence(probe_strength(curve_summary(curve), left_out), p["curve_seeds"])]
+                  probe_strength_sentence(probe_strength(curve_summary(curve), left_out, curve_seed_drops(curve)),
+                                          p["curve_seeds"])]
     return "\n".join(lines + _half_heads_lines(folder)) + "\n"
 
 

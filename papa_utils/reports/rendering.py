@@ -205,14 +205,14 @@ def probe_strength_sentence(result: dict, seeds) -> str:
         "from {:,} to {:,} training examples".format(*sizes.pop())
 
     def part(where, verb):
-        cells = [f"{c} {100 * result['change'][c]['change']:+.1f} ± {100 * result['change'][c]['se']:.1f}"
-                 for c in moved.get(where, [])]
+        cells = [f"{c} {100 * result['change'][c]['change']:+.1f} [{100 * result['change'][c]['ci_low']:+.1f}, "
+                 f"{100 * result['change'][c]['ci_high']:+.1f}]" for c in moved.get(where, [])]
         return f"{verb} in {len(cells)} ({', '.join(cells)})" if cells else f"{verb} in none"
 
     counted = sum(map(len, moved.values()))
-    return (said + f". {span[0].upper()}{span[1:]}, the relative drop (in percentage points, ± its standard error "
-            f"over seeds) {part('grows', 'grows by more than twice its error')}, {part('falls', 'falls by more')} and "
-            f"stays within that noise in {len(moved.get('within noise', []))} of {counted} cells.")
+    return (said + f". {span[0].upper()}{span[1:]}, the relative drop (its change in percentage points, with a 95% "
+            f"interval over the seeds) {part('grows', 'grows')}, {part('falls', 'falls')} and moves less than "
+            f"the seeds' noise in {len(moved.get('within noise', []))} of {counted} cells.")
 
 
 def _ci(c: dict) -> str:

@@ -343,19 +343,25 @@ def learned_lost_of(base, papa, floor):
 def curve_summary(curve: pd.DataFrame) -> pd.DataFrame:
     """Learning curve (``tables.curve_table``) per model x task x training size: mean over seeds of the
     baseline, PAPA, attention-free probe and trivial predictor, the paper's relative drop and the share of the
-    learned signal lost; and the standard error over seeds of the relative drop (`relative_drop_se`: of each seed's
-    drop, its baseline and PAPA paired by seed; NaN with fewer than two seeds)."""
-    keys = ["model", "task", "metric", "train_examples"]
-    means = curve.pivot_table(index=keys, columns="configuration", values="value", aggfunc="mean").reset_index()
+    learned signal lost."""
+    means = curve.pivot_table(index=["model", "task", "metric", "train_examples"], columns="configuration",
+                              values="value", aggfunc="mean").reset_index()
     means.columns.name = None
     means["relative_drop"] = relative_drop(means["baseline"], means["PAPA"])
     means["learned_lost"] = share_lost(means["baseline"], means["PAPA"], means["trivial"])
     means["contextual_lost"] = share_lost(means["baseline"], means["PAPA"], means["attention_free"])
+    return means
+
+
+def curve_seed_drops(curve: pd.DataFrame) -> pd.DataFrame:
+    """Each seed's relative drop on a learning curve (``tables.curve_table``), its baseline and PAPA paired by
+    seed: model, task, train_examples, seed, relative_drop (seeds without both probes left out)."""
     probes = curve[curve.configuration.isin(["baseline", "PAPA"])]
-    seeds = probes.pivot_table(index=keys + ["seed"], columns="configuration", values="value").dropna().reset_index()
-    seeds["drop"] = relative_drop(seeds["baseline"], seeds["PAPA"])
-    spread = seeds.groupby(keys)["drop"].agg(lambda d: d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else np.nan)
-    return means.merge(spread.rename("relative_drop_se").reset_index(), on=keys, how="left")
+    seeds = probes.pivot_table(index=["model", "task", "train_examples", "seed"], columns="configuration",
+                               values="value").reset_index()
+    seeds = seeds.dropna(subset=[c for c in ("baseline", "PAPA") if c in seeds] or ["seed"])
+    seeds["relative_drop"] = relative_drop(seeds["baseline"], seeds["PAPA"]) if len(seeds) else []
+    return seeds[["model", "task", "train_examples", "seed", "relative_drop"]]
 
 
 def bootstrap_correlation(x, y, n: int = 2000, seed: int = 0, level: float = 0.95) -> dict:

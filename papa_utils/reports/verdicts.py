@@ -177,29 +177,29 @@ def bootstrap_share(partial: dict, full: dict, seed: int = 0, level: float = 0.9
     return out
 
 
-def sweep_points(results: pd.DataFrame) -> dict:
-    """The partial points of the sweep in `results`, each named by the share of the paper's sweep
-    (``choices.SWEEP_FRACTIONS``) that gives it: {share: {model: replaced heads}}. A model whose heads do not divide
+def sweep_points(results: pd.DataFrame, fractions=SWEEP_FRACTIONS) -> dict:
+    """The partial points of the sweep in `results`, each named by the share of the run's sweep (`fractions`:
+    the profile's ``sweep_fractions``, by default the paper's, ``choices.SWEEP_FRACTIONS``) that gives it: {share: {model: replaced heads}}. A model whose heads do not divide
     by the share has the rounded count there (``replaced_count``: MiniLM-L3's 7/8 replaces 32 of its 36 heads), and
-    a share that rounds to none or all of a model's heads is not a point of it. A count no paper share gives is
-    named by its own share."""
+    a share that rounds to none or all of a model's heads is not a point of it. A count no share of `fractions`
+    gives is named by its own share."""
     shares = {}
     points = results[results.replaced_heads.between(1, results.total_heads - 1)]
     for model, total, k in sorted(set(zip(points.model, points.total_heads, points.replaced_heads))):
-        share = next((f for f in SWEEP_FRACTIONS if 0 < f < 1 and replaced_count(total, f) == k), k / total)
+        share = next((f for f in fractions if 0 < f < 1 and replaced_count(total, f) == k), k / total)
         shares.setdefault(share, {})[model] = int(k)
     return dict(sorted(shares.items()))
 
 
 def share_of_full_loss(results: pd.DataFrame, statistics: dict | None, cells: set, models: list,
-                       n_boot: int = 2000) -> dict:
+                       n_boot: int = 2000, fractions=SWEEP_FRACTIONS) -> dict:
     """Per partial point of the run's sweep (``sweep_points``; label "1/2", "7/8", "15/16", ...): the share of the
     full-PAPA loss already lost there (``bootstrap_share``), pooled and per model, over `cells` (where full PAPA
     loses measurably), and the average relative drop at that point."""
     probes = results[(predictor_column(results) == "probe") & results.headline]
     full = {c: p for c, p in point_draws(results, statistics, "all", n=n_boot, pairing="share").items() if c in cells}
     out = {}
-    for share, counts in sweep_points(probes).items():
+    for share, counts in sweep_points(probes, fractions).items():
         label = share_label(share)
         partial = {c: p for c, p in point_draws(results, statistics, share, n=n_boot, pairing="share").items()
                    if c in cells and c[0] in counts}
@@ -217,7 +217,7 @@ def share_of_full_loss(results: pd.DataFrame, statistics: dict | None, cells: se
 
 
 def half_heads_claim(results: pd.DataFrame, statistics: dict | None, kept: set, losing: set, models: list,
-                     n_boot: int = 2000) -> dict:
+                     n_boot: int = 2000, fractions=SWEEP_FRACTIONS) -> dict:
     """Claim 2 by its rule (module docstring): ``average_claim`` at half of the heads over the cells where full
     PAPA loses measurably (`losing`), an "uninformative" verdict for a model (or the pool) with no such cell, and
     the share of the full-PAPA loss at each partial point of the sweep (``share_of_full_loss``)."""
@@ -228,7 +228,7 @@ def half_heads_claim(results: pd.DataFrame, statistics: dict | None, kept: set, 
     for model, part in block["per_model"].items():
         if not any(c[0] == model for c in losing):
             part["verdict"] = uninformative(sum(c[0] == model for c in kept))
-    block["sweep"] = share_of_full_loss(results, statistics, losing, models, n_boot)
+    block["sweep"] = share_of_full_loss(results, statistics, losing, models, n_boot, fractions)
     return block
 
 
@@ -336,7 +336,8 @@ def strength_verdict(test: dict) -> dict:
     return {"verdict": "undecided", "reason": said + power}
 
 
-def check_claims(results: pd.DataFrame, statistics: dict | None = None, n_boot: int = 2000) -> dict:
+def check_claims(results: pd.DataFrame, statistics: dict | None = None, n_boot: int = 2000,
+                 sweep_fractions=SWEEP_FRACTIONS) -> dict:
     """The paper's three claims, measured on these results, each with its verdict by the module's rules.
 
     Claims 1 and 2: the paper's average relative drop and the average share of the learned signal lost (against
@@ -345,7 +346,8 @@ def check_claims(results: pd.DataFrame, statistics: dict | None = None, n_boot: 
     signal (``cells_in_claims``; the others are in `left_out` with the reason), claim 2 those of them where full
     PAPA loses measurably (``cells_where_full_papa_loses``). Claim 3 is tested at the level of models
     (``model_level_test``), on the relative drop and again on the share of the contextual signal lost; the
-    correlation pooled over every cell, which mixes metrics and dev sets, is kept beside it."""
+    correlation pooled over every cell, which mixes metrics and dev sets, is kept beside it. Claim 2's sweep names
+    its points by the run's `sweep_fractions` (``sweep_points``)."""
     t1 = table1(results, statistics, n_boot)
     main = t1[t1.headline]
     kept, losing = cells_in_claims(t1), cells_where_full_papa_loses(t1)
@@ -372,7 +374,7 @@ def check_claims(results: pd.DataFrame, statistics: dict | None = None, n_boot: 
         "points": int(main.contextual_lost.notna().sum()),
         "no_contextual_signal": [f"{r.model} {r.task}" for r in main.itertuples() if r.contextual_note]}
     out["all_heads"]["share_of_pooled_drop"] = _shares_of_pooled_drop(main, kept)
-    out["half_heads"] = half_heads_claim(results, statistics, kept, losing, models, n_boot)
+    out["half_heads"] = half_heads_claim(results, statistics, kept, losing, models, n_boot, sweep_fractions)
     test = model_level_test(main, protocols, "relative_drop", point_draws(results, statistics, "all", n=n_boot))
     test["verdict"] = strength_verdict(test)
     contextual = model_level_test(main, protocols, "contextual_lost")
@@ -427,16 +429,22 @@ def half_heads_by_ranking(runs: dict, kept: set, models: list, n_boot: int = 200
     return pd.DataFrame(rows)
 
 
-def probe_strength(summary: pd.DataFrame, left_out=()) -> dict:
+def probe_strength(summary: pd.DataFrame, left_out=(), seed_drops: pd.DataFrame | None = None,
+                   level: float = 0.95) -> dict:
     """Claim 3 within a model: does a stronger probe of the same model (more training examples, a higher
     baseline) lose more? Per model x task of a learning curve (``statistics.curve_summary``) whose cell is in the
-    claims (not in `left_out`) and whose baseline beats both references at every size:
+    claims (not in `left_out`), whose baseline beats both references at every size, and whose baseline and drop
+    vary across the sizes:
     - "cells": the Spearman correlation of baseline and relative drop across the training sizes (of the seed
       means: with three sizes one of -1, -0.5, 0.5, 1, descriptive), "mean_spearman" and "positive" (how many);
-    - "change": the relative drop at the largest size minus at the smallest, with its standard error over seeds
-      (None with one seed), and "moved": the cells where it "grows" or "falls" by more than twice that error, or
-      stays "within noise" (empty with one seed: nothing tells a change from the seeds' noise then)."""
-    from scipy.stats import spearmanr
+    - "change": how the relative drop moves from the smallest training size to the largest: with `seed_drops`
+      (``statistics.curve_seed_drops``), the mean over the seeds that have both sizes of each seed's change, and
+      with two seeds or more its `level` interval (Student's t with one degree of freedom fewer than the seeds;
+      with three seeds the half-width is 4.3 standard errors); without, the change of the seed means and no
+      interval;
+    - "moved": the cells whose interval lies above zero ("grows"), below it ("falls"), or spans it ("within
+      noise"); empty when no cell has an interval."""
+    from scipy.stats import spearmanr, t
 
     cells, change = {}, {}
     for (model, task), part in summary.groupby(["model", "task"], sort=True):
@@ -444,18 +452,28 @@ def probe_strength(summary: pd.DataFrame, left_out=()) -> dict:
         if f"{model} {task}" in left_out or len(part) < 3 or not (part.baseline > references).all():
             continue
         part = part.sort_values("train_examples")
-        if part.baseline.nunique() > 1 and part.relative_drop.nunique() > 1:
-            cells[f"{model} {task}"] = float(spearmanr(part.baseline, part.relative_drop)[0])
-        first, last = part.iloc[0], part.iloc[-1]
-        se = np.hypot(first.get("relative_drop_se", np.nan), last.get("relative_drop_se", np.nan))
-        change[f"{model} {task}"] = {"from": int(first.train_examples), "to": int(last.train_examples),
-                                     "change": float(last.relative_drop - first.relative_drop),
-                                     "se": None if np.isnan(se) else float(se)}
+        if part.baseline.nunique() < 2 or part.relative_drop.nunique() < 2:
+            continue
+        cell = f"{model} {task}"
+        cells[cell] = float(spearmanr(part.baseline, part.relative_drop)[0])
+        first, last = int(part.train_examples.iloc[0]), int(part.train_examples.iloc[-1])
+        entry = {"from": first, "to": last, "seeds": 0,
+                 "change": float(part.relative_drop.iloc[-1] - part.relative_drop.iloc[0]),
+                 "ci_low": None, "ci_high": None}
+        if seed_drops is not None:
+            mine = seed_drops[(seed_drops.model == model) & (seed_drops.task == task)]
+            at = mine.pivot_table(index="seed", columns="train_examples", values="relative_drop")
+            paired = (at[last] - at[first]).dropna() if {first, last} <= set(at.columns) else pd.Series(dtype=float)
+            if len(paired):
+                entry.update(seeds=len(paired), change=float(paired.mean()))
+            if len(paired) > 1:
+                half = float(t.ppf(0.5 + level / 2, len(paired) - 1) * paired.std(ddof=1) / np.sqrt(len(paired)))
+                entry.update(ci_low=entry["change"] - half, ci_high=entry["change"] + half)
+        change[cell] = entry
     moved = {}
     for cell, c in change.items():
-        if c["se"] is not None:
-            where = ("grows" if c["change"] > 2 * c["se"] else "falls" if c["change"] < -2 * c["se"]
-                     else "within noise")
+        if c["ci_low"] is not None:
+            where = "grows" if c["ci_low"] > 0 else "falls" if c["ci_high"] < 0 else "within noise"
             moved.setdefault(where, []).append(cell)
     return {"cells": cells, "mean_spearman": float(np.mean(list(cells.values()))) if cells else None,
             "positive": sum(v > 0 for v in cells.values()), "change": change, "moved": moved}

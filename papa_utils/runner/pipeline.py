@@ -99,6 +99,7 @@ def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None,
     with invoking(os.environ.get("PAPA_INVOCATION")) as name, MemorySampler() as memory:
 
         def note(finished: bool, starting: bool = False) -> None:
+            memory.sample()
             record_invocation(run_dir, invocation_record(name, started, seconds, executor, cells_seconds, finished,
                                                          memory.peak()), starting)
 

@@ -69,6 +69,9 @@ class Profile:
         if missing:
             raise ValueError(f"sweep_fractions {self.sweep_fractions} lack {sorted(missing)}: Table 1 and the claims "
                              f"need no head, half of them and all of them replaced")
+        if self.compare_fractions == ():
+            raise ValueError("compare_fractions is empty: name the shares of heads at which the rankings are compared, "
+                             "or None for every partial point of the sweep")
         outside = [f for f in self.compare_fractions or () if not (0 < f < 1 and f in self.sweep_fractions)]
         if outside:
             raise ValueError(f"compare_fractions {self.compare_fractions} has {outside}, not a partial point of "
@@ -95,10 +98,11 @@ class Profile:
 
     def compare_counts(self, model_name: str, total_heads: int) -> list[int]:
         """How many heads each point of the sweep under the compared rankings replaces: the partial points of
-        ``sweep_counts`` at `compare_fractions` (all of them when None)."""
-        if self.compare_fractions is None:
-            return self.sweep_counts(model_name, total_heads)[1:-1]
-        return replaced_counts(total_heads, self.compare_fractions)
+        ``sweep_counts`` at `compare_fractions` (all of them when None); a share that rounds to none or all of the
+        model's heads is no partial point of it."""
+        counts = self.sweep_counts(model_name, total_heads) if self.compare_fractions is None else \
+            replaced_counts(total_heads, self.compare_fractions)
+        return [k for k in counts if 0 < k < total_heads]
 
     def sizes(self, model_name: str, task: str | None = None) -> dict:
         return {name: self.size(model_name, name, task) for name in SIZE_FIELDS}
@@ -164,7 +168,7 @@ PROFILES = {
 # (7/8 and 15/16 of the heads too), the heads ranked four ways (gates, input dependence, variance, one random
 # order) on every cell with the half-heads point under each (notebook 6), and learning curves at 1,000, 2,000 and
 # 4,000 training examples on three tasks with three seeds (notebook 5). The rankings are compared at 1/2 only:
-# at 7/8 and 15/16 too they would add about three hours on 2 cores, for no claim. Longer than the cpu run on
+# at 7/8 and 15/16 too they would add 3 to 4.5 hours on 2 cores (docs/cpu_profile.md), for no claim. Longer than the cpu run on
 # 2 cores: a run that resumes.
 PROFILES["cpu-robustness"] = replace(
     PROFILES["cpu"], name="cpu-robustness", sweep_fractions=SWEEP_FRACTIONS, compare_fractions=(1 / 2,),
