@@ -403,6 +403,19 @@ def test_a_published_run_carries_its_executed_notebooks_and_links_every_figure(s
                                                          and p.name != "README.md"} <= linked
 
 
+def test_a_published_run_says_which_numerical_code_computed_its_steps():
+    from papa_utils.reports.pages import _code_lines
+
+    what = ("(`papa_utils.records.runs.code_digest`: the modules that compute the numbers and the versions of the "
+            "packages they use)")
+    assert _code_lines({"profile": {}}) == []  # published before publishing recorded it
+    assert _code_lines({"step_code": {"6e0bff865bf7094d": 306}}) == [
+        f"- Numerical code: all 306 steps were computed by the same code, digest `6e0bff865bf7094d` {what}."]
+    assert _code_lines({"step_code": {"6e0bff865bf7094d": 300, "015c66f1ed5484ad": 5, "not recorded": 1}}) == [
+        f"- Numerical code: its 306 steps were computed by 3 different codes {what}: `6e0bff865bf7094d` 300, "
+        f"`015c66f1ed5484ad` 5, 1 not recorded; its numbers mix them."]
+
+
 def test_a_readme_block_without_its_end_marker_is_not_regenerated(tmp_path):
     from papa_utils.reports.publish import write_readme_block
 
@@ -428,8 +441,16 @@ def test_publishing_is_an_explicit_step_that_never_narrows_published_results(smo
         "ranking_stability.csv", "run.json", "table1.md", "table1.tex", "truncation.csv"]
     assert (root / "figures" / "smoke" / "performance_vs_dynamic_heads.png").stat().st_size > 5000
     recorded = json.loads((target / "run.json").read_text())
+    step_code = recorded.pop("step_code")
     assert recorded == json.loads((run_dir / "run.json").read_text()) and not recorded["run_dir"].startswith("/")
+    # the code that computed the steps: every step file of the run folder, all made by this code
+    steps = sum(len(list((run_dir / folder).glob(pattern))) for folder, pattern in (
+        ("averages", "*.safetensors"), ("ranking", "*.json"), ("probe", "*.json"), ("ranking_sweep", "*.json"),
+        ("curve", "*.json")))
+    assert steps > 100 and step_code == {code_digest(): steps}
     readme = (root / "README.md").read_text()
+    said = f"- Numerical code: all {steps} steps were computed by the same code, digest `{code_digest()}`"
+    assert readme.count(said) == 2  # in the results block and in the summary block
     assert readme.startswith("intro\n<!-- results:smoke:start -->\nProduced by `make figures PROFILE=smoke`")
     assert "\nold\n" not in readme and "<!-- results:smoke:end -->\nend\n" in readme
     summary = readme.split("<!-- summary:smoke:start -->\n")[1]

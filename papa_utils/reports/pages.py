@@ -66,6 +66,25 @@ def _memory(memory: dict | None, invocations: int = 1) -> str:
             f"drop and read again")
 
 
+def _code_lines(run: dict) -> list[str]:
+    """Which numerical code computed the published run's steps (run.json's "step_code", written by publishing), in
+    words; none for a run published before it was recorded."""
+    codes = run.get("step_code")
+    if not codes:
+        return []
+    what = ("(`papa_utils.records.runs.code_digest`: the modules that compute the numbers and the versions of the "
+            "packages they use)")
+    total = sum(codes.values())
+    if len(codes) == 1:
+        (code, _), = codes.items()
+        if code == "not recorded":
+            return [f"- Numerical code: none of its {total} steps recorded the code that computed it."]
+        return [f"- Numerical code: all {total} steps were computed by the same code, digest `{code}` {what}."]
+    return [f"- Numerical code: its {total} steps were computed by {len(codes)} different codes {what}: "
+            + ", ".join(f"`{code}` {n}" if code != "not recorded" else f"{n} not recorded" for code, n in codes.items())
+            + "; its numbers mix them."]
+
+
 def _tree(i: dict) -> str:
     """The state of an invocation's tree beside its commit ("" when clean)."""
     if i.get("dirty") is None:
@@ -210,7 +229,7 @@ def _run_lines(name: str, run: dict) -> list[str]:
     lines = [f"Produced by {command}, "
              f"with `PAPA_DATA_DIR={run['data_dir']}`, on {run['cpus']} CPU cores (torch {run['packages']['torch']}, "
              f"transformers {run['packages']['transformers']}).", "",
-             *_invocation_lines(run),
+             *_invocation_lines(run), *_code_lines(run),
              *([_cells_line(run)] if run.get("cells") else []),
              f"- Summed over the grid: averages (the same pass also saves the baseline's training features) "
              f"{_minutes(steps['averages'])}, "
@@ -327,7 +346,7 @@ def summary_block(name: str, root: Path = ROOT) -> str:
     lines = [f"Produced by {command} ({run['cpus']} CPU cores); steps summed "
              f"{_minutes(sum(steps.values()))} ("
              + ", ".join(f"{key.replace('_', ' ')} {_minutes(v)}" for key, v in steps.items() if v) + ").", "",
-             *_invocation_lines(run)]
+             *_invocation_lines(run), *_code_lines(run)]
     curve = _table(folder / "learning_curves.csv")
     if curve is not None and len(curve):
         left_out = json.loads((folder / "claims.json").read_text()).get("left_out", {})

@@ -25,6 +25,7 @@ from ..settings.profiles import recorded_settings
 from ..records.runs import (ROOT, RunScopeError, atomic_path, covers, describe_scope, invocations_of, repo_relative,
                             run_totals, write_json)
 from .pages import BLOCKS, index_page, replaces_an_older_definition
+from .tables import step_codes
 
 RESULT_FILES = ("probe_results.csv", "convergence.csv", "table1.md", "table1.tex", "claims.json")
 # only from profiles that ask for them (learning curves, the ranking comparison, stability), or from runs made
@@ -61,8 +62,9 @@ def _finished_run(run_dir: Path) -> dict:
 
 def publish_run(run_dir: str | Path, root: Path = ROOT) -> Path:
     """Copy a finished run's results and figures to <root>/results/<profile>/ and <root>/figures/<profile>/
-    (each folder replaced atomically), record the run with paths relative to the repository, and regenerate
-    the README block of that profile when the README has one. Returns the published results folder."""
+    (each folder replaced atomically), record the run with paths relative to the repository and with the numerical
+    code that computed its steps ("step_code", ``tables.step_codes``), and regenerate the README block of that
+    profile when the README has one. Returns the published results folder."""
     run_dir = Path(run_dir)
     run = _finished_run(run_dir)
     name = run["scope"]["profile"]
@@ -77,7 +79,7 @@ def publish_run(run_dir: str | Path, root: Path = ROOT) -> Path:
     with atomic_path(target, folder=True) as tmp:
         for file in RESULT_FILES + tuple(f for f in OPTIONAL_FILES if _filled(run_dir / "results" / f)):
             shutil.copy2(run_dir / "results" / file, tmp / file)
-        write_json(tmp / "run.json", run)
+        write_json(tmp / "run.json", {**run, "step_code": step_codes(run_dir)})
         (tmp / "notebooks").mkdir()
         for notebook in sorted(run_dir.glob("*.ipynb")):
             (tmp / "notebooks" / notebook.name).write_text(published_notebook(notebook, run_dir, name))

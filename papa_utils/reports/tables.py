@@ -196,6 +196,12 @@ def step_census(run_dir: Path, invocation: str) -> dict:
     return {"computed": len(mine), "reused": len(steps) - len(mine), "recomputed": dict(sorted(reasons.items()))}
 
 
+def step_codes(run_dir: Path) -> dict:
+    """Which numerical code computed the run folder's steps: {code digest (``runs.code_digest``): how many steps},
+    most first; "not recorded" for a step stored before steps recorded it."""
+    return dict(Counter(s["code"] or "not recorded" for s in step_provenance(run_dir)).most_common())
+
+
 def claims_left_out(run_dir: Path) -> dict:
     """The cells the run's claims leave out, with the reason ({"model task": why}; claims.json's "left_out"), so
     that a later notebook reads the claims' cells instead of deciding them again; refused, with the notebook that
