@@ -109,6 +109,28 @@ def test_exercise_4_needs_more_than_the_layer():
     assert check_prediction(solutions.prediction, stats, scores, 3).passed
 
 
+def test_exercise_4_rejects_the_printed_ranking_even_once_a_later_cell_has_bound_it():
+    """A class that runs section 5 and then the check again has `ranking` and `scores` in the notebook's scope:
+    an answer that copies them is refused with the reason, and an answer from `stats` alone still runs with the
+    notebook's modules and functions."""
+    scores = torch.arange(24, dtype=torch.float32).reshape(2, 12) / 24
+    stats = {"mass_sep": -scores}
+    notebook = {"torch": torch, "ranking": [(0, 0), (0, 1), (0, 2), (0, 3)], "scores": {"input_dependence": scores}}
+    exec("def copied(stats, n):\n    return ranking[:n]\n"
+         "def rescored(stats, n):\n    s = scores['input_dependence']\n"
+         "    return [divmod(int(i), s.shape[1]) for i in torch.argsort(s.flatten())[:n]]\n"
+         "def from_stats(stats, n):\n    s = -stats['mass_sep']\n"
+         "    return [divmod(int(i), s.shape[1]) for i in torch.argsort(s.flatten())[:n]]\n", notebook)
+    for name, read in (("copied", "ranking"), ("rescored", "scores")):
+        check = check_prediction(notebook[name], stats, scores, 3)
+        assert not check.passed and check.message == (
+            f"exercise 4: your function reads {read!r} from the notebook: answer from its arguments alone (the check "
+            f"hides the notebook's data, the scores and the ranking among it)")
+    assert check_prediction(notebook["from_stats"], stats, scores, 3).passed
+    typo = check_prediction(lambda stats, n: statz, stats, scores, 3)  # noqa: F821
+    assert not typo.passed and typo.message == "exercise 4: your function raised NameError: name 'statz' is not defined"
+
+
 def test_exercise_4_is_asked_before_the_notebook_computes_any_score():
     """The ranking is not in scope when the student writes the pick: no code cell before exercise 4's check binds a
     name `scores` or `ranking` (the parameters cell's empty `ranking` string, the profile's ranking choice, aside),

@@ -222,7 +222,8 @@ save_figure(fig, figures / f"average_vs_input_{model_name.replace('/', '--')}_{t
 # **Exercise 4: predict which heads are most replaceable.** Before section 5 measures it, use only the statistics of
 # section 3 (`stats`: entropy, mass on `[CLS]` / `[SEP]`, offsets; each [layers, heads]) to pick the 10% of heads
 # you expect to depend least on their input, as a list of (layer, head). The check measures the scores itself,
-# without showing them, and passes only when your heads are less input-dependent than a random pick **from the same
+# without showing them, runs your function without the notebook's data (so that it answers from `stats` even after
+# section 5 has printed the ranking), and passes only when your heads are less input-dependent than a random pick **from the same
 # layers**: input dependence changes with depth, so a pick that only knows "layer 0" does not pass. It also counts
 # how many of your heads the score puts in its own first 10%. One hypothesis to start from: heads that park their
 # attention on a separator look the same on every input.

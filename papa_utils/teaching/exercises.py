@@ -5,6 +5,7 @@ reported, never raised, so that the notebook runs to its end either way. Referen
 ``papa_utils.teaching.solutions``."""
 from __future__ import annotations
 
+import types
 from dataclasses import dataclass
 
 import torch
@@ -25,12 +26,19 @@ class Check:
         return self.message
 
 
-def _attempt(name: str, fn, *args):
-    """(answer, None), or (None, the Check that says why there is no answer)."""
+def _attempt(name: str, fn, *args, hidden: dict | None = None):
+    """(answer, None), or (None, the Check that says why there is no answer). `hidden`: the notebook's names that
+    `fn` was run without (``_without_data``)."""
     try:
         return fn(*args), None
     except NotImplementedError:
         return None, Check(False, f"{name}: not solved yet (write the function above, then run this cell again)")
+    except NameError as e:
+        if hidden and e.name in hidden:
+            return None, Check(False, f"{name}: your function reads {e.name!r} from the notebook: answer from its "
+                                      f"arguments alone (the check hides the notebook's data, the scores and the "
+                                      f"ranking among it)")
+        return None, Check(False, f"{name}: your function raised NameError: {e}")
     except Exception as e:  # a student's bug is reported, not raised
         return None, Check(False, f"{name}: your function raised {type(e).__name__}: {e}")
 
@@ -73,13 +81,24 @@ def check_score(fn, attention: torch.Tensor, substitute: torch.Tensor, token_mas
     return problem or _compare("exercise 3", got, expected, 1e-5)
 
 
+def _without_data(fn):
+    """`fn` run with only the modules, classes and functions of its globals: the notebook's data (the scores and
+    the ranking, once a later cell has printed them) is out of its reach, so that it answers from its arguments."""
+    if not isinstance(fn, types.FunctionType):
+        return fn
+    tools = (types.ModuleType, type, types.FunctionType, types.BuiltinFunctionType)
+    kept = {k: v for k, v in fn.__globals__.items() if k.startswith("__") or isinstance(v, tools)}
+    return types.FunctionType(fn.__code__, kept, fn.__name__, fn.__defaults__, fn.__closure__)
+
+
 def check_prediction(fn, stats: dict, scores: torch.Tensor, n: int) -> Check:
     """Exercise 4: `fn(stats, n)` picks n distinct heads (layer, head) from the section-3 statistics alone (the
     notebook asks before it computes any score). Input dependence falls with depth, so a pick from the lowest layer
     looks good whatever it knows: the pick passes only when its mean input dependence (`scores` [layers, heads])
     lies below that of a random pick from the same layers (each picked head against its layer's mean). The message
-    also counts the picks among the n least input-dependent heads, against what a random pick gets on average."""
-    picked, problem = _attempt("exercise 4", fn, stats, n)
+    also counts the picks among the n least input-dependent heads, against what a random pick gets on average.
+    `fn` sees its arguments and the notebook's modules and functions, not its data (``_without_data``)."""
+    picked, problem = _attempt("exercise 4", _without_data(fn), stats, n, hidden=getattr(fn, "__globals__", {}))
     if problem:
         return problem
     layers, heads = scores.shape
