@@ -121,3 +121,28 @@ def test_a_run_executes_every_notebook_in_order_with_the_runs_parameters(tmp_pat
     assert all(p == {"profile": "smoke", "models": "minilm-l3", "tasks": "sst2,mrpc,ner", "ranking": "gates",
                      "passes": "padded", "run_dir": str(run_dir)} for _, _, p in calls)
     assert json.loads((run_dir / "run.json").read_text())["notebooks"] == pipeline.NOTEBOOKS
+
+
+@pytest.mark.parametrize("name,kind", [("05_probe_strength", "learning curve"),
+                                       ("06_gate_free_ranking", "ranking comparison")])
+def test_a_notebook_with_nothing_to_compute_says_why_and_shows_nothing_else(name, kind, data_dir, tmp_path, capfd,
+                                                                             caplog):
+    """Notebooks 5 and 6 under a profile that asks for neither (`cpu`), run cell by cell as a kernel would (the
+    value of a cell's last expression shown): one line, the reason, and no table, figure, data note or warning."""
+    from papa_utils.settings.profiles import get_profile, why_absent
+
+    namespace, shown = {}, []
+    for cell in code_cells(ROOT / "notebooks" / f"{name}.ipynb"):
+        tree = ast.parse(source(cell))
+        if "parameters" in cell.metadata.get("tags", []):
+            exec(compile(tree, name, "exec"), namespace)
+            namespace.update(profile="cpu", run_dir=str(tmp_path / "run"))
+            continue
+        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        exec(compile(tree, name, "exec"), namespace)
+        if last is not None:
+            value = eval(compile(ast.Expression(last.value), name, "eval"), namespace)
+            shown += [] if value is None else [value]
+    printed = capfd.readouterr()
+    assert printed.out == why_absent(get_profile("cpu"), kind) + "\n"
+    assert shown == [] and printed.err == "" and [r.getMessage() for r in caplog.records] == []

@@ -50,8 +50,9 @@ from papa_utils.reports.tables import claims_left_out, curve_table, save_table
 from papa_utils.reports.verdicts import probe_strength
 
 profile, run_dir = notebook_run(profile, models, tasks, ranking, passes, run_dir)
-print(f"models {', '.join(profile.curve_models) or 'none'}; tasks {', '.join(profile.curve_tasks)}; training sizes "
-      f"{', '.join(map(str, profile.curve_sizes))}; seeds {', '.join(map(str, profile.curve_seeds))}")
+if profile.curve_models and profile.curve_tasks:
+    print(f"models {', '.join(profile.curve_models)}; tasks {', '.join(profile.curve_tasks)}; training sizes "
+          f"{', '.join(map(str, profile.curve_sizes))}; seeds {', '.join(map(str, profile.curve_seeds))}")
 
 # %%
 records = [r for model_name in profile.curve_models for task in profile.curve_tasks

@@ -60,11 +60,14 @@ from papa_utils.reports.tables import (half_heads_table, ranking_agreement_table
                                ranking_stability_table, save_table)
 
 profile, run_dir = notebook_run(profile, models, tasks, ranking, passes, run_dir)
-print(f"main ranking: {profile.ranking}; compared: {', '.join(profile.compare_rankings)} "
-      f"({profile.random_orders} random orders) on {', '.join(profile.compare_models) or 'no model'}")
-for model_name in profile.models:  # every ranking, and the sweep under each, that the tables below read
-    for task in profile.tasks:
-        compare_rankings(run_dir, profile, model_name, task)
+if profile.compare_rankings and profile.compare_models:
+    print(f"main ranking: {profile.ranking}; compared: {', '.join(profile.compare_rankings)} "
+          f"({profile.random_orders} random orders) on {', '.join(profile.compare_models)}")
+    for model_name in profile.models:  # every ranking, and the sweep under each, that the tables below read
+        for task in profile.tasks:
+            compare_rankings(run_dir, profile, model_name, task)
+else:
+    print(why_absent(profile, "ranking comparison"))
 
 # %% [markdown]
 # ## Agreement with the gates, and cost, for every model and task
@@ -75,7 +78,7 @@ for model_name in profile.models:  # every ranking, and the sweep under each, th
 # %%
 agreement = ranking_agreement_table(run_dir, profile)
 save_table(agreement, results_dir(run_dir) / "ranking_agreement.csv")
-agreement.round(3)
+agreement.round(3) if len(agreement) else None
 
 # %% [markdown]
 # ## Is the head ranking stable?
@@ -99,8 +102,6 @@ save_table(comparison, results_dir(run_dir) / "ranking_comparison.csv")
 if len(comparison):
     fig = plot_ranking_comparison(ranking_points(comparison))
     save_figure(fig, figures_dir(run_dir) / "ranking_comparison")
-else:
-    print(why_absent(profile, "ranking comparison"))
 
 # %% [markdown]
 # ## Verdict

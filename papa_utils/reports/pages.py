@@ -150,6 +150,8 @@ FIGURE_TITLES = {  # by file-name prefix
     "dev_curves": "probe dev curves per epoch (notebook 2)",
     "performance_vs_dynamic_heads": "the metric against the number of input-dependent heads (notebook 3)",
     "head_ranking": "what ranked the heads, for the first model and task (notebook 3)",
+    "claims_1_and_2": "claims 1 and 2 per model: the relative drop with every head constant, and the share of it "
+                      "already lost at each partial point, with their intervals and verdicts (notebook 4)",
     "relative_drop_vs_baseline": "relative drop against baseline strength: claim 3 (notebook 4)",
     "learning_curves": "learning curves (notebook 5)", "ranking_comparison": "the sweep under each ranking (notebook 6)",
 }
@@ -180,8 +182,7 @@ def index_page(name: str, folder: Path, figures: list[str]) -> str:
     for png in (f for f in figures if f.endswith(".png")):
         stem = png[:-4]
         title = next((t for prefix, t in FIGURE_TITLES.items() if stem.startswith(prefix)), "")
-        pdf = f" ([PDF](../../figures/{name}/{stem}.pdf))" if f"{stem}.pdf" in figures else ""
-        lines += [f"### {stem}", "", f"{title}{pdf}", "", f"![{stem}](../../figures/{name}/{png})", ""]
+        lines += [f"### {stem}", "", title, "", f"![{stem}](../../figures/{name}/{png})", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

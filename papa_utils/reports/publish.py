@@ -83,7 +83,7 @@ def publish_run(run_dir: str | Path, root: Path = ROOT) -> Path:
         (tmp / "notebooks").mkdir()
         for notebook in sorted(run_dir.glob("*.ipynb")):
             (tmp / "notebooks" / notebook.name).write_text(published_notebook(notebook, run_dir, name))
-        figures = sorted((run_dir / "figures").glob("*"))
+        figures = sorted((run_dir / "figures").glob("*.png"))  # the PDFs stay in the run folder
         (tmp / "README.md").write_text(index_page(name, tmp, [f.name for f in figures]))
     with atomic_path(root / "figures" / name, folder=True) as tmp:
         for figure in figures:
@@ -129,7 +129,7 @@ def republish_notebooks(run_dir: str | Path, root: Path = ROOT) -> Path:
     with atomic_path(figures, folder=True) as tmp:
         if figures.exists():
             shutil.copytree(figures, tmp, dirs_exist_ok=True)
-        for figure in sorted((run_dir / "figures").glob("*")):
+        for figure in sorted((run_dir / "figures").glob("*.png")):
             if fresh(figure):
                 shutil.copy2(figure, tmp / figure.name)
     (target / "README.md").write_text(index_page(name, target, sorted(p.name for p in figures.glob("*"))))
