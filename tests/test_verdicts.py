@@ -1,6 +1,7 @@
 """The rules that turn results into verdicts (synthetic numbers): claim 1 needs its whole interval, claim 2 is read
 where full PAPA loses, claim 3 is tested with the models relabelled jointly, the convergence check can fail, and
 the sentences about results are generated from claims.json."""
+import re
 import signal
 
 import numpy as np
@@ -212,15 +213,15 @@ def test_the_findings_are_generated_from_claims_json(tmp_path):
     file changes the sentence."""
     claims = two_models_claims(tmp_path)
     text = findings(claims)
-    assert text.startswith("**What it says.** With every head constant, the average relative drop over the 6 cells "
-                           "that carry signal is 16.0% [")
-    assert "Per model it is not one number: a 2.0% [2.0, 2.0] over 3 cells, b 30.0% [30.0, 30.0] over 3 cells, and b " \
-           "makes 94% of the summed drop." in text
-    assert "claim 1 is **undecided** pooled; it holds for a; it fails for b." in text
+    assert text.startswith("**What it says.** With every head constant, the average relative drop is not one number: "
+                           "a 2.0% [2.0, 2.0] over 3 cells, b 30.0% [30.0, 30.0] over 3 cells. Pooled over the 6 cells "
+                           "that carry signal it is 16.0% [")  # the models first, then what drives the pooled number
+    assert "], 94% of the summed drop from b; the paper reports 8%." in text
+    assert "claim 1 holds for a, fails for b; pooled it is **undecided**." in text
     assert "the share of the full-PAPA loss already lost at half is a 0.25 [0.25, 0.25], b 0.25 [0.25, 0.25]" in text
     assert "**Caveats.** The models (a and b) are not the paper's" in text
     claims["all_heads"]["per_model"]["a"]["verdict"]["verdict"] = "fails"
-    assert "it fails for a and b." in findings(claims)
+    assert "claim 1 fails for a and b; pooled it is **undecided**." in findings(claims)
 
 
 def test_a_stronger_probe_of_the_same_model_is_read_only_where_the_cell_carries_signal():
@@ -349,7 +350,8 @@ def test_the_findings_read_well_for_one_model_one_cell_left_out_and_no_task_to_c
                  ("a", "y", 4): [0, 0, 0]}, {("a", "x"): (40, [45, 46, 44]), ("a", "y"): (0, [0, 0, 0])})
     claims = json.loads(write_json(tmp_path / "claims.json", check_claims(r, n_boot=100)).read_text())
     text = findings(claims)
-    assert "Per model it is not one number" not in text and "makes" not in text
-    assert "claim 1 **holds** pooled" in text or "claim 1 is **undecided** pooled" in text
+    assert "not one number" not in text and "summed drop" not in text and "pooled" not in text
+    assert "over the 1 cell that carries signal is 10.0% [" in text
+    assert re.search(r"claim 1 (\*\*holds\*\*|is \*\*undecided\*\*)\. ", text)
     assert "1 cell is left out because its baseline does not clear its references" in text
     assert "Claim 3 (better models lose more) cannot be tested here: no task has two or more models" in text

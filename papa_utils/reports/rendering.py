@@ -318,19 +318,24 @@ def findings(claims: dict, convergence: pd.DataFrame | None = None) -> str:
     if not a["relative_drop"]["points"]:
         said = [f"**What it says.** With every head constant, no cell carries signal, so claim 1 "
                 f"{_is(_verdict(a)['verdict'])}."]
+    elif len(measured) > 1:  # the models first: the pooled number says which of them drive it
+        said = [f"**What it says.** With every head constant, the average relative drop is not one number: "
+                + ", ".join(f"{m} {_average(v['relative_drop'])}" for m, v in measured.items())
+                + f". Pooled over the {_cells(a['relative_drop']['points'])} that carr{'y' if a['relative_drop']['points'] != 1 else 'ies'} signal it is "
+                f"{_estimate(a['relative_drop'])}"
+                + (f", {100 * top[1]:.0f}% of the summed drop from {top[0]}" if top else "")
+                + f"; the paper reports {paper:.0f}%."]
     else:
         said = [f"**What it says.** With every head constant, the average relative drop over the "
-                f"{_cells(a['relative_drop']['points'])} that carry signal is {_estimate(a['relative_drop'])}; the "
-                f"paper reports {paper:.0f}%."
-                + (f" Per model it is not one number: " + ", ".join(f"{m} {_average(v['relative_drop'])}"
-                                                                   for m, v in measured.items())
-                   + (f", and {top[0]} makes {100 * top[1]:.0f}% of the summed drop" if top else "") + "."
-                   if len(measured) > 1 else "")]
+                f"{_cells(a['relative_drop']['points'])} that carr{'y' if a['relative_drop']['points'] != 1 else 'ies'} signal is {_estimate(a['relative_drop'])}; the "
+                f"paper reports {paper:.0f}%."]
+    if a["relative_drop"]["points"]:
         holds, undecided, fails = (_models_with(a, v) for v in ("holds", "undecided", "fails"))
+        per_model = [f"{verb} for {_names(ms)}" for verb, ms in (("holds", holds), ("is undecided", undecided),
+                                                                  ("fails", fails)) if ms]
         said.append(f"Read as \"about {paper:.0f}% or less\" (the whole 95% interval at most {upper:.0f}%), claim 1 "
-                    f"{_is(_verdict(a)['verdict'])} pooled" + "".join(
-                        f"; {verb} for {_names(ms)}" for verb, ms in (("it holds", holds), ("it is undecided", undecided),
-                                                                       ("it fails", fails)) if ms) + ".")
+                    + (", ".join(per_model) + f"; pooled it {_is(_verdict(a)['verdict'])}" if len(measured) > 1
+                       else f"{_is(_verdict(a)['verdict'])}") + ".")
     sweep = h.get("sweep", {})
     uninformed = _models_with(h, "uninformative")
     if h.get("cells"):
@@ -381,7 +386,8 @@ def findings(claims: dict, convergence: pd.DataFrame | None = None) -> str:
     if convergence is not None and len(convergence) and "tail_slope" in convergence:
         moving = convergence[~convergence.converged.astype(bool)]
         caveats.append(f"{len(moving)} of {len(convergence)} probe curves had not ended flat by the convergence check"
-                       + (f" (most on {moving.task.value_counts().index[0]})" if len(moving) else ""))
+                       + (f" (the most, {moving.task.value_counts().iloc[0]}, on {moving.task.value_counts().index[0]})"
+                          if len(moving) else ""))
     text = " ".join(said)
     if caveats:
         text += "\n\n**Caveats.** " + "; ".join(c[0].upper() + c[1:] if i == 0 else c for i, c in enumerate(caveats)) + "."
