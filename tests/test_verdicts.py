@@ -355,3 +355,23 @@ def test_the_findings_read_well_for_one_model_one_cell_left_out_and_no_task_to_c
     assert re.search(r"claim 1 (\*\*holds\*\*|is \*\*undecided\*\*)\. ", text)
     assert "1 cell is left out because its baseline does not clear its references" in text
     assert "Claim 3 (better models lose more) cannot be tested here: no task has two or more models" in text
+
+
+def test_claim_2_and_the_sweeps_half_point_give_one_interval_for_one_average():
+    """The half point of claim 2's sweep is the average claim 2 states: the same estimate and the same interval,
+    pooled and per model, not a second bootstrap of it with other draws."""
+    g = np.random.default_rng(3)
+    values, refs = {}, {}
+    for model in ("a", "b"):
+        for task in ("x", "y", "z"):
+            base = 80 + g.normal(0, 1, 3)
+            values[(model, task, 0)] = list(base)
+            values[(model, task, 2)] = list(base * (1 - 0.03 - g.uniform(0, 0.05, 3)))
+            values[(model, task, 4)] = list(base * (1 - 0.10 - g.uniform(0, 0.08, 3)))
+            refs[(model, task)] = (40, list(50 + g.normal(0, 1, 3)))
+    half = check_claims(results(values, refs), n_boot=300)["half_heads"]
+    point = half["sweep"]["1/2"]
+    assert point["relative_drop"] == half["relative_drop"] and half["relative_drop"]["ci_high"] > \
+        half["relative_drop"]["ci_low"]
+    assert {m: p["relative_drop"] for m, p in point["per_model"].items()} == {
+        m: p["relative_drop"] for m, p in half["per_model"].items()}

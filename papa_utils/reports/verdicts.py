@@ -220,7 +220,8 @@ def half_heads_claim(results: pd.DataFrame, statistics: dict | None, kept: set, 
                      n_boot: int = 2000, fractions=SWEEP_FRACTIONS) -> dict:
     """Claim 2 by its rule (module docstring): ``average_claim`` at half of the heads over the cells where full
     PAPA loses measurably (`losing`), an "uninformative" verdict for a model (or the pool) with no such cell, and
-    the share of the full-PAPA loss at each partial point of the sweep (``share_of_full_loss``)."""
+    the share of the full-PAPA loss at each partial point of the sweep (``share_of_full_loss``), whose half point
+    reports claim 2's average drop and interval, not a second bootstrap of the same average."""
     block = average_claim(results, statistics, "half", losing, models, n_boot)
     block["cells"] = [f"{m} {t}" for m, t in sorted(losing)]
     if not losing:
@@ -229,6 +230,11 @@ def half_heads_claim(results: pd.DataFrame, statistics: dict | None, kept: set, 
         if not any(c[0] == model for c in losing):
             part["verdict"] = uninformative(sum(c[0] == model for c in kept))
     block["sweep"] = share_of_full_loss(results, statistics, losing, models, n_boot, fractions)
+    half = block["sweep"].get(share_label(1 / 2))
+    if half:  # one estimate, one interval: the sweep's half point carries claim 2's own average drop
+        half["relative_drop"] = block["relative_drop"]
+        for model, part in half["per_model"].items():
+            part["relative_drop"] = block["per_model"][model]["relative_drop"]
     return block
 
 
