@@ -72,7 +72,8 @@ from papa_utils.core.device import inputs_on, model_device
 from papa_utils.teaching.exercises import (check_entropy, check_intervention, check_prediction, check_score,
                                   check_substitute)
 from papa_utils.reports.figures import save_figure, show_figure
-from papa_utils.teaching.plots import plot_average_vs_input, plot_head_clusters, plot_head_map, plot_one_input
+from papa_utils.teaching.plots import (in_words, plot_average_vs_input, plot_head_clusters, plot_head_map,
+                                       plot_one_input)
 from papa_utils.teaching.head_stats import attention_row_checks, head_distances, head_statistics, head_types, heads_of_layer, hidden_state_change, map_2d, pos_attention, recompute_attention
 from papa_utils.core.head_scores import head_scores, papa_substitute, ranking_from_scores
 from papa_utils.teaching.interventions import PATTERNS, on_heads, papa_mix
@@ -199,8 +200,11 @@ def strongest(values):
 
 
 picked = {name: strongest(stats[name]) for name in ("offset_-1", "offset_+1", "mass_sep", "entropy")}
-print(picked)
-show_figure(plot_one_input(attention, tokens, list(picked.values()), title=" / ".join(picked)))
+titles = [f"most {in_words(name)}:\nlayer {layer}, head {head}" if name != "entropy" else
+          f"highest entropy of a row:\nlayer {layer}, head {head}" for name, (layer, head) in picked.items()]
+print("; ".join(title.replace("\n", " ") for title in titles))
+show_figure(plot_one_input(attention, tokens, list(picked.values()), titles=titles,
+                           title=f"{model_name}: the strongest head of four statistics, on the input of section 2"))
 
 # %% [markdown]
 # ## 4. The average against one input
@@ -249,8 +253,9 @@ print(check_prediction(my_prediction, stats, head_scores(net, averages, backbone
 # %%
 scores = head_scores(net, averages, backbone_batches(corpus, 32, profile.passes))
 fig, axes = plt.subplots(2, 1, figsize=(6.3, 2 * (0.3 * info["layers"] + 0.8)))
-plot_head_map(scores["input_dependence"], title="input dependence (JS divergence from the substitute)", ax=axes[0])
-plot_head_map(scores["variance"], title="variance around the average", ax=axes[1], fmt=".3f")
+plot_head_map(scores["input_dependence"], title="input dependence (JS divergence from the substitute)", ax=axes[0],
+              unit="JS divergence")
+plot_head_map(scores["variance"], title="variance around the average", ax=axes[1], fmt=".3f", unit="variance")
 fig.tight_layout()
 save_figure(fig, figures / f"input_dependence_{model_name.replace('/', '--')}_{task}")
 ranking = ranking_from_scores(scores["input_dependence"])

@@ -180,6 +180,7 @@ def plot_performance_vs_dynamic_heads(summary, references=None):
     rows = -(-len(tasks) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(FULL_WIDTH, 1.9 * rows + 0.4), squeeze=False)
     palette = dict(zip(dict.fromkeys(summary["model"]), sns.color_palette("colorblind")))
+    skipped = []
     for ax, task in zip(axes.flat, tasks):
         part = summary[summary.task == task]
         shares = []
@@ -193,9 +194,8 @@ def plot_performance_vs_dynamic_heads(summary, references=None):
                 for column, style in (("trivial", ":"), ("attention_free", "--")):
                     if len(ref) and ref[column].notna().all():
                         ax.axhline(ref[column].iloc[0], color=palette[model], ls=style, lw=0.8)
-        skipped = _share_axis(ax, shares)
+        skipped += _share_axis(ax, shares)
         ax.set_title(task, fontsize=8)
-        ax.set_xlabel("share of heads input-dependent" + _unlabelled(skipped), fontsize=7)
         ax.set_ylabel(f"{part.metric.iloc[0].replace('_', ' ')} (higher is better)", fontsize=7)
     for ax in list(axes.flat)[len(tasks):]:
         ax.axis("off")
@@ -204,6 +204,8 @@ def plot_performance_vs_dynamic_heads(summary, references=None):
         handles += [plt.Line2D([], [], color="0.4", ls=":", lw=0.8), plt.Line2D([], [], color="0.4", ls="--", lw=0.8)]
         labels += ["trivial predictor", "attention-free probe"]
     fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 5), fontsize=7, frameon=False)
+    fig.supxlabel("share of heads input-dependent (0 = all heads constant; 1 = the probing baseline)"
+                  + _unlabelled(skipped), fontsize=7)  # one label for every panel: side by side they would collide
     fig.tight_layout(rect=(0, 0, 1, 0.93 if len(labels) <= 5 else 0.89))
     return fig
 
@@ -340,7 +342,7 @@ def plot_ranking_comparison(points):
     The ends are shared: full PAPA (x = 0) and the baseline (all heads input-dependent)."""
     set_style()
     models, tasks = list(dict.fromkeys(points["model"])), list(dict.fromkeys(points["task"]))
-    fig, axes = plt.subplots(len(models), len(tasks), figsize=(FULL_WIDTH, 1.35 * len(models) + 0.5),
+    fig, axes = plt.subplots(len(models), len(tasks), figsize=(FULL_WIDTH, 1.35 * len(models) + 0.9),
                              squeeze=False)
     skipped = []
     for r, model in enumerate(models):
@@ -364,7 +366,7 @@ def plot_ranking_comparison(points):
     fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=7, frameon=False)
     fig.supxlabel("share of heads input-dependent (0 = all heads constant; 1 = the probing baseline)"
                   + _unlabelled(skipped), fontsize=7)
-    fig.supylabel("headline metric (named in each panel's title; higher is better)", fontsize=7)
+    fig.supylabel("metric (in each title; higher is better)", fontsize=7)
     fig.tight_layout(rect=(0, 0, 1, 0.94))
     return fig
 

@@ -29,8 +29,8 @@ def readability_problems(fig) -> list[str]:
     """Why `fig` would not read at the size it is shown, as sentences (none when it reads): text below
     ``MIN_FONT_PT``; a panel without a title (when the figure has no overall title either); an x or y axis that
     shows ticks or an image without a label (its own, or the figure's shared one); a colour bar without a label
-    (its unit); two tick labels of one axis that overlap (their extents as drawn). A label on one panel of a row
-    (y) or column (x) serves the whole row or column."""
+    (its unit); two tick labels of one axis that overlap, or two titles or axis labels (their extents as drawn). A
+    label on one panel of a row (y) or column (x) serves the whole row or column."""
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     problems = []
@@ -68,4 +68,16 @@ def readability_problems(fig) -> list[str]:
                            key=lambda b: b.x0 if axis == "x" else b.y0)
             if any(a.overlaps(b) for a, b in zip(boxes, boxes[1:])):
                 problems.append(f"{name}: its {axis} tick labels overlap")
+    problems += _overlapping_labels(fig, renderer)
     return problems
+
+
+def _overlapping_labels(fig, renderer) -> list[str]:
+    """Titles and axis labels (colour bars' included, and the figure's own) that overlap one another as drawn."""
+    texts = [t for ax in fig.axes if ax.get_visible()
+             for t in (ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label)]
+    texts += [t for t in (fig._suptitle, fig._supxlabel, fig._supylabel) if t is not None]
+    drawn = [(t.get_text(), t.get_window_extent(renderer)) for t in texts if t.get_visible() and t.get_text().strip()]
+    pairs = sorted({f"'{a}' and '{b}'" for i, (a, box) in enumerate(drawn) for b, other in drawn[i + 1:]
+                    if box.overlaps(other)})
+    return [f"labels or titles overlap: {'; '.join(pairs)}"] if pairs else []

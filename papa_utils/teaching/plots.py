@@ -13,12 +13,12 @@ from ..reports.readability import MIN_FONT_PT
 # the head statistics (``head_stats.head_statistics``) in words, for titles, and the unit of each, for colour bars
 STATISTICS_IN_WORDS = {
     "entropy": ("entropy of a row", "entropy (nats)"),
-    "mass_cls": ("attention on [CLS]", "share of a row's attention"),
-    "mass_sep": ("attention on separators", "share of a row's attention"),
-    "mass_punctuation": ("attention on punctuation", "share of a row's attention"),
-    "offset_-1": ("attention to the previous token", "share of a row's attention"),
-    "offset_+0": ("attention to the token itself", "share of a row's attention"),
-    "offset_+1": ("attention to the next token", "share of a row's attention"),
+    "mass_cls": ("attention on [CLS]", "share of a row"),
+    "mass_sep": ("attention on separators", "share of a row"),
+    "mass_punctuation": ("attention on punctuation", "share of a row"),
+    "offset_-1": ("attention to the previous token", "share of a row"),
+    "offset_+0": ("attention to the token itself", "share of a row"),
+    "offset_+1": ("attention to the next token", "share of a row"),
 }
 
 
@@ -103,13 +103,15 @@ def plot_average_vs_input(substitute, attention, layer: int, head: int, title: s
     """One head in the PAPA layout: its substitute renorm(C * m m^T) on one input, its real attention on that
     input (both on one colour scale, attention weight), and their signed difference (real - substitute, on a scale
     of its own). Inputs [layers, heads, L, L] of one example; with `token_mask` [L], only the slots of the input's
-    real tokens are drawn (in slot order), not its padding."""
+    real tokens are drawn (in slot order), not its padding. The layout's fixed slots are marked with dashed lines:
+    L/2 (where a pair's second segment starts) and L-1 (the final separator)."""
     set_style()
-    fig, axes = plt.subplots(1, 3, figsize=(FULL_WIDTH, 2.5), layout="constrained")
+    fig, axes = plt.subplots(1, 3, figsize=(FULL_WIDTH, 2.7), layout="constrained")
     sub, real = substitute[layer, head].numpy(), attention[layer, head].numpy()
-    if token_mask is not None:
-        keep = [i for i, m in enumerate(token_mask.tolist()) if m]
-        sub, real = sub[keep][:, keep], real[keep][:, keep]
+    length = sub.shape[-1]
+    keep = list(range(length)) if token_mask is None else [i for i, m in enumerate(token_mask.tolist()) if m]
+    sub, real = sub[keep][:, keep], real[keep][:, keep]
+    marked = [keep.index(s) for s in (length // 2, length - 1) if s in keep]
     top = max(sub.max(), real.max())
     for ax, matrix, name in ((axes[0], sub, "constant (average) on\nthis input's tokens"),
                              (axes[1], real, "its attention on\nthis input")):
@@ -122,8 +124,14 @@ def plot_average_vs_input(substitute, attention, layer: int, head: int, title: s
                 xticklabels=False, yticklabels=False, cbar_kws={"label": "difference in weight", "shrink": 0.8})
     axes[2].set_title("attention minus\nconstant", fontsize=7)
     for ax in axes:
+        for position in marked:
+            ax.axvline(position, color="w" if ax is not axes[2] else "0.3", lw=0.5, ls="--")
+            ax.axhline(position, color="w" if ax is not axes[2] else "0.3", lw=0.5, ls="--")
         ax.set_xlabel("key slot" + (" (real tokens)" if token_mask is not None else ""), fontsize=6.5)
         ax.set_ylabel("query slot" + (" (real tokens)" if token_mask is not None else "") if ax is axes[0] else "",
                       fontsize=6.5)
     fig.suptitle(title or f"layer {layer}, head {head}", fontsize=8)
+    if marked:
+        fig.supxlabel("dashed lines: slots L/2 (a pair's second segment starts) and L-1 (final separator)",
+                      fontsize=6.5)
     return fig
