@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from papa_utils import AveragesMismatchError, compute_average_attention, replace_heads
-from papa_utils.teaching.head_stats import attention_statistics, hidden_state_change, offset_keys
+from papa_utils.teaching.head_stats import attention_statistics, hidden_state_change, hidden_state_changes, offset_keys
 from papa_utils.reports.statistics import ranking_agreement
 from papa_utils.core.head_scores import head_scores, input_dependence, js_divergence, papa_substitute, ranking_from_scores, random_ranking, score_attention
 from papa_utils.teaching.interventions import on_heads, papa_mix, uniform
@@ -206,6 +206,13 @@ def test_hidden_state_change():
     change_one = hidden_state_change(model, on_heads(uniform, [(0, 0)]), [batch])
     change_all = hidden_state_change(model, on_heads(uniform), [batch])
     assert 0 < change_one < change_all
+    # several patches on one unpatched pass: each the number it gets alone, over several batches of other lengths
+    two = [{k: v[:2] for k, v in tiny_batch(16).items()}, {k: v[2:] for k, v in tiny_batch(16).items()}]
+    patches = {"one": on_heads(uniform, [(0, 0)]), "all": on_heads(uniform), "own": papa_mix(model, own)}
+    together = hidden_state_changes(model, patches, two)
+    assert together == {key: pytest.approx(hidden_state_change(model, patch, two), abs=1e-7)
+                        for key, patch in patches.items()}
+    assert 0 < together["one"] < together["all"]
 
 
 def test_scores_over_several_batches_weigh_every_real_row_once():

@@ -74,7 +74,7 @@ from papa_utils.teaching.exercises import (check_entropy, check_intervention, ch
 from papa_utils.reports.figures import save_figure, show_figure
 from papa_utils.teaching.plots import (in_words, plot_average_vs_input, plot_head_clusters, plot_head_map,
                                        plot_one_input)
-from papa_utils.teaching.head_stats import attention_row_checks, head_distances, head_statistics, head_types, heads_of_layer, hidden_state_change, map_2d, pos_attention, recompute_attention
+from papa_utils.teaching.head_stats import attention_row_checks, head_distances, head_statistics, head_types, heads_of_layer, hidden_state_changes, map_2d, pos_attention, recompute_attention
 from papa_utils.core.head_scores import head_scores, papa_substitute, ranking_from_scores
 from papa_utils.teaching.interventions import PATTERNS, on_heads, papa_mix
 from papa_utils.core.layout import truncated_share
@@ -360,8 +360,9 @@ scopes = {f"head {ranking[0]} (least dependent)": [ranking[0]], f"head {ranking[
 interventions = {"PAPA average": lambda heads: papa_mix(net, averages, heads),
                  **{name: (lambda heads, pattern=pattern: on_heads(pattern, heads)) for name, pattern in PATTERNS.items()}}
 whole_layout = list(backbone_batches(corpus, 32, "padded"))  # the PAPA average is a matrix over the layout's slots
-table = {kind: {scope: hidden_state_change(net, make(replaced), whole_layout) for scope, replaced in scopes.items()}
-         for kind, make in interventions.items()}
+changes = hidden_state_changes(net, {(kind, scope): make(replaced) for kind, make in interventions.items()
+                                     for scope, replaced in scopes.items()}, whole_layout)  # one unpatched pass for all
+table = {kind: {scope: changes[(kind, scope)] for scope in scopes} for kind in interventions}
 print("What to notice:", intervention_notes(table, list(scopes)[:2]))
 pd.DataFrame(table).T.round(3)
 

@@ -209,17 +209,24 @@ def hidden_state_change(model, patch, batches) -> float:
     """Mean relative change ||h' - h|| / ||h|| of the last layer's hidden states over real tokens when every
     layer attends with `patch(layer, probs, token_mask)` (``replace.patch_attention``; ``papa_utils.teaching.interventions``
     has PAPA's mix and the usual ablations)."""
+    return hidden_state_changes(model, {"": patch}, batches)[""]
+
+
+def hidden_state_changes(model, patches: dict, batches) -> dict:
+    """``hidden_state_change`` of each patch of `patches` ({key: patch}), each batch's unpatched pass run once for
+    them all: {key: mean relative change}."""
     device = model_device(model)
-    total = count = 0.0
+    total, count = dict.fromkeys(patches, 0.0), 0.0
     for batch in map(as_batch, batches):
         before = run_backbone(model, batch).last_hidden_state.float()
-        with patch_attention(model, patch):
-            after = run_backbone(model, batch).last_hidden_state.float()
-        change = (after - before).norm(dim=-1) / before.norm(dim=-1).clamp_min(1e-12)
         real = batch.token_mask.to(device).bool()
-        total += float(change[real].sum())
+        norm = before.norm(dim=-1).clamp_min(1e-12)
+        for key, patch in patches.items():
+            with patch_attention(model, patch):
+                after = run_backbone(model, batch).last_hidden_state.float()
+            total[key] += float(((after - before).norm(dim=-1) / norm)[real].sum())
         count += float(real.sum())
-    return total / max(count, 1.0)
+    return {key: value / max(count, 1.0) for key, value in total.items()}
 
 
 def heads_of_layer(model, layer: int) -> list[tuple[int, int]]:
