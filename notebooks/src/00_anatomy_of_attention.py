@@ -78,7 +78,8 @@ from papa_utils.teaching.head_stats import attention_row_checks, head_distances,
 from papa_utils.core.head_scores import head_scores, papa_substitute, ranking_from_scores
 from papa_utils.teaching.interventions import PATTERNS, on_heads, papa_mix
 from papa_utils.core.layout import truncated_share
-from papa_utils.teaching.lesson import cluster_notes, intervention_notes, layer_notes, length_note
+from papa_utils.teaching.lesson import (cluster_notes, head_type_notes, intervention_notes, layer_notes, length_note,
+                                        pos_notes)
 from papa_utils.core.packing import backbone_batches, run_backbone
 from papa_utils.settings.profiles import get_profile
 from papa_utils.core.replace import patch_attention, record_attention
@@ -302,6 +303,7 @@ for taxonomy in ("Clark et al.", "Kovaleva et al."):
     counts = pd.crosstab(heads_table[taxonomy], heads_table["quarter"]).reindex(columns=quarters, fill_value=0)
     counts["mean input dependence"] = heads_table.groupby(taxonomy)["input dependence"].mean().round(3)
     display(counts)
+    print("What to notice:", head_type_notes(heads_table, taxonomy))
 
 # %% [markdown]
 # ### Heads that attend to one part of speech
@@ -321,6 +323,7 @@ best = [{"layer": l, "head": h, **max(({"tag": POS_LABELS[t], "attention share":
                                        for t in frequent), key=lambda row: row["ratio"]),
          "input dependence": float(scores["input_dependence"][l, h])}
         for l in range(info["layers"]) for h in range(info["heads"])]
+print("What to notice:", pos_notes(pd.DataFrame(best), scores["input_dependence"]))
 pd.DataFrame(best).sort_values("ratio", ascending=False).head(8).round(3)
 
 # %% [markdown]

@@ -2,6 +2,7 @@
 the notebook just made, so it cannot contradict them on another model, task or corpus."""
 from __future__ import annotations
 
+import pandas as pd
 import torch
 
 
@@ -41,7 +42,9 @@ def intervention_notes(table: dict, single: list[str], everything: str = "all he
         said += (f" For a single head the average changes the hidden states by {low:.2f} to {high:.2f} times what "
                  f"uniform attention does")
         if ABOUT_AS_MUCH[0] <= low and high <= ABOUT_AS_MUCH[1]:
-            said += ": about as much, so for these heads the average adds little to spreading the attention evenly."
+            said += (": about as much, so for these heads the average adds little to spreading the attention evenly. "
+                     "The input-dependence score measures a head against its average, so for such heads a low score "
+                     "says mostly that the head attends broadly, not that its average holds a pattern worth keeping.")
         elif high < ABOUT_AS_MUCH[0]:
             said += ": less, so the average keeps structure that uniform attention loses."
         elif low > ABOUT_AS_MUCH[1]:
@@ -77,3 +80,50 @@ def cluster_notes(distance: torch.Tensor, layers: int, heads: int) -> str:
             f"{across:.3f}: heads of one layer attend {'more' if within < across else 'less'} alike than heads of "
             f"different layers. The closest pair is {(a // heads, a % heads)} and {(b // heads, b % heads)} "
             f"({float(distance[a, b]):.3f}).")
+
+
+def _within_layer(table: pd.DataFrame) -> pd.Series:
+    """Each head's input dependence minus the mean of its own layer (rows: heads with "layer" and "input
+    dependence"): the comparison that holds depth fixed."""
+    return table["input dependence"] - table.groupby("layer")["input dependence"].transform("mean")
+
+
+def head_type_notes(table: pd.DataFrame, taxonomy: str, quarter: str = "least dependent quarter") -> str:
+    """What one taxonomy's head types say about input dependence (`table`: one row per head with `taxonomy`,
+    "layer", "input dependence" and its "quarter" of the ranking): which types fill the least dependent quarter,
+    and each type's mean input dependence beside its mean difference from its own layer's heads."""
+    first = table[table.quarter == quarter][taxonomy].value_counts()
+    within = table.assign(within=_within_layer(table)).groupby(taxonomy).agg(
+        average=("input dependence", "mean"), within=("within", "mean"), heads=("layer", "size"),
+        layers=("layer", lambda l: sorted(set(int(x) for x in l))))
+    lowest = within.sort_values("within").index[0]
+    return (f"{taxonomy}: the {quarter} holds " + ", ".join(f"{n} {t}" for t, n in first.items())
+            + ". By type, mean input dependence and, holding depth fixed, the mean difference from the heads of the "
+            f"same layer: " + ", ".join(f"{t} {r.average:.3f} ({r.within:+.3f}; {r.heads} head{'s' * (r.heads != 1)}, "
+                                        f"layer{'s' * (len(r.layers) != 1)} {', '.join(map(str, r.layers))})"
+                                        for t, r in within.sort_values("average").iterrows())
+            + f". Within their layers, {lowest} heads depend least on the input.")
+
+
+SAME_AS_LAYER = 0.25  # a difference under this share of a layer's spread (standard deviation) reads "about as"
+
+
+def pos_notes(best: pd.DataFrame, scores: torch.Tensor, top: int = 8) -> str:
+    """Where the heads with the strongest part-of-speech preference sit (`best`: one row per head with "layer",
+    "head", "tag", "ratio") and how input-dependent they are against the other heads of their layers (`scores`
+    [layers, heads])."""
+    strongest = best.sort_values("ratio", ascending=False).head(top)
+    layers = sorted(set(int(layer) for layer in strongest.layer))
+    others = [float(scores[layer].mean()) for layer in strongest.layer]
+    mine = [float(scores[int(r.layer), int(r.head)]) for r in strongest.itertuples()]
+    difference = sum(m - o for m, o in zip(mine, others)) / len(mine)
+    spread = sum(float(scores[layer].std()) for layer in strongest.layer) / len(mine)  # how far a layer's heads differ
+    said = (f"The {len(strongest)} heads with the strongest part-of-speech preference sit in layer"
+            f"{'s' * (len(layers) != 1)} {', '.join(map(str, layers))}; against the mean of their own layer, their "
+            f"input dependence is {difference:+.3f} on average (a layer's heads spread {spread:.3f} around its mean): ")
+    if abs(difference) < SAME_AS_LAYER * spread:
+        return said + ("about as input-dependent as the other heads of their layer, so by this score their preference "
+                       "neither marks them as harder nor as easier to replace.")
+    return said + ("more input-dependent than their layer, as a head that must find the words of one tag should be."
+                   if difference > 0 else "less input-dependent than the other heads of their layer, so by this "
+                                          "score their preference does not make them harder to replace.")
