@@ -249,7 +249,8 @@ print(check_prediction(my_prediction, stats, head_scores(net, averages, backbone
 # log 2 ≈ 0.69) between its attention row on an input and the substitute's row, averaged over every real query
 # row of every example. A head that always equals its average scores 0. The **variance** score beside it is the
 # mean squared distance of those rows. Low scores: heads that PAPA can replace at little cost, if the score is
-# right (notebook 6 tests that against the paper's trained gates).
+# right (notebook 6 tests that against the paper's trained gates; the `cpu-robustness` run does it on every cell,
+# in its copy `results/cpu-robustness/notebooks/06_gate_free_ranking.ipynb`).
 
 # %%
 scores = head_scores(net, averages, backbone_batches(corpus, 32, profile.passes))
