@@ -127,6 +127,17 @@ def test_exercise_4_rejects_the_printed_ranking_even_once_a_later_cell_has_bound
             f"exercise 4: your function reads {read!r} from the notebook: answer from its arguments alone (the check "
             f"hides the notebook's data, the scores and the ranking among it)")
     assert check_prediction(notebook["from_stats"], stats, scores, 3).passed
+    # what a function may use: the notebook's tools (a numpy function, a partial), keyword-only defaults
+    import functools
+
+    import numpy as np
+
+    notebook.update(argsort=np.argsort, flat=functools.partial(np.reshape, shape=-1), __=[(0, 0)])
+    exec("def with_tools(stats, n, *, sign=-1):\n    s = (sign * stats['mass_sep']).numpy()\n"
+         "    return [divmod(int(i), s.shape[1]) for i in argsort(flat(s))[:n]]\n"
+         "def from_history(stats, n):\n    return __[:n]\n", notebook)
+    assert check_prediction(notebook["with_tools"], stats, scores, 3).passed
+    assert "reads '__' from the notebook" in check_prediction(notebook["from_history"], stats, scores, 3).message
     typo = check_prediction(lambda stats, n: statz, stats, scores, 3)  # noqa: F821
     assert not typo.passed and typo.message == "exercise 4: your function raised NameError: name 'statz' is not defined"
 

@@ -113,6 +113,13 @@ def test_readability_names_each_kind_of_unreadable_figure():
     assert readability_problems(fig) == ["labels or titles overlap: 'a long label for a short colour bar' and 'a long "
                                          "label for a short colour bar'"]
     plt.close(fig)
+    fig, axes = plt.subplots(3, 1, figsize=(4, 2.4))  # the same labels on switched-off panels are not drawn
+    for a in axes:
+        a.set(ylabel="a long label for a short panel")
+        a.axis("off")
+    fig.suptitle("nothing")
+    assert readability_problems(fig) == []
+    plt.close(fig)
 
 
 def test_every_figure_of_the_smoke_run_reads_at_its_size(smoke):
@@ -151,3 +158,27 @@ def test_head_maps_are_titled_in_words_with_their_unit_on_the_colour_bar():
     fig = plot_one_input(attention, list("abcde") + [""], [(0, 0), (1, 1)], title="offset_-1 / entropy")
     assert fig._suptitle.get_text() == "attention to the previous token / entropy of a row"
     assert readability_problems(fig) == []
+
+
+@pytest.mark.parametrize("pair,lines,note", [
+    (True, 2, "dashed lines: slots L/2 (a pair's second segment starts) and L-1 (final separator)"),
+    (False, 1, "dashed line: slot L-1 (final separator)")])
+def test_attention_maps_mark_the_layouts_fixed_slots_of_the_task(pair, lines, note):
+    """L/2 starts a pair's second segment only on a pair task; L-1 is the final separator on every task. Each map
+    draws one vertical and one horizontal dashed line per marked slot, at its position among the slots drawn."""
+    import torch
+
+    from papa_utils.reports.figures import plot_attention_heatmaps
+    from papa_utils.reports.readability import readability_problems
+    from papa_utils.teaching.plots import plot_average_vs_input
+
+    L = 8
+    a = torch.softmax(torch.randn(1, 2, L, L), -1)
+    mask = torch.tensor([1, 1, 1, 0, 1, 1, 0, 1])  # slot 3 and 6 padding: L/2 = 4 is drawn 4th (index 3), L-1 6th
+    for fig, expected in ((plot_attention_heatmaps(a, a, [(0, 0)], title="t", pair=pair), [4, 7][-lines:]),
+                          (plot_average_vs_input(a, a, 0, 1, token_mask=mask, pair=pair), [3, 5][-lines:])):
+        maps = [ax for ax in fig.axes if ax.collections and ax.get_label() != "<colorbar>"]
+        for ax in maps:
+            dashed = [line for line in ax.lines if line.get_linestyle() == "--"]
+            assert sorted(float(line.get_xdata()[0]) for line in dashed if len(set(line.get_xdata())) == 1) == expected
+        assert fig._supxlabel.get_text() == note and readability_problems(fig) == []

@@ -24,7 +24,7 @@ def test_the_intervention_note_reads_papa_against_uniform():
     table["PAPA average"]["head a"] = 0.066
     said = intervention_notes(table, ["head a"])
     assert "0.97 to 0.97 times what uniform attention does: about as much" in said
-    assert "for such heads a low score says mostly that the head attends broadly" in said
+    assert "A hypothesis to test: the input-dependence score measures a head against its average" in said
     table["PAPA average"]["head a"] = 0.2
     assert "2.94 to 2.94 times what uniform attention does: more" in intervention_notes(table, ["head a"])
     table["PAPA average"]["head b"], table["uniform"]["head b"] = 0.01, 0.1
@@ -67,16 +67,34 @@ def test_the_part_of_speech_note_compares_the_heads_with_their_own_layer():
     best = pd.DataFrame({"layer": [0, 0, 1, 1], "head": [0, 1, 1, 2], "tag": ["NN"] * 4, "ratio": [1.0, 1.1, 3.0, 2.5]})
     said = pos_notes(best, scores, top=2)
     assert said == ("The 2 heads with the strongest part-of-speech preference sit in layer 1; against the mean of "
-                    "their own layer, their input dependence is +0.050 on average (a layer's heads spread 0.100 around "
+                    "their own layer, their input dependence is +0.050 on average (a layer's heads spread 0.087 around "
                     "its mean): more input-dependent than their layer, as a head that must find the words of one tag "
                     "should be.")
     scores[1] = torch.tensor([0.4, 0.1, 0.1, 0.2])  # the two heads now below their layer's mean, 0.2
-    assert pos_notes(best, scores, top=2).endswith("-0.100 on average (a layer's heads spread 0.141 around its "
+    assert pos_notes(best, scores, top=2).endswith("-0.100 on average (a layer's heads spread 0.122 around its "
                                                    "mean): less input-dependent than the other heads of their layer, "
                                                    "so by this score their preference does not make them harder to "
                                                    "replace.")
-    scores[1] = torch.tensor([0.0, 0.21, 0.2, 0.39])  # +0.005 against a spread of 0.16: about the same
-    assert pos_notes(best, scores, top=2).endswith("+0.005 on average (a layer's heads spread 0.159 around its "
+    scores[1] = torch.tensor([0.0, 0.21, 0.2, 0.39])  # +0.005 against a spread of 0.14: about the same
+    assert pos_notes(best, scores, top=2).endswith("+0.005 on average (a layer's heads spread 0.138 around its "
                                                    "mean): about as input-dependent as the other heads of their layer, "
                                                    "so by this score their preference neither marks them as harder "
                                                    "nor as easier to replace.")
+
+    one_head = pos_notes(best.iloc[2:3].assign(head=0), torch.tensor([[0.1], [0.3]]), top=1)  # one head per layer
+    assert one_head.startswith("The 1 head with the strongest part-of-speech preference sits in layer 1;")
+    assert one_head.endswith("+0.000 on average (a layer's heads spread 0.000 around its mean): about as "
+                             "input-dependent as the other heads of their layer, so by this score their preference "
+                             "neither marks them as harder nor as easier to replace.")
+
+
+def test_the_head_type_note_names_no_least_dependent_type_without_a_type_to_compare_it_with():
+    import pandas as pd
+
+    from papa_utils.teaching.lesson import head_type_notes
+
+    table = pd.DataFrame({"layer": [0, 0, 1, 1], "type": ["broad", "broad", "other", "other"],
+                          "input dependence": [0.02, 0.04, 0.2, 0.3], "quarter": ["least dependent quarter"] * 4})
+    said = head_type_notes(table, "type")  # each type alone in its layer: nothing to hold depth fixed against
+    assert said.endswith("other 0.250 (+0.000; 2 heads, layer 1).") and "depend least" not in said
+    assert "depend least" not in head_type_notes(table.assign(type="broad"), "type")

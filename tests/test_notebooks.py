@@ -126,7 +126,7 @@ def test_a_run_executes_every_notebook_in_order_with_the_runs_parameters(tmp_pat
 @pytest.mark.parametrize("name,kind", [("05_probe_strength", "learning curve"),
                                        ("06_gate_free_ranking", "ranking comparison")])
 def test_a_notebook_with_nothing_to_compute_says_why_and_shows_nothing_else(name, kind, data_dir, tmp_path, capfd,
-                                                                             caplog):
+                                                                             caplog, recwarn):
     """Notebooks 5 and 6 under a profile that asks for neither (`cpu`), run cell by cell as a kernel would (the
     value of a cell's last expression shown): one line, the reason, and no table, figure, data note or warning."""
     from papa_utils.settings.profiles import get_profile, why_absent
@@ -146,3 +146,4 @@ def test_a_notebook_with_nothing_to_compute_says_why_and_shows_nothing_else(name
     printed = capfd.readouterr()
     assert printed.out == why_absent(get_profile("cpu"), kind) + "\n"
     assert shown == [] and printed.err == "" and [r.getMessage() for r in caplog.records] == []
+    assert [str(w.message) for w in recwarn] == []

@@ -412,8 +412,14 @@ def test_a_published_run_says_which_numerical_code_computed_its_steps():
     assert _code_lines({"step_code": {"6e0bff865bf7094d": 306}}) == [
         f"- Numerical code: all 306 steps were computed by the same code, digest `6e0bff865bf7094d` {what}."]
     assert _code_lines({"step_code": {"6e0bff865bf7094d": 300, "015c66f1ed5484ad": 5, "not recorded": 1}}) == [
-        f"- Numerical code: its 306 steps were computed by 3 different codes {what}: `6e0bff865bf7094d` 300, "
-        f"`015c66f1ed5484ad` 5, 1 not recorded; its numbers mix them."]
+        f"- Numerical code: its 306 steps were computed by 2 different codes {what}: `6e0bff865bf7094d` 300, "
+        f"`015c66f1ed5484ad` 5; 1 records no code (stored before steps recorded it, or damaged); its numbers mix "
+        f"them."]
+    assert _code_lines({"step_code": {"6e0bff865bf7094d": 300, "not recorded": 2}}) == [
+        f"- Numerical code: 300 of its 302 steps were computed by code digest `6e0bff865bf7094d` {what}; 2 record no "
+        f"code (stored before steps recorded it, or damaged)."]
+    assert _code_lines({"step_code": {"not recorded": 2}}) == [
+        "- Numerical code: none of its 2 steps records the code that computed it."]
 
 
 def test_a_readme_block_without_its_end_marker_is_not_regenerated(tmp_path):

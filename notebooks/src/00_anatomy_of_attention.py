@@ -220,7 +220,7 @@ averages = average_attention(run_dir, profile, model_name, task,
 mask = torch.tensor([1 if t else 0 for t in tokens])[None]
 substitute = papa_substitute(averages.averages, mask)[0]
 fig = plot_average_vs_input(substitute, attention, *heads[2], title=f"{model_name} {task}: layer {heads[2][0]} head {heads[2][1]}",
-                            token_mask=mask[0])
+                            token_mask=mask[0], pair=spec.is_pair)
 save_figure(fig, figures / f"average_vs_input_{model_name.replace('/', '--')}_{task}")
 
 # %% [markdown]

@@ -48,6 +48,7 @@ from papa_utils.reports.figures import plot_attention_heatmaps, save_figure, use
 from papa_utils.core.backbones import cached_model, example_attention
 from papa_utils.records.runs import figures_dir, notebook_run
 from papa_utils.runner.steps import average_attention
+from papa_utils.settings.tasks import get_task
 
 profile, run_dir = notebook_run(profile, models, tasks, ranking, passes, run_dir)
 profile
@@ -91,7 +92,7 @@ for model_name in profile.models:
         avg = averages[model_name, task]
         example, tokens = example_attention(model_name, task, avg.length)
         slots = used_slots(avg.counts)  # the slots that hold a real token in at least 5% of the inputs
-        fig = plot_attention_heatmaps(avg.averages, example, heads, slots=slots,
+        fig = plot_attention_heatmaps(avg.averages, example, heads, slots=slots, pair=get_task(task).is_pair,
                                       title=f"{model_name}, {task} (L={avg.length}, {avg.meta['examples']} examples; "
                                             f"{len(slots)} of {avg.length} slots in use)")
         save_figure(fig, figures_dir(run_dir) / f"average_attention_{model_name.replace('/', '--')}_{task}")

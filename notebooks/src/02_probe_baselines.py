@@ -106,8 +106,8 @@ for r in t1[t1.headline & ~t1.in_claims].itertuples():
 # decays to 0 the last epoch's gain is small by construction, so the check fits the slope of the last epochs
 # against the training done, counted in epochs at the peak rate: what one more epoch at that rate would still move.
 # A curve ended flat when that slope is under 0.5 points per epoch, or within twice its standard error over the
-# seeds (a trend the seeds' noise can make); a curve still rising or falling beyond both fails. A slope sees a
-# trend, not a swing: a curve that goes up and down around a level passes. These are this notebook's probes (no
+# seeds (a trend the seeds' noise can make); a curve still rising or falling beyond both fails, and a curve that
+# swings fails as far as the swing tilts the fitted line. These are this notebook's probes (no
 # head, every head constant, attention-free); notebook 3 adds the partial points to the same table, and the
 # README counts them all.
 

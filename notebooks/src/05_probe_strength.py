@@ -50,7 +50,7 @@ from papa_utils.reports.tables import claims_left_out, curve_table, save_table
 from papa_utils.reports.verdicts import probe_strength
 
 profile, run_dir = notebook_run(profile, models, tasks, ranking, passes, run_dir)
-if profile.curve_models and profile.curve_tasks:
+if why_absent(profile, "learning curve") is None:
     print(f"models {', '.join(profile.curve_models)}; tasks {', '.join(profile.curve_tasks)}; training sizes "
           f"{', '.join(map(str, profile.curve_sizes))}; seeds {', '.join(map(str, profile.curve_seeds))}")
 

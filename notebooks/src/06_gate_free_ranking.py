@@ -60,7 +60,7 @@ from papa_utils.reports.tables import (half_heads_table, ranking_agreement_table
                                ranking_stability_table, save_table)
 
 profile, run_dir = notebook_run(profile, models, tasks, ranking, passes, run_dir)
-if profile.compare_rankings and profile.compare_models:
+if why_absent(profile, "ranking comparison") is None:
     print(f"main ranking: {profile.ranking}; compared: {', '.join(profile.compare_rankings)} "
           f"({profile.random_orders} random orders) on {', '.join(profile.compare_models)}")
     for model_name in profile.models:  # every ranking, and the sweep under each, that the tables below read

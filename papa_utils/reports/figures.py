@@ -95,10 +95,19 @@ def used_slots(counts) -> list[int]:
     return (filled >= USED_SLOT_SHARE * filled.max()).nonzero().flatten().tolist()
 
 
-def plot_attention_heatmaps(averages, example, heads, tokens=None, title="", slots=None):
+def fixed_slots(length: int, pair: bool) -> tuple[list[int], str]:
+    """The layout's fixed slots worth marking on an L x L attention map, and the note that names them: L/2, where a
+    pair's second segment starts (pair tasks only), and L-1, the final separator (``core.layout``)."""
+    if pair:
+        return [length // 2, length - 1], ("dashed lines: slots L/2 (a pair's second segment starts) and L-1 (final "
+                                           "separator)")
+    return [length - 1], "dashed line: slot L-1 (final separator)"
+
+
+def plot_attention_heatmaps(averages, example, heads, tokens=None, title="", slots=None, pair=True):
     """Average attention (top row) next to one real example's attention (bottom row) for a few heads, on one
-    colour scale (attention weight) shared by every panel, with the layout's fixed slots marked: L/2 (where a
-    pair's second segment starts) and L-1 (the final separator).
+    colour scale (attention weight) shared by every panel, with the layout's fixed slots marked (``fixed_slots``:
+    L/2, where a pair's second segment starts, for a `pair` task, and L-1, the final separator).
 
     averages: [layers, heads, L, L]; example: [layers, heads, L, L] of one input; heads: [(layer, head)];
     tokens: optional list of L token strings (padding shown as blank); `slots`: the slots to draw (default all;
@@ -107,7 +116,8 @@ def plot_attention_heatmaps(averages, example, heads, tokens=None, title="", slo
     set_style()
     length = averages.shape[-1]
     slots = list(range(length)) if slots is None else list(slots)
-    marked = [slots.index(s) for s in (length // 2, length - 1) if s in slots]
+    fixed, note = fixed_slots(length, pair)
+    marked = [slots.index(s) for s in fixed if s in slots]
     shown = {(row, col): matrix[layer, head][slots][:, slots].numpy()
              for col, (layer, head) in enumerate(heads) for row, matrix in enumerate((averages, example))}
     top = max(float(m.max()) for m in shown.values()) or 1.0
@@ -127,8 +137,7 @@ def plot_attention_heatmaps(averages, example, heads, tokens=None, title="", slo
     fig.colorbar(axes[0, 0].collections[0], ax=axes, shrink=0.8, label="attention weight")
     fig.suptitle(title, fontsize=8)
     if marked:
-        fig.supxlabel("dashed lines: slots L/2 (a pair's second segment starts) and L-1 (final separator)",
-                      fontsize=6.5)
+        fig.supxlabel(note, fontsize=6.5)
     return fig
 
 

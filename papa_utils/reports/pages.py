@@ -69,20 +69,25 @@ def _memory(memory: dict | None, invocations: int = 1) -> str:
 def _code_lines(run: dict) -> list[str]:
     """Which numerical code computed the published run's steps (run.json's "step_code", written by publishing), in
     words; none for a run published before it was recorded."""
-    codes = run.get("step_code")
+    codes = dict(run.get("step_code") or {})
     if not codes:
         return []
+    unknown = codes.pop("not recorded", 0)
+    total = sum(codes.values()) + unknown
     what = ("(`papa_utils.records.runs.code_digest`: the modules that compute the numbers and the versions of the "
             "packages they use)")
-    total = sum(codes.values())
+    missing = (f"; {unknown} record{'s' * (unknown == 1)} no code (stored before steps recorded it, or damaged)"
+               if unknown else "")
+    if len(codes) == 1 and unknown:
+        (code, n), = codes.items()
+        return [f"- Numerical code: {n} of its {total} steps were computed by code digest `{code}` {what}{missing}."]
+    if not codes:
+        return [f"- Numerical code: none of its {total} steps records the code that computed it."]
     if len(codes) == 1:
-        (code, _), = codes.items()
-        if code == "not recorded":
-            return [f"- Numerical code: none of its {total} steps recorded the code that computed it."]
-        return [f"- Numerical code: all {total} steps were computed by the same code, digest `{code}` {what}."]
+        (code, n), = codes.items()
+        return [f"- Numerical code: all {n} steps were computed by the same code, digest `{code}` {what}."]
     return [f"- Numerical code: its {total} steps were computed by {len(codes)} different codes {what}: "
-            + ", ".join(f"`{code}` {n}" if code != "not recorded" else f"{n} not recorded" for code, n in codes.items())
-            + "; its numbers mix them."]
+            + ", ".join(f"`{code}` {n}" for code, n in codes.items()) + f"{missing}; its numbers mix them."]
 
 
 def _tree(i: dict) -> str:

@@ -97,8 +97,8 @@ def republish_notebooks(run_dir: str | Path, root: Path = ROOT) -> Path:
     the published run of the same profile, keeping the published notebooks and files this run did not make. For a
     published run whose later notebooks cannot be executed again here (their steps are not at hand): the run must
     have the published run's settings, so that its steps are the same computation. The published run.json keeps the
-    run that made every notebook and adds this run's last invocation to its list (its wall time to the run's), and
-    the README block lists it."""
+    run that made every notebook and adds this run's last invocation to its list (its wall time to the run's), with
+    the code of the steps in this run folder, which the notebooks read ("step_code"), and the README block lists it."""
     run_dir = Path(run_dir)
     run = _finished_run(run_dir)
     name = run["scope"]["profile"]
@@ -115,7 +115,7 @@ def republish_notebooks(run_dir: str | Path, root: Path = ROOT) -> Path:
     started = datetime.strptime(latest["started"], "%Y-%m-%dT%H:%M:%S%z").timestamp() - 60
     fresh = lambda path: path.exists() and path.stat().st_mtime >= started  # noqa: E731
     invocations = invocations_of(published) + [latest]
-    published = {**published, "invocations": invocations, **run_totals(invocations)}
+    published = {**published, "invocations": invocations, **run_totals(invocations), "step_code": step_codes(run_dir)}
     with atomic_path(target, folder=True) as tmp:
         shutil.copytree(target, tmp, dirs_exist_ok=True)
         for file in RESULT_FILES + OPTIONAL_FILES:

@@ -74,8 +74,8 @@ def readability_problems(fig) -> list[str]:
 
 def _overlapping_labels(fig, renderer) -> list[str]:
     """Titles and axis labels (colour bars' included, and the figure's own) that overlap one another as drawn."""
-    texts = [t for ax in fig.axes if ax.get_visible()
-             for t in (ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label)]
+    texts = [t for ax in fig.axes if ax.get_visible()  # a switched-off panel draws its titles, not its labels
+             for t in (ax.title, ax._left_title, ax._right_title) + ((ax.xaxis.label, ax.yaxis.label) if ax.axison else ())]
     texts += [t for t in (fig._suptitle, fig._supxlabel, fig._supylabel) if t is not None]
     drawn = [(t.get_text(), t.get_window_extent(renderer)) for t in texts if t.get_visible() and t.get_text().strip()]
     pairs = sorted({f"'{a}' and '{b}'" for i, (a, box) in enumerate(drawn) for b, other in drawn[i + 1:]

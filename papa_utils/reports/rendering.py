@@ -296,6 +296,12 @@ def _cells(n: int) -> str:
     return f"{n} cell{'s' * (n != 1)}"
 
 
+def _carrying(block: dict) -> str:
+    """"N cells that carry signal", for the cells an average of `block` is over."""
+    n = block["relative_drop"]["points"]
+    return f"{_cells(n)} that carr{'ies' if n == 1 else 'y'} signal"
+
+
 def _models_with(block: dict, verdict: str) -> list:
     return [m for m, v in block.get("per_model", {}).items() if _verdict(v)["verdict"] == verdict]
 
@@ -303,6 +309,12 @@ def _models_with(block: dict, verdict: str) -> list:
 def _names(items) -> str:
     items = list(items)
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1] if items else "none"
+
+
+def _most_on(counts: pd.Series) -> str:
+    """" (the most, N, on ner)" from counts per task, every task that ties for the most named."""
+    top = sorted(t for t, n in counts.items() if n == counts.max())
+    return f" (the most, {counts.max()}{' each' if len(top) > 1 else ''}, on {_names(top)})"
 
 
 def findings(claims: dict, convergence: pd.DataFrame | None = None) -> str:
@@ -321,16 +333,15 @@ def findings(claims: dict, convergence: pd.DataFrame | None = None) -> str:
     elif len(measured) > 1:  # the models first: the pooled number says which of them drive it
         said = [f"**What it says.** With every head constant, the average relative drop is not one number: "
                 + ", ".join(f"{m} {_average(v['relative_drop'])}" for m, v in measured.items())
-                + f". Pooled over the {_cells(a['relative_drop']['points'])} that carr{'y' if a['relative_drop']['points'] != 1 else 'ies'} signal it is "
-                f"{_estimate(a['relative_drop'])}"
-                + (f", {100 * top[1]:.0f}% of the summed drop from {top[0]}" if top else "")
+                + f". Pooled over the {_carrying(a)} it is {_estimate(a['relative_drop'])}"
+                + (f", and {top[0]} makes {100 * top[1]:.0f}% of it" if top else "")
                 + f"; the paper reports {paper:.0f}%."]
     else:
-        said = [f"**What it says.** With every head constant, the average relative drop over the "
-                f"{_cells(a['relative_drop']['points'])} that carr{'y' if a['relative_drop']['points'] != 1 else 'ies'} signal is {_estimate(a['relative_drop'])}; the "
-                f"paper reports {paper:.0f}%."]
+        said = [f"**What it says.** With every head constant, the average relative drop over the {_carrying(a)} is "
+                f"{_estimate(a['relative_drop'])}; the paper reports {paper:.0f}%."]
     if a["relative_drop"]["points"]:
-        holds, undecided, fails = (_models_with(a, v) for v in ("holds", "undecided", "fails"))
+        holds, undecided, fails = ([m for m in _models_with(a, v) if m in measured]  # models with a cell only
+                                   for v in ("holds", "undecided", "fails"))
         per_model = [f"{verb} for {_names(ms)}" for verb, ms in (("holds", holds), ("is undecided", undecided),
                                                                   ("fails", fails)) if ms]
         said.append(f"Read as \"about {paper:.0f}% or less\" (the whole 95% interval at most {upper:.0f}%), claim 1 "
@@ -386,8 +397,7 @@ def findings(claims: dict, convergence: pd.DataFrame | None = None) -> str:
     if convergence is not None and len(convergence) and "tail_slope" in convergence:
         moving = convergence[~convergence.converged.astype(bool)]
         caveats.append(f"{len(moving)} of {len(convergence)} probe curves had not ended flat by the convergence check"
-                       + (f" (the most, {moving.task.value_counts().iloc[0]}, on {moving.task.value_counts().index[0]})"
-                          if len(moving) else ""))
+                       + (_most_on(moving.task.value_counts()) if len(moving) else ""))
     text = " ".join(said)
     if caveats:
         text += "\n\n**Caveats.** " + "; ".join(c[0].upper() + c[1:] if i == 0 else c for i, c in enumerate(caveats)) + "."

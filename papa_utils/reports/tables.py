@@ -61,7 +61,8 @@ def convergence_table(records: list[dict], schedule: str = "constant", last: int
     its steps shrink, not because it has converged; the slope undoes that: it is what one more epoch at the peak
     rate would move the metric by. `tail_slope_se`: its standard error over seeds (each seed's own slope).
     `converged`: the slope's size is below ``FLAT_TAIL`` points, or within twice its standard error (no movement
-    shown beyond the seeds' noise); a curve that rises, falls or swings by more fails. The final epoch is what the
+    shown beyond the seeds' noise); a curve that rises or falls by more fails, and a swing fails as far as it tilts
+    the fitted line. The final epoch is what the
     results report."""
     rows = []
     for r in records:
@@ -198,7 +199,8 @@ def step_census(run_dir: Path, invocation: str) -> dict:
 
 def step_codes(run_dir: Path) -> dict:
     """Which numerical code computed the run folder's steps: {code digest (``runs.code_digest``): how many steps},
-    most first; "not recorded" for a step stored before steps recorded it."""
+    most first; "not recorded" for a step whose record names no code (stored before steps recorded it, or
+    damaged)."""
     return dict(Counter(s["code"] or "not recorded" for s in step_provenance(run_dir)).most_common())
 
 

@@ -15,8 +15,9 @@ The rules (project decisions, stated with every verdict):
   relative drop, against a null that relabels the models jointly in every task (a model's drops move together).
   With M models there are only M! relabellings, so the smallest p the design can give is stated with the verdict.
 - A probe's dev curve "ended flat" when the slope of its last epochs, against the training done counted in epochs
-  at the peak learning rate, is under ``FLAT_TAIL`` points per epoch (``tail_slope``): under a decaying rate the
-  last epoch's gain is small by construction, and this measure undoes that.
+  at the peak learning rate, is under ``FLAT_TAIL`` points per epoch (``tail_slope``), or within twice its standard
+  error over the seeds: under a decaying rate the last epoch's gain is small by construction, and this measure
+  undoes that.
 """
 from __future__ import annotations
 
@@ -220,8 +221,8 @@ def half_heads_claim(results: pd.DataFrame, statistics: dict | None, kept: set, 
                      n_boot: int = 2000, fractions=SWEEP_FRACTIONS) -> dict:
     """Claim 2 by its rule (module docstring): ``average_claim`` at half of the heads over the cells where full
     PAPA loses measurably (`losing`), an "uninformative" verdict for a model (or the pool) with no such cell, and
-    the share of the full-PAPA loss at each partial point of the sweep (``share_of_full_loss``), whose half point
-    reports claim 2's average drop and interval, not a second bootstrap of the same average."""
+    the share of the full-PAPA loss at each partial point of the sweep (``share_of_full_loss``); the sweep's half
+    point carries claim 2's own average drop and interval, so that one average has one interval."""
     block = average_claim(results, statistics, "half", losing, models, n_boot)
     block["cells"] = [f"{m} {t}" for m, t in sorted(losing)]
     if not losing:

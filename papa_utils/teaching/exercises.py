@@ -81,14 +81,28 @@ def check_score(fn, attention: torch.Tensor, substitute: torch.Tensor, token_mas
     return problem or _compare("exercise 3", got, expected, 1e-5)
 
 
+DATA = (torch.Tensor, list, tuple, dict, set)  # what a notebook's results are held in (arrays and tables below)
+
+
+def _is_data(value) -> bool:
+    """A notebook's result rather than a tool: a tensor, an array, a table or a container."""
+    return isinstance(value, DATA) or type(value).__module__.split(".")[0] in ("numpy", "pandas") and hasattr(
+        value, "shape")
+
+
 def _without_data(fn):
-    """`fn` run with only the modules, classes and functions of its globals: the notebook's data (the scores and
-    the ranking, once a later cell has printed them) is out of its reach, so that it answers from its arguments."""
+    """`fn` run with the notebook's data left out of its globals: tensors, arrays, tables, lists, dicts (the scores
+    and the ranking among them, once a later cell has printed them). Modules, functions and other tools stay, so
+    a function the student calls still sees its own globals: the check catches an answer that reads the printed
+    ranking, not every way around it."""
     if not isinstance(fn, types.FunctionType):
         return fn
-    tools = (types.ModuleType, type, types.FunctionType, types.BuiltinFunctionType)
-    kept = {k: v for k, v in fn.__globals__.items() if k.startswith("__") or isinstance(v, tools)}
-    return types.FunctionType(fn.__code__, kept, fn.__name__, fn.__defaults__, fn.__closure__)
+    kept = {k: v for k, v in fn.__globals__.items()
+            if (len(k) > 4 and k.startswith("__") and k.endswith("__")) or not _is_data(v)}  # IPython's _, __ hide
+    hidden = types.FunctionType(fn.__code__, kept, fn.__name__, fn.__defaults__, fn.__closure__)
+    hidden.__kwdefaults__, hidden.__qualname__ = fn.__kwdefaults__, fn.__qualname__
+    hidden.__dict__.update(fn.__dict__)
+    return hidden
 
 
 def check_prediction(fn, stats: dict, scores: torch.Tensor, n: int) -> Check:
@@ -97,7 +111,7 @@ def check_prediction(fn, stats: dict, scores: torch.Tensor, n: int) -> Check:
     looks good whatever it knows: the pick passes only when its mean input dependence (`scores` [layers, heads])
     lies below that of a random pick from the same layers (each picked head against its layer's mean). The message
     also counts the picks among the n least input-dependent heads, against what a random pick gets on average.
-    `fn` sees its arguments and the notebook's modules and functions, not its data (``_without_data``)."""
+    `fn` runs without the notebook's data (``_without_data``)."""
     picked, problem = _attempt("exercise 4", _without_data(fn), stats, n, hidden=getattr(fn, "__globals__", {}))
     if problem:
         return problem

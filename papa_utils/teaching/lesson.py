@@ -43,8 +43,9 @@ def intervention_notes(table: dict, single: list[str], everything: str = "all he
                  f"uniform attention does")
         if ABOUT_AS_MUCH[0] <= low and high <= ABOUT_AS_MUCH[1]:
             said += (": about as much, so for these heads the average adds little to spreading the attention evenly. "
-                     "The input-dependence score measures a head against its average, so for such heads a low score "
-                     "says mostly that the head attends broadly, not that its average holds a pattern worth keeping.")
+                     "A hypothesis to test: the input-dependence score measures a head against its average, so for "
+                     "such heads a low score may say more about how broadly the head attends than about a pattern "
+                     "its average keeps.")
         elif high < ABOUT_AS_MUCH[0]:
             said += ": less, so the average keeps structure that uniform attention loses."
         elif low > ABOUT_AS_MUCH[1]:
@@ -96,13 +97,18 @@ def head_type_notes(table: pd.DataFrame, taxonomy: str, quarter: str = "least de
     within = table.assign(within=_within_layer(table)).groupby(taxonomy).agg(
         average=("input dependence", "mean"), within=("within", "mean"), heads=("layer", "size"),
         layers=("layer", lambda l: sorted(set(int(x) for x in l))))
-    lowest = within.sort_values("within").index[0]
-    return (f"{taxonomy}: the {quarter} holds " + ", ".join(f"{n} {t}" for t, n in first.items())
+    said = (f"{taxonomy}: the {quarter} holds " + ", ".join(f"{n} {t}" for t, n in first.items())
             + ". By type, mean input dependence and, holding depth fixed, the mean difference from the heads of the "
             f"same layer: " + ", ".join(f"{t} {r.average:.3f} ({r.within:+.3f}; {r.heads} head{'s' * (r.heads != 1)}, "
                                         f"layer{'s' * (len(r.layers) != 1)} {', '.join(map(str, r.layers))})"
-                                        for t, r in within.sort_values("average").iterrows())
-            + f". Within their layers, {lowest} heads depend least on the input.")
+                                        for t, r in within.sort_values("average").iterrows()) + ".")
+    # a type can be called least dependent within its layers only against another type that shares a layer with it
+    ranked = within.sort_values("within")
+    lowest, rest = ranked.index[0], ranked.iloc[1:]
+    rivals = rest[[bool(set(r.layers) & set(ranked.layers.iloc[0])) for r in rest.itertuples()]]
+    if len(rivals) and ranked.within.iloc[0] < rivals.within.min():
+        said += f" Within their layers, {lowest} heads depend least on the input."
+    return said
 
 
 SAME_AS_LAYER = 0.25  # a difference under this share of a layer's spread (standard deviation) reads "about as"
@@ -117,11 +123,12 @@ def pos_notes(best: pd.DataFrame, scores: torch.Tensor, top: int = 8) -> str:
     others = [float(scores[layer].mean()) for layer in strongest.layer]
     mine = [float(scores[int(r.layer), int(r.head)]) for r in strongest.itertuples()]
     difference = sum(m - o for m, o in zip(mine, others)) / len(mine)
-    spread = sum(float(scores[layer].std()) for layer in strongest.layer) / len(mine)  # how far a layer's heads differ
-    said = (f"The {len(strongest)} heads with the strongest part-of-speech preference sit in layer"
+    spread = sum(float(scores[layer].std(unbiased=False)) for layer in strongest.layer) / len(mine)  # a layer's spread
+    said = (f"The {len(strongest)} head{'s' * (len(strongest) != 1)} with the strongest part-of-speech preference "
+            f"sit{'s' * (len(strongest) == 1)} in layer"
             f"{'s' * (len(layers) != 1)} {', '.join(map(str, layers))}; against the mean of their own layer, their "
             f"input dependence is {difference:+.3f} on average (a layer's heads spread {spread:.3f} around its mean): ")
-    if abs(difference) < SAME_AS_LAYER * spread:
+    if abs(difference) <= SAME_AS_LAYER * spread:
         return said + ("about as input-dependent as the other heads of their layer, so by this score their preference "
                        "neither marks them as harder nor as easier to replace.")
     return said + ("more input-dependent than their layer, as a head that must find the words of one tag should be."

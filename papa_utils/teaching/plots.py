@@ -6,7 +6,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-from ..reports.figures import COLUMN_WIDTH, FULL_WIDTH, set_style
+from ..reports.figures import COLUMN_WIDTH, FULL_WIDTH, fixed_slots, set_style
 from ..reports.readability import MIN_FONT_PT
 
 
@@ -99,19 +99,21 @@ def plot_one_input(attention, tokens, heads, title: str = "", titles=None):
     return fig
 
 
-def plot_average_vs_input(substitute, attention, layer: int, head: int, title: str = "", token_mask=None):
+def plot_average_vs_input(substitute, attention, layer: int, head: int, title: str = "", token_mask=None,
+                          pair: bool = True):
     """One head in the PAPA layout: its substitute renorm(C * m m^T) on one input, its real attention on that
     input (both on one colour scale, attention weight), and their signed difference (real - substitute, on a scale
     of its own). Inputs [layers, heads, L, L] of one example; with `token_mask` [L], only the slots of the input's
-    real tokens are drawn (in slot order), not its padding. The layout's fixed slots are marked with dashed lines:
-    L/2 (where a pair's second segment starts) and L-1 (the final separator)."""
+    real tokens are drawn (in slot order), not its padding. The layout's fixed slots are marked with dashed lines
+    (``figures.fixed_slots``: L/2, where a pair's second segment starts, for a `pair` task, and L-1)."""
     set_style()
     fig, axes = plt.subplots(1, 3, figsize=(FULL_WIDTH, 2.7), layout="constrained")
     sub, real = substitute[layer, head].numpy(), attention[layer, head].numpy()
     length = sub.shape[-1]
     keep = list(range(length)) if token_mask is None else [i for i, m in enumerate(token_mask.tolist()) if m]
     sub, real = sub[keep][:, keep], real[keep][:, keep]
-    marked = [keep.index(s) for s in (length // 2, length - 1) if s in keep]
+    fixed, note = fixed_slots(length, pair)
+    marked = [keep.index(s) for s in fixed if s in keep]
     top = max(sub.max(), real.max())
     for ax, matrix, name in ((axes[0], sub, "constant (average) on\nthis input's tokens"),
                              (axes[1], real, "its attention on\nthis input")):
@@ -132,6 +134,5 @@ def plot_average_vs_input(substitute, attention, layer: int, head: int, title: s
                       fontsize=6.5)
     fig.suptitle(title or f"layer {layer}, head {head}", fontsize=8)
     if marked:
-        fig.supxlabel("dashed lines: slots L/2 (a pair's second segment starts) and L-1 (final separator)",
-                      fontsize=6.5)
+        fig.supxlabel(note, fontsize=6.5)
     return fig
