@@ -25,7 +25,6 @@ from ..settings.profiles import recorded_settings
 from ..records.runs import (ROOT, RunScopeError, atomic_path, covers, describe_scope, invocations_of, repo_relative,
                             run_totals, write_json)
 from .pages import BLOCKS, index_page, replaces_an_older_definition
-from .tables import step_codes
 
 RESULT_FILES = ("probe_results.csv", "convergence.csv", "table1.md", "table1.tex", "claims.json")
 # only from profiles that ask for them (learning curves, the ranking comparison, stability), or from runs made
@@ -65,6 +64,8 @@ def publish_run(run_dir: str | Path, root: Path = ROOT) -> Path:
     (each folder replaced atomically), record the run with paths relative to the repository and with the numerical
     code that computed its steps ("step_code", ``tables.step_codes``), and regenerate the README block of that
     profile when the README has one. Returns the published results folder."""
+    from .tables import step_codes  # reads the run folder's steps (torch); regenerating the README needs none
+
     run_dir = Path(run_dir)
     run = _finished_run(run_dir)
     name = run["scope"]["profile"]
@@ -99,6 +100,8 @@ def republish_notebooks(run_dir: str | Path, root: Path = ROOT) -> Path:
     have the published run's settings, so that its steps are the same computation. The published run.json keeps the
     run that made every notebook and adds this run's last invocation to its list (its wall time to the run's), with
     the code of the steps in this run folder, which the notebooks read ("step_code"), and the README block lists it."""
+    from .tables import step_codes  # reads the run folder's steps (torch); regenerating the README needs none
+
     run_dir = Path(run_dir)
     run = _finished_run(run_dir)
     name = run["scope"]["profile"]
