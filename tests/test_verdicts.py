@@ -387,3 +387,24 @@ def test_the_caveats_name_every_task_that_ties_for_the_most_unflat_curves():
 
     assert _most_on(pd.Series({"ner": 11, "pos": 4})) == " (the most, 11, on ner)"
     assert _most_on(pd.Series({"pos": 5, "ner": 5, "cola": 1})) == " (the most, 5 each, on ner and pos)"
+
+
+def test_claim_2_says_when_its_cells_could_hardly_have_failed_it():
+    """A model whose cells lose 2% with every head constant (interval wholly under 5%) holds claim 2 at half of the
+    heads, but the reason says the claim could fail there only by half of the heads losing more than all; a model
+    losing 30% with every head and 7.5% at half is read as it is."""
+    g = np.random.default_rng(5)
+    values, refs = {}, {}
+    for model, full, half in (("a", 0.02, 0.005), ("b", 0.30, 0.075)):
+        for task in ("x", "y", "z"):
+            base = 80 + g.normal(0, 0.3, 3)
+            values[(model, task, 0)] = list(base)
+            values[(model, task, 2)] = list(base * (1 - half))
+            values[(model, task, 4)] = list(base * (1 - full))
+            refs[(model, task)] = (40, list(50 + g.normal(0, 1, 3)))
+    half = check_claims(results(values, refs), n_boot=300)["half_heads"]
+    a, b = half["per_model"]["a"]["verdict"], half["per_model"]["b"]["verdict"]
+    assert a["verdict"] == "holds" and re.search(r"; weak evidence: with every head constant these cells lose 2\.0% "
+                                                 r"\[[\d.]+, [\d.]+\], under 5% already, so half of the heads could "
+                                                 r"fail the claim only by losing more than all of them$", a["reason"])
+    assert "weak evidence" not in b["reason"] and "weak evidence" not in half["verdict"]["reason"]

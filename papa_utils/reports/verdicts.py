@@ -9,8 +9,9 @@ The rules (project decisions, stated with every verdict):
 - Claim 2, "half of the heads constant: little or no drop": measured on the cells where full PAPA loses measurably
   (the 95% interval of its relative drop lies above 0); elsewhere half of the heads has nothing to lose. It holds
   when the interval of the average drop lies below ``LITTLE_DROP``, fails when it lies above, else undecided; a
-  model with no such cell is "uninformative". Beside it: the share of the full-PAPA loss already lost at each
-  partial point of the sweep.
+  model with no such cell is "uninformative". A "holds" on cells that lose under 5% even with every head constant
+  says so in its reason (half of the heads could fail it only by losing more than all of them). Beside it: the
+  share of the full-PAPA loss already lost at each partial point of the sweep.
 - Claim 3, "better models lose more": the mean over tasks of the within-task Spearman correlation of baseline and
   relative drop, against a null that relabels the models jointly in every task (a model's drops move together).
   With M models there are only M! relabellings, so the smallest p the design can give is stated with the verdict.
@@ -236,7 +237,27 @@ def half_heads_claim(results: pd.DataFrame, statistics: dict | None, kept: set, 
         half["relative_drop"] = block["relative_drop"]
         for model, part in half["per_model"].items():
             part["relative_drop"] = block["per_model"][model]["relative_drop"]
+    if losing:  # how much the claim could have failed: the full-PAPA drop on the same cells
+        full = average_claim(results, statistics, "all", losing, models, n_boot)
+        for part, whole in ((block, full), *((block["per_model"][m], full["per_model"][m]) for m in models
+                                              if m in block["per_model"] and m in full["per_model"])):
+            _note_power(part, whole["relative_drop"])
     return block
+
+
+def _note_power(part: dict, full: dict) -> None:
+    """A "holds" of claim 2 whose cells lose less than ``LITTLE_DROP`` even with every head constant (the whole
+    interval of that drop below it) could have failed only by half of the heads losing more than all of them: the
+    reason says so, and the verdict stays."""
+    if _verdict_of(part) == "holds" and full.get("ci_high") is not None and full["ci_high"] < LITTLE_DROP:
+        part["verdict"] = {**part["verdict"], "reason": part["verdict"]["reason"] + (
+            f"; weak evidence: with every head constant these cells lose {100 * full['value']:.1f}% "
+            f"[{100 * full['ci_low']:.1f}, {100 * full['ci_high']:.1f}], under {100 * LITTLE_DROP:.0f}% already, so "
+            f"half of the heads could fail the claim only by losing more than all of them")}
+
+
+def _verdict_of(part: dict) -> str | None:
+    return (part.get("verdict") or {}).get("verdict")
 
 
 def _relabellings(models: int, samples: int = NULL_SAMPLES, seed: int = 0) -> tuple[np.ndarray, bool]:
