@@ -231,7 +231,7 @@ def test_an_empty_notebook_of_a_published_run_points_to_a_run_that_has_it(tmp_pa
         shutil.copytree(ROOT / "results" / name, tmp_path / name)
     lines = index_page("cpu", tmp_path / "cpu", []).splitlines()
     assert ("- 05_probe_strength: Learning curves: the loss against the probe's training size: the `cpu` profile runs "
-            "no learning curve, so [its copy](notebooks/05_probe_strength.ipynb) is empty; see [the `cpu-robustness` "
+            "no learning curve, so [its copy](notebooks/05_probe_strength.ipynb) only says why; see [the `cpu-robustness` "
             "run's copy](../cpu-robustness/notebooks/05_probe_strength.ipynb)") in lines
     assert any(line.startswith("- 06_gate_free_ranking: ") and "compares no ranking" in line for line in lines)
     assert "- [04_model_strength](notebooks/04_model_strength.ipynb): Table 1 and the paper's claims" in lines

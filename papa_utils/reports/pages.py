@@ -177,7 +177,7 @@ def index_page(name: str, folder: Path, figures: list[str]) -> str:
                          and (p.parent / "notebooks" / notebook.name).exists()]
             see = "; ".join(f"[the `{o}` run's copy](../{o}/notebooks/{notebook.name})" for o in elsewhere)
             lines.append(f"- {notebook.stem}: {NOTEBOOK_TITLES.get(notebook.stem, '')}: the `{name}` profile "
-                         f"{asks[1]}, so [its copy](notebooks/{notebook.name}) is empty" + (f"; see {see}" if see else ""))
+                         f"{asks[1]}, so [its copy](notebooks/{notebook.name}) only says why" + (f"; see {see}" if see else ""))
             continue
         lines.append(f"- [{notebook.stem}](notebooks/{notebook.name}): {NOTEBOOK_TITLES.get(notebook.stem, '')}")
     lines += ["", "## Tables", ""]
