@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from papa_utils.reports.statistics import table1
-from papa_utils.reports.verdicts import FLAT_TAIL, check_claims, epoch_rates, model_level_test, strength_verdict, tail_slope
+from papa_utils.reports.statistics import epoch_rates, tail_slope
+from papa_utils.reports.verdicts import FLAT_TAIL, check_claims, model_level_test, strength_verdict
 from papa_utils.reports.rendering import claim_statements, findings
 from test_statistics import results
 

@@ -460,3 +460,20 @@ def ranking_agreement(a, b) -> dict:
     half = len(a) // 2
     return {"spearman": float(np.corrcoef(x, y)[0, 1]) if len(a) > 1 else 1.0,
             "first_half_overlap": len(set(a[:half]) & set(b[:half])) / half if half else 1.0}
+
+
+def epoch_rates(epochs: int, schedule: str = "constant") -> np.ndarray:
+    """The mean learning rate of each epoch as a share of the peak: 1 under a constant rate; under the linear
+    schedule (from the peak down to 0 at the last step), 1 - (e - 1/2) / epochs for epoch e."""
+    e = np.arange(1, epochs + 1)
+    return np.ones(epochs) if schedule == "constant" else 1 - (e - 0.5) / epochs
+
+
+def tail_slope(values: np.ndarray, epochs: list[int], total_epochs: int, schedule: str) -> np.ndarray:
+    """Least-squares slope of each row of `values` (the metric at `epochs`, 1-based) against the training done by
+    the end of each epoch, in epochs at the peak rate (``epoch_rates``); NaN with fewer than two epochs."""
+    if len(epochs) < 2:
+        return np.full(len(values), np.nan)
+    done = np.cumsum(epoch_rates(total_epochs, schedule))[np.asarray(epochs) - 1]
+    x = done - done.mean()
+    return (values - values.mean(1, keepdims=True)) @ x / (x ** 2).sum()

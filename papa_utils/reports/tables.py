@@ -15,8 +15,8 @@ from ..records.runs import (RECOMPUTED, MissingStepError, atomic_path, code_dige
                             results_dir)
 from ..settings.profiles import Profile, recorded_settings
 from ..settings.tasks import get_task
-from .statistics import STATISTICS_FILE, ranking_agreement, ranking_family, statistics_key, table1
-from .verdicts import FLAT_TAIL, cells_in_claims, cells_where_full_papa_loses, half_heads_by_ranking, tail_slope
+from .statistics import STATISTICS_FILE, ranking_agreement, ranking_family, statistics_key, table1, tail_slope
+from .verdicts import FLAT_TAIL, cells_in_claims, cells_where_full_papa_loses, half_heads_by_ranking
 
 RANKINGS_NOTEBOOK = "06_gate_free_ranking"  # makes every ranking and sweep the ranking tables read
 CLAIMS_NOTEBOOK = "04_model_strength"  # writes claims.json
@@ -57,7 +57,7 @@ def convergence_table(records: list[dict], schedule: str = "constant", last: int
     """Whether each probe's dev curve ended flat: per model x task x predictor x replaced heads, the headline
     metric's mean over seeds at each of the `last` epochs (columns "epoch_<n>"), the last epoch's gain over the one
     before (`last_gain`), and the tail's slope: the least-squares slope of those means against the training done,
-    counted in epochs at the peak learning rate (``verdicts.tail_slope``). Under a decaying rate a curve flattens because
+    counted in epochs at the peak learning rate (``statistics.tail_slope``). Under a decaying rate a curve flattens because
     its steps shrink, not because it has converged; the slope undoes that: it is what one more epoch at the peak
     rate would move the metric by. `tail_slope_se`: its standard error over seeds (each seed's own slope).
     `converged`: the slope's size is below ``FLAT_TAIL`` points, or within twice its standard error (no movement

@@ -16,9 +16,9 @@ The rules (project decisions, stated with every verdict):
   relative drop, against a null that relabels the models jointly in every task (a model's drops move together).
   With M models there are only M! relabellings, so the smallest p the design can give is stated with the verdict.
 - A probe's dev curve "ended flat" when the slope of its last epochs, against the training done counted in epochs
-  at the peak learning rate, is under ``FLAT_TAIL`` points per epoch (``tail_slope``), or within twice its standard
-  error over the seeds: under a decaying rate the last epoch's gain is small by construction, and this measure
-  undoes that.
+  at the peak learning rate, is under ``FLAT_TAIL`` points per epoch (``statistics.tail_slope``), or within twice
+  its standard error over the seeds: under a decaying rate the last epoch's gain is small by construction, and this
+  measure undoes that.
 """
 from __future__ import annotations
 
@@ -57,23 +57,6 @@ def by_share(sweep: dict) -> list:
 
 
 FLAT_TAIL = 0.5  # metric points: a dev curve whose tail would still move less than this per epoch at the peak rate
-
-
-def epoch_rates(epochs: int, schedule: str = "constant") -> np.ndarray:
-    """The mean learning rate of each epoch as a share of the peak: 1 under a constant rate; under the linear
-    schedule (from the peak down to 0 at the last step), 1 - (e - 1/2) / epochs for epoch e."""
-    e = np.arange(1, epochs + 1)
-    return np.ones(epochs) if schedule == "constant" else 1 - (e - 0.5) / epochs
-
-
-def tail_slope(values: np.ndarray, epochs: list[int], total_epochs: int, schedule: str) -> np.ndarray:
-    """Least-squares slope of each row of `values` (the metric at `epochs`, 1-based) against the training done by
-    the end of each epoch, in epochs at the peak rate (``epoch_rates``); NaN with fewer than two epochs."""
-    if len(epochs) < 2:
-        return np.full(len(values), np.nan)
-    done = np.cumsum(epoch_rates(total_epochs, schedule))[np.asarray(epochs) - 1]
-    x = done - done.mean()
-    return (values - values.mean(1, keepdims=True)) @ x / (x ** 2).sum()
 
 
 def average_verdict(average: dict, claim: str) -> dict:
