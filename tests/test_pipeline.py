@@ -431,6 +431,7 @@ def test_a_readme_block_without_its_end_marker_is_not_regenerated(tmp_path):
 
 
 def test_publishing_is_an_explicit_step_that_never_narrows_published_results(smoke, tmp_path):
+    from papa_utils.reports.pages import summary_block
     from papa_utils.reports.publish import PublishError, publish_run
     from papa_utils.reports.rendering import claim_statements, findings
 
@@ -462,6 +463,18 @@ def test_publishing_is_an_explicit_step_that_never_narrows_published_results(smo
     summary = readme.split("<!-- summary:smoke:start -->\n")[1]
     assert summary.startswith("Produced by `make figures PROFILE=smoke`") and "### Table 1" not in summary
     assert "| model | task | 16 examples | 64 examples |" in summary.split("|---|", 1)[0]
+    claims = json.loads((target / "claims.json").read_text())
+    assert set(claims["half_heads"]["sweep"]) <= {"1/2"} and "**Claim 2 along the paper's sweep**" not in summary
+    # a run with the paper's later sweep points says claim 2 there, as claims.json has it
+    share = {"value": 0.8, "ci_low": 0.6, "ci_high": 1.0}
+    claims["half_heads"]["sweep"] = {"7/8": {"share_of_full_loss": share, "per_model": {
+        "minilm-l3": {"share_of_full_loss": share}}}}
+    shutil.copytree(target, tmp_path / "swept" / "results" / "smoke")
+    (tmp_path / "swept" / "results" / "smoke" / "claims.json").write_text(json.dumps(claims))
+    with_sweep = summary_block("smoke", tmp_path / "swept")
+    assert ("\n\n**Claim 2 along the paper's sweep** (`claims.json`, the rule in [docs/method.md](docs/method.md"
+            f"#verdicts)): {claim_statements(claims)['half_heads']}\n") in with_sweep
+    assert "Share of the full-PAPA loss already lost at 7/8: minilm-l3 0.80 [0.60, 1.00]" in with_sweep
     half_heads = pd.read_csv(target / "half_heads_by_ranking.csv")
     assert list(dict.fromkeys(half_heads.ranking)) == ["gates", "input_dependence", "random"]
     assert "**Claim 2 with the half of the heads each ranking picks**" in summary

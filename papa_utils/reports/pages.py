@@ -342,9 +342,10 @@ HALF_HEADS_INTRO = ("**Claim 2 with the half of the heads each ranking picks** (
 
 
 def summary_block(name: str, root: Path = ROOT) -> str:
-    """A short README block for a published run whose whole page is results/<name>/README.md: how it was made, the
-    learning curve in short (``rendering.curve_drops_markdown``) and claim 2 under each ranking
-    (``rendering.half_heads_markdown``), from the published files."""
+    """A short README block for a published run whose whole page is results/<name>/README.md: how it was made,
+    claim 2 at the paper's sweep points when the run has them, the learning curve in short
+    (``rendering.curve_drops_markdown``) and claim 2 under each ranking (``rendering.half_heads_markdown``), from
+    the published files."""
     folder = root / "results" / name
     run = json.loads((folder / "run.json").read_text())
     p, steps = run["profile"], run["step_seconds"]
@@ -353,9 +354,13 @@ def summary_block(name: str, root: Path = ROOT) -> str:
              f"{_minutes(sum(steps.values()))} ("
              + ", ".join(f"{key.replace('_', ' ')} {_minutes(v)}" for key, v in steps.items() if v) + ").", "",
              *_invocation_lines(run), *_code_lines(run)]
+    claims = json.loads((folder / "claims.json").read_text())
+    if any(label != "1/2" for label in claims["half_heads"].get("sweep", {})):
+        lines += ["", f"**Claim 2 along the paper's sweep** (`claims.json`, the rule in "
+                      f"[docs/method.md](docs/method.md#verdicts)): {claim_statements(claims)['half_heads']}"]
     curve = _table(folder / "learning_curves.csv")
     if curve is not None and len(curve):
-        left_out = json.loads((folder / "claims.json").read_text()).get("left_out", {})
+        left_out = claims.get("left_out", {})
         seeds = ", ".join(map(str, p["curve_seeds"]))
         seeds = f"means over seeds {seeds}" if len(p["curve_seeds"]) > 1 else f"seed {seeds}, no interval"
         lines += ["", f"**Learning curves** ({', '.join(p['curve_models'])} on {', '.join(p['curve_tasks'])}; "
