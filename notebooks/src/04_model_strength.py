@@ -25,8 +25,8 @@
 # the **attention-free probe** (the same probe on hidden-state level 0, before any attention). From them:
 #
 # * share of the **learned signal** lost = (baseline - PAPA) / (baseline - trivial);
-# * share of the **contextual signal** lost = (baseline - PAPA) / (baseline - attention-free), only where the
-#   baseline is above the attention-free probe by more than the seed spread.
+# * share of the **contextual signal** lost = (baseline - PAPA) / (baseline - attention-free), only on the cells in
+#   the claims (the rule below).
 #
 # The relative drop and the share of the learned signal lost carry 95% **paired bootstrap** CIs: each replicate
 # resamples the seeds and the dev examples (Poisson weights per example), the same for the baseline, PAPA and the

@@ -119,8 +119,8 @@ if len(comparison):
 # ## Claim 2 under each ranking
 # The paper picks the half of the heads that stays input-dependent with its gates; the main sweep (notebooks 3
 # and 4) picks it by the profile's ranking. Here claim 2 (half of the heads constant: little or no drop) is
-# measured again with the half each ranking picks, over the same cells (those whose baseline carries signal) and
-# with the same paired bootstrap over seeds and dev examples. If the verdict of a model changes with the ranking,
+# measured again with the half each ranking picks, over the same cells (those where full PAPA loses measurably)
+# and with the same paired bootstrap over seeds and dev examples. If the verdict of a model changes with the ranking,
 # the choice of heads, not constant attention as such, decides it.
 
 # %%

@@ -1,6 +1,6 @@
-"""The paper's three claims read off the results, each by a stated rule: the averages and tests behind them, the
-verdicts, and the sentences that say them. Every sentence about a result is generated here from claims.json
-(``claim_statements``, ``findings``), so that no sentence typed by hand can drift from the numbers.
+"""The paper's three claims read off the results, each by a stated rule: the averages and tests behind them and
+the verdicts, written to claims.json. Every sentence about a result is generated from claims.json
+(``rendering.claim_statements``, ``rendering.findings``), so that no sentence typed by hand can drift from the numbers.
 
 The rules (project decisions, stated with every verdict):
 - Claim 1, "all heads constant: about the paper's 8% or less": holds when the whole 95% interval of the average

@@ -131,8 +131,8 @@ PROFILES = {
     # one fixed subset of 3,000), the same L (the shortest of 64 and 128 that truncates at most 3% of them,
     # truncation.csv), the same probe schedule and the same sweep (no head, half of them, all of them). The
     # constant matrices average the probe's own training examples, so their pass also gives the baseline's
-    # features. Probe: the paper's batch of 16, 5 epochs at lr 2e-4 decaying linearly to 0, so that the dev curve
-    # ends flat (the run publishes the check, convergence.csv); a batch of 64 is faster but moves the results beyond
+    # features. Probe: the paper's batch of 16, 5 epochs at lr 2e-4 decaying linearly to 0 (the run publishes
+    # which dev curves ended flat, convergence.csv); a batch of 64 is faster but moves the results beyond
     # the seeds' noise (docs/speed.md). Heads ranked by input dependence (a single pass, no seed).
     "cpu": Profile("cpu", ("minilm-l3", "minilm-l6", "mpnet-base"), ("cola", "sst2", "mrpc", "mnli", "ner", "pos"),
                    seeds=(42, 43, 44), average_examples=4000, train_examples=4000, dev_examples=None,
@@ -143,8 +143,8 @@ PROFILES = {
     # PROFILES["cpu-robustness"] (below): the cpu protocol, plus what tests whether its verdicts depend on the head
     # ranking or on the probe's training size
     # full splits on a GPU with the Hub: hidden states of whole splits do not fit in memory, so the backbone
-    # streams (eval mode) for every batch; gates train for as long as the probe. No learning curve (the cpu profile
-    # has one)
+    # streams (eval mode) for every batch; gates train for as long as the probe. No learning curve (the
+    # cpu-robustness profile has them)
     "paper": Profile("paper", ("bert-base-uncased", "bert-large-uncased", "roberta-base", "roberta-large",
                                "microsoft/deberta-base", "microsoft/deberta-large"),
                      ("cola", "sst2", "mrpc", "mnli", "ner", "pos"), seeds=(42, 43, 44), epochs=15, rank_epochs=15,
@@ -168,8 +168,8 @@ PROFILES = {
 # (7/8 and 15/16 of the heads too), the heads ranked four ways (gates, input dependence, variance, one random
 # order) on every cell with the half-heads point under each (notebook 6), and learning curves at 1,000, 2,000 and
 # 4,000 training examples on three tasks with three seeds (notebook 5). The rankings are compared at 1/2 only:
-# at 7/8 and 15/16 too they would add 3 to 4.5 hours on 2 cores (docs/cpu_profile.md), for no claim. Longer than the cpu run on
-# 2 cores: a run that resumes.
+# at 7/8 and 15/16 too they would repeat the comparison's probes twice more, for no claim. Longer than the cpu
+# run on 2 cores: a run that resumes.
 PROFILES["cpu-robustness"] = replace(
     PROFILES["cpu"], name="cpu-robustness", sweep_fractions=SWEEP_FRACTIONS, compare_fractions=(1 / 2,),
     compare_rankings=("gates", "variance", "random"), compare_models=PROFILES["cpu"].models, random_orders=1,
