@@ -338,7 +338,8 @@ def convergence_line(convergence: pd.DataFrame) -> str:
 HALF_HEADS_INTRO = ("**Claim 2 with the half of the heads each ranking picks** (`half_heads_by_ranking.csv`): the average "
                     "relative drop at k = ½ with its 95% CI (the ranking's seeds and the dev examples, resampled paired "
                     "with the baseline on those seeds: a random order has one seed, so its interval has no seed noise), "
-                    "over the cells that carry signal, and its verdict; the paper picks with the gates.")
+                    "over the cells where full PAPA loses measurably (as claim 2 itself), and its verdict; the paper picks with "
+                    "the gates.")
 
 
 def summary_block(name: str, root: Path = ROOT) -> str:
