@@ -296,3 +296,15 @@ def test_a_runs_memory_is_the_largest_over_the_invocations_that_sampled_it():
     totals = run_totals(invocations)
     assert totals["memory"] == {"anonymous_gb": 2.5, "resident_gb": 5.0, "file_backed_gb": 2.5, "invocations": 2}
     assert totals["peak_memory_gb"] == 4.0 and "memory" not in run_totals(invocations[1:2])
+
+
+def test_the_feature_cache_of_a_run_is_the_largest_over_its_invocations():
+    """An invocation that finds every step done never fills the cache: the run keeps an earlier invocation's
+    largest, and a first invocation reports its own."""
+    from papa_utils.runner.pipeline import cache_record
+
+    earlier = {"feature_cache_gb": {"largest": 7.4, "at_the_end": 0.0}}
+    assert cache_record(earlier, [0.0, 0.0], 0.0) == {"largest": 7.4, "at_the_end": 0.0}
+    assert cache_record(earlier, [0.0, 9.1], 1.5) == {"largest": 9.1, "at_the_end": 1.5}
+    assert cache_record(None, [0.5, 2.0], 0.0) == {"largest": 2.0, "at_the_end": 0.0}
+    assert cache_record({}, [], 0.0) == {"largest": 0.0, "at_the_end": 0.0}

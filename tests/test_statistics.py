@@ -149,6 +149,8 @@ def test_claim_2_under_another_ranking_swaps_only_the_half_heads_points():
     assert said.splitlines()[0] == "| half of the heads chosen by | seeds | all models | a | b |"
     assert "| variance | 0, 1, 2 | 12.0% [12.0, 12.0], 6 cells, **fails** | 12.0% [12.0, 12.0], 3 cells, **fails** |" in said
     assert said.splitlines()[2].startswith("| gates (the run's own: claim 2) | 0, 1, 2 | ")
+    one = table.assign(cells=[1 if m == "b" else c for m, c in zip(table.model, table.cells)])
+    assert "| 12.0% [12.0, 12.0], 1 cell, **fails** |" in half_heads_markdown(one)  # one cell, not "1 cells"
     # a ranking run with one seed is paired with the baseline on that seed only, and says so
     one_seed = other[(other.replaced_heads != 2) | (other.seed == 1)]
     table = half_heads_by_ranking({"random": (one_seed, None)}, kept, ["a", "b"], n_boot=300)

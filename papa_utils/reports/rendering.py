@@ -166,7 +166,7 @@ def half_heads_markdown(table: pd.DataFrame) -> str:
             r = part[part.model == model].iloc[0]
             ci = "" if undefined(r.ci_low) else f" [{100 * r.ci_low:.1f}, {100 * r.ci_high:.1f}]"
             value = "undefined" if undefined(r.relative_drop) else f"{100 * r.relative_drop:.1f}%{ci}"
-            cells.append(f"{value}, {r.cells} cells, **{r.verdict}**")
+            cells.append(f"{value}, {_cells(int(r.cells))}, **{r.verdict}**")
         label = ranking.replace("_", " ") + (" (the run's own: claim 2)" if part["main"].iloc[0] else "")
         lines.append(f"| {label} | {part.seeds.iloc[0]} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

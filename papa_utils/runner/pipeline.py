@@ -131,7 +131,7 @@ def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None,
         recorded.update(cells=cell_records(run_dir))
     meta = {**recorded, "invocations": invocations, "notebooks": list(seconds), "notebook_seconds": seconds,
             **run_totals(invocations), "step_seconds": timing(run_dir, profile),
-            "feature_cache_gb": {"largest": max(cache_gb, default=0.0), "at_the_end": feature_cache_gb(run_dir)},
+            "feature_cache_gb": cache_record(read_json(run_dir / "run.json"), cache_gb, feature_cache_gb(run_dir)),
             **environment()}
     write_json(run_dir / "run.json", meta)
     steps = invocations[-1]["steps"]
@@ -142,6 +142,14 @@ def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None,
           f"{steps['reused']} done; run.json lists the run folder's {len(invocations)} invocation"
           f"{'s' * (len(invocations) != 1)}", flush=True)
     return run_dir
+
+
+def cache_record(earlier_run: dict | None, sampled_gb: list, at_the_end: float) -> dict:
+    """The run folder's feature cache for run.json: the largest it held over every invocation (an invocation that
+    finds notebook 1's steps done never fills it, so its own samples alone would hide an earlier one's), and what
+    is left at the end."""
+    earlier = ((earlier_run or {}).get("feature_cache_gb") or {}).get("largest", 0.0)
+    return {"largest": max([earlier, *sampled_gb]), "at_the_end": at_the_end}
 
 
 def invocation_record(name: str, started: float, notebook_seconds: dict, executor: str,
