@@ -209,6 +209,7 @@ def test_figures_tables_and_metadata_exist(smoke):
     assert {s["invocation"] for s in steps} == {invocation["invocation"]} and {s["code"] for s in steps} == {code_digest()}
     assert meta["wall_seconds"] == invocation["wall_seconds"] >= sum(invocation["notebook_seconds"].values())
     assert meta["peak_memory_gb"] == invocation["peak_memory_gb"] > 0
+    assert meta["feature_cache_gb"]["largest"] == invocation["feature_cache_gb"] > 0  # the invocation keeps its own
     # the notebooks' process tree, sampled where /proc says: anonymous memory and the file pages in the total
     if Path("/proc/self/status").exists():
         memory = invocation["memory"]
@@ -420,6 +421,14 @@ def test_a_published_run_says_which_numerical_code_computed_its_steps():
         f"code (stored before steps recorded it, or damaged)."]
     assert _code_lines({"step_code": {"not recorded": 2}}) == [
         "- Numerical code: none of its 2 steps records the code that computed it."]
+    # steps that none of the run's invocations computed were copied in, and their times are not in the walls
+    steps = [{"computed": 66, "reused": None, "recomputed": {}}, {"computed": 456, "reused": 372, "recomputed": {}}]
+    copied = {"step_code": {"6e0bff865bf7094d": 828}, "invocations": [{"steps": s} for s in steps]}
+    assert _code_lines(copied)[1:] == [
+        "- 306 of its 828 steps were computed by none of these invocations: they were copied in from another run "
+        "folder (their times count in the steps summed, not in the walls)."]
+    assert len(_code_lines({**copied, "invocations": [{"steps": steps[0]}, {"steps": None}]})) == 1  # unknown
+    assert len(_code_lines({**copied, "step_code": {"6e0bff865bf7094d": 522}})) == 1  # every step computed here
 
 
 def test_a_readme_block_without_its_end_marker_is_not_regenerated(tmp_path):
@@ -464,16 +473,19 @@ def test_publishing_is_an_explicit_step_that_never_narrows_published_results(smo
     assert summary.startswith("Produced by `make figures PROFILE=smoke`") and "### Table 1" not in summary
     assert "| model | task | 16 examples | 64 examples |" in summary.split("|---|", 1)[0]
     claims = json.loads((target / "claims.json").read_text())
-    assert set(claims["half_heads"]["sweep"]) <= {"1/2"} and "**Claim 2 along the paper's sweep**" not in summary
-    # a run with the paper's later sweep points says claim 2 there, as claims.json has it
+    # claim 2 along the sweep only where the run has the paper's later points, as claims.json has them
     share = {"value": 0.8, "ci_low": 0.6, "ci_high": 1.0}
-    claims["half_heads"]["sweep"] = {"7/8": {"share_of_full_loss": share, "per_model": {
-        "minilm-l3": {"share_of_full_loss": share}}}}
+    point = {"share_of_full_loss": share, "per_model": {"minilm-l3": {"share_of_full_loss": share}}}
     shutil.copytree(target, tmp_path / "swept" / "results" / "smoke")
-    (tmp_path / "swept" / "results" / "smoke" / "claims.json").write_text(json.dumps(claims))
-    with_sweep = summary_block("smoke", tmp_path / "swept")
+    for sweep in ({}, {"1/2": point}, {"1/2": point, "7/8": point}):
+        claims["half_heads"]["sweep"] = sweep
+        (tmp_path / "swept" / "results" / "smoke" / "claims.json").write_text(json.dumps(claims))
+        with_sweep = summary_block("smoke", tmp_path / "swept")
+        assert ("**Claim 2 along the paper's sweep**" in with_sweep) == ("7/8" in sweep)
+    said = claim_statements(claims)["half_heads"]
+    assert said.startswith("On the ")
     assert ("\n\n**Claim 2 along the paper's sweep** (`claims.json`, the rule in [docs/method.md](docs/method.md"
-            f"#verdicts)): {claim_statements(claims)['half_heads']}\n") in with_sweep
+            f"#verdicts)): on the {said[len('On the '):]}.\n") in with_sweep
     assert "Share of the full-PAPA loss already lost at 7/8: minilm-l3 0.80 [0.60, 1.00]" in with_sweep
     half_heads = pd.read_csv(target / "half_heads_by_ranking.csv")
     assert list(dict.fromkeys(half_heads.ranking)) == ["gates", "input_dependence", "random"]

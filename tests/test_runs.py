@@ -299,12 +299,13 @@ def test_a_runs_memory_is_the_largest_over_the_invocations_that_sampled_it():
 
 
 def test_the_feature_cache_of_a_run_is_the_largest_over_its_invocations():
-    """An invocation that finds every step done never fills the cache: the run keeps an earlier invocation's
-    largest, and a first invocation reports its own."""
+    """An invocation that finds every step done never fills the cache: the run keeps the largest of any invocation,
+    an interrupted one included, and of what an earlier run.json recorded before invocations kept their own."""
     from papa_utils.runner.pipeline import cache_record
 
+    interrupted, again = {"finished": False, "feature_cache_gb": 7.4}, {"finished": True, "feature_cache_gb": 0.0}
+    assert cache_record({}, [interrupted, again], 0.0) == {"largest": 7.4, "at_the_end": 0.0}
+    assert cache_record({}, [{"finished": True}, again], 0.5) == {"largest": 0.0, "at_the_end": 0.5}  # none kept
     earlier = {"feature_cache_gb": {"largest": 7.4, "at_the_end": 0.0}}
-    assert cache_record(earlier, [0.0, 0.0], 0.0) == {"largest": 7.4, "at_the_end": 0.0}
-    assert cache_record(earlier, [0.0, 9.1], 1.5) == {"largest": 9.1, "at_the_end": 1.5}
-    assert cache_record(None, [0.5, 2.0], 0.0) == {"largest": 2.0, "at_the_end": 0.0}
-    assert cache_record({}, [], 0.0) == {"largest": 0.0, "at_the_end": 0.0}
+    assert cache_record(earlier, [{"finished": True}, again], 0.0) == {"largest": 7.4, "at_the_end": 0.0}
+    assert cache_record(earlier, [again, {"feature_cache_gb": 9.1}], 1.5) == {"largest": 9.1, "at_the_end": 1.5}

@@ -68,10 +68,23 @@ def _memory(memory: dict | None, invocations: int = 1) -> str:
 
 def _code_lines(run: dict) -> list[str]:
     """Which numerical code computed the published run's steps (run.json's "step_code", written by publishing), in
-    words; none for a run published before it was recorded."""
+    words, and how many of them no invocation of the run computed (copied in from another run folder); none for a
+    run published before it was recorded."""
     codes = dict(run.get("step_code") or {})
     if not codes:
         return []
+    total = sum(codes.values())
+    invocations = invocations_of(run)
+    known = invocations and all(i.get("steps") for i in invocations)
+    computed = sum(i["steps"]["computed"] for i in invocations) if known else total
+    copied = ([f"- {total - computed} of its {total} steps were computed by none of these invocations: they were copied "
+               f"in from another run folder (their times count in the steps summed, not in the walls)."]
+              if computed < total else [])
+    return _code_line(codes) + copied
+
+
+def _code_line(codes: dict) -> list[str]:
+    """``_code_lines``' sentence on the codes (digest -> steps; "not recorded" for steps that name none)."""
     unknown = codes.pop("not recorded", 0)
     total = sum(codes.values()) + unknown
     what = ("(`papa_utils.records.runs.code_digest`: the modules that compute the numbers and the versions of the "
@@ -112,7 +125,8 @@ def _invocation_line(i: dict) -> str:
         peak += f" ({i['memory']['anonymous_gb']:.1f} GiB anonymous across its processes)"
     return (f"Commit `{str(i['git_commit'])[:7]}`{state}, notebook{'s' * (len(notebooks) != 1)} "
             f"{', '.join(n[:2] for n in notebooks) or 'none'}: {wall}{peak}; {done}"
-            + ("" if i.get("finished", True) else "; interrupted (its wall time runs to its last finished notebook)")
+            + ("" if i.get("finished", True) else "; interrupted (its wall time runs to its last record: the "
+                                                      "interruption, or its last finished notebook if it was killed)")
             + ".")
 
 
@@ -301,7 +315,7 @@ def readme_block(name: str, root: Path = ROOT, folder: Path | None = None) -> st
         lines += ["", "### Can a cheap statistic replace the gates? (notebook 6)", "",
                   f"Partial sweep (k = {partial} of the heads) under each ranking on "
                   f"{', '.join(p['compare_models'])}: deterministic rankings with seeds "
-                  f"{', '.join(map(str, p['seeds']))}, {p['random_orders']} random orders with one seed each. A ranking is "
+                  f"{', '.join(map(str, p['seeds']))}, {p['random_orders']} random order{'s' * (p['random_orders'] != 1)} with one seed each. A ranking is "
                   f"as good as the gates at a point when its mean is at least the gates' worst seed. Agreement and cost "
                   f"for every model × task of the run.", "",
                   ranking_markdown(ranking_verdict(comparison), agreement).rstrip()]
@@ -357,8 +371,9 @@ def summary_block(name: str, root: Path = ROOT) -> str:
              *_invocation_lines(run), *_code_lines(run)]
     claims = json.loads((folder / "claims.json").read_text())
     if any(label != "1/2" for label in claims["half_heads"].get("sweep", {})):
+        said = claim_statements(claims)["half_heads"]
         lines += ["", f"**Claim 2 along the paper's sweep** (`claims.json`, the rule in "
-                      f"[docs/method.md](docs/method.md#verdicts)): {claim_statements(claims)['half_heads']}"]
+                      f"[docs/method.md](docs/method.md#verdicts)): {said[0].lower()}{said[1:]}."]
     curve = _table(folder / "learning_curves.csv")
     if curve is not None and len(curve):
         left_out = claims.get("left_out", {})

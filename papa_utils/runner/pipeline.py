@@ -101,7 +101,7 @@ def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None,
         def note(finished: bool, starting: bool = False) -> None:
             memory.sample()
             record_invocation(run_dir, invocation_record(name, started, seconds, executor, cells_seconds, finished,
-                                                         memory.peak()), starting)
+                                                         memory.peak(), max(cache_gb, default=0.0)), starting)
 
         write_json(run_dir / "run.json", {**(read_json(run_dir / "run.json") or {}), **recorded, **environment()})
         note(False, starting=True)
@@ -131,7 +131,7 @@ def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None,
         recorded.update(cells=cell_records(run_dir))
     meta = {**recorded, "invocations": invocations, "notebooks": list(seconds), "notebook_seconds": seconds,
             **run_totals(invocations), "step_seconds": timing(run_dir, profile),
-            "feature_cache_gb": cache_record(read_json(run_dir / "run.json"), cache_gb, feature_cache_gb(run_dir)),
+            "feature_cache_gb": cache_record(read_json(run_dir / "run.json"), invocations, feature_cache_gb(run_dir)),
             **environment()}
     write_json(run_dir / "run.json", meta)
     steps = invocations[-1]["steps"]
@@ -144,26 +144,30 @@ def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None,
     return run_dir
 
 
-def cache_record(earlier_run: dict | None, sampled_gb: list, at_the_end: float) -> dict:
-    """The run folder's feature cache for run.json: the largest it held over every invocation (an invocation that
-    finds notebook 1's steps done never fills it, so its own samples alone would hide an earlier one's), and what
-    is left at the end."""
+def cache_record(earlier_run: dict | None, invocations: list, at_the_end: float) -> dict:
+    """The run folder's feature cache for run.json: the largest it held over every invocation, interrupted ones
+    included (each records its own largest after every notebook; an invocation that finds notebook 1's steps done
+    never fills the cache, so its own samples alone would hide an earlier one's), beside the largest an earlier
+    run.json recorded before invocations kept their own, and what is left at the end."""
     earlier = ((earlier_run or {}).get("feature_cache_gb") or {}).get("largest", 0.0)
-    return {"largest": max([earlier, *sampled_gb]), "at_the_end": at_the_end}
+    return {"largest": max([earlier, *(i.get("feature_cache_gb") or 0.0 for i in invocations)]),
+            "at_the_end": at_the_end}
 
 
 def invocation_record(name: str, started: float, notebook_seconds: dict, executor: str,
-                      cells_seconds: float | None, finished: bool, memory: dict | None = None) -> dict:
+                      cells_seconds: float | None, finished: bool, memory: dict | None = None,
+                      cache_gb: float = 0.0) -> dict:
     """One invocation as run.json lists it: its name, the commit and state of the tree, when it started, the
     notebooks it executed and how long each took, how long it waited for the cells' jobs, its wall time so far (from
     its start, the jobs included), its peak memory (the largest process's, and `memory`: the notebooks' process
-    tree split into anonymous and file-backed pages, ``memory.MemorySampler.peak``), and whether it finished."""
+    tree split into anonymous and file-backed pages, ``memory.MemorySampler.peak``), the most the feature cache
+    held after any of its notebooks, and whether it finished."""
     state = git_state()
     wall = time.time() - started
     return {"invocation": name, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
             **state, "executor": executor, "notebooks": list(notebook_seconds), "notebook_seconds": notebook_seconds,
             "cells_wall_seconds": cells_seconds, "wall_seconds": round(wall, 1), "peak_memory_gb": peak_memory_gb(),
-            **({"memory": memory} if memory else {}), "finished": finished}
+            **({"memory": memory} if memory else {}), "feature_cache_gb": round(cache_gb, 3), "finished": finished}
 
 
 def main(argv=None) -> None:
