@@ -486,7 +486,7 @@ def test_publishing_is_an_explicit_step_that_never_narrows_published_results(smo
     assert said.startswith("On the ")
     assert ("\n\n**Claim 2 along the paper's sweep** (`claims.json`, the rule in [docs/method.md](docs/method.md"
             f"#verdicts)): on the {said[len('On the '):]}.\n") in with_sweep
-    assert "Share of the full-PAPA loss already lost at 7/8: minilm-l3 0.80 [0.60, 1.00]" in with_sweep
+    assert "already lost at 1/2: minilm-l3 0.80 [0.60, 1.00]; at 7/8: minilm-l3 0.80 [0.60, 1.00]." in with_sweep
     half_heads = pd.read_csv(target / "half_heads_by_ranking.csv")
     assert list(dict.fromkeys(half_heads.ranking)) == ["gates", "input_dependence", "random"]
     assert "**Claim 2 with the half of the heads each ranking picks**" in summary
