@@ -2,6 +2,7 @@
 and the tables that show them. The rules that turn these numbers into verdicts live in ``verdicts``."""
 from __future__ import annotations
 
+import functools
 import warnings
 import zlib
 from pathlib import Path
@@ -257,9 +258,7 @@ def point_draws(results: pd.DataFrame, statistics: dict | None = None, replaced=
         resampled = statistics is not None and found(floor_key) is not None and all(
             found(key) is not None for group in keys for key in group)
         if resampled:
-            n_dev = len(found(floor_key))
-            dev_rng = np.random.default_rng([seed, zlib.crc32(task.encode()), n_dev])
-            weights = dev_rng.poisson(1.0, (n, n_dev)).astype(np.float32)
+            weights = dev_weights(seed, task, len(found(floor_key)), n)
             replicate = lambda key: metric_from_statistics(name, weights @ found(key).astype(np.float32))  # noqa
             values = [np.stack([replicate(key) for key in group], axis=1) for group in keys]  # [n, seeds] each
             floor_draws = replicate(floor_key)
@@ -275,6 +274,17 @@ def point_draws(results: pd.DataFrame, statistics: dict | None = None, replaced=
                             "free_estimate": float(free.loc[seeds].mean()) if with_free else np.nan,
                             "free_draws": draws[2] if with_free else np.full(n, np.nan)}
     return out
+
+
+@functools.lru_cache(maxsize=8)
+def dev_weights(seed: int, task: str, n_dev: int, n: int) -> np.ndarray:
+    """The Poisson(1) weights of `n` bootstrap replicates over a task's `n_dev` dev examples, [n, n_dev], named by
+    the seed, the task and the dev size only (``point_draws``): every model, configuration and call on the same dev
+    examples draws the same ones, so they are made once (read-only)."""
+    dev_rng = np.random.default_rng([seed, zlib.crc32(task.encode()), n_dev])
+    weights = dev_rng.poisson(1.0, (n, n_dev)).astype(np.float32)
+    weights.flags.writeable = False
+    return weights
 
 
 def derived_statistics(metric: str, headline_metric: str, statistics):
