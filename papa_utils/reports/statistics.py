@@ -280,7 +280,8 @@ def point_draws(results: pd.DataFrame, statistics: dict | None = None, replaced=
 def dev_weights(seed: int, task: str, n_dev: int, n: int) -> np.ndarray:
     """The Poisson(1) weights of `n` bootstrap replicates over a task's `n_dev` dev examples, [n, n_dev], named by
     the seed, the task and the dev size only (``point_draws``): every model, configuration and call on the same dev
-    examples draws the same ones, so they are made once (read-only)."""
+    examples draws the same ones, so they are made once (read-only). The last 8 are kept: at 2,000 draws over
+    MNLI's 9,815 dev examples one takes 79 MB."""
     dev_rng = np.random.default_rng([seed, zlib.crc32(task.encode()), n_dev])
     weights = dev_rng.poisson(1.0, (n, n_dev)).astype(np.float32)
     weights.flags.writeable = False
