@@ -10,8 +10,8 @@ RANKING ?=           # optional: how the partial sweep orders the heads (gates, 
 PASSES  ?= packed    # backbone passes over real tokens only (packed) or over the whole layout (padded, the reference)
 RUN_DIR ?=           # optional run folder; default runs/<profile>, or runs/<profile>__<models>__<tasks> when narrowed
 NOTEBOOKS ?=         # optional comma-separated subset of the notebooks, e.g. 02_probe_baselines (default: all, in order)
-EXECUTOR ?=          # optional: how each (model, task) cell's steps run: inprocess (default) | local | slurm (docs/paper_profile.md)
-WORKERS ?= 2         # EXECUTOR=local: cells at the same time
+EXECUTOR ?=          # optional: how each (model, task) cell's steps run: local (each cell its own process; the default when every notebook runs) | inprocess (the default with NOTEBOOKS) | slurm (docs/paper_profile.md)
+WORKERS ?=           # optional, local executor: cells at the same time (default: one per GPU, else one)
 SLURM_CONFIG ?=      # EXECUTOR=slurm: a YAML file of Slurm options (docs/paper_profile.md); the SLURM_* variables below override it
 SLURM_PARTITION ?=
 SLURM_ACCOUNT ?=
@@ -45,7 +45,7 @@ figures: setup  # results, tables and figures go into the run folder, never over
 	  $(if $(strip $(MODELS)),--models $(strip $(MODELS))) $(if $(strip $(TASKS)),--tasks $(strip $(TASKS))) \
 	  $(if $(strip $(RANKING)),--ranking $(strip $(RANKING))) --passes $(strip $(PASSES)) \
 	  $(if $(strip $(NOTEBOOKS)),--notebooks $(strip $(NOTEBOOKS))) \
-	  $(if $(strip $(EXECUTOR)),--executor $(strip $(EXECUTOR)) --workers $(strip $(WORKERS))) \
+	  $(if $(strip $(EXECUTOR)),--executor $(strip $(EXECUTOR))) $(if $(strip $(WORKERS)),--workers $(strip $(WORKERS))) \
 	  $(if $(strip $(SLURM_CONFIG)),--slurm-config $(strip $(SLURM_CONFIG))) \
 	  $(if $(strip $(SLURM_PARTITION)),--slurm partition=$(strip $(SLURM_PARTITION))) \
 	  $(if $(strip $(SLURM_ACCOUNT)),--slurm account=$(strip $(SLURM_ACCOUNT))) \

@@ -22,8 +22,7 @@ PROFILE = replace(profiles.PROFILES["smoke"], models=("model-a", "model-b"), tas
 
 def stub_steps(run_dir, profile, model_name, task, precision=None):
     """A cell that fails where run_dir/fail/<model>__<task> exists, sleeps where .../sleep/... does, waits while
-    .../hold/... does (2 s for every
-    cell with run_dir/slow), else notes that it ran (run_dir/ran/<model>__<task>, one line per run: its process id
+    .../hold/... does (2 s for every cell with run_dir/slow), holds 500 MB where .../big/... does, else notes that it ran (run_dir/ran/<model>__<task>, one line per run: its process id
     and the GPUs it was given)."""
     name = f"{model_name}__{task}"
     if (run_dir / "fail" / name).exists():
@@ -36,6 +35,10 @@ def stub_steps(run_dir, profile, model_name, task, precision=None):
         time.sleep(0.2)
     if (run_dir / "slow").exists():
         time.sleep(2)
+    if (run_dir / "big" / name).exists():  # holds 500 MB (every byte written) while it runs
+        held = bytearray(b"\1") * 500_000_000
+        time.sleep(0.5)
+        del held
     (run_dir / "ran").mkdir(exist_ok=True)
     with open(run_dir / "ran" / name, "a") as f:
         f.write(f"{os.getpid()} {os.environ.get('CUDA_VISIBLE_DEVICES') or '-'} {precision}\n")
@@ -88,6 +91,54 @@ def test_local_workers_run_cells_at_the_same_time_in_separate_processes(tmp_path
                                for line in p.read_text().splitlines()}
     spans = sorted((m["started"], m["finished"]) for m in finished.values())
     assert any(a[1] > b[0] for a, b in zip(spans, spans[1:])), spans  # two jobs overlapped
+
+
+def test_each_cell_records_the_peak_memory_of_its_own_process(tmp_path):
+    flag(tmp_path, "big", "model-b__mrpc")
+    finished = run_cells(stub_steps, tmp_path, PROFILE, "local", workers=2, poll_seconds=0.2)
+    peaks = {name: marker["peak_memory_gb"] for name, marker in finished.items()}
+    assert peaks["model-b__mrpc"] >= 0.5, peaks
+    assert max(p for name, p in peaks.items() if name != "model-b__mrpc") < 0.45, peaks  # not the submitter's
+    assert executor.cell_records(tmp_path)["model-b__mrpc"]["peak_memory_gb"] == peaks["model-b__mrpc"]
+
+
+@pytest.mark.parametrize("arguments, gpus, expected", [
+    ([], 0, ("local", 1)),  # every notebook: one cell at a time, each in its own process
+    ([], 2, ("local", 2)),  # one cell per GPU
+    (["--notebooks", "02_probe_baselines"], 0, ("inprocess", None)),  # a subset computes only what it reads
+    (["--executor", "local", "--workers", "3"], 0, ("local", 3)),
+], ids=["every notebook", "gpus", "a subset", "asked for"])
+def test_a_run_that_asks_for_no_executor_runs_each_cell_in_its_own_process(tmp_path, monkeypatch, arguments, gpus,
+                                                                           expected):
+    ran = {}
+    monkeypatch.setattr(pipeline, "check_inputs", lambda profile: None)
+    monkeypatch.setattr(executor, "accelerator_count", lambda: gpus)
+    monkeypatch.setattr(pipeline, "run_cells", lambda steps, run_dir, profile, kind, workers, options, precisions:
+                        ran.update(cells=(kind, workers)))
+    monkeypatch.setattr(pipeline, "run_notebooks", lambda profile, run_dir, notebooks, kind, *rest, **options:
+                        ran.update(notebooks=kind) or run_dir)
+    monkeypatch.setattr(pipeline, "precision_of", lambda profile, model: "fp32")
+    pipeline.main(["--profile", "smoke", "--run-dir", str(tmp_path / "run"), *arguments])
+    assert (ran.get("cells", (ran["notebooks"], None))) == expected
+    assert ran["notebooks"] == expected[0]
+
+
+def test_the_run_records_the_memory_of_its_cells_jobs(tmp_path, monkeypatch):
+    """run.json's memory covers the cells' jobs, not only the notebooks that run after them: a job holding 600 MB
+    of its own shows in the invocation's anonymous memory."""
+    import subprocess
+
+    import papermill
+
+    hold = "import time; held = bytearray(b'\\1') * 600_000_000; time.sleep(5)"
+    monkeypatch.setattr(pipeline, "check_inputs", lambda profile: None)
+    monkeypatch.setattr(pipeline, "run_cells", lambda *args, **kwargs: subprocess.run([sys.executable, "-c", hold],
+                                                                                   check=True))
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *args, **kwargs: None)
+    pipeline.main(["--profile", "smoke", "--run-dir", str(tmp_path / "run"), "--executor", "local",
+                   "--notebooks", "04_model_strength"])
+    invocation = pipeline.read_json(tmp_path / "run" / "run.json")["invocations"][-1]
+    assert invocation["executor"] == "local" and invocation["memory"]["anonymous_gb"] >= 0.55, invocation
 
 
 def test_a_timed_out_cell_is_reported_with_its_log(tmp_path):

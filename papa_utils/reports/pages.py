@@ -11,7 +11,7 @@ import pandas as pd
 
 from .statistics import curve_seed_drops, curve_summary, ranking_verdict, read_statistics, table1
 from .rendering import curve_drops_markdown, curve_markdown, half_heads_markdown, ranking_markdown, table1_markdown
-from ..settings.choices import SWEEP_FRACTIONS
+from ..settings.choices import SWEEP_FRACTIONS, default_executor
 from ..settings.profiles import PROFILES, Profile, recorded_settings
 from ..records.runs import RECOMPUTED, ROOT, covers, invocations_of
 from .verdicts import FLAT_TAIL, probe_strength
@@ -238,7 +238,7 @@ def _command(name: str, run: dict) -> str:
     narrowed = "".join(f" {part.upper()}={','.join(scope[part])}" for part in ("models", "tasks")
                        if set(scope[part]) != set(full[part]))
     executor = run.get("executor", "inprocess")
-    narrowed += f" EXECUTOR={executor}" if executor != "inprocess" else ""
+    narrowed += f" EXECUTOR={executor}" if executor != default_executor(all_notebooks=True) else ""
     return f"`make figures PROFILE={name}{narrowed}` then `make publish RUN_DIR={run['run_dir']}`"
 
 

@@ -3,9 +3,10 @@ baseline -> ranking -> sweep, and what notebooks 5 and 6 compute for it) as one 
 step results make parallel cells safe; the notebooks then run on the submitting machine, find every step done,
 and draw.
 
-Executors (``EXECUTORS``): "inprocess" (the default: no jobs, the notebooks compute every step themselves),
-"local" (each cell a separate process on this machine, at most `workers` at a time, through submitit's local
-executor) and "slurm" (each cell a Slurm job; options from a YAML file and/or key=value pairs, ``slurm_options``).
+Executors (``EXECUTORS``): "inprocess" (no jobs, the notebooks compute every step themselves), "local" (each cell
+a separate process on this machine, at most `workers` at a time, through submitit's local executor) and "slurm" (each
+cell a Slurm job; options from a YAML file and/or key=value pairs, ``slurm_options``). ``default_executor`` says
+which a run takes when none is asked for.
 
 A cell is done when its marker <run>/cells/<model>__<task>.json holds the profile's settings (``cell_key``);
 a rerun submits only the cells that are not done. A failed or timed-out job is reported with its cell and the
@@ -26,11 +27,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..core.device import accelerator_count
-from ..records.runs import code_digest, invocation, write_json
+from ..records.runs import code_digest, invocation, peak_memory_gb, write_json
+from ..settings.choices import EXECUTORS
 
 log = logging.getLogger("papa_utils")
 
-EXECUTORS = ("inprocess", "local", "slurm")
 SLURM_COMMANDS = ("sbatch", "srun", "sacct", "scancel")  # what submitit calls: submit, run, watch, cancel
 
 # Slurm options (YAML keys and `--slurm key=value`): submitit's generic names, and Slurm's own for the rest
@@ -48,6 +49,12 @@ class ExecutorError(RuntimeError):
 
 class CellsFailed(RuntimeError):
     """Some cells' jobs failed or timed out; the message names each with its log."""
+
+
+def default_workers() -> int:
+    """Local jobs at a time when a run does not say: one per GPU, else one (a job's torch threads use every core;
+    two jobs side by side would each hold a cell's features)."""
+    return max(1, accelerator_count())
 
 
 def check_executor(name: str) -> str:
@@ -178,7 +185,7 @@ def run_cell(steps, run_dir: str, profile, model_name: str, task: str, threads: 
     where = steps(Path(run_dir), profile, model_name, task, precision)
     marker = {"model": model_name, "task": task, "settings": cell_key(profile), "started": round(start, 1),
               "finished": round(time.time(), 1), "seconds": round(time.time() - start, 1), "host": platform.node(),
-              **where,
+              "peak_memory_gb": peak_memory_gb(), **where,
               "job_id": os.environ.get("SLURM_JOB_ID") or os.environ.get("SUBMITIT_LOCAL_JOB_ID") or str(os.getpid())}
     write_json(marker_path(run_dir, model_name, task), marker)
     return marker
@@ -407,13 +414,13 @@ def _prepare_models(profile) -> None:
 
 def cell_records(run_dir: Path) -> dict:
     """The markers of a run's finished cells, for run.json: {cell name: {seconds, started, finished, host,
-    device, precision, job_id}}."""
+    peak_memory_gb (the job's own process), device, precision, job_id}}."""
     records = {}
     for path in sorted((Path(run_dir) / "cells").glob("*.json")):
         try:
             found = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        records[path.stem] = {k: found.get(k) for k in ("seconds", "started", "finished", "host", "device",
-                                                        "precision", "job_id")}
+        records[path.stem] = {k: found.get(k) for k in ("seconds", "started", "finished", "host",
+                                                        "peak_memory_gb", "device", "precision", "job_id")}
     return records

@@ -13,13 +13,15 @@ import logging
 import os
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 
 from ..core.backbones import DECIDED_PRECISIONS, cached_model, precision_choice, precision_of, precision_record
-from ..settings.choices import RANKINGS
+from ..settings.choices import RANKINGS, default_executor
 from ..core.device import model_device
-from .executor import EXECUTORS, CellsFailed, ExecutorError, cell_records, check_executor, run_cells, slurm_options
+from .executor import (EXECUTORS, CellsFailed, ExecutorError, cell_records, check_executor, default_workers,
+                       run_cells, slurm_options)
 from ..core.models import ModelNotAvailableError, describe, model_source
 from ..settings.profiles import PROFILES, Profile, get_profile
 from ..records.runs import (RECOMPUTED, ROOT, RunScopeError, absolute_data_dir, environment, git_state, invocations_of, invoking,
@@ -68,11 +70,12 @@ def check_inputs(profile: Profile) -> None:
 
 
 def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None, executor: str = "inprocess",
-                  cells_seconds: float | None = None, started: float | None = None) -> Path:
+                  cells_seconds: float | None = None, started: float | None = None,
+                  memory: MemorySampler | None = None) -> Path:
     """Execute the notebooks in order with papermill into the run folder (``open_run``): executed copies,
     results and figures all go there. With an `executor` other than "inprocess", the cells' steps were run as
-    jobs first (``executor.run_cells``, which took `cells_seconds`; the invocation `started` before them) and the
-    notebooks find them done.
+    jobs first (``executor.run_cells``, which took `cells_seconds`; the invocation `started` before them, and
+    `memory` has sampled the process tree since) and the notebooks find them done.
 
     The run folder's run.json lists every invocation that worked in it (``invocation_record``): this one is
     recorded when it starts, after each notebook and when it ends, interrupted or not. Its "wall_seconds" and
@@ -95,8 +98,9 @@ def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None,
     progress, before = progress_enabled(), os.environ.get("PAPA_PROGRESS")
     os.environ["PAPA_PROGRESS"] = "0"  # the kernels: an executed notebook keeps no progress bar (one drawn as a
     # widget or with carriage returns is saved at its first frame)
-    # the notebooks' kernels are this process's children: the sampler sees their memory
-    with invoking(os.environ.get("PAPA_INVOCATION")) as name, MemorySampler() as memory:
+    # the notebooks' kernels (and the cells' local jobs) are this process's children: the sampler sees their memory
+    with (invoking(os.environ.get("PAPA_INVOCATION")) as name,
+          nullcontext(memory) if memory is not None else MemorySampler() as memory):
 
         def note(finished: bool, starting: bool = False) -> None:
             memory.sample()
@@ -182,10 +186,12 @@ def main(argv=None) -> None:
     parser.add_argument("--passes", help="backbone passes: packed (real tokens only, the default) or padded (the whole "
                                          "layout, the reference)")
     parser.add_argument("--notebooks", help="comma-separated subset, e.g. 01_average_attention")
-    parser.add_argument("--executor", default="inprocess",
-                        help=f"how each (model, task) cell's steps run: {', '.join(EXECUTORS)} (default inprocess: "
-                             f"inside the notebooks; local: separate processes; slurm: Slurm jobs)")
-    parser.add_argument("--workers", type=int, default=2, help="local executor: cells run at the same time")
+    parser.add_argument("--executor",
+                        help=f"how each (model, task) cell's steps run: {', '.join(EXECUTORS)} (inprocess: inside the "
+                             f"notebooks; local: each cell a separate process; slurm: Slurm jobs). Default: local when "
+                             f"every notebook runs, inprocess with --notebooks")
+    parser.add_argument("--workers", type=int, help="local executor: cells run at the same time (default: one per GPU, "
+                                                    "else one)")
     parser.add_argument("--slurm-config", help="YAML file of Slurm options (partition, gpus_per_node, "
                                                "cpus_per_task, mem_gb, timeout_min, account, qos, ...)")
     parser.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
@@ -194,10 +200,11 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         profile = get_profile(args.profile, args.models, args.tasks, args.ranking, args.passes)
-        executor = check_executor(args.executor)
+        executor = check_executor(args.executor or default_executor(not args.notebooks))
         options = slurm_options(args.slurm_config, args.slurm) if executor == "slurm" else {}
-        if args.workers < 1:
-            raise ValueError(f"--workers must be at least 1, got {args.workers}")
+        workers = default_workers() if args.workers is None else args.workers
+        if workers < 1:
+            raise ValueError(f"--workers must be at least 1, got {workers}")
     except KeyError as e:
         sys.exit(str(e.args[0]))
     except (ValueError, ExecutorError) as e:
@@ -208,15 +215,15 @@ def main(argv=None) -> None:
         check_inputs(profile)  # before anything is written: a missing model or data folder says so at once
         run_dir = open_run(args.run_dir, profile).resolve()
         cells_start = time.time()
-        with invoking() as name:  # the cells' jobs and the notebooks are one invocation
+        with invoking() as name, MemorySampler() as memory:  # the cells' jobs and the notebooks are one invocation
             if executor != "inprocess":  # decided here, once, for every job and notebook of the run
                 record_invocation(run_dir, invocation_record(name, cells_start, {}, executor, None, False),
                                   starting=True)  # listed before its jobs, in case it is interrupted among them
-                run_cells(cell_steps, run_dir, profile, executor, args.workers, options,
+                run_cells(cell_steps, run_dir, profile, executor, workers, options,
                           precisions={m: precision_of(profile, m) for m in profile.models})
             run_dir = run_notebooks(profile, run_dir, args.notebooks.split(",") if args.notebooks else None,
                                     executor, round(time.time() - cells_start, 1) if executor != "inprocess" else None,
-                                    started=cells_start)
+                                    started=cells_start, memory=memory)
     except (RunScopeError, CellsFailed, ExecutorError, DataError, ModelNotAvailableError) as e:
         # (ExecutorError: e.g. GPUs local jobs cannot be given; DataError, ModelNotAvailableError: ``check_inputs``)
         sys.exit(str(e))

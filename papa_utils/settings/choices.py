@@ -1,6 +1,6 @@
-"""The named choices a run is made of: precisions, backbone passes, head rankings, the sweep's shares of heads and
-the dry run's model ids. Plain data without torch, so that profiles and publishing can name them without loading
-a model; the modules that act on a choice import it from here."""
+"""The named choices a run is made of: precisions, backbone passes, head rankings, the sweep's shares of heads,
+the dry run's model ids and how cells run. Plain data without torch, so that profiles and publishing can name them
+without loading a model; the modules that act on a choice import it from here."""
 from __future__ import annotations
 
 PRECISIONS = ("fp32", "bf16", "fp16")  # fp16: for GPUs without bf16 (V100, T4); sums and losses stay fp32
@@ -14,6 +14,10 @@ RANKINGS = ("gates", "input_dependence", "variance", "random")
 
 SWEEP_FRACTIONS = (0, 1 / 2, 7 / 8, 15 / 16, 1)  # the paper's sweep over the share of heads replaced
 
+# how a run's (model, task) cells run (``runner.executor``): inside the notebooks, each a process of its own on this
+# machine, or each a Slurm job
+EXECUTORS = ("inprocess", "local", "slurm")
+
 # Tiny randomly initialised encoders of the paper's three families at two sizes each (the paper's grid: base and
 # large of three families), for the `paper-dry` profile: built once into
 # the local models folder (``models.models_dir``) and loaded from there like any Hub id found in it. Their numbers
@@ -21,6 +25,14 @@ SWEEP_FRACTIONS = (0, 1 / 2, 7 / 8, 15 / 16, 1)  # the paper's sweep over the sh
 TINY_RANDOM = {"papa-dry/bert-tiny-random": "bert", "papa-dry/roberta-tiny-random": "roberta",
                "papa-dry/deberta-tiny-random": "deberta", "papa-dry/bert-small-random": "bert",
                "papa-dry/roberta-small-random": "roberta", "papa-dry/deberta-small-random": "deberta"}
+
+
+def default_executor(all_notebooks: bool) -> str:
+    """The executor of a run that asks for none: "local" when every notebook runs, so that each cell's steps run
+    in a process of their own and none holds what an earlier cell left behind (the run's peak is then its largest
+    cell's, docs/cpu_profile.md); with a subset of the notebooks, "inprocess", so that they compute only the steps
+    they read."""
+    return "local" if all_notebooks else "inprocess"
 
 
 def check_passes(passes: str) -> str:
