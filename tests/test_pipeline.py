@@ -774,7 +774,7 @@ def test_notebooks_executed_again_replace_only_theirs_in_a_published_run(smoke, 
     assert memory == {**{k: first[0]["memory"][k] for k in ("anonymous_gb", "resident_gb", "file_backed_gb")},
                       "invocations": 1}
     assert (f"- **Wall time {recorded['wall_seconds'] / 60:.1f} min**, summed over its 2 invocations; peak resident "
-            f"memory {recorded['peak_memory_gb']:.1f} GiB (the largest process of any of them); the notebooks' "
+            f"memory {recorded['peak_memory_gb']:.1f} GiB (the largest process of any of them); the run's "
             f"processes, in the 1 of its 2 invocations that sampled them, together held at most "
             f"{memory['anonymous_gb']:.1f} GiB of anonymous memory, and {memory['resident_gb']:.1f} GiB resident at "
             f"their peak, {memory['file_backed_gb']:.1f} GiB of it pages mapped from files (the feature cache, the "

@@ -60,7 +60,7 @@ def _memory(memory: dict | None, invocations: int = 1) -> str:
         return ""
     which = "" if memory.get("invocations", 1) == invocations else \
         f", in the {memory['invocations']} of its {invocations} invocations that sampled them,"
-    return (f"; the notebooks' processes{which} together held at most {memory['anonymous_gb']:.1f} GiB of anonymous "
+    return (f"; the run's processes{which} together held at most {memory['anonymous_gb']:.1f} GiB of anonymous "
             f"memory, and {memory['resident_gb']:.1f} GiB resident at their peak, {memory['file_backed_gb']:.1f} GiB "
             f"of it pages mapped from files (the feature cache, the weights, the libraries), which the kernel can "
             f"drop and read again")
