@@ -168,7 +168,7 @@ def test_results_from_the_jobs_come_back_into_results_by_publishing(dry_run, tmp
     assert published == tmp_path / "results" / "paper-dry"
     assert (published / "probe_results.csv").read_text() == (dry_run / "results" / "probe_results.csv").read_text()
     block = (tmp_path / "README.md").read_text()
-    assert "Produced by `make figures PROFILE=paper-dry EXECUTOR=local` then `make publish RUN_DIR=" in block
+    assert "Produced by `make figures PROFILE=paper-dry` then `make publish RUN_DIR=" in block  # local: the default
     assert "- **Cells as jobs** (`EXECUTOR=local`): 18 cells, " in block and "this run waited " in block
     # whole splits, the same for every model, stated per task above Table 1
     assert "the constant matrices average whole split training examples" in block

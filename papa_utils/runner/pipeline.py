@@ -1,6 +1,6 @@
-"""The runner: a profile's notebooks in order through papermill, each (model, task) cell's steps as jobs when an
-executor is asked for, and the command line (`python -m papa_utils.runner.pipeline --profile cpu`, which `make figures`
-calls).
+"""The runner: a profile's notebooks in order through papermill, each (model, task) cell's steps first as jobs of an
+executor (by default, on a run of every notebook, local processes one at a time: ``settings.choices.default_executor``),
+and the command line (`python -m papa_utils.runner.pipeline --profile cpu`, which `make figures` calls).
 
 Every step writes its result atomically under the run folder and is skipped when a result built from the
 same inputs by the same numerical code is already there (``runs.cached_step``), so an interrupted run resumes
@@ -98,7 +98,7 @@ def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None,
     progress, before = progress_enabled(), os.environ.get("PAPA_PROGRESS")
     os.environ["PAPA_PROGRESS"] = "0"  # the kernels: an executed notebook keeps no progress bar (one drawn as a
     # widget or with carriage returns is saved at its first frame)
-    # the notebooks' kernels (and the cells' local jobs) are this process's children: the sampler sees their memory
+    # the notebooks' kernels and the cells' local jobs descend from this process: the sampler sees their memory
     with (invoking(os.environ.get("PAPA_INVOCATION")) as name,
           nullcontext(memory) if memory is not None else MemorySampler() as memory):
 
@@ -163,8 +163,8 @@ def invocation_record(name: str, started: float, notebook_seconds: dict, executo
                       cache_gb: float = 0.0) -> dict:
     """One invocation as run.json lists it: its name, the commit and state of the tree, when it started, the
     notebooks it executed and how long each took, how long it waited for the cells' jobs, its wall time so far (from
-    its start, the jobs included), its peak memory (the largest process's, and `memory`: the notebooks' process
-    tree split into anonymous and file-backed pages, ``memory.MemorySampler.peak``), the most the feature cache
+    its start, the jobs included), its peak memory (the largest process's, and `memory`: the invocation's process
+    tree, its jobs and notebooks, split into anonymous and file-backed pages, ``memory.MemorySampler.peak``), the most the feature cache
     held after any of its notebooks, and whether it finished."""
     state = git_state()
     wall = time.time() - started
@@ -219,8 +219,13 @@ def main(argv=None) -> None:
             if executor != "inprocess":  # decided here, once, for every job and notebook of the run
                 record_invocation(run_dir, invocation_record(name, cells_start, {}, executor, None, False),
                                   starting=True)  # listed before its jobs, in case it is interrupted among them
-                run_cells(cell_steps, run_dir, profile, executor, workers, options,
-                          precisions={m: precision_of(profile, m) for m in profile.models})
+                try:
+                    run_cells(cell_steps, run_dir, profile, executor, workers, options,
+                              precisions={m: precision_of(profile, m) for m in profile.models})
+                except BaseException:  # failed or interrupted among the jobs: its record keeps the memory they took
+                    record_invocation(run_dir, invocation_record(name, cells_start, {}, executor, None, False,
+                                                                 memory.peak()))
+                    raise
             run_dir = run_notebooks(profile, run_dir, args.notebooks.split(",") if args.notebooks else None,
                                     executor, round(time.time() - cells_start, 1) if executor != "inprocess" else None,
                                     started=cells_start, memory=memory)
