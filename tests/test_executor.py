@@ -379,3 +379,48 @@ def test_local_jobs_get_gpus_as_the_submitting_process_may_use_them(monkeypatch)
     with pytest.raises(ExecutorError, match=r"^CUDA_VISIBLE_DEVICES=GPU-5f2a,GPU-77c1 names GPUs that local jobs "
                                             r"cannot be given \(submitit takes GPU numbers\): list them by number"):
         executor.visible_gpus()
+
+
+def test_a_cells_job_records_the_most_its_feature_cache_held(tmp_path, monkeypatch):
+    """``cell_steps`` measures the feature cache right after the averages saved the baseline's features (the k = 0
+    probes then use them up), and run.json's largest counts the cells this invocation ran, not older ones."""
+    def averages(run_dir, *args, **kwargs):
+        (run_dir / "features").mkdir(exist_ok=True)
+        with open(run_dir / "features" / "baseline.pt", "wb") as f:
+            f.truncate(256 * 1024 ** 2)  # 0.25 GiB on paper, nothing written
+
+    def sweep(run_dir, *args, **kwargs):
+        (run_dir / "features" / "baseline.pt").unlink(missing_ok=True)
+
+    for name, stub in {"average_attention": averages, "probe_sweep": sweep, "head_ranking": lambda *a: {"ranking": []},
+                       "compare_rankings": lambda *a: None, "cached_model": lambda name: (None, None),
+                       "describe": lambda model: {"layers": 2, "heads": 2}, "model_device": lambda model: "cpu",
+                       "precision_of": lambda profile, model: "fp32"}.items():
+        monkeypatch.setattr(pipeline, name, stub)
+    where = pipeline.cell_steps(tmp_path, PROFILE, "model-a", "sst2")
+    assert where["feature_cache_gb"] == 0.25 and not list((tmp_path / "features").iterdir())
+
+    import papermill
+
+    def jobs(steps, run_dir, *args, **kwargs):
+        (run_dir / "cells").mkdir()
+        for cell, started, cache in (("model-a__sst2", time.time(), 0.25), ("model-b__sst2", 0.0, 9.0)):  # b: older
+            pipeline.write_json(run_dir / "cells" / f"{cell}.json", {"started": started, "feature_cache_gb": cache})
+
+    monkeypatch.setattr(pipeline, "check_inputs", lambda profile: None)
+    monkeypatch.setattr(pipeline, "run_cells", jobs)
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *args, **kwargs: None)
+    pipeline.main(["--profile", "smoke", "--run-dir", str(tmp_path / "run"), "--executor", "local",
+                   "--notebooks", "04_model_strength"])
+    run = pipeline.read_json(tmp_path / "run" / "run.json")
+    assert run["invocations"][-1]["feature_cache_gb"] == 0.25 and run["feature_cache_gb"]["largest"] == 0.25
+
+
+def test_a_feature_cache_not_measured_stays_so_until_one_is():
+    from papa_utils.reports.pages import _cache_most
+
+    unmeasured = {"feature_cache_gb": {"largest": None, "at_the_end": 0.0}}
+    assert pipeline.cache_record(unmeasured, [{"feature_cache_gb": 0.0}], 0.0)["largest"] is None
+    assert pipeline.cache_record(unmeasured, [{"feature_cache_gb": 1.5}], 0.0)["largest"] == 1.5
+    assert pipeline.cache_record({"feature_cache_gb": {"largest": 7.4}}, [{"feature_cache_gb": 0.0}], 0.0)["largest"] == 7.4
+    assert _cache_most(None) == "the most they took was not measured" and _cache_most(7.43) == "7.4 GiB at most"

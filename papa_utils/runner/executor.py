@@ -414,7 +414,8 @@ def _prepare_models(profile) -> None:
 
 def cell_records(run_dir: Path) -> dict:
     """The markers of a run's finished cells, for run.json: {cell name: {seconds, started, finished, host,
-    peak_memory_gb (the job's own process), device, precision, job_id}}."""
+    peak_memory_gb (the job's own process), feature_cache_gb (``pipeline.cell_steps``), device, precision,
+    job_id}}."""
     records = {}
     for path in sorted((Path(run_dir) / "cells").glob("*.json")):
         try:
@@ -422,5 +423,6 @@ def cell_records(run_dir: Path) -> dict:
         except (OSError, ValueError):
             continue
         records[path.stem] = {k: found.get(k) for k in ("seconds", "started", "finished", "host",
-                                                        "peak_memory_gb", "device", "precision", "job_id")}
+                                                        "peak_memory_gb", "feature_cache_gb", "device", "precision",
+                                                        "job_id")}
     return records

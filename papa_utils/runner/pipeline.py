@@ -42,20 +42,24 @@ def cell_steps(run_dir: Path, profile: Profile, model_name: str, task: str, prec
     baseline and full PAPA (2) -> the head ranking and the sweep (3) -> the ranking's stability and the compared
     rankings (6) -> the learning curve where the cell has one (5). Each step is cached, so the notebooks find
     them done; this is what a job of ``executor.run_cells`` runs, with `precision` as the submitting process
-    decided it (``precision_of`` there). Returns where it ran: {"device": the model's, "precision": its passes'}."""
+    decided it (``precision_of`` there). Returns where it ran, {"device": the model's, "precision": its passes'}, and
+    "feature_cache_gb": what the run folder's feature cache held after its averages (the most it holds during the
+    cell, whose baseline features the k = 0 probes then use up)."""
     if precision is not None:
         DECIDED_PRECISIONS[model_name] = precision
     model, _ = cached_model(model_name)
     info = describe(model)
     total = info["layers"] * info["heads"]
     average_attention(run_dir, profile, model_name, task)
+    cache_gb = feature_cache_gb(run_dir)
     probe_sweep(run_dir, profile, model_name, task, [0, total])
     ranking = head_ranking(run_dir, profile, model_name, task)
     probe_sweep(run_dir, profile, model_name, task, profile.sweep_counts(model_name, total), ranking["ranking"])
     compare_rankings(run_dir, profile, model_name, task)
     if model_name in profile.curve_models and task in profile.curve_tasks:
         learning_curve(run_dir, profile, model_name, task)
-    return {"device": str(model_device(model)), "precision": precision_of(profile, model_name)}
+    return {"device": str(model_device(model)), "precision": precision_of(profile, model_name),
+            "feature_cache_gb": cache_gb}
 
 
 def check_inputs(profile: Profile) -> None:
@@ -94,7 +98,11 @@ def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None,
         # and the timings behind the choice (every notebook reads the same cached measurement)
         recorded["precision_choice"] = {m: precision_choice(profile, m) for m in profile.models}
     recorded["precision"] = precision_record(profile)  # and where a model falls back to fp32 (DeBERTa v1 in bf16)
-    started, seconds, cache_gb = started or time.time(), {}, []
+    started, seconds = started or time.time(), {}
+    # the feature cache is measured after each notebook, and by each cell's job this invocation ran (``cell_steps``)
+    cache_gb = [] if executor == "inprocess" else [
+        c["feature_cache_gb"] for c in cell_records(run_dir).values()
+        if c.get("feature_cache_gb") is not None and (c.get("started") or 0) >= started]
     progress, before = progress_enabled(), os.environ.get("PAPA_PROGRESS")
     os.environ["PAPA_PROGRESS"] = "0"  # the kernels: an executed notebook keeps no progress bar (one drawn as a
     # widget or with carriage returns is saved at its first frame)
@@ -152,10 +160,11 @@ def cache_record(earlier_run: dict | None, invocations: list, at_the_end: float)
     """The run folder's feature cache for run.json: the largest it held over every invocation, interrupted ones
     included (each records its own largest after every notebook; an invocation that finds notebook 1's steps done
     never fills the cache, so its own samples alone would hide an earlier one's), beside the largest an earlier
-    run.json recorded before invocations kept their own, and what is left at the end."""
+    run.json recorded before invocations kept their own, and what is left at the end. An earlier "largest" of None
+    (not measured) stays None until an invocation measures the cache holding something."""
     earlier = ((earlier_run or {}).get("feature_cache_gb") or {}).get("largest", 0.0)
-    return {"largest": max([earlier, *(i.get("feature_cache_gb") or 0.0 for i in invocations)]),
-            "at_the_end": at_the_end}
+    largest = max([earlier or 0.0, *(i.get("feature_cache_gb") or 0.0 for i in invocations)])
+    return {"largest": None if earlier is None and not largest else largest, "at_the_end": at_the_end}
 
 
 def invocation_record(name: str, started: float, notebook_seconds: dict, executor: str,
