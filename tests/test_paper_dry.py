@@ -1,6 +1,6 @@
 """The paper profile's path on this machine. Fast tier: the profile's settings, and the MRPC cells of two tiny families
 run as jobs of submitit's local executor on capped splits. Slow tier: the whole of `make figures PROFILE=paper-dry
-EXECUTOR=local` (the CLI it calls), i.e. the paper's protocol (streaming probe, fp32, gates, whole splits) on tiny
+WORKERS=2` (the CLI it calls), i.e. the paper's protocol (streaming probe, fp32, gates, whole splits) on tiny
 random BERT, RoBERTa and DeBERTa v1 built into a local models folder and loaded from it as Hub ids are, each
 (model, task) cell a job with two workers, then the notebooks, which must find every step done."""
 import json

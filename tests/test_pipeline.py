@@ -210,7 +210,7 @@ def test_figures_tables_and_metadata_exist(smoke):
     assert meta["wall_seconds"] == invocation["wall_seconds"] >= sum(invocation["notebook_seconds"].values())
     assert meta["peak_memory_gb"] == invocation["peak_memory_gb"] > 0
     assert meta["feature_cache_gb"]["largest"] == invocation["feature_cache_gb"] > 0  # the invocation keeps its own
-    # the notebooks' process tree, sampled where /proc says: anonymous memory and the file pages in the total
+    # the run's process tree, sampled where /proc says: anonymous memory and the file pages in the total
     if Path("/proc/self/status").exists():
         memory = invocation["memory"]
         assert meta["memory"] == {**memory, "invocations": 1}

@@ -125,7 +125,7 @@ def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None,
                 papermill.execute_notebook(str(source), str(run_dir / source.name), parameters=params,
                                            cwd=str(ROOT / "notebooks"), progress_bar=progress)
                 seconds[notebook] = round(time.time() - start, 1)
-                cache_gb.append(feature_cache_gb(run_dir))  # largest right after notebook 1, which fills it
+                cache_gb.append(feature_cache_gb(run_dir))  # in-process: largest right after notebook 1, which fills it
                 print(f"{notebook}: {seconds[notebook]:.0f} s", flush=True)
                 note(False)
             finished = True
@@ -141,9 +141,12 @@ def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None,
         invocations.append({**this, "steps": step_census(run_dir, name)})
     if executor != "inprocess":  # where and how long each cell's job ran
         recorded.update(cells=cell_records(run_dir))
+    earlier = read_json(run_dir / "run.json") or {}
+    cache = cache_record(earlier, invocations, feature_cache_gb(run_dir))
+    if cache["largest"] is None and earlier.get("feature_cache_note"):  # still not measured: the note says why
+        recorded["feature_cache_note"] = earlier["feature_cache_note"]
     meta = {**recorded, "invocations": invocations, "notebooks": list(seconds), "notebook_seconds": seconds,
-            **run_totals(invocations), "step_seconds": timing(run_dir, profile),
-            "feature_cache_gb": cache_record(read_json(run_dir / "run.json"), invocations, feature_cache_gb(run_dir)),
+            **run_totals(invocations), "step_seconds": timing(run_dir, profile), "feature_cache_gb": cache,
             **environment()}
     write_json(run_dir / "run.json", meta)
     steps = invocations[-1]["steps"]
@@ -158,7 +161,7 @@ def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None,
 
 def cache_record(earlier_run: dict | None, invocations: list, at_the_end: float) -> dict:
     """The run folder's feature cache for run.json: the largest it held over every invocation, interrupted ones
-    included (each records its own largest after every notebook; an invocation that finds notebook 1's steps done
+    included (each records its own largest, after every notebook and from its cells' jobs; an invocation that finds notebook 1's steps done
     never fills the cache, so its own samples alone would hide an earlier one's), beside the largest an earlier
     run.json recorded before invocations kept their own, and what is left at the end. An earlier "largest" of None
     (not measured) stays None until an invocation measures the cache holding something."""
@@ -173,8 +176,8 @@ def invocation_record(name: str, started: float, notebook_seconds: dict, executo
     """One invocation as run.json lists it: its name, the commit and state of the tree, when it started, the
     notebooks it executed and how long each took, how long it waited for the cells' jobs, its wall time so far (from
     its start, the jobs included), its peak memory (the largest process's, and `memory`: the invocation's process
-    tree, its jobs and notebooks, split into anonymous and file-backed pages, ``memory.MemorySampler.peak``), the most the feature cache
-    held after any of its notebooks, and whether it finished."""
+    tree, its jobs and notebooks, split into anonymous and file-backed pages, ``memory.MemorySampler.peak``), the
+    most the feature cache held after any of its notebooks or cells' averages, and whether it finished."""
     state = git_state()
     wall = time.time() - started
     return {"invocation": name, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),

@@ -111,8 +111,8 @@ def baseline_features_meta(model_name: str, data: TaskSplit, length: int, precis
             "passes": passes, "code": code_digest()}
 
 
-# GiB of baseline features that notebook 1 may leave on disk for notebook 2 (``average_attention``): the features of
-# the cells beyond it are computed again by their k = 0 probes, one more pass over the training examples
+# GiB of baseline features the averages' pass may leave on disk for the k = 0 probes (``average_attention``): the
+# features of the cells beyond it are computed again by their k = 0 probes, one more pass over the training examples
 FEATURE_CACHE_GB = 8.0
 
 

@@ -153,7 +153,7 @@ PROFILES = {
                      # uncased BERT vocabulary, truncation.csv); the other defaults cut at most 3%
                      task_lengths={"sst2": 128}),
     # the paper profile's path on a machine without a GPU or the Hub (`make figures PROFILE=paper-dry
-    # EXECUTOR=local`, and a test): its protocol (streaming probe, fp32, the gates, whole splits: no size is set)
+    # WORKERS=2`, and a test): its protocol (streaming probe, fp32, the gates, whole splits: no size is set)
     # on tiny randomly initialised BERT, RoBERTa and DeBERTa v1 at two sizes each (the paper grid's six models)
     # built into the local models folder and loaded from there as Hub ids are, on the two smallest paper tasks and
     # RTE, a third small one, so that claim 3's model-level test runs on the paper grid's shape. Cheaper only where
