@@ -161,10 +161,10 @@ def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None,
 
 def cache_record(earlier_run: dict | None, invocations: list, at_the_end: float) -> dict:
     """The run folder's feature cache for run.json: the largest it held over every invocation, interrupted ones
-    included (each records its own largest, after every notebook and from its cells' jobs; an invocation that finds notebook 1's steps done
-    never fills the cache, so its own samples alone would hide an earlier one's), beside the largest an earlier
-    run.json recorded before invocations kept their own, and what is left at the end. An earlier "largest" of None
-    (not measured) stays None until an invocation measures the cache holding something."""
+    included (each records its own largest, after every notebook and from its cells' jobs; an invocation that finds
+    the averages done never fills the cache, so its own samples alone would hide an earlier one's), beside the
+    largest an earlier run.json recorded before invocations kept their own, and what is left at the end. An earlier
+    "largest" of None (not measured) stays None until an invocation measures the cache holding something."""
     earlier = ((earlier_run or {}).get("feature_cache_gb") or {}).get("largest", 0.0)
     largest = max([earlier or 0.0, *(i.get("feature_cache_gb") or 0.0 for i in invocations)])
     return {"largest": None if earlier is None and not largest else largest, "at_the_end": at_the_end}
