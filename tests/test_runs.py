@@ -257,10 +257,11 @@ def test_a_run_json_from_before_invocations_were_listed_reads_as_one_invocation(
 def test_the_memory_sampler_tells_anonymous_memory_from_file_pages_of_a_child_process(tmp_path):
     """A child that fills 300 MiB of its own memory and reads a 200 MiB file through mmap: the sampler of its
     parent sees the first as anonymous memory and the second as file pages, each at least its size."""
+    import os
     import subprocess
     import sys
 
-    from papa_utils.records.memory import MemorySampler, tree_memory_kb
+    from papa_utils.records.memory import MemorySampler, _process_kb
 
     data = tmp_path / "pages.bin"
     data.write_bytes(b"\x01" * (200 << 20))
@@ -271,7 +272,7 @@ def test_the_memory_sampler_tells_anonymous_memory_from_file_pages_of_a_child_pr
              "touched = sum(m[i] for i in range(0, len(m), 4096))\n"
              "print('ready', flush=True)\n"
              "sys.stdin.read()\n")
-    before = tree_memory_kb()
+    before = _process_kb(os.getpid())  # this process alone: others under it (an earlier test's, ending) come and go
     with MemorySampler(interval=60) as memory:  # sampled on entering, by hand, and on leaving
         process = subprocess.Popen([sys.executable, "-c", child], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                    text=True)
