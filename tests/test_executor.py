@@ -96,8 +96,11 @@ def test_local_workers_run_cells_at_the_same_time_in_separate_processes(tmp_path
 def own_anonymous_gb() -> float:
     """This process's anonymous memory alone, GiB: a floor for any sample of its tree taken later while it holds
     more, whatever other processes under it (a job or kernel of an earlier test still ending) come and go."""
+    import gc
+
     from papa_utils.records.memory import _process_kb
 
+    gc.collect()  # what earlier tests left to collect is freed now, not while the test's memory is held
     return _process_kb(os.getpid())["anonymous"] / 1024 ** 2
 
 
@@ -177,10 +180,11 @@ def test_a_run_whose_jobs_fail_keeps_the_memory_they_took(tmp_path, monkeypatch)
         before["anonymous_gb"] = own_anonymous_gb()
         held = bytearray(b"\1") * 300_000_000  # in this process, which the sampler counts too
         sampler.sample()
+        after.update(sampler.peak())
         del held
         raise CellsFailed("1 of 1 cells did not finish")
 
-    before = {}
+    before, after = {}, {}
     monkeypatch.setattr(pipeline, "MemorySampler", lambda: sampler)
     monkeypatch.setattr(pipeline, "check_inputs", lambda profile: None)
     monkeypatch.setattr(pipeline, "run_cells", jobs)
@@ -188,6 +192,7 @@ def test_a_run_whose_jobs_fail_keeps_the_memory_they_took(tmp_path, monkeypatch)
         pipeline.main(["--profile", "smoke", "--run-dir", str(tmp_path / "run"), "--executor", "local"])
     invocation = pipeline.read_json(tmp_path / "run" / "run.json")["invocations"][-1]
     assert not invocation["finished"], invocation
+    assert invocation["memory"] == after, (after, invocation)  # the peak with the job's memory, not an earlier one
     assert invocation["memory"]["anonymous_gb"] >= before["anonymous_gb"] + 0.25, (before, invocation)
 
 

@@ -257,6 +257,7 @@ def test_a_run_json_from_before_invocations_were_listed_reads_as_one_invocation(
 def test_the_memory_sampler_tells_anonymous_memory_from_file_pages_of_a_child_process(tmp_path):
     """A child that fills 300 MiB of its own memory and reads a 200 MiB file through mmap: the sampler of its
     parent sees the first as anonymous memory and the second as file pages, each at least its size."""
+    import gc
     import os
     import subprocess
     import sys
@@ -272,11 +273,12 @@ def test_the_memory_sampler_tells_anonymous_memory_from_file_pages_of_a_child_pr
              "touched = sum(m[i] for i in range(0, len(m), 4096))\n"
              "print('ready', flush=True)\n"
              "sys.stdin.read()\n")
-    before = _process_kb(os.getpid())  # this process alone: others under it (an earlier test's, ending) come and go
-    with MemorySampler(interval=60) as memory:  # sampled on entering, by hand, and on leaving
+    with MemorySampler(interval=60) as memory:  # sampled on entering and by hand
         process = subprocess.Popen([sys.executable, "-c", child], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                    text=True)
         assert process.stdout.readline().strip() == "ready"
+        gc.collect()
+        before = _process_kb(os.getpid())  # this process alone, just before the sample: others come and go
         memory.sample()
         process.communicate("")
     peak = memory.peak()
