@@ -434,31 +434,3 @@ def test_a_cells_job_records_the_most_its_feature_cache_held(tmp_path, monkeypat
                    "--notebooks", "04_model_strength"])
     run = pipeline.read_json(tmp_path / "run" / "run.json")
     assert run["invocations"][-1]["feature_cache_gb"] == 0.25 and run["feature_cache_gb"]["largest"] == 0.25
-
-
-def test_a_feature_cache_not_measured_stays_so_until_one_is():
-    from papa_utils.reports.pages import _cache_most
-
-    unmeasured = {"feature_cache_gb": {"largest": None, "at_the_end": 0.0}}
-    assert pipeline.cache_record(unmeasured, [{"feature_cache_gb": 0.0}], 0.0)["largest"] is None
-    assert pipeline.cache_record(unmeasured, [{"feature_cache_gb": 1.5}], 0.0)["largest"] == 1.5
-    assert pipeline.cache_record({"feature_cache_gb": {"largest": 7.4}}, [{"feature_cache_gb": 0.0}], 0.0)["largest"] == 7.4
-    assert _cache_most(None) == "the most they took was not measured" and _cache_most(7.43) == "7.4 GiB at most"
-
-
-def test_a_run_whose_feature_cache_was_not_measured_keeps_saying_why(tmp_path, monkeypatch):
-    """Executed again with the cache empty, a run whose largest was not measured keeps None and its note."""
-    import papermill
-
-    run_dir = tmp_path / "run"
-    monkeypatch.setattr(pipeline, "check_inputs", lambda profile: None)
-    monkeypatch.setattr(papermill, "execute_notebook", lambda *args, **kwargs: None)
-    arguments = ["--profile", "smoke", "--run-dir", str(run_dir), "--notebooks", "04_model_strength"]
-    pipeline.main(arguments)
-    run = pipeline.read_json(run_dir / "run.json")
-    note = "not measured: the cells emptied the cache first"
-    pipeline.write_json(run_dir / "run.json", {**run, "feature_cache_gb": {"largest": None, "at_the_end": 0.0},
-                                               "feature_cache_note": note})
-    pipeline.main(arguments)
-    run = pipeline.read_json(run_dir / "run.json")
-    assert run["feature_cache_gb"] == {"largest": None, "at_the_end": 0.0} and run["feature_cache_note"] == note

@@ -226,11 +226,6 @@ def _batch_note(profile: Profile) -> str:
         "features in docs/speed.md)")
 
 
-def _cache_most(largest: float | None) -> str:
-    """The most the feature cache held, in words; None: not measured (run.json says why, in "feature_cache_note")."""
-    return "the most they took was not measured" if largest is None else f"{largest:.1f} GiB at most"
-
-
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
@@ -263,7 +258,7 @@ def _run_lines(name: str, run: dict) -> list[str]:
              f"passes {_minutes(steps['feature_passes'])}, probe training (the paper's probe and the attention-free "
              f"one) {_minutes(steps['probe_training'])}"
              + "".join(f", {label} {_minutes(steps[key])}" for key, label in STEP_LABELS if steps.get(key)) + ".",
-             f"- Baseline features saved on disk: {_cache_most(run['feature_cache_gb']['largest'])}, "
+             f"- Baseline features saved on disk: {run['feature_cache_gb']['largest']:.1f} GiB at most, "
              f"{run['feature_cache_gb']['at_the_end']:.1f} GiB left at the end."]
     return lines
 

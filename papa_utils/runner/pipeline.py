@@ -141,12 +141,9 @@ def run_notebooks(profile: Profile, run_dir: Path | None = None, notebooks=None,
         invocations.append({**this, "steps": step_census(run_dir, name)})
     if executor != "inprocess":  # where and how long each cell's job ran
         recorded.update(cells=cell_records(run_dir))
-    earlier = read_json(run_dir / "run.json") or {}
-    cache = cache_record(earlier, invocations, feature_cache_gb(run_dir))
-    if cache["largest"] is None and earlier.get("feature_cache_note"):  # still not measured: the note says why
-        recorded["feature_cache_note"] = earlier["feature_cache_note"]
     meta = {**recorded, "invocations": invocations, "notebooks": list(seconds), "notebook_seconds": seconds,
-            **run_totals(invocations), "step_seconds": timing(run_dir, profile), "feature_cache_gb": cache,
+            **run_totals(invocations), "step_seconds": timing(run_dir, profile),
+            "feature_cache_gb": cache_record(read_json(run_dir / "run.json"), invocations, feature_cache_gb(run_dir)),
             **environment()}
     write_json(run_dir / "run.json", meta)
     steps = invocations[-1]["steps"]
@@ -163,11 +160,10 @@ def cache_record(earlier_run: dict | None, invocations: list, at_the_end: float)
     """The run folder's feature cache for run.json: the largest it held over every invocation, interrupted ones
     included (each records its own largest, after every notebook and from its cells' jobs; an invocation that finds
     the averages done never fills the cache, so its own samples alone would hide an earlier one's), beside the
-    largest an earlier run.json recorded before invocations kept their own, and what is left at the end. An earlier
-    "largest" of None (not measured) stays None until an invocation measures the cache holding something."""
+    largest an earlier run.json recorded before invocations kept their own, and what is left at the end."""
     earlier = ((earlier_run or {}).get("feature_cache_gb") or {}).get("largest", 0.0)
-    largest = max([earlier or 0.0, *(i.get("feature_cache_gb") or 0.0 for i in invocations)])
-    return {"largest": None if earlier is None and not largest else largest, "at_the_end": at_the_end}
+    return {"largest": max([earlier, *(i.get("feature_cache_gb") or 0.0 for i in invocations)]),
+            "at_the_end": at_the_end}
 
 
 def invocation_record(name: str, started: float, notebook_seconds: dict, executor: str,
